@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dev: the /dev/spanalloc misc device and the life of a heap: open creates
+ * one, mmap gives it its memory, release frees all of it.
+ *
+ * Memory design (docs/design.md has the trade-offs). The heap's memory is a
+ * private mapping of the device that the mmap handler turns into ordinary
+ * anonymous memory (vma_set_anonymous(), as /dev/zero does). The core mm
+ * then provides zero-filled pages on first touch, copy-on-write across
+ * fork, swap, THP and memory cgroup charging of the owner; the module only
+ * decides layout: which pages form which span. It never reads or writes
+ * those pages and keeps every piece of span state in kernel memory, so
+ * nothing user space writes can mislead it.
+ *
+ * Mapping rules: offset 0, a length that is a whole number of arenas and at
+ * most the module's heap limit, MAP_PRIVATE, never PROT_EXEC (VM_MAYEXEC is
+ * cleared so mprotect cannot add it later), one mapping per heap, made by
+ * the heap's owner. VM_DONTEXPAND stops mremap from growing it.
+ *
+ * Owner: the mm of the process that opened the device. A forked child
+ * inherits the fd and a copy-on-write copy of the memory, but every ioctl
+ * and mmap from it fails with -EPERM, so it cannot change the parent's
+ * heap; the child opens the device again for a heap of its own. The heap
+ * lives until the last reference to the file goes: the fd and the mapping
+ * (which holds the file) both count, so a process that exits, or closes the
+ * fd and unmaps, frees everything, whatever state its spans were in.
+ */
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/version.h>
+#include "spanalloc.h"
+
+unsigned int sa_heap_limit_mb = 1024;
+module_param_named(heap_limit_mb, sa_heap_limit_mb, uint, 0644);
+MODULE_PARM_DESC(heap_limit_mb,
+		 "Largest heap in MiB, for heaps opened from now on (default 1024)");
+
+static unsigned int sa_pcp_depth = SA_PCP_MAX_DEPTH;
+module_param_named(pcp_depth, sa_pcp_depth, uint, 0644);
+MODULE_PARM_DESC(pcp_depth,
+		 "Spans per CPU per span class in the per-CPU cache, 0 turns it off (0-8, default 8); for heaps opened from now on");
+
+atomic64_t sa_global_heaps = ATOMIC64_INIT(0);
+atomic64_t sa_global_spans = ATOMIC64_INIT(0);
+atomic64_t sa_global_pages = ATOMIC64_INIT(0);
+atomic64_t sa_global_arenas = ATOMIC64_INIT(0);
+
+/* All open heaps, for the CPU hotplug callback. */
+static DEFINE_MUTEX(sa_heaps_mutex);
+static LIST_HEAD(sa_heaps);
+
+void sa_for_each_heap(void (*fn)(struct sa_heap *heap, unsigned int cpu),
+		      unsigned int cpu)
+{
+	struct sa_heap *heap;
+
+	mutex_lock(&sa_heaps_mutex);
+	list_for_each_entry(heap, &sa_heaps, node)
+		fn(heap, cpu);
+	mutex_unlock(&sa_heaps_mutex);
+}
+
+static int sa_open(struct inode *inode, struct file *file)
+{
+	u64 limit = (u64)clamp(READ_ONCE(sa_heap_limit_mb), 64U, 1U << 20) << 20;
+	struct sa_heap *heap;
+	int sc;
+
+	if (!current->mm)
+		return -EINVAL;
+	heap = kzalloc(sizeof(*heap), GFP_KERNEL_ACCOUNT);
+	if (!heap)
+		return -ENOMEM;
+	heap->counters = alloc_percpu_gfp(struct sa_heap_counters,
+					  GFP_KERNEL_ACCOUNT);
+	if (!heap->counters || sa_mcache_init(heap)) {
+		free_percpu(heap->counters);
+		kfree(heap);
+		return -ENOMEM;
+	}
+	heap->pcp_depth = min(READ_ONCE(sa_pcp_depth), (unsigned int)SA_PCP_MAX_DEPTH);
+	heap->max_map = round_up(limit, SPANALLOC_ARENA_SIZE);
+	heap->limit_pages = min_t(u64, limit >> SA_PAGE_SHIFT, U32_MAX);
+	heap->next_gen = 0;
+	mutex_init(&heap->grow_mutex);
+	spin_lock_init(&heap->lock);
+	for (sc = 0; sc < SA_NSPANCLASS; sc++)
+		sa_mcentral_init(&heap->central[sc]);
+	heap->mm = current->mm;
+	mmgrab(heap->mm);
+
+	mutex_lock(&sa_heaps_mutex);
+	list_add(&heap->node, &sa_heaps);
+	mutex_unlock(&sa_heaps_mutex);
+	atomic64_inc(&sa_global_heaps);
+	file->private_data = heap;
+	return 0;
+}
+
+static int sa_release(struct inode *inode, struct file *file)
+{
+	struct sa_heap *heap = file->private_data;
+
+	mutex_lock(&sa_heaps_mutex);
+	list_del(&heap->node);
+	mutex_unlock(&sa_heaps_mutex);
+
+	/* Spans in every state are in the span table: freeing it frees all. */
+	sa_mheap_destroy(heap);
+	sa_mcache_destroy(heap);
+	free_percpu(heap->counters);
+	mmdrop(heap->mm);
+	kfree(heap);
+	atomic64_dec(&sa_global_heaps);
+	return 0;
+}
+
+static void sa_vma_set_flags(struct vm_area_struct *vma)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_clear(vma, VM_MAYEXEC);
+	vm_flags_set(vma, VM_DONTEXPAND);
+#else
+	vma->vm_flags &= ~VM_MAYEXEC;
+	vma->vm_flags |= VM_DONTEXPAND;
+#endif
+}
+
+static int sa_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct sa_heap *heap = file->private_data;
+	u64 len = vma->vm_end - vma->vm_start;
+	int ret;
+
+	if (vma->vm_mm != heap->mm)
+		return -EPERM;
+	if (vma->vm_pgoff || !len || len % SPANALLOC_ARENA_SIZE ||
+	    len > heap->max_map)
+		return -EINVAL;
+	if (vma->vm_flags & VM_MAYSHARE)
+		return -EINVAL;
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+
+	mutex_lock(&heap->grow_mutex);
+	if (heap->mapped) {
+		ret = -EBUSY;
+		goto out;
+	}
+	ret = sa_mheap_map(heap, vma->vm_start, len);
+	if (ret)
+		goto out;
+	sa_vma_set_flags(vma);
+	vma_set_anonymous(vma);
+	smp_store_release(&heap->mapped, len);
+out:
+	mutex_unlock(&heap->grow_mutex);
+	return ret;
+}
+
+static const struct file_operations sa_fops = {
+	.owner = THIS_MODULE,
+	.open = sa_open,
+	.release = sa_release,
+	.mmap = sa_mmap,
+	.unlocked_ioctl = sa_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
+};
+
+static struct miscdevice sa_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "spanalloc",
+	.fops = &sa_fops,
+	.mode = 0666,
+};
+
+static int __init sa_init(void)
+{
+	int ret;
+
+	ret = sa_mheap_cache_init();
+	if (ret)
+		return ret;
+	ret = sa_mcache_hotplug_init();
+	if (ret)
+		goto err_cache;
+	ret = misc_register(&sa_misc);
+	if (ret)
+		goto err_hp;
+	return 0;
+
+err_hp:
+	sa_mcache_hotplug_exit();
+err_cache:
+	sa_mheap_cache_exit();
+	return ret;
+}
+
+static void __exit sa_exit(void)
+{
+	misc_deregister(&sa_misc);
+	sa_mcache_hotplug_exit();
+	sa_mheap_cache_exit();
+}
+
+module_init(sa_init);
+module_exit(sa_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("spanalloc: Go-style span heap for user space allocators");
+MODULE_AUTHOR("spanalloc developers");

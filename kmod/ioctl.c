@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ioctl: the uapi boundary (include/uapi/linux/spanalloc.h). Everything
+ * user space passes is copied in once, checked field by field, and only
+ * then acted on: sizes (copy_struct_from_user, so structs can grow and
+ * unknown trailing bytes must be zero), flags, reserved fields, counts,
+ * span classes and handles. Nothing here trusts a value twice.
+ *
+ * Only the heap's owner (the mm that opened it) may use it: a forked child
+ * or a process that received the fd over a socket gets -EPERM, so it can
+ * neither read nor change the heap.
+ */
+#include <linux/fs.h>
+#include <linux/sched.h>
+#include <linux/uaccess.h>
+#include "spanalloc.h"
+
+/* Copies a size-prefixed struct in; usize is the size user space claims. */
+static int sa_copy_in(void *dst, size_t ksize, size_t minsize,
+		      const void __user *uarg)
+{
+	u32 usize;
+	int ret;
+
+	if (get_user(usize, (const u32 __user *)uarg))
+		return -EFAULT;
+	if (usize < minsize || usize > PAGE_SIZE)
+		return -EINVAL;
+	ret = copy_struct_from_user(dst, ksize, uarg, usize);
+	if (ret == -E2BIG)
+		return -EINVAL;
+	return ret;
+}
+
+/* Writes back as much of the struct as user space has room for. */
+static int sa_copy_out(void __user *uarg, const void *src, size_t ksize,
+		       u32 usize)
+{
+	return copy_to_user(uarg, src, min_t(size_t, ksize, usize)) ? -EFAULT : 0;
+}
+
+static long sa_ioctl_info(struct sa_heap *heap, void __user *uarg)
+{
+	struct spanalloc_info info;
+	int ret;
+
+	ret = sa_copy_in(&info, sizeof(info), SPANALLOC_INFO_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	/* Every field but size is output: user space must pass zeros. */
+	if (memchr_inv(&info.abi_version, 0,
+		       sizeof(info) - offsetof(typeof(info), abi_version)))
+		return -EINVAL;
+
+	info.abi_version = SPANALLOC_ABI_VERSION;
+	info.page_size = SA_PAGE_SIZE;
+	info.num_classes = SPANALLOC_NUM_CLASSES;
+	info.arena_size = SPANALLOC_ARENA_SIZE;
+	info.class_hash = SPANALLOC_CLASS_HASH;
+	info.heap_limit = (u64)READ_ONCE(heap->limit_pages) << SA_PAGE_SHIFT;
+	info.max_heap_limit = heap->max_map;
+	info.max_batch = SA_MAX_BATCH;
+	info.pcp_depth = heap->pcp_depth;
+	info.max_large_pages = min_t(u64, heap->max_map, info.heap_limit) >>
+			       SA_PAGE_SHIFT;
+	info.global_heaps = atomic64_read(&sa_global_heaps);
+	info.global_spans = atomic64_read(&sa_global_spans);
+	info.global_pages = atomic64_read(&sa_global_pages);
+	info.global_arenas = atomic64_read(&sa_global_arenas);
+	return sa_copy_out(uarg, &info, sizeof(info), info.size);
+}
+
+static void sa_span_desc(struct sa_heap *heap, struct sa_span *s,
+			 struct spanalloc_span *d)
+{
+	d->handle = sa_span_handle(s);
+	d->addr = heap->base + ((unsigned long)s->start << SA_PAGE_SHIFT);
+	d->npages = s->npages;
+	d->spanclass = s->spanclass;
+	d->needzero = s->needzero;
+	d->pad = 0;
+}
+
+/* Claims every span the batch returns; all or none. */
+static int sa_claim_batch(struct sa_heap *heap, const struct spanalloc_ret __user *uret,
+			  u32 n, struct sa_span **spans, u8 *prev, u8 *ops)
+{
+	struct spanalloc_ret r;
+	u32 i;
+	int ret = 0;
+
+	for (i = 0; i < n; i++) {
+		int p;
+
+		if (copy_from_user(&r, &uret[i], sizeof(r))) {
+			ret = -EFAULT;
+			break;
+		}
+		if (r.reserved) {
+			ret = -EINVAL;
+			break;
+		}
+		ret = sa_span_claim(heap, r.handle, r.op, &spans[i], &p);
+		if (ret)
+			break;
+		prev[i] = p;
+		ops[i] = r.op;
+	}
+	if (ret)
+		while (i--)
+			sa_span_unclaim(spans[i], prev[i]);
+	return ret;
+}
+
+static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
+{
+	struct spanalloc_span __user *uget;
+	struct sa_span *spans[SA_MAX_BATCH];
+	u8 prev[SA_MAX_BATCH], ops[SA_MAX_BATCH];
+	struct spanalloc_exchange ex;
+	struct spanalloc_span d;
+	int ret, err = 0;
+	u32 i, got;
+
+	ret = sa_copy_in(&ex, sizeof(ex), SPANALLOC_EXCHANGE_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	if (ex.flags || ex.reserved || ex.ret_done || ex.get_done ||
+	    ex.ret_count > SA_MAX_BATCH || ex.get_count > SA_MAX_BATCH ||
+	    (ex.ret_count && !ex.ret_ptr) || (ex.get_count && !ex.get_ptr))
+		return -EINVAL;
+	if (ex.get_count && (ex.get_spanclass < 2 ||
+			     ex.get_spanclass >= SA_NSPANCLASS))
+		return -EINVAL;
+	if (!ex.get_count && ex.get_spanclass)
+		return -EINVAL;
+	if (!smp_load_acquire(&heap->mapped))
+		return -ENXIO;
+	uget = u64_to_user_ptr(ex.get_ptr);
+	/* Check the output array is writable before anything changes. */
+	if (ex.get_count && !access_ok(uget, ex.get_count * sizeof(d)))
+		return -EFAULT;
+
+	sa_count(heap, exchanges);
+	ret = sa_claim_batch(heap, u64_to_user_ptr(ex.ret_ptr), ex.ret_count,
+			     spans, prev, ops);
+	if (ret)
+		return ret;
+	for (i = 0; i < ex.ret_count; i++)
+		sa_span_return(heap, spans[i], prev[i], ops[i]);
+	ex.ret_done = ex.ret_count;
+
+	got = ex.get_count ? sa_span_get(heap, ex.get_spanclass, spans,
+					 ex.get_count, &err) : 0;
+	for (i = 0; i < got; i++) {
+		sa_span_desc(heap, spans[i], &d);
+		if (copy_to_user(&uget[i], &d, sizeof(d)))
+			break;
+	}
+	if (i < got) {
+		/*
+		 * User space made the array unwritable between access_ok() and
+		 * now: it cannot learn of these spans, so take them back.
+		 */
+		for (i = 0; i < got; i++)
+			sa_span_return(heap, spans[i], SA_SPAN_OWNED,
+				       SPANALLOC_RET_EMPTY);
+		return -EFAULT;
+	}
+	ex.get_done = got;
+	if (ex.get_count && !got) {
+		sa_count(heap, enomem);
+		ret = err ? err : -ENOMEM;
+	}
+	if (sa_copy_out(uarg, &ex, sizeof(ex), ex.size))
+		return -EFAULT;
+	return ret;
+}
+
+static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
+{
+	struct spanalloc_large lg;
+	struct sa_span *s;
+	int ret;
+
+	ret = sa_copy_in(&lg, sizeof(lg), SPANALLOC_LARGE_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	if (lg.flags & ~SPANALLOC_LARGE_NOSCAN || lg.reserved || !lg.npages ||
+	    memchr_inv(&lg.span, 0, sizeof(lg.span)))
+		return -EINVAL;
+	if (!smp_load_acquire(&heap->mapped))
+		return -ENXIO;
+	if (lg.npages > heap->max_pages)
+		return -EINVAL;
+	s = sa_mheap_alloc_span(heap, SPANALLOC_SPANCLASS(0, lg.flags &
+				SPANALLOC_LARGE_NOSCAN), lg.npages);
+	if (IS_ERR(s)) {
+		sa_count(heap, enomem);
+		return PTR_ERR(s);
+	}
+	sa_span_desc(heap, s, &lg.span);
+	if (sa_copy_out(uarg, &lg, sizeof(lg), lg.size)) {
+		sa_span_return(heap, s, SA_SPAN_OWNED, SPANALLOC_RET_EMPTY);
+		return -EFAULT;
+	}
+	sa_count(heap, large_allocs);
+	sa_count(heap, spans_got);
+	return 0;
+}
+
+static void sa_sum_counters(struct sa_heap *heap, struct sa_heap_counters *sum)
+{
+	int cpu;
+
+	memset(sum, 0, sizeof(*sum));
+	for_each_possible_cpu(cpu) {
+		const struct sa_heap_counters *c = per_cpu_ptr(heap->counters, cpu);
+
+		sum->exchanges += READ_ONCE(c->exchanges);
+		sum->large_allocs += READ_ONCE(c->large_allocs);
+		sum->spans_got += READ_ONCE(c->spans_got);
+		sum->spans_returned += READ_ONCE(c->spans_returned);
+		sum->pcp_hits += READ_ONCE(c->pcp_hits);
+		sum->central_hits += READ_ONCE(c->central_hits);
+		sum->heap_spans += READ_ONCE(c->heap_spans);
+		sum->pcp_flushes += READ_ONCE(c->pcp_flushes);
+		sum->enomem += READ_ONCE(c->enomem);
+	}
+}
+
+static int sa_class_stats_out(struct sa_heap *heap,
+			      struct spanalloc_class_stats __user *ucs, u32 n)
+{
+	struct spanalloc_class_stats cs;
+	u32 sc, spans;
+
+	for (sc = 0; sc < n; sc++) {
+		struct sa_central *c = &heap->central[sc];
+
+		spin_lock(&c->lock);
+		cs.partial = c->npartial;
+		cs.full = c->nfull;
+		spin_unlock(&c->lock);
+		cs.cached = sa_mcache_count(heap, sc);
+		spin_lock(&heap->lock);
+		spans = heap->class_spans[sc];
+		spin_unlock(&heap->lock);
+		/* A snapshot taken while spans move: never below zero. */
+		cs.owned = spans > cs.partial + cs.full + cs.cached ?
+			   spans - cs.partial - cs.full - cs.cached : 0;
+		if (copy_to_user(&ucs[sc], &cs, sizeof(cs)))
+			return -EFAULT;
+	}
+	return 0;
+}
+
+static long sa_ioctl_stats(struct sa_heap *heap, void __user *uarg)
+{
+	struct sa_heap_counters sum;
+	struct spanalloc_stats st;
+	int ret;
+
+	ret = sa_copy_in(&st, sizeof(st), SPANALLOC_STATS_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	if (st.classes_count > SA_NSPANCLASS ||
+	    (st.classes_count && !st.classes_ptr) ||
+	    memchr_inv(&st.limit, 0, sizeof(st) - offsetof(typeof(st), limit)))
+		return -EINVAL;
+	if (st.classes_count) {
+		ret = sa_class_stats_out(heap, u64_to_user_ptr(st.classes_ptr),
+					 st.classes_count);
+		if (ret)
+			return ret;
+	}
+
+	sa_sum_counters(heap, &sum);
+	spin_lock(&heap->lock);
+	st.limit = (u64)heap->limit_pages << SA_PAGE_SHIFT;
+	st.arenas = heap->active_pages / SA_ARENA_PAGES;
+	st.pages_inuse = heap->pages_inuse;
+	st.pages_free = heap->active_pages - heap->pages_inuse;
+	st.spans = heap->nspans;
+	st.large_spans = heap->nlarge;
+	spin_unlock(&heap->lock);
+	st.mapped = smp_load_acquire(&heap->mapped);
+	st.exchanges = sum.exchanges;
+	st.large_allocs = sum.large_allocs;
+	st.spans_got = sum.spans_got;
+	st.spans_returned = sum.spans_returned;
+	st.pcp_hits = sum.pcp_hits;
+	st.central_hits = sum.central_hits;
+	st.heap_spans = sum.heap_spans;
+	st.pcp_flushes = sum.pcp_flushes;
+	st.enomem = sum.enomem;
+	return sa_copy_out(uarg, &st, sizeof(st), st.size);
+}
+
+static long sa_ioctl_set_limit(struct sa_heap *heap, void __user *uarg)
+{
+	struct spanalloc_limit lim;
+	int ret;
+
+	ret = sa_copy_in(&lim, sizeof(lim), SPANALLOC_LIMIT_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	if (lim.flags)
+		return -EINVAL;
+	return sa_mheap_set_limit(heap, lim.limit);
+}
+
+long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct sa_heap *heap = file->private_data;
+	void __user *uarg = (void __user *)arg;
+
+	if (_IOC_TYPE(cmd) != SPANALLOC_IOC_MAGIC)
+		return -ENOTTY;
+	if (current->mm != heap->mm)
+		return -EPERM;
+
+	switch (cmd) {
+	case SPANALLOC_IOC_INFO:
+		return sa_ioctl_info(heap, uarg);
+	case SPANALLOC_IOC_EXCHANGE:
+		return sa_ioctl_exchange(heap, uarg);
+	case SPANALLOC_IOC_ALLOC_LARGE:
+		return sa_ioctl_alloc_large(heap, uarg);
+	case SPANALLOC_IOC_STATS:
+		return sa_ioctl_stats(heap, uarg);
+	case SPANALLOC_IOC_SET_LIMIT:
+		return sa_ioctl_set_limit(heap, uarg);
+	}
+	return -ENOTTY;
+}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mcache: a heap's per-CPU cache of ready spans, one small LIFO stack per
+ * span class (the kernel-side counterpart of Go's mcache, which caches one
+ * span per class per P).
+ *
+ * A thread that returns a partial span and gets the next one in the same
+ * exchange stays on one CPU and touches only that CPU's stack, under a
+ * local_lock (preemption off on !PREEMPT_RT): no shared cache line, no
+ * spinlock. Only when a stack runs dry (refill) or over (flush) does the
+ * CPU take the class's mcentral lock, and then it moves half a stack at
+ * once, so the lock is taken once per depth/2 spans at most.
+ *
+ * Stacks are bounded by pcp_depth (a module parameter read when the heap is
+ * opened; 0 turns this layer off so its value can be measured). A CPU that
+ * goes offline has its stacks drained to mcentral by a CPU hotplug callback
+ * that runs after the CPU is dead, so no span is stranded on a CPU that
+ * will never run the heap's code again.
+ */
+#include <linux/cpuhotplug.h>
+#include <linux/percpu.h>
+#include "spanalloc.h"
+
+static enum cpuhp_state sa_mcache_hp_state;
+
+int sa_mcache_init(struct sa_heap *heap)
+{
+	int cpu;
+
+	heap->mcache = alloc_percpu_gfp(struct sa_mcache, GFP_KERNEL_ACCOUNT);
+	if (!heap->mcache)
+		return -ENOMEM;
+	for_each_possible_cpu(cpu)
+		local_lock_init(&per_cpu_ptr(heap->mcache, cpu)->lock);
+	return 0;
+}
+
+void sa_mcache_destroy(struct sa_heap *heap)
+{
+	free_percpu(heap->mcache);
+}
+
+/* Moves the oldest half of a full stack to mcentral. */
+static void sa_mcache_flush(struct sa_heap *heap, struct sa_mcache_stack *st,
+			    u16 sc)
+{
+	u32 k = max(heap->pcp_depth / 2, 1U);
+
+	sa_mcentral_put_partial(&heap->central[sc], st->spans, k);
+	memmove(st->spans, st->spans + k, (st->n - k) * sizeof(st->spans[0]));
+	st->n -= k;
+	sa_count(heap, pcp_flushes);
+}
+
+/*
+ * Hands out up to n ready spans of class sc from this CPU's stack,
+ * refilling it from mcentral when it runs dry. Returns how many; fewer
+ * than n when mcentral has no partial span left either.
+ */
+u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n)
+{
+	u32 refill = max(heap->pcp_depth / 2, 1U);
+	struct sa_mcache_stack *st;
+	u32 got = 0, hits = 0, moved = 0;
+
+	local_lock(&heap->mcache->lock);
+	st = this_cpu_ptr(&heap->mcache->stacks[sc]);
+	while (got < n) {
+		if (!st->n) {
+			st->n = sa_mcentral_take(&heap->central[sc], st->spans,
+						 refill, SA_SPAN_CACHED);
+			if (!st->n)
+				break;
+			moved += st->n;
+		} else if (!moved) {
+			hits++;
+		}
+		out[got] = st->spans[--st->n];
+		atomic_set(&out[got]->state, SA_SPAN_OWNED);
+		got++;
+	}
+	local_unlock(&heap->mcache->lock);
+	sa_count_add(heap, pcp_hits, hits);
+	sa_count_add(heap, central_hits, moved);
+	return got;
+}
+
+/* Takes back a span with free objects (the caller has claimed it). */
+void sa_mcache_put(struct sa_heap *heap, struct sa_span *s)
+{
+	struct sa_mcache_stack *st;
+
+	local_lock(&heap->mcache->lock);
+	st = this_cpu_ptr(&heap->mcache->stacks[s->spanclass]);
+	if (st->n >= heap->pcp_depth)
+		sa_mcache_flush(heap, st, s->spanclass);
+	st->spans[st->n++] = s;
+	atomic_set(&s->state, SA_SPAN_CACHED);
+	local_unlock(&heap->mcache->lock);
+}
+
+/* cpu is dead (or the heap is idle): move its spans to mcentral. */
+void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
+{
+	struct sa_mcache *mc = per_cpu_ptr(heap->mcache, cpu);
+	u16 sc;
+
+	for (sc = 0; sc < SA_NSPANCLASS; sc++) {
+		struct sa_mcache_stack *st = &mc->stacks[sc];
+
+		if (!st->n)
+			continue;
+		sa_mcentral_put_partial(&heap->central[sc], st->spans, st->n);
+		st->n = 0;
+		this_cpu_inc(heap->counters->pcp_flushes);
+	}
+}
+
+/* Spans of class sc in all CPUs' stacks; a snapshot, for statistics. */
+u32 sa_mcache_count(struct sa_heap *heap, u16 sc)
+{
+	u32 n = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		n += READ_ONCE(per_cpu_ptr(heap->mcache, cpu)->stacks[sc].n);
+	return n;
+}
+
+static int sa_mcache_cpu_dead(unsigned int cpu)
+{
+	sa_for_each_heap(sa_mcache_drain_cpu, cpu);
+	return 0;
+}
+
+int sa_mcache_hotplug_init(void)
+{
+	int ret;
+
+	ret = cpuhp_setup_state_nocalls(CPUHP_BP_PREPARE_DYN, "spanalloc:dead",
+					NULL, sa_mcache_cpu_dead);
+	if (ret < 0)
+		return ret;
+	sa_mcache_hp_state = ret;
+	return 0;
+}
+
+void sa_mcache_hotplug_exit(void)
+{
+	cpuhp_remove_state_nocalls(sa_mcache_hp_state);
+}

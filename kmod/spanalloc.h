@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * spanalloc.ko internals: every type of the module and the rules that
+ * govern them. Read docs/design.md for the why; this is the what.
+ *
+ * A heap (one per open file of /dev/spanalloc) owns:
+ *   mheap    the page allocator over the heap's arenas: a bitmap of 8 KiB
+ *            pages searched first fit from the lowest address, so freed
+ *            runs coalesce by construction; and the span table, mapping
+ *            every page of every span to its struct sa_span (mheap.c).
+ *   mcentral per span class, the spans that live in the kernel between
+ *            users: a partial list (spans with free objects, ready to hand
+ *            out) and a full list (spans whose objects are all in use)
+ *            (mcentral.c).
+ *   mcache   per CPU, per span class, a small stack of ready spans taken
+ *            and refilled without any shared lock (mcache.c).
+ *
+ * Lock order (outer first):
+ *   sa_heaps_mutex			(dev.c: the list of heaps, CPU hotplug)
+ *     heap->grow_mutex			(mapping and arena set-up; may sleep)
+ *       heap->mcache->lock		(local_lock: this CPU's stacks)
+ *         heap->central[sc].lock	(spinlock)
+ *           heap->lock			(spinlock: page bitmap, span table)
+ * No lock is held across copy_{to,from}_user.
+ *
+ * Span life cycle (enum sa_span_state). A span exists from the moment the
+ * page allocator cuts it until its pages are freed; in between it is in
+ * exactly one state, and only these transitions exist:
+ *
+ *   (pages) --get--> OWNED --return PARTIAL--> CACHED or PARTIAL
+ *                          --return FULL-----> FULL
+ *                          --return EMPTY----> (pages)
+ *   CACHED  <--refill/flush--> PARTIAL           (kernel-internal moves)
+ *   CACHED, PARTIAL --get--> OWNED
+ *   FULL    --return PARTIAL--> CACHED or PARTIAL
+ *           --return EMPTY----> (pages)
+ *
+ * User space may only ask for the "return" transitions, and only of spans in
+ * OWNED or FULL. A return first claims the span by moving its state to
+ * RETURNING with cmpxchg (span.c); whoever wins the claim owns the span
+ * until it stores the next state, so two racing returns of one span cannot
+ * both succeed, and a span that is CACHED or PARTIAL can never be returned.
+ */
+#ifndef _SPANALLOC_INTERNAL_H
+#define _SPANALLOC_INTERNAL_H
+
+#include <linux/atomic.h>
+#include <linux/list.h>
+#include <linux/local_lock.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/rcupdate.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/spanalloc.h>
+
+#define SA_PAGE_SHIFT		SPANALLOC_PAGE_SHIFT
+#define SA_PAGE_SIZE		(1UL << SA_PAGE_SHIFT)
+#define SA_ARENA_PAGES		(SPANALLOC_ARENA_SIZE >> SA_PAGE_SHIFT)
+#define SA_NSPANCLASS		SPANALLOC_NUM_SPANCLASSES
+#define SA_PCP_MAX_DEPTH	8
+#define SA_MAX_BATCH		32
+
+struct sa_class {
+	u32 size;		/* object size; 0 for class 0 */
+	u32 npages;		/* pages per span */
+	u32 nelems;		/* objects per span */
+};
+
+extern const struct sa_class sa_classes[SPANALLOC_NUM_CLASSES];
+
+enum sa_span_state {
+	SA_SPAN_OWNED = 1,	/* user space has it; on no list */
+	SA_SPAN_CACHED,		/* in one CPU's mcache stack */
+	SA_SPAN_PARTIAL,	/* on central[sc].partial */
+	SA_SPAN_FULL,		/* on central[sc].full; user space holds objects */
+	SA_SPAN_RETURNING,	/* claimed by one return in progress */
+};
+
+struct sa_span {
+	/*
+	 * On central[spanclass].partial or .full while PARTIAL or FULL, under
+	 * that central lock; unused otherwise.
+	 */
+	struct list_head list;
+	struct rcu_head rcu;	/* freed after lookups under RCU are done */
+	u32 start;		/* first page, counted from the heap's base */
+	u32 npages;
+	u32 gen;		/* with start, makes the handle; never 0 */
+	u16 spanclass;
+	/*
+	 * 1 once the pages may hold data: written by whoever holds the span
+	 * (the getter, or the returner that claimed it).
+	 */
+	u8 needzero;
+	atomic_t state;		/* enum sa_span_state; see the life cycle */
+};
+
+/* One CPU's ready spans of one span class: a LIFO, hottest on top. */
+struct sa_mcache_stack {
+	u32 n;
+	struct sa_span *spans[SA_PCP_MAX_DEPTH];
+};
+
+/*
+ * A heap's per-CPU cache. lock is a local_lock: it keeps the task on this
+ * CPU while it touches stacks[]. Only the CPU that owns the struct touches
+ * it, except that a dead CPU's stacks are drained by the hotplug callback
+ * and the whole thing is freed at heap release, when no CPU can run code on
+ * the heap.
+ */
+struct sa_mcache {
+	local_lock_t lock;
+	struct sa_mcache_stack stacks[SA_NSPANCLASS];
+};
+
+/* Per-CPU event counters; summed when read, so the fast path shares none. */
+struct sa_heap_counters {
+	u64 exchanges;
+	u64 large_allocs;
+	u64 spans_got;
+	u64 spans_returned;
+	u64 pcp_hits;
+	u64 central_hits;
+	u64 heap_spans;
+	u64 pcp_flushes;
+	u64 enomem;
+};
+
+struct sa_central {
+	spinlock_t lock;		/* protects everything below */
+	struct list_head partial;	/* SA_SPAN_PARTIAL spans */
+	struct list_head full;		/* SA_SPAN_FULL spans */
+	u32 npartial;
+	u32 nfull;
+} ____cacheline_aligned_in_smp;
+
+struct sa_arena {
+	/*
+	 * The span table of this arena's pages: spans[i] is the span that page
+	 * i belongs to, or NULL. Written under heap->lock; read under RCU.
+	 */
+	struct sa_span __rcu *spans[SA_ARENA_PAGES];
+};
+
+struct sa_heap {
+	struct mm_struct *mm;		/* owner; mmgrab()ed; set at open */
+	struct list_head node;		/* on sa_heaps, under sa_heaps_mutex */
+	u32 pcp_depth;			/* mcache depth; 0: mcache off; fixed */
+	u64 max_map;			/* longest mapping allowed; fixed */
+
+	/* Set once under grow_mutex by mmap, published by 'mapped'. */
+	struct mutex grow_mutex;	/* serializes mmap and arena set-up */
+	unsigned long base;		/* user address of page 0 */
+	u64 mapped;			/* mapping length; 0: not mapped yet */
+	u32 max_pages;			/* mapped >> SA_PAGE_SHIFT */
+	u32 max_arenas;
+	/*
+	 * arenas[i] is set once, under grow_mutex and heap->lock, and never
+	 * changes until release; readers load it with smp_load_acquire().
+	 */
+	struct sa_arena **arenas;
+
+	spinlock_t lock;		/* protects the page allocator below */
+	unsigned long *used;		/* bit per page: in a span */
+	unsigned long *dirty;		/* bit per page: may hold old data */
+	u32 active_pages;		/* pages in set-up arenas */
+	u32 search_hint;		/* every page below it is used */
+	u32 pages_inuse;
+	u32 limit_pages;		/* pages_inuse never passes it */
+	u32 next_gen;
+	u32 nspans;
+	u32 nlarge;
+	u32 class_spans[SA_NSPANCLASS];	/* spans alive per span class */
+
+	struct sa_central central[SA_NSPANCLASS];
+	struct sa_mcache __percpu *mcache;
+	struct sa_heap_counters __percpu *counters;
+};
+
+#define sa_count(heap, field)	this_cpu_inc((heap)->counters->field)
+#define sa_count_add(heap, field, n) this_cpu_add((heap)->counters->field, (n))
+
+/* Module-wide counters: leak checks read them through the info ioctl. */
+extern atomic64_t sa_global_heaps;
+extern atomic64_t sa_global_spans;
+extern atomic64_t sa_global_pages;
+extern atomic64_t sa_global_arenas;
+
+/* Module parameters (dev.c). */
+extern unsigned int sa_heap_limit_mb;
+
+/* mheap.c */
+int sa_mheap_cache_init(void);
+void sa_mheap_cache_exit(void);
+int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len);
+void sa_mheap_destroy(struct sa_heap *heap);
+struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
+				    u32 npages);
+void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s);
+struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle);
+int sa_mheap_set_limit(struct sa_heap *heap, u64 limit);
+
+static inline u64 sa_span_handle(const struct sa_span *s)
+{
+	return (u64)s->gen << 32 | s->start;
+}
+
+/* mcentral.c */
+void sa_mcentral_init(struct sa_central *c);
+u32 sa_mcentral_take(struct sa_central *c, struct sa_span **out, u32 n,
+		     enum sa_span_state state);
+void sa_mcentral_put_partial(struct sa_central *c, struct sa_span **spans,
+			     u32 n);
+void sa_mcentral_put_full(struct sa_central *c, struct sa_span *s);
+void sa_mcentral_remove_full(struct sa_central *c, struct sa_span *s);
+
+/* mcache.c */
+int sa_mcache_init(struct sa_heap *heap);
+void sa_mcache_destroy(struct sa_heap *heap);
+u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n);
+void sa_mcache_put(struct sa_heap *heap, struct sa_span *s);
+void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu);
+u32 sa_mcache_count(struct sa_heap *heap, u16 sc);
+int sa_mcache_hotplug_init(void);
+void sa_mcache_hotplug_exit(void);
+
+/* span.c */
+u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
+		int *err);
+int sa_span_claim(struct sa_heap *heap, u64 handle, u32 op,
+		  struct sa_span **sp, int *prev);
+void sa_span_unclaim(struct sa_span *s, int prev);
+void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op);
+
+/* dev.c */
+void sa_for_each_heap(void (*fn)(struct sa_heap *heap, unsigned int cpu),
+		      unsigned int cpu);
+
+/* ioctl.c */
+long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg);
+
+#endif /* _SPANALLOC_INTERNAL_H */

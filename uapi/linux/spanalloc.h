@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * spanalloc: the interface between spanalloc.ko and user space.
+ *
+ * Opening /dev/spanalloc creates a heap. The heap's memory is one private
+ * mapping of the device (offset 0, a multiple of SPANALLOC_ARENA_SIZE long,
+ * never executable), made once by the process that opened the device. The
+ * kernel cuts that range into spans (runs of 8 KiB pages serving one span
+ * class) and hands them out and takes them back through the ioctls below;
+ * user space carves spans into objects. Only the opening process (its mm) may
+ * map the heap or call the span ioctls; any other process, including a
+ * forked child, gets -EPERM.
+ *
+ * Every struct starts with a size field: user space writes sizeof() of the
+ * struct as it knows it, so the struct can grow. The kernel accepts any size
+ * from the first published one (..._SIZE_VER0) up; bytes beyond what the
+ * kernel knows must be zero. Reserved fields and flags must be zero, or the
+ * call fails with -EINVAL and changes nothing.
+ *
+ * A span handle is opaque: it names one span during one life of the span
+ * and never names another, so a stale handle is refused, not misapplied.
+ */
+#ifndef _UAPI_LINUX_SPANALLOC_H
+#define _UAPI_LINUX_SPANALLOC_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+#include "spanalloc-sizeclasses.h"
+
+#define SPANALLOC_ABI_VERSION	1
+#define SPANALLOC_PAGE_SIZE	(1u << SPANALLOC_PAGE_SHIFT)
+#define SPANALLOC_ARENA_SHIFT	26
+#define SPANALLOC_ARENA_SIZE	(1ull << SPANALLOC_ARENA_SHIFT)
+
+/* span class = size class << 1 | noscan; span classes 0 and 1 are large */
+#define SPANALLOC_SPANCLASS(sizeclass, noscan)	(((sizeclass) << 1) | ((noscan) ? 1 : 0))
+#define SPANALLOC_SPANCLASS_SIZECLASS(sc)	((sc) >> 1)
+#define SPANALLOC_SPANCLASS_NOSCAN(sc)		((sc) & 1)
+
+/* SPANALLOC_IOC_INFO: what this module is and how it is configured. */
+struct spanalloc_info {
+	__u32 size;		/* in: sizeof(struct spanalloc_info) */
+	__u32 abi_version;	/* out: SPANALLOC_ABI_VERSION */
+	__u32 page_size;	/* out: bytes per heap page */
+	__u32 num_classes;	/* out: size classes, class 0 included */
+	__u64 arena_size;	/* out: bytes per arena */
+	__u64 class_hash;	/* out: SPANALLOC_CLASS_HASH of the module */
+	__u64 heap_limit;	/* out: this heap's byte limit */
+	__u64 max_heap_limit;	/* out: the module's limit (heap_limit_mb) */
+	__u32 max_batch;	/* out: most spans one exchange moves each way */
+	__u32 pcp_depth;	/* out: spans per CPU per span class; 0: off */
+	__u32 max_large_pages;	/* out: most pages one large span may have */
+	__u32 reserved;		/* out: 0 */
+	/* module-wide counters, for leak checks */
+	__u64 global_heaps;	/* out: heaps open */
+	__u64 global_spans;	/* out: spans alive in all heaps */
+	__u64 global_pages;	/* out: heap pages in spans, all heaps */
+	__u64 global_arenas;	/* out: arenas set up, all heaps */
+};
+
+#define SPANALLOC_INFO_SIZE_VER0	96
+
+/* A span handed out by the kernel. */
+struct spanalloc_span {
+	__u64 handle;		/* names this span in later calls */
+	__u64 addr;		/* user address of its first byte */
+	__u32 npages;		/* length in heap pages */
+	__u16 spanclass;	/* SPANALLOC_SPANCLASS() */
+	__u8 needzero;		/* 1: the memory may hold old data */
+	__u8 pad;		/* 0 */
+};
+
+/* What a returned span is, from the returning thread's point of view. */
+enum spanalloc_ret_op {
+	SPANALLOC_RET_PARTIAL = 1,	/* some objects free: reuse it */
+	SPANALLOC_RET_FULL = 2,		/* no object free: keep it listed */
+	SPANALLOC_RET_EMPTY = 3,	/* every object free: free its pages */
+};
+
+struct spanalloc_ret {
+	__u64 handle;
+	__u32 op;		/* enum spanalloc_ret_op */
+	__u32 reserved;		/* 0 */
+};
+
+/*
+ * SPANALLOC_IOC_EXCHANGE: return ret_count spans, then get up to get_count
+ * spans of span class get_spanclass (1 < class < SPANALLOC_NUM_SPANCLASSES),
+ * in one call. Either count may be 0. Returns are checked as a whole before
+ * any is applied: one bad entry (unknown or stale handle, a span that is not
+ * in a state that op may leave, the same span twice, a large span returned
+ * other than EMPTY) fails the call with -EINVAL and nothing changes.
+ * A return may name a span this thread got, or one another thread returned
+ * FULL (which is how a thread that frees into a full span hands it back as
+ * PARTIAL or EMPTY).
+ *
+ * Once the returns are applied, ret_done = ret_count and the spans got are
+ * written to get_ptr[0 .. get_done). If the heap limit stops the kernel from
+ * getting any span, the call fails with -ENOMEM but the struct is still
+ * written back, so ret_done says whether the returns were applied.
+ */
+struct spanalloc_exchange {
+	__u32 size;		/* in: sizeof(struct spanalloc_exchange) */
+	__u32 flags;		/* in: 0 */
+	__u64 ret_ptr;		/* in: struct spanalloc_ret[ret_count] */
+	__u64 get_ptr;		/* in: struct spanalloc_span[get_count] */
+	__u32 ret_count;	/* in: <= max_batch */
+	__u32 get_count;	/* in: <= max_batch */
+	__u32 get_spanclass;	/* in */
+	__u32 ret_done;		/* out */
+	__u32 get_done;		/* out */
+	__u32 reserved;		/* in: 0 */
+};
+
+#define SPANALLOC_EXCHANGE_SIZE_VER0	48
+
+/*
+ * SPANALLOC_IOC_ALLOC_LARGE: one span of npages pages (1 <= npages <=
+ * max_large_pages) for one large object; span class 0, or 1 with
+ * SPANALLOC_LARGE_NOSCAN. Freed with an EMPTY return.
+ */
+#define SPANALLOC_LARGE_NOSCAN	(1u << 0)
+
+struct spanalloc_large {
+	__u32 size;		/* in: sizeof(struct spanalloc_large) */
+	__u32 flags;		/* in: SPANALLOC_LARGE_* */
+	__u32 npages;		/* in */
+	__u32 reserved;		/* in: 0 */
+	struct spanalloc_span span;	/* out */
+};
+
+#define SPANALLOC_LARGE_SIZE_VER0	40
+
+/* Spans of one span class in each kernel-side state. */
+struct spanalloc_class_stats {
+	__u32 owned;		/* handed out, not returned */
+	__u32 cached;		/* in a per-CPU cache */
+	__u32 partial;		/* on the central partial list */
+	__u32 full;		/* on the central full list */
+};
+
+/*
+ * SPANALLOC_IOC_STATS: this heap's counters. If classes_ptr is not 0 it
+ * receives classes_count (<= SPANALLOC_NUM_SPANCLASSES) entries of
+ * struct spanalloc_class_stats, indexed by span class.
+ */
+struct spanalloc_stats {
+	__u32 size;		/* in: sizeof(struct spanalloc_stats) */
+	__u32 classes_count;	/* in */
+	__u64 classes_ptr;	/* in */
+	__u64 limit;		/* bytes the heap's spans may take */
+	__u64 mapped;		/* bytes of the heap's mapping, 0 if none */
+	__u64 arenas;		/* arenas set up */
+	__u64 pages_inuse;	/* pages in spans */
+	__u64 pages_free;	/* free pages in set-up arenas */
+	__u64 spans;		/* spans alive */
+	__u64 large_spans;	/* of which large */
+	__u64 exchanges;	/* exchange calls */
+	__u64 large_allocs;	/* alloc_large calls that succeeded */
+	__u64 spans_got;	/* spans handed out */
+	__u64 spans_returned;	/* spans returned */
+	__u64 pcp_hits;		/* spans got from a per-CPU cache */
+	__u64 central_hits;	/* spans got from a central partial list */
+	__u64 heap_spans;	/* spans got from the page allocator */
+	__u64 pcp_flushes;	/* per-CPU cache overflows and CPU drains */
+	__u64 enomem;		/* requests refused by the limit */
+};
+
+#define SPANALLOC_STATS_SIZE_VER0	152
+
+/* SPANALLOC_IOC_SET_LIMIT: lower this heap's limit (bytes, page multiple). */
+struct spanalloc_limit {
+	__u32 size;		/* in: sizeof(struct spanalloc_limit) */
+	__u32 flags;		/* in: 0 */
+	__u64 limit;		/* in: > 0, <= the current limit */
+};
+
+#define SPANALLOC_LIMIT_SIZE_VER0	16
+
+#define SPANALLOC_IOC_MAGIC	0xb6
+#define SPANALLOC_IOC_INFO	_IOWR(SPANALLOC_IOC_MAGIC, 0x00, struct spanalloc_info)
+#define SPANALLOC_IOC_EXCHANGE	_IOWR(SPANALLOC_IOC_MAGIC, 0x01, struct spanalloc_exchange)
+#define SPANALLOC_IOC_ALLOC_LARGE _IOWR(SPANALLOC_IOC_MAGIC, 0x02, struct spanalloc_large)
+#define SPANALLOC_IOC_STATS	_IOWR(SPANALLOC_IOC_MAGIC, 0x03, struct spanalloc_stats)
+#define SPANALLOC_IOC_SET_LIMIT	_IOW(SPANALLOC_IOC_MAGIC, 0x04, struct spanalloc_limit)
+
+#endif /* _UAPI_LINUX_SPANALLOC_H */
