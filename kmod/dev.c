@@ -84,7 +84,6 @@ static int sa_open(struct inode *inode, struct file *file)
 	heap->pcp_depth = min(READ_ONCE(sa_pcp_depth), (unsigned int)SA_PCP_MAX_DEPTH);
 	heap->max_map = round_up(limit, SPANALLOC_ARENA_SIZE);
 	heap->limit_pages = min_t(u64, limit >> SA_PAGE_SHIFT, U32_MAX);
-	heap->next_gen = 0;
 	mutex_init(&heap->grow_mutex);
 	spin_lock_init(&heap->lock);
 	for (sc = 0; sc < SA_NSPANCLASS; sc++)
@@ -181,6 +180,15 @@ static struct miscdevice sa_misc = {
 static int __init sa_init(void)
 {
 	int ret;
+
+	/* The published first sizes of the uapi structs never change. */
+	BUILD_BUG_ON(sizeof(struct spanalloc_info) != SPANALLOC_INFO_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_exchange) != SPANALLOC_EXCHANGE_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_large) != SPANALLOC_LARGE_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_stats) != SPANALLOC_STATS_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_limit) != SPANALLOC_LIMIT_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_span) != 24);
+	BUILD_BUG_ON(sizeof(struct spanalloc_ret) != 16);
 
 	ret = sa_mheap_cache_init();
 	if (ret)

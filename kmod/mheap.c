@@ -30,6 +30,22 @@
 
 static struct kmem_cache *sa_span_cache;
 
+/*
+ * Span generations come from one module-wide counter, so that a handle is
+ * unique across heaps too: a handle of another heap never names a span here.
+ */
+static atomic_t sa_gen = ATOMIC_INIT(0);
+
+static u32 sa_next_gen(void)
+{
+	u32 gen;
+
+	do {
+		gen = atomic_inc_return(&sa_gen);
+	} while (!gen);
+	return gen;
+}
+
 int sa_mheap_cache_init(void)
 {
 	sa_span_cache = KMEM_CACHE(sa_span, SLAB_ACCOUNT);
@@ -197,9 +213,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 	s->spanclass = spanclass;
 	s->needzero = find_next_bit(heap->dirty, p + npages, p) < p + npages;
 	bitmap_clear(heap->dirty, p, npages);
-	if (++heap->next_gen == 0)
-		heap->next_gen = 1;
-	s->gen = heap->next_gen;
+	s->gen = sa_next_gen();
 	atomic_set(&s->state, SA_SPAN_OWNED);
 	INIT_LIST_HEAD(&s->list);
 	sa_mheap_set_table(heap, s, s);

@@ -168,7 +168,6 @@ struct sa_heap {
 	u32 search_hint;		/* every page below it is used */
 	u32 pages_inuse;
 	u32 limit_pages;		/* pages_inuse never passes it */
-	u32 next_gen;
 	u32 nspans;
 	u32 nlarge;
 	u32 class_spans[SA_NSPANCLASS];	/* spans alive per span class */

@@ -101,3 +101,22 @@ sa_build_module() {
 	[ "${PIPESTATUS[0]}" = 0 ] || { sa_log "module build for $abi failed"; return 1; }
 	echo "$out"
 }
+
+# The kselftest harness and checkpatch, from Debian's linux-source-6.1,
+# extracted once into the cache. Prints the extracted tree's top folder.
+sa_linux_source() {
+	local dir=$SA_CACHE/linux-source-6.1 tarball=/usr/src/linux-source-6.1.tar.xz
+	local want="tools/testing/selftests/kselftest_harness.h tools/testing/selftests/kselftest.h scripts/checkpatch.pl scripts/spelling.txt scripts/const_structs.checkpatch"
+	local f ok=1
+	for f in $want; do [ -f "$dir/$f" ] || ok=0; done
+	if [ $ok = 0 ]; then
+		[ -f "$tarball" ] || sa_need_pkgs linux-source-6.1 || return 1
+		sa_log "extracting the kselftest harness and checkpatch from $tarball"
+		rm -rf "$dir.new" && mkdir -p "$dir.new"
+		# shellcheck disable=SC2046
+		tar -C "$dir.new" --strip-components=1 -I 'xz -d -T2' -xf "$tarball" \
+			$(for f in $want; do echo "linux-source-6.1/$f"; done) || return 1
+		rm -rf "$dir" && mv "$dir.new" "$dir"
+	fi
+	echo "$dir"
+}

@@ -166,7 +166,7 @@ struct spanalloc_stats {
 	__u64 enomem;		/* requests refused by the limit */
 };
 
-#define SPANALLOC_STATS_SIZE_VER0	152
+#define SPANALLOC_STATS_SIZE_VER0	144
 
 /* SPANALLOC_IOC_SET_LIMIT: lower this heap's limit (bytes, page multiple). */
 struct spanalloc_limit {

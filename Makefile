@@ -1,0 +1,122 @@
+# spanalloc: top-level build. See README.md for the two commands that matter:
+#   make demo    build everything and show the allocator at work (in a VM
+#                when this machine cannot load modules)
+#   make check   every test: native unit tests, then the kselftests in VMs
+#                booting Debian's 6.1 and 6.12 kernels
+#
+# Other targets: all modules lib selftests bench install modules_install
+# sizeclasses lint clean. Variables: KDIR (kernel build tree), KSERIES (6.1
+# or 6.12, when KDIR is not given and the host cannot build modules),
+# PREFIX, DESTDIR.
+
+PREFIX	?= /usr/local
+LIBDIR	?= $(PREFIX)/lib
+INCDIR	?= $(PREFIX)/include
+KSERIES	?= 6.1
+# The running kernel's build tree when there is one; else Debian's headers
+# for KSERIES, installed on demand (the VM tooling uses the same ones).
+KDIR	?= $(shell if [ -d /lib/modules/$$(uname -r)/build ]; then \
+		echo /lib/modules/$$(uname -r)/build; else \
+		bash -c '. scripts/kernel-env.sh && sa_headers_dir $$(sa_kernel_abi $(KSERIES))'; fi)
+
+VERSION	:= 0.1.0
+B	:= build
+CC	?= cc
+CFLAGS	?= -O2 -g
+SA_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
+	     -Iuapi -Iuserlib $(CFLAGS)
+LIB_SRC	:= $(wildcard userlib/*.c)
+LIB_HDR	:= $(wildcard userlib/*.h) uapi/linux/spanalloc.h uapi/linux/spanalloc-sizeclasses.h
+LIB_OBJ	:= $(patsubst userlib/%.c,$(B)/lib/%.o,$(LIB_SRC))
+
+.PHONY: all modules lib selftests check demo bench install modules_install \
+	sizeclasses lint clean
+
+all: modules lib selftests
+
+modules:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+modules_install:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules_install
+
+# --- libspanalloc ----------------------------------------------------------
+lib: $(B)/lib/libspanalloc.so $(B)/lib/libspanalloc.a $(B)/lib/spanalloc.pc
+
+$(B)/lib/%.o: userlib/%.c $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(SA_CFLAGS) -fPIC -c $< -o $@
+
+$(B)/lib/libspanalloc.so: $(LIB_OBJ) userlib/libspanalloc.map
+	$(CC) $(SA_CFLAGS) -shared -Wl,-soname,libspanalloc.so.0 \
+		-Wl,--version-script=userlib/libspanalloc.map -o $@.0 $(LIB_OBJ)
+	ln -sf libspanalloc.so.0 $@
+
+$(B)/lib/libspanalloc.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/lib/spanalloc.pc: userlib/spanalloc.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+# --- size classes ----------------------------------------------------------
+$(B)/mksizeclasses: tools/mksizeclasses.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -o $@ $<
+
+sizeclasses: $(B)/mksizeclasses
+	$(B)/mksizeclasses > uapi/linux/spanalloc-sizeclasses.h
+
+# --- tests, demo, benchmarks -----------------------------------------------
+HARNESS = $(shell bash -c '. scripts/kernel-env.sh && sa_linux_source')/tools/testing/selftests
+ST_CFLAGS = $(SA_CFLAGS) -isystem $(HARNESS) -Wno-unused-parameter
+SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
+	     $(B)/selftests/stress_test
+TOOLS	:= $(B)/tools/demo $(B)/tools/bench
+
+selftests: $(SELFTESTS) $(TOOLS)
+
+$(B)/selftests/spanalloc_test: selftests/spanalloc_test.c selftests/util.h $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ST_CFLAGS) -o $@ $< -lpthread
+
+$(B)/selftests/%: selftests/%.c selftests/util.h $(B)/lib/libspanalloc.a
+	@mkdir -p $(@D)
+	$(CC) $(ST_CFLAGS) -o $@ $< $(B)/lib/libspanalloc.a -lpthread
+
+$(B)/tools/%: tools/%.c $(B)/lib/libspanalloc.a
+	@mkdir -p $(@D)
+	$(CC) $(SA_CFLAGS) -O2 -o $@ $< $(B)/lib/libspanalloc.a -lpthread
+
+# Native unit tests of the parts that need no device, under ASan and UBSan.
+UNIT_SRC := userlib/sizeclass.c userlib/span.c userlib/tiny.c
+$(B)/native/unit_test: selftests/unit_test.c $(UNIT_SRC) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ST_CFLAGS) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
+		-fno-omit-frame-pointer -o $@ $< $(UNIT_SRC)
+
+check: all $(B)/native/unit_test $(B)/mksizeclasses
+	bash scripts/check.sh
+
+demo: all
+	bash scripts/demo.sh
+
+bench: all
+	bash scripts/bench.sh
+
+lint:
+	bash scripts/lint.sh
+
+# --- install ---------------------------------------------------------------
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/linux
+	install -m 644 $(B)/lib/libspanalloc.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/lib/libspanalloc.so.0 $(DESTDIR)$(LIBDIR)/
+	ln -sf libspanalloc.so.0 $(DESTDIR)$(LIBDIR)/libspanalloc.so
+	install -m 644 userlib/spanalloc.h $(DESTDIR)$(INCDIR)/
+	install -m 644 uapi/linux/spanalloc.h uapi/linux/spanalloc-sizeclasses.h \
+		$(DESTDIR)$(INCDIR)/linux/
+	install -m 644 $(B)/lib/spanalloc.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+clean:
+	rm -rf $(B)
+	rm -f kmod/*.o kmod/.*.cmd *.o .*.cmd *.ko *.mod *.mod.c Module.symvers modules.order

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: MIT
+/*
+ * heap: this process's heap as the library sees it: the device and its
+ * mapping, the page map (heap page -> struct sa_uspan), the pools that
+ * struct sa_uspan and tiny masks come from, and the system calls.
+ *
+ * sa_init() refuses a module that speaks another ABI or was built from
+ * another size class table: objects would be carved at the wrong offsets
+ * otherwise. The checks are by number (ABI version, the table's hash), and
+ * the messages say which side to rebuild.
+ *
+ * The page map is one slot per heap page, reserved as untouched anonymous
+ * memory, so only the part that covers used pages costs memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "internal.h"
+
+struct sa_global sa_g = {
+	.fd = -1,
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+static void sa_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sa_g.msg, sizeof(sa_g.msg), fmt, ap);
+	va_end(ap);
+	sa_g.err = err;
+}
+
+static void sa_tcache_exit(void *arg)
+{
+	sa_tcache_destroy(arg);
+}
+
+int sa_heap_init(void)
+{
+	const char *dev = getenv("SPANALLOC_DEVICE");
+	struct spanalloc_info info;
+	void *map;
+	int fd;
+
+	sa_sizeclass_init();
+	if (!dev || !*dev)
+		dev = "/dev/spanalloc";
+	fd = open(dev, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+
+		sa_fail(e, "spanalloc: cannot open %s: %s%s", dev, strerror(e),
+			e == ENOENT ? " (is spanalloc.ko loaded? see README, \"Loading the module\")" :
+			e == EACCES ? " (no permission: see README, \"Device permissions\")" : "");
+		return -e;
+	}
+	memset(&info, 0, sizeof(info));
+	info.size = sizeof(info);
+	if (ioctl(fd, SPANALLOC_IOC_INFO, &info) < 0) {
+		int e = errno;
+
+		sa_fail(e, "spanalloc: %s does not answer the info ioctl (%s): is it spanalloc.ko?",
+			dev, strerror(e));
+		close(fd);
+		return -e;
+	}
+	if (info.abi_version != SPANALLOC_ABI_VERSION ||
+	    info.page_size != SPANALLOC_PAGE_SIZE ||
+	    info.arena_size != SPANALLOC_ARENA_SIZE) {
+		sa_fail(EPROTO, "spanalloc: the module speaks ABI %u (pages %u B), this library ABI %u (pages %u B): rebuild the library and the module from one source tree",
+			info.abi_version, info.page_size, SPANALLOC_ABI_VERSION,
+			(unsigned int)SPANALLOC_PAGE_SIZE);
+		close(fd);
+		return -EPROTO;
+	}
+	if (info.class_hash != SPANALLOC_CLASS_HASH ||
+	    info.num_classes != SPANALLOC_NUM_CLASSES) {
+		sa_fail(EPROTO, "spanalloc: the module's size class table (hash %#llx) differs from this library's (%#llx): rebuild both from one source tree",
+			(unsigned long long)info.class_hash,
+			(unsigned long long)SPANALLOC_CLASS_HASH);
+		close(fd);
+		return -EPROTO;
+	}
+	map = mmap(NULL, info.max_heap_limit, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED) {
+		int e = errno;
+
+		sa_fail(e, "spanalloc: cannot map the heap (%llu MiB): %s",
+			(unsigned long long)(info.max_heap_limit >> 20), strerror(e));
+		close(fd);
+		return -e;
+	}
+	sa_g.npages = (uint32_t)(info.max_heap_limit >> SA_PAGE_SHIFT);
+	sa_g.pagemap = mmap(NULL, sa_g.npages * sizeof(*sa_g.pagemap),
+			    PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (sa_g.pagemap == MAP_FAILED) {
+		int e = errno;
+
+		sa_fail(e, "spanalloc: cannot reserve the page map: %s", strerror(e));
+		munmap(map, info.max_heap_limit);
+		close(fd);
+		return -e;
+	}
+	if (pthread_key_create(&sa_g.key, sa_tcache_exit)) {
+		sa_fail(EAGAIN, "spanalloc: out of thread keys");
+		return -EAGAIN;
+	}
+	sa_g.fd = fd;
+	sa_g.base = (uintptr_t)map;
+	sa_g.maplen = info.max_heap_limit;
+	return 0;
+}
+
+/* Memory for the library's own records, never handed to the user. */
+static void *sa_meta_alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+#define SA_META_CHUNK	(256 * 1024)
+#define SA_TINY_TABLE	(SPANALLOC_PAGE_SIZE / SA_TINY_SIZE)
+
+static _Atomic(uint32_t) *sa_tiny_table_alloc(void)
+{
+	_Atomic(uint32_t) *t = sa_g.free_tiny;
+
+	if (!t) {
+		size_t each = SA_TINY_TABLE * sizeof(*t);
+		char *chunk = sa_meta_alloc(SA_META_CHUNK);
+
+		if (!chunk)
+			return NULL;
+		for (size_t off = 0; off + each <= SA_META_CHUNK; off += each) {
+			_Atomic(uint32_t) *n = (_Atomic(uint32_t) *)(chunk + off);
+
+			/* chain through the first slot */
+			memcpy((void *)n, &sa_g.free_tiny, sizeof(void *));
+			sa_g.free_tiny = n;
+		}
+		t = sa_g.free_tiny;
+	}
+	memcpy(&sa_g.free_tiny, (void *)t, sizeof(void *));
+	memset((void *)t, 0, SA_TINY_TABLE * sizeof(*t));
+	return t;
+}
+
+struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
+{
+	struct sa_uspan *s;
+
+	pthread_mutex_lock(&sa_g.lock);
+	if (!sa_g.free_uspans) {
+		struct sa_uspan *chunk = sa_meta_alloc(SA_META_CHUNK);
+
+		if (!chunk) {
+			pthread_mutex_unlock(&sa_g.lock);
+			return NULL;
+		}
+		for (size_t i = 0; i < SA_META_CHUNK / sizeof(*chunk); i++) {
+			chunk[i].next = sa_g.free_uspans;
+			sa_g.free_uspans = &chunk[i];
+		}
+	}
+	s = sa_g.free_uspans;
+	sa_g.free_uspans = s->next;
+	s->tiny = NULL;
+	if (spanclass == SA_TINY_SC) {
+		s->tiny = sa_tiny_table_alloc();
+		if (!s->tiny) {
+			s->next = sa_g.free_uspans;
+			sa_g.free_uspans = s;
+			s = NULL;
+		}
+	}
+	pthread_mutex_unlock(&sa_g.lock);
+	return s;
+}
+
+void sa_uspan_release(struct sa_uspan *s)
+{
+	pthread_mutex_lock(&sa_g.lock);
+	if (s->tiny) {
+		memcpy((void *)s->tiny, &sa_g.free_tiny, sizeof(void *));
+		sa_g.free_tiny = s->tiny;
+		s->tiny = NULL;
+	}
+	s->next = sa_g.free_uspans;
+	sa_g.free_uspans = s;
+	pthread_mutex_unlock(&sa_g.lock);
+}
+
+void sa_pagemap_set(struct sa_uspan *s, struct sa_uspan *val)
+{
+	uint32_t first = (uint32_t)((s->base - sa_g.base) >> SA_PAGE_SHIFT);
+
+	for (uint32_t p = first; p < first + s->npages; p++)
+		atomic_store_explicit(&sa_g.pagemap[p], val, memory_order_release);
+}
+
+static void sa_count_syscall(void)
+{
+	if (sa_tc)
+		SA_STAT_ADD(sa_tc->st.syscalls, 1);
+}
+
+/*
+ * One exchange: returns nret spans, gets up to nget of spanclass into got[]
+ * (*ngot says how many). Returns 0 or -errno; *applied says whether the
+ * returns took effect (they do on success and on -ENOMEM).
+ */
+int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
+		       uint16_t spanclass, struct spanalloc_span *got,
+		       uint32_t nget, uint32_t *ngot, bool *applied)
+{
+	struct spanalloc_exchange ex = {
+		.size = sizeof(ex),
+		.ret_ptr = (uintptr_t)rets,
+		.ret_count = nret,
+		.get_ptr = (uintptr_t)got,
+		.get_count = nget,
+		.get_spanclass = nget ? spanclass : 0,
+	};
+	int r;
+
+	sa_count_syscall();
+	r = ioctl(sa_g.fd, SPANALLOC_IOC_EXCHANGE, &ex);
+	*ngot = r == 0 ? ex.get_done : 0;
+	*applied = r == 0 || ex.ret_done == nret;
+	return r < 0 ? -errno : 0;
+}
+
+int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d)
+{
+	struct spanalloc_large lg = {
+		.size = sizeof(lg),
+		.flags = noscan ? SPANALLOC_LARGE_NOSCAN : 0,
+		.npages = npages,
+	};
+
+	sa_count_syscall();
+	if (ioctl(sa_g.fd, SPANALLOC_IOC_ALLOC_LARGE, &lg) < 0)
+		return -errno;
+	*d = lg.span;
+	return 0;
+}
+
+int sa_kernel_stats(struct spanalloc_stats *st,
+		    struct spanalloc_class_stats *classes)
+{
+	if (sa_init())
+		return -1;
+	memset(st, 0, sizeof(*st));
+	st->size = sizeof(*st);
+	if (classes) {
+		st->classes_ptr = (uintptr_t)classes;
+		st->classes_count = SA_NSC;
+	}
+	return ioctl(sa_g.fd, SPANALLOC_IOC_STATS, st) < 0 ? -1 : 0;
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libspanalloc internals: every type, its layout and who may touch what.
+ *
+ * Objects live in spans the kernel hands out. For each span the library
+ * keeps a struct sa_uspan (user span) with Go's allocation state:
+ *
+ *   allocBits   bit i set: object i was allocated when the bits were last
+ *               brought up to date. Only the span's holder writes them.
+ *   freeindex   objects below it are allocated (or were skipped as in
+ *               use); allocation searches upwards from it, so allocating
+ *               never writes allocBits (Go's trick).
+ *   allocCache  ~allocBits of the 64 objects from freeindex rounded down,
+ *               shifted as objects are taken: count-trailing-zeros finds
+ *               the next free object in one instruction.
+ *   freeBits    bit i set: object i was freed since the holder last looked.
+ *               Any thread sets bits here (atomic OR); the holder takes
+ *               them with atomic exchange and clears them from allocBits.
+ *
+ * Who holds a span (state):
+ *   OWNED        a thread's active span for its class. Only that thread
+ *                allocates from it and touches its non-atomic fields.
+ *   UNOWNED_FULL the kernel has it on a full list; nobody holds it. The
+ *                first free into it adopts it (CAS to ADOPTED).
+ *   ADOPTED      held by the thread that adopted it, to hand back to the
+ *                kernel as PARTIAL or EMPTY at its next system call.
+ *   UNOWNED_PARTIAL on the kernel's partial lists; the next thread that
+ *                gets it from the kernel takes it (-> OWNED).
+ *   LARGE        one large object; its only state.
+ *
+ * The race between a thread publishing UNOWNED_FULL and a free that saw
+ * OWNED is closed Dekker-style: the freer does RMW(freeBits) then
+ * load(state); the publisher does store(state) then load(freeBits), all
+ * sequentially consistent, so at least one of them sees the other and
+ * adopts.
+ *
+ * pagemap maps each heap page to the uspan holding it; a span's entries are
+ * set when the library first sees the span and cleared before the span is
+ * returned EMPTY (so that no other thread can be given the pages while a
+ * stale entry remains).
+ */
+#ifndef SPANALLOC_INTERNAL_H
+#define SPANALLOC_INTERNAL_H
+
+#include <linux/spanalloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "spanalloc.h"
+
+#define SA_PAGE_SHIFT	SPANALLOC_PAGE_SHIFT
+#define SA_PAGE_SIZE	((uintptr_t)1 << SA_PAGE_SHIFT)
+#define SA_NSC		SPANALLOC_NUM_SPANCLASSES
+#define SA_BITWORDS	(SPANALLOC_MAX_NELEMS / 64)
+#define SA_TINY_SIZE	16
+#define SA_TINY_SC	SPANALLOC_SPANCLASS(2, 1)	/* 16 B noscan */
+#define SA_MAX_BATCH	32
+
+#define sa_likely(x)	__builtin_expect(!!(x), 1)
+#define sa_unlikely(x)	__builtin_expect(!!(x), 0)
+
+enum sa_span_state {
+	SA_US_OWNED = 1,
+	SA_US_UNOWNED_FULL,
+	SA_US_ADOPTED,
+	SA_US_UNOWNED_PARTIAL,
+	SA_US_LARGE,
+};
+
+struct sa_uspan {
+	/* Fixed while the span lives. */
+	uintptr_t base;
+	uint64_t handle;
+	uint32_t npages;
+	uint16_t spanclass;
+	uint32_t elemsize;
+	uint32_t nelems;
+	uint32_t divmagic;
+	_Atomic(uint32_t) *tiny;	/* tiny spans: a block mask per object */
+
+	/* The holder's (see state). */
+	uint32_t freeindex;
+	uint32_t alloc_count;		/* objects in use as the holder sees it */
+	uint64_t alloc_cache;
+	uint8_t needzero;		/* objects may hold old data */
+	struct sa_uspan *next;		/* holder's lists; pool free list */
+	uint64_t alloc_bits[SA_BITWORDS];
+
+	_Atomic int state;		/* enum sa_span_state */
+	/* Written by any thread: kept off the holder's cache lines. */
+	_Alignas(64) _Atomic uint64_t free_bits[SA_BITWORDS];
+};
+
+/* Per-thread counters, read by sa_get_stats() while the thread runs. */
+struct sa_counters {
+	_Atomic uint64_t freed, tiny, large, large_freed, syscalls, spans_got,
+		spans_returned, local_sweeps, adopted;
+	_Atomic uint64_t allocated[SA_NSC];
+};
+
+/* A counter only its thread writes: a plain add, readable by others. */
+#define SA_STAT_ADD(field, n) \
+	atomic_store_explicit(&(field), \
+		atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+		memory_order_relaxed)
+
+/* The calling thread's cache (Go's mcache). */
+struct sa_tcache {
+	struct sa_uspan *alloc[SA_NSC];	/* active span per span class */
+	uintptr_t tiny;			/* current tiny block, 0 if none */
+	uint32_t tiny_off;		/* bytes of it handed out */
+	struct sa_uspan *adopted;	/* spans to hand back, list */
+	uint32_t nadopted;
+	struct sa_counters st;
+	struct sa_tcache *prev, *next;	/* all caches, under sa_g.lock */
+};
+
+/* The process's heap. */
+struct sa_global {
+	int fd;
+	int err;			/* errno of a failed init, else 0 */
+	char msg[256];			/* what failed and what to do */
+	uintptr_t base;			/* heap mapping */
+	size_t maplen;
+	uint32_t npages;
+	_Atomic(struct sa_uspan *) *pagemap;
+	pthread_key_t key;
+	pthread_mutex_t lock;		/* pools, cache list, dead counters */
+	struct sa_tcache *caches;
+	struct sa_counters dead;	/* counters of exited threads */
+	struct sa_uspan *free_uspans;
+	_Atomic(uint32_t) *free_tiny;	/* free tiny mask tables, chained */
+};
+
+extern struct sa_global sa_g;
+extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
+
+/* sizeclass.c */
+extern uint8_t sa_size_to_class8[1024 / 8 + 1];
+extern uint8_t sa_size_to_class128[(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];
+struct sa_classinfo {
+	uint32_t size, npages, nelems, divmagic;
+};
+extern const struct sa_classinfo sa_classes[SPANALLOC_NUM_CLASSES];
+void sa_sizeclass_init(void);
+
+static inline unsigned int sa_class_of(size_t size)
+{
+	if (size <= 1024)
+		return sa_size_to_class8[(size + 7) >> 3];
+	return sa_size_to_class128[(size - 1024 + 127) >> 7];
+}
+
+/* span.c: allocation state of one span; no I/O, no locks. */
+void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
+		   uint32_t npages, uint16_t spanclass, bool needzero);
+void sa_span_take(struct sa_uspan *s);
+uint32_t sa_span_next_free(struct sa_uspan *s);
+uint32_t sa_span_sweep_full(struct sa_uspan *s);
+void sa_span_settle(struct sa_uspan *s);
+void sa_span_bad_free(const struct sa_uspan *s, const void *p,
+		      const char *what) __attribute__((noreturn));
+
+/*
+ * Go's nextFreeFast: the next free object from the 64-bit cache, or 0 when
+ * the cache is used up (the caller then takes the slow path).
+ */
+static inline uintptr_t sa_span_next_fast(struct sa_uspan *s)
+{
+	uint32_t bit, idx;
+
+	if (!s->alloc_cache)
+		return 0;
+	bit = (uint32_t)__builtin_ctzll(s->alloc_cache);
+	idx = s->freeindex + bit;
+	if (idx >= s->nelems || (idx + 1) % 64 == 0)
+		return 0;
+	s->alloc_cache >>= bit + 1;
+	s->freeindex = idx + 1;
+	s->alloc_count++;
+	return s->base + (uintptr_t)idx * s->elemsize;
+}
+
+/* Object index of address p in s: divide by multiplying, as Go's divMul. */
+static inline uint32_t sa_span_index(const struct sa_uspan *s, uintptr_t p)
+{
+	return (uint32_t)(((uint64_t)(uint32_t)(p - s->base) * s->divmagic) >> 32);
+}
+
+/* tiny.c: the 16-byte block masks. */
+uint32_t sa_tiny_fresh(void);
+int sa_tiny_carve(_Atomic(uint32_t) *m, uint32_t fill, uint32_t off,
+		  uint32_t size);
+int sa_tiny_release(_Atomic(uint32_t) *m, uint32_t off, uint32_t *freed);
+uint32_t sa_tiny_usable(uint32_t m, uint32_t off);
+
+/* heap.c: the device, the page map, the pools. */
+int sa_heap_init(void);
+struct sa_uspan *sa_uspan_alloc(uint16_t spanclass);
+void sa_uspan_release(struct sa_uspan *s);
+void sa_pagemap_set(struct sa_uspan *s, struct sa_uspan *val);
+static inline struct sa_uspan *sa_span_of(const void *p)
+{
+	uintptr_t off = (uintptr_t)p - sa_g.base;
+
+	if (off >= sa_g.maplen)
+		return NULL;
+	return atomic_load_explicit(&sa_g.pagemap[off >> SA_PAGE_SHIFT],
+				    memory_order_acquire);
+}
+int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
+		       uint16_t spanclass, struct spanalloc_span *got,
+		       uint32_t nget, uint32_t *ngot, bool *applied);
+int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d);
+
+/* mcache.c */
+struct sa_tcache *sa_tcache_create(void);
+void sa_tcache_destroy(struct sa_tcache *c);
+void sa_tcache_flush(struct sa_tcache *c);
+uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc);
+bool sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
+void sa_tcache_return_adopted(struct sa_tcache *c);
+
+/* malloc.c */
+void sa_tiny_retire(struct sa_tcache *c);
+
+#endif /* SPANALLOC_INTERNAL_H */

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: MIT
+/*
+ * malloc: the public allocation entry points (Go's malloc.go).
+ *
+ * Allocating a small object, fastest first:
+ *  1. size -> size class by table lookup; span class = class << 1 | noscan;
+ *  2. the thread's active span of that class: count trailing zeros of its
+ *     allocCache gives the next free object (sa_span_next_fast, a few
+ *     instructions, no atomics, no locks);
+ *  3. otherwise the rest of that span's bitmap, then the frees other
+ *     threads recorded in it (sa_tcache_refill);
+ *  4. otherwise one exchange system call: the used-up span goes back, the
+ *     next comes from the kernel's per-CPU cache, central lists or pages.
+ * Objects are zeroed only when their span says its memory may be dirty.
+ *
+ * Noscan objects up to 16 bytes go to the tiny allocator, which packs them
+ * into 16-byte blocks (tiny.c). Objects over 32 KiB get a span of their own
+ * (one system call to allocate, one to free).
+ *
+ * Freeing sets the object's bit in its span's freeBits with one atomic OR,
+ * from any thread; the span's holder folds those bits in when it runs out.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+static pthread_once_t sa_once = PTHREAD_ONCE_INIT;
+
+static void sa_do_init(void)
+{
+	sa_heap_init();
+}
+
+int sa_init(void)
+{
+	pthread_once(&sa_once, sa_do_init);
+	if (sa_g.err) {
+		errno = sa_g.err;
+		return -1;
+	}
+	return 0;
+}
+
+const char *sa_strerror(void)
+{
+	return sa_g.msg;
+}
+
+static struct sa_tcache *sa_tcache_get_slow(void)
+{
+	struct sa_tcache *c;
+
+	if (sa_init())
+		return NULL;
+	c = sa_tc ? sa_tc : sa_tcache_create();
+	if (!c)
+		errno = ENOMEM;
+	return c;
+}
+
+static inline struct sa_tcache *sa_tcache_get(void)
+{
+	struct sa_tcache *c = sa_tc;
+
+	return sa_likely(c) ? c : sa_tcache_get_slow();
+}
+
+/* One object of span class sc, zeroed; 0 with errno on failure. */
+static inline uintptr_t sa_alloc_obj(struct sa_tcache *c, uint16_t sc)
+{
+	struct sa_uspan *s = c->alloc[sc];
+	uintptr_t p;
+
+	if (sa_likely(s) && (p = sa_span_next_fast(s)) != 0) {
+		if (s->needzero)
+			memset((void *)p, 0, s->elemsize);
+		return p;
+	}
+	return sa_tcache_refill(c, sc);
+}
+
+static void sa_bad_pointer(const void *p, const char *what)
+{
+	fprintf(stderr, "spanalloc: %s: %p is not an object of this heap; aborting\n",
+		what, p);
+	abort();
+}
+
+/* Frees object idx of s, which may be another thread's span. */
+static void sa_free_slot(struct sa_uspan *s, uint32_t idx)
+{
+	uint64_t bit = 1ULL << (idx % 64);
+	struct sa_tcache *c;
+
+	if (atomic_fetch_or(&s->free_bits[idx / 64], bit) & bit)
+		sa_span_bad_free(s, (void *)(s->base + (uintptr_t)idx * s->elemsize),
+				 "double free");
+	if (sa_likely(atomic_load(&s->state) != SA_US_UNOWNED_FULL))
+		return;
+	c = sa_tcache_get();
+	if (c && sa_tcache_adopt(c, s) && c->nadopted >= SA_MAX_BATCH / 2)
+		sa_tcache_return_adopted(c);
+}
+
+static struct sa_uspan *sa_tiny_span(uintptr_t block, uint32_t *idx)
+{
+	struct sa_uspan *s = sa_span_of((void *)block);
+
+	*idx = sa_span_index(s, block);
+	return s;
+}
+
+void sa_tiny_retire(struct sa_tcache *c)
+{
+	uint32_t idx, freed;
+	struct sa_uspan *s;
+
+	if (!c->tiny)
+		return;
+	if (c->tiny_off < SA_TINY_SIZE) {
+		s = sa_tiny_span(c->tiny, &idx);
+		if (sa_tiny_release(&s->tiny[idx], c->tiny_off, &freed))
+			sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),
+					 "free of a tiny block's unused part");
+		if (freed)
+			sa_free_slot(s, idx);
+	}
+	c->tiny = 0;
+	c->tiny_off = 0;
+}
+
+static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
+{
+	uint32_t sz = size ? (uint32_t)size : 1, off = c->tiny_off, idx;
+	struct sa_uspan *s;
+	uintptr_t p;
+
+	/* Align as Go does: to the largest of 8, 4, 2 dividing the size. */
+	if (!(sz & 7))
+		off = (off + 7) & ~7U;
+	else if (!(sz & 3))
+		off = (off + 3) & ~3U;
+	else if (!(sz & 1))
+		off = (off + 1) & ~1U;
+
+	if (c->tiny && off + sz <= SA_TINY_SIZE) {
+		s = sa_tiny_span(c->tiny, &idx);
+		if (sa_tiny_carve(&s->tiny[idx], c->tiny_off, off, sz))
+			sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),
+					 "free of a tiny block's unused part");
+		c->tiny_off = off + sz;
+		SA_STAT_ADD(c->st.tiny, 1);
+		return (void *)(c->tiny + off);
+	}
+
+	sa_tiny_retire(c);
+	p = sa_alloc_obj(c, SA_TINY_SC);
+	if (!p)
+		return NULL;
+	s = sa_tiny_span(p, &idx);
+	atomic_store_explicit(&s->tiny[idx], sa_tiny_fresh(), memory_order_relaxed);
+	sa_tiny_carve(&s->tiny[idx], 0, 0, sz);
+	c->tiny = p;
+	c->tiny_off = sz;
+	SA_STAT_ADD(c->st.tiny, 1);
+	return (void *)p;
+}
+
+static void *sa_alloc_large(struct sa_tcache *c, size_t size, bool noscan)
+{
+	struct spanalloc_span d;
+	struct sa_uspan *s;
+	int err;
+
+	if (size > sa_g.maplen) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	err = sa_kernel_large((uint32_t)((size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT),
+			      noscan, &d);
+	if (err) {
+		errno = -err;
+		return NULL;
+	}
+	s = sa_uspan_alloc(d.spanclass);
+	if (!s) {
+		struct spanalloc_ret r = { .handle = d.handle, .op = SPANALLOC_RET_EMPTY };
+		uint32_t ngot;
+		bool applied;
+
+		sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+		errno = ENOMEM;
+		return NULL;
+	}
+	sa_span_setup(s, d.addr, d.handle, d.npages, d.spanclass, d.needzero);
+	atomic_store(&s->state, SA_US_LARGE);
+	sa_pagemap_set(s, s);
+	if (d.needzero)
+		memset((void *)d.addr, 0, s->elemsize);
+	SA_STAT_ADD(c->st.large, 1);
+	return (void *)d.addr;
+}
+
+static void sa_free_large(struct sa_uspan *s, const void *p)
+{
+	struct spanalloc_ret r = { .handle = s->handle, .op = SPANALLOC_RET_EMPTY };
+	struct sa_tcache *c = sa_tcache_get();
+	uint32_t ngot;
+	bool applied;
+
+	if ((uintptr_t)p != s->base)
+		sa_span_bad_free(s, p, "free of a pointer into a large object");
+	sa_pagemap_set(s, NULL);
+	sa_uspan_release(s);
+	sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+	if (c)
+		SA_STAT_ADD(c->st.large_freed, 1);
+}
+
+static void *sa_malloc(size_t size, bool noscan)
+{
+	struct sa_tcache *c = sa_tcache_get();
+	uint16_t sc;
+	uintptr_t p;
+
+	if (sa_unlikely(!c))
+		return NULL;
+	if (noscan && size <= SA_TINY_SIZE)
+		return sa_alloc_tiny(c, size);
+	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
+		return sa_alloc_large(c, size, noscan);
+	sc = (uint16_t)SPANALLOC_SPANCLASS(sa_class_of(size), noscan);
+	p = sa_alloc_obj(c, sc);
+	if (sa_likely(p))
+		SA_STAT_ADD(c->st.allocated[sc], 1);
+	return (void *)p;
+}
+
+void *sa_alloc(size_t size)
+{
+	return sa_malloc(size, false);
+}
+
+void *sa_alloc_noscan(size_t size)
+{
+	return sa_malloc(size, true);
+}
+
+void sa_free(void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr, obj;
+	struct sa_uspan *s;
+	struct sa_tcache *c;
+	uint32_t idx, freed;
+
+	if (!ptr)
+		return;
+	s = sa_span_of(ptr);
+	if (sa_unlikely(!s))
+		sa_bad_pointer(ptr, "free");
+	if (sa_unlikely(s->spanclass < 2)) {
+		sa_free_large(s, ptr);
+		return;
+	}
+	idx = sa_span_index(s, p);
+	obj = s->base + (uintptr_t)idx * s->elemsize;
+	if (sa_unlikely(idx >= s->nelems))
+		sa_bad_pointer(ptr, "free");
+	c = sa_tc;
+	if (c)
+		SA_STAT_ADD(c->st.freed, 1);
+	if (s->spanclass == SA_TINY_SC) {
+		if (sa_tiny_release(&s->tiny[idx], (uint32_t)(p - obj), &freed))
+			sa_span_bad_free(s, ptr, "double free or invalid free of a tiny object");
+		if (!freed)
+			return;
+	} else if (sa_unlikely(obj != p)) {
+		sa_span_bad_free(s, ptr, "free of a pointer into an object");
+	}
+	sa_free_slot(s, idx);
+}
+
+size_t sa_usable_size(const void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr, obj;
+	struct sa_uspan *s;
+	uint32_t idx;
+
+	if (!ptr)
+		return 0;
+	s = sa_span_of(ptr);
+	if (!s)
+		return 0;
+	if (s->spanclass < 2)
+		return s->elemsize - (p - s->base);
+	idx = sa_span_index(s, p);
+	if (idx >= s->nelems)
+		return 0;
+	obj = s->base + (uintptr_t)idx * s->elemsize;
+	if (s->spanclass == SA_TINY_SC)
+		return sa_tiny_usable(atomic_load(&s->tiny[idx]), (uint32_t)(p - obj));
+	return s->elemsize - (p - obj);
+}
+
+void sa_thread_flush(void)
+{
+	if (sa_tc)
+		sa_tcache_flush(sa_tc);
+}

@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mcache: the per-thread cache (Go's mcache): one active span per span
+ * class, the spans a thread adopted by freeing into them, and the one
+ * system call that moves spans between the thread and the kernel.
+ *
+ * When the active span of a class runs out, the thread first looks at what
+ * was freed into it meanwhile (a local sweep: no system call). Only if
+ * nothing was freed does it hand the span back as FULL and get the next
+ * one, together with any adopted spans it owes the kernel, in one
+ * exchange: at most one system call per span turnover.
+ *
+ * A FULL span is not the kernel's to reuse: its objects are in use. When a
+ * thread frees into one, it adopts the span (see internal.h for the race
+ * this closes) and hands it back as PARTIAL, or EMPTY if every object is
+ * free by then, with its next exchange. A thread that only frees sends its
+ * adopted spans once it holds SA_MAX_BATCH / 2 of them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "internal.h"
+
+__thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
+
+/* Returns queued for one exchange. */
+struct sa_retbatch {
+	struct spanalloc_ret r[SA_MAX_BATCH];
+	struct sa_uspan *s[SA_MAX_BATCH];	/* NULL for EMPTY returns */
+	uint32_t n;
+};
+
+/*
+ * Queues a span the thread holds and is done with. An EMPTY span leaves the
+ * page map now, before the kernel can hand its pages to anyone else.
+ */
+static void sa_batch_add(struct sa_retbatch *b, struct sa_uspan *s, uint32_t op)
+{
+	b->r[b->n] = (struct spanalloc_ret){ .handle = s->handle, .op = op };
+	b->s[b->n] = s;
+	if (op == SPANALLOC_RET_EMPTY) {
+		sa_pagemap_set(s, NULL);
+		sa_uspan_release(s);
+		b->s[b->n] = NULL;
+	} else if (op == SPANALLOC_RET_PARTIAL) {
+		atomic_store(&s->state, SA_US_UNOWNED_PARTIAL);
+	}
+	b->n++;
+}
+
+/* Queues a settled span with the op its object count calls for. */
+static void sa_batch_add_settled(struct sa_retbatch *b, struct sa_uspan *s)
+{
+	if (!s->alloc_count)
+		sa_batch_add(b, s, SPANALLOC_RET_EMPTY);
+	else if (s->alloc_count == s->nelems)
+		sa_batch_add(b, s, SPANALLOC_RET_FULL);
+	else
+		sa_batch_add(b, s, SPANALLOC_RET_PARTIAL);
+}
+
+bool sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
+{
+	int expect = SA_US_UNOWNED_FULL;
+
+	if (!atomic_compare_exchange_strong(&s->state, &expect, SA_US_ADOPTED))
+		return false;
+	s->next = c->adopted;
+	c->adopted = s;
+	c->nadopted++;
+	SA_STAT_ADD(c->st.adopted, 1);
+	return true;
+}
+
+static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b)
+{
+	while (c->adopted && b->n < SA_MAX_BATCH) {
+		struct sa_uspan *s = c->adopted;
+
+		c->adopted = s->next;
+		c->nadopted--;
+		sa_span_settle(s);
+		sa_batch_add_settled(b, s);
+	}
+}
+
+/* The returns were applied: FULL spans become adoptable. */
+static void sa_batch_publish(struct sa_tcache *c, struct sa_retbatch *b)
+{
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct sa_uspan *s = b->s[i];
+
+		if (!s || b->r[i].op != SPANALLOC_RET_FULL)
+			continue;
+		atomic_store(&s->state, SA_US_UNOWNED_FULL);
+		/* A free that saw OWNED left it to us: see internal.h. */
+		for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++) {
+			if (atomic_load(&s->free_bits[w])) {
+				sa_tcache_adopt(c, s);
+				break;
+			}
+		}
+	}
+}
+
+/*
+ * Sends the queued returns and asks for nget spans of class sc. Returns 0
+ * or -errno. A refused return means the library's records and the kernel's
+ * disagree, which no caller can repair: that aborts, except in a forked
+ * child, whose every call is refused with EPERM by design.
+ */
+static int sa_batch_send(struct sa_tcache *c, struct sa_retbatch *b,
+			 uint16_t sc, uint32_t nget, struct spanalloc_span *got,
+			 uint32_t *ngot)
+{
+	bool applied;
+	int err;
+
+	err = sa_kernel_exchange(b->r, b->n, sc, got, nget, ngot, &applied);
+	if (applied) {
+		SA_STAT_ADD(c->st.spans_returned, b->n);
+		sa_batch_publish(c, b);
+	} else if (b->n && err != -EPERM) {
+		fprintf(stderr, "spanalloc: the kernel refused %u span returns: %s; aborting\n",
+			b->n, strerror(-err));
+		abort();
+	}
+	SA_STAT_ADD(c->st.spans_got, *ngot);
+	b->n = 0;
+	return err;
+}
+
+void sa_tcache_return_adopted(struct sa_tcache *c)
+{
+	struct sa_retbatch b = { .n = 0 };
+	uint32_t ngot;
+
+	while (c->adopted) {
+		sa_batch_add_adopted(c, &b);
+		if (sa_batch_send(c, &b, 0, 0, NULL, &ngot))
+			break;
+	}
+}
+
+/* Takes a span the kernel just handed this thread. */
+static struct sa_uspan *sa_tcache_take(const struct spanalloc_span *d)
+{
+	uint32_t page = (uint32_t)((d->addr - sa_g.base) >> SA_PAGE_SHIFT);
+	struct sa_uspan *s;
+
+	if (d->addr < sa_g.base || d->addr - sa_g.base >= sa_g.maplen) {
+		fprintf(stderr, "spanalloc: the kernel handed out a span outside the heap; aborting\n");
+		abort();
+	}
+	s = atomic_load_explicit(&sa_g.pagemap[page], memory_order_acquire);
+	if (s && s->handle == d->handle) {
+		/* Back from the partial lists: it keeps its objects. */
+		atomic_store(&s->state, SA_US_OWNED);
+		sa_span_take(s);
+		return s;
+	}
+	s = sa_uspan_alloc(d->spanclass);
+	if (!s)
+		return NULL;
+	sa_span_setup(s, d->addr, d->handle, d->npages, d->spanclass, d->needzero);
+	atomic_store(&s->state, SA_US_OWNED);
+	sa_pagemap_set(s, s);
+	return s;
+}
+
+static uintptr_t sa_span_object(struct sa_uspan *s, uint32_t idx)
+{
+	uintptr_t p = s->base + (uintptr_t)idx * s->elemsize;
+
+	if (s->needzero)
+		memset((void *)p, 0, s->elemsize);
+	return p;
+}
+
+/*
+ * The active span of class sc has no free object in its cache: find one
+ * further in it, in what was freed into it, or in the next span. Returns a
+ * zeroed object, or 0 with errno set.
+ */
+uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
+{
+	struct sa_uspan *s = c->alloc[sc];
+	struct sa_retbatch b = { .n = 0 };
+	struct spanalloc_span d;
+	uint32_t idx, ngot;
+	int err;
+
+	if (s) {
+		idx = sa_span_next_free(s);
+		if (idx < s->nelems)
+			return sa_span_object(s, idx);
+		if (sa_span_sweep_full(s)) {
+			SA_STAT_ADD(c->st.local_sweeps, 1);
+			return sa_span_object(s, sa_span_next_free(s));
+		}
+		c->alloc[sc] = NULL;
+		sa_batch_add(&b, s, SPANALLOC_RET_FULL);
+	}
+	sa_batch_add_adopted(c, &b);
+	err = sa_batch_send(c, &b, sc, 1, &d, &ngot);
+	if (!ngot) {
+		errno = err ? -err : ENOMEM;
+		return 0;
+	}
+	s = sa_tcache_take(&d);
+	if (!s) {
+		struct spanalloc_ret r = { .handle = d.handle, .op = SPANALLOC_RET_EMPTY };
+		bool applied;
+
+		sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+		errno = ENOMEM;
+		return 0;
+	}
+	c->alloc[sc] = s;
+	idx = sa_span_next_free(s);
+	if (idx >= s->nelems) {
+		fprintf(stderr, "spanalloc: the kernel handed out a span with no free object; aborting\n");
+		abort();
+	}
+	return sa_span_object(s, idx);
+}
+
+struct sa_tcache *sa_tcache_create(void)
+{
+	struct sa_tcache *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (c == MAP_FAILED)
+		return NULL;
+	pthread_mutex_lock(&sa_g.lock);
+	c->next = sa_g.caches;
+	if (c->next)
+		c->next->prev = c;
+	sa_g.caches = c;
+	pthread_mutex_unlock(&sa_g.lock);
+	pthread_setspecific(sa_g.key, c);
+	sa_tc = c;
+	return c;
+}
+
+/* Gives back everything the thread holds. */
+void sa_tcache_flush(struct sa_tcache *c)
+{
+	struct sa_retbatch b = { .n = 0 };
+	uint32_t ngot;
+
+	sa_tiny_retire(c);
+	for (uint16_t sc = 0; sc < SA_NSC; sc++) {
+		struct sa_uspan *s = c->alloc[sc];
+
+		if (!s)
+			continue;
+		c->alloc[sc] = NULL;
+		sa_span_settle(s);
+		sa_batch_add_settled(&b, s);
+		if (b.n == SA_MAX_BATCH)
+			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+	}
+	if (b.n)
+		sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+	/* Publishing FULL spans may have adopted some back: loop. */
+	sa_tcache_return_adopted(c);
+}
+
+static void sa_counters_add(struct sa_counters *to, struct sa_counters *from)
+{
+	SA_STAT_ADD(to->freed, from->freed);
+	SA_STAT_ADD(to->tiny, from->tiny);
+	SA_STAT_ADD(to->large, from->large);
+	SA_STAT_ADD(to->large_freed, from->large_freed);
+	SA_STAT_ADD(to->syscalls, from->syscalls);
+	SA_STAT_ADD(to->spans_got, from->spans_got);
+	SA_STAT_ADD(to->spans_returned, from->spans_returned);
+	SA_STAT_ADD(to->local_sweeps, from->local_sweeps);
+	SA_STAT_ADD(to->adopted, from->adopted);
+	for (int i = 0; i < SA_NSC; i++)
+		SA_STAT_ADD(to->allocated[i], from->allocated[i]);
+}
+
+void sa_tcache_destroy(struct sa_tcache *c)
+{
+	sa_tcache_flush(c);
+	pthread_mutex_lock(&sa_g.lock);
+	sa_counters_add(&sa_g.dead, &c->st);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		sa_g.caches = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&sa_g.lock);
+	if (sa_tc == c)
+		sa_tc = NULL;
+	munmap(c, sizeof(*c));
+}
+
+int sa_get_stats(struct sa_stats *st)
+{
+	struct sa_counters sum;
+
+	if (sa_init())
+		return -1;
+	memset(&sum, 0, sizeof(sum));
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&sa_g.lock);
+	sa_counters_add(&sum, &sa_g.dead);
+	for (struct sa_tcache *c = sa_g.caches; c; c = c->next)
+		sa_counters_add(&sum, &c->st);
+	pthread_mutex_unlock(&sa_g.lock);
+
+	st->heap_mapped = sa_g.maplen;
+	for (int i = 0; i < SA_NSC; i++) {
+		st->class_allocated[i] = sum.allocated[i];
+		if (i >= 2)
+			st->objects_allocated += sum.allocated[i];
+	}
+	st->tiny_allocated = sum.tiny;
+	st->objects_allocated += sum.tiny;
+	st->objects_freed = sum.freed;
+	st->large_allocated = sum.large;
+	st->large_freed = sum.large_freed;
+	st->syscalls = sum.syscalls;
+	st->spans_got = sum.spans_got;
+	st->spans_returned = sum.spans_returned;
+	st->local_sweeps = sum.local_sweeps;
+	st->adopted = sum.adopted;
+	return 0;
+}

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: MIT
+/*
+ * span: the allocation state of one span (struct sa_uspan, see internal.h):
+ * finding free objects with allocBits, allocCache and freeindex as Go's
+ * mbitmap.go does, and folding in the frees other threads recorded in
+ * freeBits. Pure bit work: no system calls, no locks; callers hold the span.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
+		   uint32_t npages, uint16_t spanclass, bool needzero)
+{
+	const struct sa_classinfo *ci = &sa_classes[spanclass >> 1];
+
+	s->base = base;
+	s->handle = handle;
+	s->npages = npages;
+	s->spanclass = spanclass;
+	if (ci->size) {
+		s->elemsize = ci->size;
+		s->nelems = ci->nelems;
+		s->divmagic = ci->divmagic;
+	} else {
+		s->elemsize = npages << SA_PAGE_SHIFT;
+		s->nelems = 1;
+		s->divmagic = 0;
+	}
+	s->freeindex = 0;
+	s->alloc_count = 0;
+	s->alloc_cache = ~0ULL;
+	s->needzero = needzero;
+	s->next = NULL;
+	memset(s->alloc_bits, 0, sizeof(s->alloc_bits));
+	for (int w = 0; w < SA_BITWORDS; w++)
+		atomic_store_explicit(&s->free_bits[w], 0, memory_order_relaxed);
+}
+
+void sa_span_bad_free(const struct sa_uspan *s, const void *p, const char *what)
+{
+	fprintf(stderr,
+		"spanalloc: %s: %p (span %#lx, %u-byte objects); aborting\n",
+		what, p, (unsigned long)s->base, s->elemsize);
+	abort();
+}
+
+/* Takes the frees recorded in freeBits into allocBits; returns how many. */
+static uint32_t sa_span_collect(struct sa_uspan *s)
+{
+	uint32_t n = 0, words = (s->nelems + 63) / 64;
+
+	for (uint32_t w = 0; w < words; w++) {
+		uint64_t f;
+
+		if (!atomic_load_explicit(&s->free_bits[w], memory_order_relaxed))
+			continue;
+		f = atomic_exchange(&s->free_bits[w], 0);
+		if (f & ~s->alloc_bits[w]) {
+			uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(f & ~s->alloc_bits[w]);
+
+			sa_span_bad_free(s, (void *)(s->base + (uintptr_t)i * s->elemsize),
+					 "double free or free of an object never allocated");
+		}
+		s->alloc_bits[w] &= ~f;
+		n += (uint32_t)__builtin_popcountll(f);
+	}
+	s->alloc_count -= n;
+	return n;
+}
+
+/* Marks objects [0, upto) allocated in allocBits, as freeindex implies. */
+static void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
+{
+	uint32_t w;
+
+	for (w = 0; w < upto / 64; w++)
+		s->alloc_bits[w] = ~0ULL;
+	if (upto % 64)
+		s->alloc_bits[w] |= (1ULL << (upto % 64)) - 1;
+}
+
+static void sa_span_restart(struct sa_uspan *s)
+{
+	s->freeindex = 0;
+	s->alloc_cache = ~s->alloc_bits[0];
+}
+
+/* The calling thread just got s back from the kernel's partial lists. */
+void sa_span_take(struct sa_uspan *s)
+{
+	sa_span_collect(s);
+	s->needzero = 1;
+	sa_span_restart(s);
+}
+
+/*
+ * Go's nextFreeIndex: the index of the next free object, marked allocated,
+ * or nelems when none is left below the end of the span.
+ */
+uint32_t sa_span_next_free(struct sa_uspan *s)
+{
+	uint32_t idx = s->freeindex, bit;
+	uint64_t cache = s->alloc_cache;
+
+	if (idx >= s->nelems)
+		return s->nelems;
+	while (!cache) {
+		idx = (idx + 64) & ~63U;
+		if (idx >= s->nelems) {
+			s->freeindex = s->nelems;
+			return s->nelems;
+		}
+		cache = ~s->alloc_bits[idx / 64];
+	}
+	bit = (uint32_t)__builtin_ctzll(cache);
+	idx += bit;
+	if (idx >= s->nelems) {
+		s->freeindex = s->nelems;
+		return s->nelems;
+	}
+	cache = bit == 63 ? 0 : cache >> (bit + 1);
+	s->freeindex = idx + 1;
+	if (s->freeindex % 64 == 0 && s->freeindex < s->nelems)
+		cache = ~s->alloc_bits[s->freeindex / 64];
+	s->alloc_cache = cache;
+	s->alloc_count++;
+	return idx;
+}
+
+/*
+ * The holder used s up (freeindex == nelems): take in what was freed since
+ * and start over if anything was. Returns the number of objects freed.
+ */
+uint32_t sa_span_sweep_full(struct sa_uspan *s)
+{
+	uint32_t n;
+
+	sa_span_fill_bits(s, s->nelems);
+	n = sa_span_collect(s);
+	if (n) {
+		s->needzero = 1;
+		sa_span_restart(s);
+	}
+	return n;
+}
+
+/*
+ * The holder is done with s: make allocBits and alloc_count exact, so that
+ * whoever holds it next (or the decision to return it EMPTY, PARTIAL or
+ * FULL) can trust them.
+ */
+void sa_span_settle(struct sa_uspan *s)
+{
+	sa_span_fill_bits(s, s->freeindex);
+	sa_span_collect(s);
+	sa_span_restart(s);
+}
