@@ -13,7 +13,9 @@
  * nothing user space writes can mislead it.
  *
  * Mapping rules: offset 0, a length that is a whole number of arenas and at
- * most the module's heap limit, MAP_PRIVATE, never PROT_EXEC (VM_MAYEXEC is
+ * most the module's heap limit, an address on an 8 KiB boundary (the
+ * module places a mapping on an arena boundary itself unless MAP_FIXED
+ * says otherwise), MAP_PRIVATE, never PROT_EXEC (VM_MAYEXEC is
  * cleared so mprotect cannot add it later), one mapping per heap, made by
  * the heap's owner. VM_DONTEXPAND stops mremap from growing it.
  *
@@ -25,6 +27,7 @@
  * (which holds the file) both count, so a process that exits, or closes the
  * fd and unmaps, frees everything, whatever state its spans were in.
  */
+#include <linux/mman.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -128,6 +131,32 @@ static void sa_vma_set_flags(struct vm_area_struct *vma)
 #endif
 }
 
+/*
+ * Places the heap on an arena boundary: spans are then aligned to their
+ * size's natural boundaries up to 64 MiB, large objects get whole aligned
+ * pages and THP can back whole arenas. Asks the mm for len plus one arena
+ * of room (as an anonymous area: file NULL) and aligns inside it.
+ */
+static unsigned long sa_get_unmapped_area(struct file *file, unsigned long addr,
+					  unsigned long len, unsigned long pgoff,
+					  unsigned long flags)
+{
+	unsigned long base, want = len + SPANALLOC_ARENA_SIZE;
+
+	if (flags & MAP_FIXED)
+		return addr;
+	if (len > TASK_SIZE || want > TASK_SIZE)
+		return -ENOMEM;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 10, 0)
+	base = mm_get_unmapped_area(current->mm, NULL, 0, want, 0, flags);
+#else
+	base = get_unmapped_area(NULL, 0, want, 0, flags);
+#endif
+	if (IS_ERR_VALUE(base))
+		return base;
+	return ALIGN(base, SPANALLOC_ARENA_SIZE);
+}
+
 static int sa_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct sa_heap *heap = file->private_data;
@@ -137,7 +166,7 @@ static int sa_mmap(struct file *file, struct vm_area_struct *vma)
 	if (vma->vm_mm != heap->mm)
 		return -EPERM;
 	if (vma->vm_pgoff || !len || len % SPANALLOC_ARENA_SIZE ||
-	    len > heap->max_map)
+	    len > heap->max_map || vma->vm_start % SA_PAGE_SIZE)
 		return -EINVAL;
 	if (vma->vm_flags & VM_MAYSHARE)
 		return -EINVAL;
@@ -165,6 +194,7 @@ static const struct file_operations sa_fops = {
 	.open = sa_open,
 	.release = sa_release,
 	.mmap = sa_mmap,
+	.get_unmapped_area = sa_get_unmapped_area,
 	.unlocked_ioctl = sa_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = noop_llseek,

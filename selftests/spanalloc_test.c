@@ -144,8 +144,19 @@ TEST_F(bare, mmap_rules_are_enforced)
 	/* EPERM from the module; EACCES when /dev is mounted noexec */
 	EXPECT_TRUE(errno == EPERM || errno == EACCES);
 
+	/* a fixed address off the 8 KiB page grid */
+	p = mmap(NULL, 2 * a, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	munmap(p, 2 * a);
+	p = mmap((char *)p + 4096, a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+		 self->fd, 0);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(EINVAL, errno);
+
 	p = mmap(NULL, a, PROT_READ | PROT_WRITE, MAP_PRIVATE, self->fd, 0);
 	ASSERT_NE(MAP_FAILED, p);
+	/* placed on an arena boundary */
+	EXPECT_EQ(0, (uintptr_t)p % SPANALLOC_ARENA_SIZE);
 	/* never executable, not even later */
 	EXPECT_EQ(-1, mprotect(p, a, PROT_READ | PROT_EXEC));
 	/* one mapping per heap */

@@ -268,7 +268,7 @@ void sa_free(void *ptr)
 	obj = s->base + (uintptr_t)idx * s->elemsize;
 	if (sa_unlikely(idx >= s->nelems))
 		sa_bad_pointer(ptr, "free");
-	c = sa_tc;
+	c = sa_tcache_get();
 	if (c)
 		SA_STAT_ADD(c->st.freed, 1);
 	if (s->spanclass == SA_TINY_SC) {

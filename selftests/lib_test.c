@@ -1,0 +1,397 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lib_test: libspanalloc end to end against the module: every size class,
+ * tiny and large objects, frees from other threads, thread exit, system
+ * calls per span, the error paths (missing device, bad frees, fork).
+ *
+ * Each test runs in its own process (the harness forks), so each gets a
+ * fresh heap.
+ */
+#include <linux/spanalloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include "kselftest_harness.h"
+#include "spanalloc.h"
+#include "util.h"
+
+#define NSC SPANALLOC_NUM_SPANCLASSES
+
+static int sa_lib_ready(void)
+{
+	return access(SA_DEV, F_OK) == 0 && sa_init() == 0;
+}
+
+#define NEED_DEVICE() do { if (!sa_lib_ready()) \
+	SKIP(return, "libspanalloc cannot start: %s", sa_strerror()); } while (0)
+
+static int all_zero(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+TEST(every_size_class_scan_and_noscan)
+{
+	NEED_DEVICE();
+	for (unsigned int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		size_t size = sa_class_size(c);
+
+		for (int noscan = 0; noscan < 2; noscan++) {
+			unsigned char *p[3];
+
+			for (int i = 0; i < 3; i++) {
+				p[i] = noscan ? sa_alloc_noscan(size) : sa_alloc(size);
+				ASSERT_NE(NULL, p[i]);
+				if (noscan && size <= 16)
+					continue;
+				EXPECT_EQ(size, sa_usable_size(p[i]));
+				EXPECT_EQ(0, (uintptr_t)p[i] % (size % 16 ? 8 : 16));
+				ASSERT_TRUE(all_zero(p[i], size));
+				memset(p[i], 0xc0 + i, size);
+			}
+			for (int i = 0; i < 3; i++)
+				sa_free(p[i]);
+		}
+	}
+}
+
+TEST(freed_objects_come_back_zeroed)
+{
+	enum { N = 5000 };
+	static unsigned char *p[N];
+
+	NEED_DEVICE();
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) {
+			p[i] = sa_alloc(48);
+			ASSERT_NE(NULL, p[i]);
+			ASSERT_TRUE(all_zero(p[i], 48));
+			memset(p[i], 0xff, 48);
+		}
+		for (int i = 0; i < N; i++)
+			sa_free(p[i]);
+	}
+}
+
+TEST(tiny_objects_share_blocks_and_free_one_by_one)
+{
+	char *a, *b, *c, *d;
+
+	NEED_DEVICE();
+	a = sa_alloc_noscan(3);
+	b = sa_alloc_noscan(4);
+	c = sa_alloc_noscan(2);
+	ASSERT_NE(NULL, a);
+	ASSERT_NE(NULL, b);
+	ASSERT_NE(NULL, c);
+	/* one 16-byte block, each object aligned for its size */
+	EXPECT_EQ((uintptr_t)a / 16, (uintptr_t)b / 16);
+	EXPECT_EQ((uintptr_t)a / 16, (uintptr_t)c / 16);
+	EXPECT_EQ(0, (uintptr_t)b % 4);
+	EXPECT_EQ(3, sa_usable_size(a));
+	EXPECT_EQ(4, sa_usable_size(b));
+	EXPECT_EQ(2, sa_usable_size(c));
+	memcpy(a, "ab", 3);
+	memcpy(b, "cde", 4);
+	sa_free(b);
+	EXPECT_STREQ("ab", a);
+	/* 16 bytes do not fit: a new block */
+	d = sa_alloc_noscan(16);
+	EXPECT_NE((uintptr_t)a / 16, (uintptr_t)d / 16);
+	EXPECT_EQ(16, sa_usable_size(d));
+	sa_free(a);
+	sa_free(c);
+	sa_free(d);
+}
+
+TEST(large_objects)
+{
+	size_t sizes[] = { 32769, 40000, 1 << 20, 70 << 20 };
+	struct sa_stats st;
+
+	NEED_DEVICE();
+	for (unsigned int i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		unsigned char *p = sa_alloc(sizes[i]);
+
+		ASSERT_NE(NULL, p);
+		EXPECT_EQ(0, (uintptr_t)p % SPANALLOC_PAGE_SIZE);
+		EXPECT_LE(sizes[i], sa_usable_size(p));
+		EXPECT_GT(sizes[i] + SPANALLOC_PAGE_SIZE, sa_usable_size(p));
+		EXPECT_TRUE(all_zero(p, sizes[i]));
+		memset(p, 1, sizes[i]);
+		sa_free(p);
+	}
+	ASSERT_EQ(0, sa_get_stats(&st));
+	EXPECT_EQ(4, st.large_allocated);
+	EXPECT_EQ(4, st.large_freed);
+	/* more than the heap can hold */
+	EXPECT_EQ(NULL, sa_alloc((size_t)1 << 40));
+	EXPECT_EQ(ENOMEM, errno);
+}
+
+struct xfer {
+	void **objs;
+	int n;
+};
+
+static void *free_all(void *arg)
+{
+	struct xfer *x = arg;
+
+	for (int i = 0; i < x->n; i++)
+		sa_free(x->objs[i]);
+	return NULL;
+}
+
+TEST(objects_freed_by_another_thread_are_reused)
+{
+	enum { N = 20000 };
+	void **objs = calloc(N, sizeof(void *));
+	struct xfer x = { objs, N };
+	struct spanalloc_class_stats cs[NSC];
+	struct spanalloc_stats kst;
+	struct sa_stats before, after;
+	pthread_t th;
+	unsigned int sc = SPANALLOC_SPANCLASS(sa_size_class(64), 0);
+	uint64_t held;
+
+	NEED_DEVICE();
+	for (int i = 0; i < N; i++) {
+		objs[i] = sa_alloc(64);
+		ASSERT_NE(NULL, objs[i]);
+		memset(objs[i], 7, 64);
+	}
+	ASSERT_EQ(0, sa_get_stats(&before));
+	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
+	held = kst.pages_inuse;
+	ASSERT_LE(N / 128, held);
+	ASSERT_EQ(0, pthread_create(&th, NULL, free_all, &x));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	ASSERT_EQ(0, sa_get_stats(&after));
+	/* full spans were adopted by the freeing thread and handed back... */
+	EXPECT_LT(0, after.adopted);
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	EXPECT_EQ(0, cs[sc].full);
+	/* ...most of them EMPTY: their pages are free for any class again */
+	EXPECT_GT(held / 4, kst.pages_inuse);
+	for (int i = 0; i < N; i++) {
+		objs[i] = sa_alloc(64);
+		ASSERT_NE(NULL, objs[i]);
+	}
+	/*
+	 * Allocating again reuses those pages, except for spans parked in
+	 * other CPUs' caches (at most 8 per CPU), which this CPU cannot see.
+	 */
+	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
+	EXPECT_GE(held + 8 * sysconf(_SC_NPROCESSORS_ONLN), kst.pages_inuse);
+	free(objs);
+}
+
+static void *alloc_free_exit(void *arg)
+{
+	(void)arg;
+	for (unsigned int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		void *p = sa_alloc(sa_class_size(c)), *q = sa_alloc_noscan(sa_class_size(c));
+
+		sa_free(p);
+		sa_free(q);
+	}
+	return NULL;
+}
+
+TEST(thread_exit_returns_its_spans)
+{
+	struct spanalloc_class_stats cs[NSC];
+	struct spanalloc_stats kst;
+	pthread_t th;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, pthread_create(&th, NULL, alloc_free_exit, NULL));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	/* every object was freed, so every span went back EMPTY */
+	for (int sc = 0; sc < NSC; sc++) {
+		EXPECT_EQ(0, cs[sc].owned);
+		EXPECT_EQ(0, cs[sc].full);
+	}
+	EXPECT_EQ(0, kst.spans);
+	EXPECT_EQ(0, kst.pages_inuse);
+}
+
+TEST(at_most_one_system_call_per_span)
+{
+	enum { N = 200000 };
+	struct sa_stats a, b;
+	void **objs = calloc(N, sizeof(void *));
+
+	NEED_DEVICE();
+	sa_alloc(32);	/* warm up: heap and thread cache exist */
+	ASSERT_EQ(0, sa_get_stats(&a));
+	for (int i = 0; i < N; i++)
+		objs[i] = sa_alloc(32);
+	ASSERT_EQ(0, sa_get_stats(&b));
+	/* 256 objects per span: a syscall per span turnover at most */
+	EXPECT_LE(b.syscalls - a.syscalls, b.spans_got - a.spans_got);
+	EXPECT_GE(b.spans_got - a.spans_got, N / 256);
+	EXPECT_LE(b.spans_got - a.spans_got, N / 256 + 2);
+	for (int i = 0; i < N; i++)
+		sa_free(objs[i]);
+	free(objs);
+}
+
+static int child_status(void (*fn)(void))
+{
+	int st;
+	pid_t pid = fork();
+
+	if (!pid) {
+		fn();
+		_exit(0);
+	}
+	waitpid(pid, &st, 0);
+	return st;
+}
+
+/*
+ * A forked child gets no new spans, so the objects the bad frees use are
+ * allocated before the fork.
+ */
+static char *obj, *tiny1, *tiny2;
+
+static void do_double_free(void)
+{
+	sa_free(obj);
+	sa_free(obj);
+}
+
+static void do_interior_free(void)
+{
+	sa_free(obj + 8);
+}
+
+static void do_foreign_free(void)
+{
+	static long x;
+
+	sa_free(&x);
+}
+
+static void do_tiny_double_free(void)
+{
+	sa_free(tiny1);
+	sa_free(tiny1);
+}
+
+static void do_tiny_interior_free(void)
+{
+	sa_free(tiny2 + 1);
+}
+
+TEST(bad_frees_abort_with_a_message)
+{
+	void (*bad[])(void) = { do_double_free, do_interior_free, do_foreign_free,
+				do_tiny_double_free, do_tiny_interior_free };
+
+	NEED_DEVICE();
+	obj = sa_alloc(100);
+	tiny1 = sa_alloc_noscan(5);
+	tiny2 = sa_alloc_noscan(5);
+	ASSERT_NE(NULL, obj);
+	ASSERT_NE(NULL, tiny2);
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int st = child_status(bad[i]);
+
+		EXPECT_TRUE(WIFSIGNALED(st));
+		EXPECT_EQ(SIGABRT, WTERMSIG(st));
+	}
+	/* the parent's objects are untouched by what the children did */
+	sa_free(obj);
+	sa_free(tiny1);
+	sa_free(tiny2);
+}
+
+static void do_missing_device(void)
+{
+	setenv("SPANALLOC_DEVICE", "/dev/spanalloc-missing", 1);
+	if (sa_alloc(8) || errno != ENOENT)
+		_exit(1);
+	if (!strstr(sa_strerror(), "/dev/spanalloc-missing") ||
+	    !strstr(sa_strerror(), "spanalloc.ko"))
+		_exit(2);
+	if (sa_init() != -1 || errno != ENOENT)
+		_exit(3);
+	_exit(0);
+}
+
+TEST(missing_device_is_reported_not_hidden)
+{
+	int st = child_status(do_missing_device);
+
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(0, WEXITSTATUS(st));
+}
+
+static void do_not_a_heap(void)
+{
+	setenv("SPANALLOC_DEVICE", "/dev/null", 1);
+	if (sa_alloc(8) || !strstr(sa_strerror(), "is it spanalloc.ko"))
+		_exit(1);
+	_exit(0);
+}
+
+TEST(wrong_device_is_refused)
+{
+	int st = child_status(do_not_a_heap);
+
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(0, WEXITSTATUS(st));
+}
+
+TEST(forked_child_keeps_its_objects_but_gets_no_new_spans)
+{
+	char *p;
+	int st;
+	pid_t pid;
+
+	NEED_DEVICE();
+	p = sa_alloc(200);
+	ASSERT_NE(NULL, p);
+	strcpy(p, "parent");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		if (strcmp(p, "parent"))
+			_exit(1);
+		strcpy(p, "child");
+		/* a large object needs the kernel: refused */
+		if (sa_alloc(1 << 20) || errno != EPERM)
+			_exit(2);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(0, WEXITSTATUS(st));
+	EXPECT_STREQ("parent", p);
+	sa_free(p);
+}
+
+TEST(flush_gives_back_and_allocation_continues)
+{
+	struct spanalloc_stats kst;
+	void *p, *q;
+
+	NEED_DEVICE();
+	p = sa_alloc(1000);
+	sa_free(p);
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
+	EXPECT_EQ(0, kst.spans);
+	q = sa_alloc(1000);
+	EXPECT_NE(NULL, q);
+	sa_free(q);
+}
+
+TEST_HARNESS_MAIN

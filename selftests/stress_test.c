@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * stress_test: 2 x online CPUs threads allocate objects of every class
+ * (tiny, small scan and noscan, some large), fill each with a pattern of
+ * its own, check the pattern before freeing, and free a share of them on
+ * other threads, for a bounded time (STRESS_SECONDS, default 8). At the
+ * end every live object is checked against every other for overlap, and
+ * the kernel must hold no span in a thread's hands or on a full list.
+ */
+#include <linux/spanalloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include "kselftest_harness.h"
+#include "spanalloc.h"
+#include "util.h"
+
+#define SLOTS	2048
+#define RING	1024
+
+struct obj {
+	unsigned char *p;
+	size_t size;
+	uint32_t tag;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct obj ring[RING];	/* objects handed to another thread to free */
+	int n;
+} handoff = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+struct worker {
+	pthread_t th;
+	int id;
+	double deadline;
+	struct obj live[SLOTS];
+	uint64_t allocs, frees, xfrees, errors;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Large objects get their first and last page checked, the rest whole. */
+static size_t span_len(size_t size)
+{
+	return size > 65536 ? 4096 : size;
+}
+
+static void fill(struct obj *o)
+{
+	size_t n = span_len(o->size);
+
+	for (size_t i = 0; i < n; i++)
+		o->p[i] = (unsigned char)(o->tag + i);
+	for (size_t i = o->size - n; i < o->size; i++)
+		o->p[i] = (unsigned char)(o->tag + i);
+}
+
+static int check(const struct obj *o)
+{
+	size_t n = span_len(o->size);
+
+	for (size_t i = 0; i < n; i++)
+		if (o->p[i] != (unsigned char)(o->tag + i))
+			return -1;
+	for (size_t i = o->size - n; i < o->size; i++)
+		if (o->p[i] != (unsigned char)(o->tag + i))
+			return -1;
+	return 0;
+}
+
+static size_t pick_size(uint64_t *s)
+{
+	uint64_t r = rnd(s) % 1000;
+
+	if (r < 400)
+		return 1 + rnd(s) % 16;		/* tiny when noscan */
+	if (r < 850)
+		return 1 + rnd(s) % 1024;
+	if (r < 997)
+		return 1 + rnd(s) % SPANALLOC_MAX_SMALL_SIZE;
+	return SPANALLOC_MAX_SMALL_SIZE + 1 + rnd(s) % (256 << 10);
+}
+
+static void release(struct worker *w, struct obj *o, uint64_t *s)
+{
+	if (check(o))
+		w->errors++;
+	if (rnd(s) % 8 == 0) {
+		pthread_mutex_lock(&handoff.lock);
+		if (handoff.n < RING) {
+			handoff.ring[handoff.n++] = *o;
+			pthread_mutex_unlock(&handoff.lock);
+			o->p = NULL;
+			return;
+		}
+		pthread_mutex_unlock(&handoff.lock);
+	}
+	sa_free(o->p);
+	o->p = NULL;
+	w->frees++;
+}
+
+/* Frees one object another thread handed off, after checking it. */
+static void free_handed_off(struct worker *w)
+{
+	struct obj o;
+
+	pthread_mutex_lock(&handoff.lock);
+	if (!handoff.n) {
+		pthread_mutex_unlock(&handoff.lock);
+		return;
+	}
+	o = handoff.ring[--handoff.n];
+	pthread_mutex_unlock(&handoff.lock);
+	if (check(&o))
+		w->errors++;
+	sa_free(o.p);
+	w->xfrees++;
+}
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t seed = 0x9e3779b97f4a7c15ULL * (w->id + 1), n = 0;
+
+	while ((n & 255) || now() < w->deadline) {
+		struct obj *o = &w->live[rnd(&seed) % SLOTS];
+
+		n++;
+		if (o->p)
+			release(w, o, &seed);
+		if (n % 4 == 0)
+			free_handed_off(w);
+		o->size = pick_size(&seed);
+		o->tag = (uint32_t)rnd(&seed);
+		o->p = rnd(&seed) & 1 ? sa_alloc_noscan(o->size) : sa_alloc(o->size);
+		if (!o->p) {
+			w->errors++;
+			continue;
+		}
+		if (sa_usable_size(o->p) < o->size)
+			w->errors++;
+		fill(o);
+		w->allocs++;
+	}
+	return NULL;
+}
+
+static int cmp_obj(const void *a, const void *b)
+{
+	const struct obj *x = a, *y = b;
+
+	return x->p < y->p ? -1 : x->p > y->p;
+}
+
+FIXTURE(stress) {
+	int unused;
+};
+
+FIXTURE_SETUP(stress)
+{
+	if (access(SA_DEV, F_OK) || sa_init())
+		SKIP(return, "libspanalloc cannot start: %s", sa_strerror());
+}
+
+FIXTURE_TEARDOWN(stress)
+{
+}
+
+TEST_F_TIMEOUT(stress, threads_allocate_check_and_free_without_overlap, 300)
+{
+	const char *env = getenv("STRESS_SECONDS");
+	int nthreads = 2 * (int)sysconf(_SC_NPROCESSORS_ONLN);
+	double secs = env ? atof(env) : 8;
+	struct worker *w = calloc(nthreads, sizeof(*w));
+	struct spanalloc_class_stats cs[SPANALLOC_NUM_SPANCLASSES];
+	struct spanalloc_stats kst;
+	struct obj *all;
+	uint64_t allocs = 0, frees = 0, xfrees = 0, errors = 0;
+	size_t nall = 0;
+	struct sa_stats st;
+
+	ASSERT_NE(NULL, w);
+	for (int i = 0; i < nthreads; i++) {
+		w[i].id = i;
+		w[i].deadline = now() + secs;
+		ASSERT_EQ(0, pthread_create(&w[i].th, NULL, work, &w[i]));
+	}
+	for (int i = 0; i < nthreads; i++)
+		ASSERT_EQ(0, pthread_join(w[i].th, NULL));
+
+	all = calloc((size_t)nthreads * SLOTS + RING, sizeof(*all));
+	ASSERT_NE(NULL, all);
+	for (int i = 0; i < nthreads; i++) {
+		allocs += w[i].allocs;
+		frees += w[i].frees;
+		xfrees += w[i].xfrees;
+		errors += w[i].errors;
+		for (int j = 0; j < SLOTS; j++)
+			if (w[i].live[j].p)
+				all[nall++] = w[i].live[j];
+	}
+	for (int j = 0; j < handoff.n; j++)
+		all[nall++] = handoff.ring[j];
+	qsort(all, nall, sizeof(*all), cmp_obj);
+	for (size_t i = 0; i < nall; i++) {
+		EXPECT_EQ(0, check(&all[i]));
+		if (i)
+			ASSERT_LE(all[i - 1].p + all[i - 1].size, all[i].p);
+	}
+	TH_LOG("%d threads, %.0f s: %llu allocations, %llu frees (%llu on another thread), %zu live",
+	       nthreads, secs, (unsigned long long)allocs, (unsigned long long)(frees + xfrees),
+	       (unsigned long long)xfrees, nall);
+	EXPECT_EQ(0, errors);
+	EXPECT_LT(0, xfrees);
+
+	for (size_t i = 0; i < nall; i++)
+		sa_free(all[i].p);
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_get_stats(&st));
+	EXPECT_EQ(st.objects_allocated, st.objects_freed);
+	EXPECT_EQ(st.large_allocated, st.large_freed);
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	for (int sc = 0; sc < SPANALLOC_NUM_SPANCLASSES; sc++) {
+		EXPECT_EQ(0, cs[sc].owned);
+		EXPECT_EQ(0, cs[sc].full);
+	}
+	free(all);
+	free(w);
+}
+
+TEST_HARNESS_MAIN

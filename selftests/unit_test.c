@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * unit_test: the library parts that need no device (size classes, span
+ * bitmaps, tiny block masks), built natively under ASan and UBSan.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include "kselftest_harness.h"
+#include "internal.h"
+
+/* Only the pieces under test are linked: these are never reached. */
+struct sa_global sa_g;
+__thread struct sa_tcache *sa_tc;
+
+static const uint32_t page = SPANALLOC_PAGE_SIZE;
+
+TEST(class_table_keeps_go_rules)
+{
+	sa_sizeclass_init();
+	ASSERT_EQ(0, sa_classes[0].size);
+	for (int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		const struct sa_classinfo *ci = &sa_classes[c];
+		uint32_t span = ci->npages * page;
+
+		ASSERT_LT(sa_classes[c - 1].size, ci->size);
+		EXPECT_EQ(span / ci->size, ci->nelems);
+		EXPECT_LE((span % ci->size) * 8, span);	/* tail waste <= 1/8 */
+		EXPECT_EQ(0, ci->size % 8);
+		if (ci->size > 1024)
+			EXPECT_EQ(0, ci->size % 128);
+		EXPECT_LE(ci->nelems, SPANALLOC_MAX_NELEMS);
+		EXPECT_LE(ci->npages, SPANALLOC_MAX_CLASS_PAGES);
+	}
+	EXPECT_EQ(SPANALLOC_MAX_SMALL_SIZE, sa_classes[SPANALLOC_NUM_CLASSES - 1].size);
+}
+
+TEST(divmagic_divides_exactly_at_every_offset)
+{
+	for (int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		struct sa_uspan s = { .base = 0, .divmagic = sa_classes[c].divmagic };
+		uint32_t span = sa_classes[c].npages * page;
+
+		for (uint32_t off = 0; off < span; off++)
+			ASSERT_EQ(off / sa_classes[c].size, sa_span_index(&s, off));
+	}
+}
+
+TEST(size_maps_to_smallest_fitting_class)
+{
+	sa_sizeclass_init();
+	for (size_t size = 0; size <= SPANALLOC_MAX_SMALL_SIZE; size++) {
+		unsigned int c = sa_class_of(size);
+
+		ASSERT_LE(1, c);
+		ASSERT_LE(size, sa_classes[c].size);
+		if (c > 1)
+			ASSERT_LT(sa_classes[c - 1].size, size);
+	}
+	EXPECT_EQ(0, sa_size_class(SPANALLOC_MAX_SMALL_SIZE + 1));
+	EXPECT_EQ(8, sa_class_size(sa_size_class(1)));
+	EXPECT_EQ(0, sa_class_size(SPANALLOC_NUM_CLASSES));
+}
+
+/* A span over ordinary memory, as if the kernel had handed it out. */
+static struct sa_uspan *fake_span(unsigned int cls, void **mem)
+{
+	struct sa_uspan *s = aligned_alloc(64, sizeof(*s));
+	size_t len = sa_classes[cls].npages * page;
+
+	*mem = aligned_alloc(page, len);
+	memset(s, 0, sizeof(*s));
+	sa_span_setup(s, (uintptr_t)*mem, 1, sa_classes[cls].npages,
+		      (uint16_t)SPANALLOC_SPANCLASS(cls, 0), false);
+	return s;
+}
+
+static uint32_t alloc_one(struct sa_uspan *s)
+{
+	uintptr_t p = sa_span_next_fast(s);
+
+	if (p)
+		return sa_span_index(s, p);
+	return sa_span_next_free(s);
+}
+
+static void free_one(struct sa_uspan *s, uint32_t idx)
+{
+	atomic_fetch_or(&s->free_bits[idx / 64], 1ULL << (idx % 64));
+}
+
+TEST(span_hands_out_every_object_once_in_order)
+{
+	sa_sizeclass_init();
+	for (unsigned int cls = 1; cls < SPANALLOC_NUM_CLASSES; cls++) {
+		void *mem;
+		struct sa_uspan *s = fake_span(cls, &mem);
+
+		for (uint32_t i = 0; i < s->nelems; i++)
+			ASSERT_EQ(i, alloc_one(s));
+		ASSERT_EQ(s->nelems, alloc_one(s));
+		ASSERT_EQ(s->nelems, s->alloc_count);
+		ASSERT_EQ(0, sa_span_sweep_full(s));
+		free(s);
+		free(mem);
+	}
+}
+
+TEST(full_span_reuses_exactly_what_was_freed)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(1, &mem);	/* 1024 objects */
+	uint32_t freed[] = { 0, 1, 63, 64, 65, 500, 1023 };
+	uint32_t n = sizeof(freed) / sizeof(freed[0]);
+
+	while (alloc_one(s) < s->nelems)
+		;
+	for (uint32_t i = 0; i < n; i++)
+		free_one(s, freed[i]);
+	ASSERT_EQ(n, sa_span_sweep_full(s));
+	EXPECT_EQ(s->nelems - n, s->alloc_count);
+	EXPECT_EQ(1, s->needzero);
+	for (uint32_t i = 0; i < n; i++)
+		ASSERT_EQ(freed[i], alloc_one(s));
+	ASSERT_EQ(s->nelems, alloc_one(s));
+	free(s);
+	free(mem);
+}
+
+TEST(settle_makes_bits_and_count_exact)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(5, &mem);	/* 170 objects */
+
+	for (int i = 0; i < 100; i++)
+		alloc_one(s);
+	free_one(s, 3);
+	free_one(s, 70);
+	sa_span_settle(s);
+	EXPECT_EQ(98, s->alloc_count);
+	EXPECT_EQ(0, s->freeindex);
+	EXPECT_EQ(0, s->alloc_bits[0] & (1ULL << 3));
+	EXPECT_NE(0, s->alloc_bits[0] & (1ULL << 4));
+	EXPECT_EQ(0, s->alloc_bits[1] & (1ULL << (70 - 64)));
+	/* the next holder gets the holes first, then the untouched tail */
+	EXPECT_EQ(3, alloc_one(s));
+	EXPECT_EQ(70, alloc_one(s));
+	EXPECT_EQ(100, alloc_one(s));
+	free(s);
+	free(mem);
+}
+
+TEST(taken_span_merges_frees_made_while_unowned)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(10, &mem);	/* 64 objects */
+
+	for (int i = 0; i < 64; i++)
+		alloc_one(s);
+	sa_span_settle(s);
+	free_one(s, 10);
+	free_one(s, 11);
+	sa_span_take(s);
+	EXPECT_EQ(62, s->alloc_count);
+	EXPECT_EQ(10, alloc_one(s));
+	EXPECT_EQ(11, alloc_one(s));
+	EXPECT_EQ(64, alloc_one(s));
+	free(s);
+	free(mem);
+}
+
+/* The harness takes SIGABRT for a failed ASSERT, so abort in a child. */
+TEST(freeing_a_free_object_aborts)
+{
+	int status;
+	pid_t pid = fork();
+
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		void *mem;
+		struct sa_uspan *s = fake_span(4, &mem);
+
+		alloc_one(s);
+		sa_span_settle(s);
+		free_one(s, 0);
+		sa_span_take(s);	/* object 0 is free now */
+		free_one(s, 0);
+		sa_span_settle(s);	/* the second free is caught here */
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFSIGNALED(status));
+	EXPECT_EQ(SIGABRT, WTERMSIG(status));
+}
+
+TEST(tiny_blocks_carve_and_release)
+{
+	_Atomic(uint32_t) m = sa_tiny_fresh();
+	uint32_t freed = 7;
+
+	/* 3 bytes at 0, 4 at 4 (aligned), 8 at 8 */
+	ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, 3));
+	ASSERT_EQ(0, sa_tiny_carve(&m, 3, 4, 4));
+	EXPECT_EQ(3, sa_tiny_usable(m, 0));
+	EXPECT_EQ(4, sa_tiny_usable(m, 4));
+	EXPECT_EQ(0, sa_tiny_usable(m, 3));	/* padding */
+	ASSERT_EQ(0, sa_tiny_carve(&m, 8, 8, 8));
+	EXPECT_EQ(8, sa_tiny_usable(m, 8));
+	EXPECT_EQ(-1, sa_tiny_release(&m, 3, &freed));	/* nothing starts there */
+	ASSERT_EQ(0, sa_tiny_release(&m, 4, &freed));
+	EXPECT_EQ(0, freed);
+	EXPECT_EQ(-1, sa_tiny_release(&m, 4, &freed));	/* double free */
+	ASSERT_EQ(0, sa_tiny_release(&m, 0, &freed));
+	EXPECT_EQ(0, freed);
+	ASSERT_EQ(0, sa_tiny_release(&m, 8, &freed));
+	EXPECT_EQ(1, freed);	/* block full, so no pseudo-object: empty */
+}
+
+TEST(tiny_block_outlives_its_objects_while_being_carved)
+{
+	_Atomic(uint32_t) m = sa_tiny_fresh();
+	uint32_t freed = 7;
+
+	ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, 5));
+	ASSERT_EQ(0, sa_tiny_release(&m, 0, &freed));
+	EXPECT_EQ(0, freed);	/* the unused rest [5, 16) still holds it */
+	ASSERT_EQ(0, sa_tiny_carve(&m, 5, 5, 1));
+	EXPECT_EQ(1, sa_tiny_usable(m, 5));
+	ASSERT_EQ(0, sa_tiny_release(&m, 6, &freed));	/* retire the rest */
+	EXPECT_EQ(0, freed);
+	ASSERT_EQ(0, sa_tiny_release(&m, 5, &freed));
+	EXPECT_EQ(1, freed);
+	EXPECT_EQ(0, (uint32_t)m);
+}
+
+TEST(uapi_struct_sizes_match_their_first_versions)
+{
+	EXPECT_EQ(SPANALLOC_INFO_SIZE_VER0, sizeof(struct spanalloc_info));
+	EXPECT_EQ(SPANALLOC_EXCHANGE_SIZE_VER0, sizeof(struct spanalloc_exchange));
+	EXPECT_EQ(SPANALLOC_LARGE_SIZE_VER0, sizeof(struct spanalloc_large));
+	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER0, sizeof(struct spanalloc_stats));
+	EXPECT_EQ(SPANALLOC_LIMIT_SIZE_VER0, sizeof(struct spanalloc_limit));
+}
+
+TEST_HARNESS_MAIN
