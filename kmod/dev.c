@@ -33,7 +33,6 @@
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
-#include <linux/version.h>
 #include "spanalloc.h"
 
 unsigned int sa_heap_limit_mb = 1024;
@@ -55,14 +54,14 @@ atomic64_t sa_global_arenas = ATOMIC64_INIT(0);
 static DEFINE_MUTEX(sa_heaps_mutex);
 static LIST_HEAD(sa_heaps);
 
-void sa_for_each_heap(void (*fn)(struct sa_heap *heap, unsigned int cpu),
-		      unsigned int cpu)
+/* cpu is dead: move its cached spans of every heap to mcentral. */
+void sa_drain_cpu_all_heaps(unsigned int cpu)
 {
 	struct sa_heap *heap;
 
 	mutex_lock(&sa_heaps_mutex);
 	list_for_each_entry(heap, &sa_heaps, node)
-		fn(heap, cpu);
+		sa_mcache_drain_cpu(heap, cpu);
 	mutex_unlock(&sa_heaps_mutex);
 }
 
@@ -122,7 +121,7 @@ static int sa_release(struct inode *inode, struct file *file)
 
 static void sa_vma_set_flags(struct vm_area_struct *vma)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#ifdef SA_HAVE_VM_FLAGS_SET
 	vm_flags_clear(vma, VM_MAYEXEC);
 	vm_flags_set(vma, VM_DONTEXPAND);
 #else
@@ -147,7 +146,7 @@ static unsigned long sa_get_unmapped_area(struct file *file, unsigned long addr,
 		return addr;
 	if (len > TASK_SIZE || want > TASK_SIZE)
 		return -ENOMEM;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 10, 0)
+#ifdef SA_HAVE_MM_GET_UNMAPPED_AREA
 	base = mm_get_unmapped_area(current->mm, NULL, 0, want, 0, flags);
 #else
 	base = get_unmapped_area(NULL, 0, want, 0, flags);
@@ -183,6 +182,7 @@ static int sa_mmap(struct file *file, struct vm_area_struct *vma)
 		goto out;
 	sa_vma_set_flags(vma);
 	vma_set_anonymous(vma);
+	/* publishes base and the page allocator to lockless readers */
 	smp_store_release(&heap->mapped, len);
 out:
 	mutex_unlock(&heap->grow_mutex);

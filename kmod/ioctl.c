@@ -134,6 +134,7 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 		return -EINVAL;
 	if (!ex.get_count && ex.get_spanclass)
 		return -EINVAL;
+	/* pairs with the release in sa_mmap(): base and arenas are set */
 	if (!smp_load_acquire(&heap->mapped))
 		return -ENXIO;
 	uget = u64_to_user_ptr(ex.get_ptr);
@@ -141,7 +142,7 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 	if (ex.get_count && !access_ok(uget, ex.get_count * sizeof(d)))
 		return -EFAULT;
 
-	sa_count(heap, exchanges);
+	sa_count(heap, SA_C_EXCHANGES);
 	ret = sa_claim_batch(heap, u64_to_user_ptr(ex.ret_ptr), ex.ret_count,
 			     spans, prev, ops);
 	if (ret)
@@ -169,7 +170,7 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 	}
 	ex.get_done = got;
 	if (ex.get_count && !got) {
-		sa_count(heap, enomem);
+		sa_count(heap, SA_C_ENOMEM);
 		ret = err ? err : -ENOMEM;
 	}
 	if (sa_copy_out(uarg, &ex, sizeof(ex), ex.size))
@@ -189,6 +190,7 @@ static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
 	if (lg.flags & ~SPANALLOC_LARGE_NOSCAN || lg.reserved || !lg.npages ||
 	    memchr_inv(&lg.span, 0, sizeof(lg.span)))
 		return -EINVAL;
+	/* pairs with the release in sa_mmap(): base and arenas are set */
 	if (!smp_load_acquire(&heap->mapped))
 		return -ENXIO;
 	if (lg.npages > heap->max_pages)
@@ -196,7 +198,7 @@ static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
 	s = sa_mheap_alloc_span(heap, SPANALLOC_SPANCLASS(0, lg.flags &
 				SPANALLOC_LARGE_NOSCAN), lg.npages);
 	if (IS_ERR(s)) {
-		sa_count(heap, enomem);
+		sa_count(heap, SA_C_ENOMEM);
 		return PTR_ERR(s);
 	}
 	sa_span_desc(heap, s, &lg.span);
@@ -204,28 +206,21 @@ static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
 		sa_span_return(heap, s, SA_SPAN_OWNED, SPANALLOC_RET_EMPTY);
 		return -EFAULT;
 	}
-	sa_count(heap, large_allocs);
-	sa_count(heap, spans_got);
+	sa_count(heap, SA_C_LARGE_ALLOCS);
+	sa_count(heap, SA_C_SPANS_GOT);
 	return 0;
 }
 
 static void sa_sum_counters(struct sa_heap *heap, struct sa_heap_counters *sum)
 {
-	int cpu;
+	int cpu, i;
 
 	memset(sum, 0, sizeof(*sum));
 	for_each_possible_cpu(cpu) {
 		const struct sa_heap_counters *c = per_cpu_ptr(heap->counters, cpu);
 
-		sum->exchanges += READ_ONCE(c->exchanges);
-		sum->large_allocs += READ_ONCE(c->large_allocs);
-		sum->spans_got += READ_ONCE(c->spans_got);
-		sum->spans_returned += READ_ONCE(c->spans_returned);
-		sum->pcp_hits += READ_ONCE(c->pcp_hits);
-		sum->central_hits += READ_ONCE(c->central_hits);
-		sum->heap_spans += READ_ONCE(c->heap_spans);
-		sum->pcp_flushes += READ_ONCE(c->pcp_flushes);
-		sum->enomem += READ_ONCE(c->enomem);
+		for (i = 0; i < SA_NR_COUNTERS; i++)
+			sum->c[i] += READ_ONCE(c->c[i]);
 	}
 }
 
@@ -284,16 +279,17 @@ static long sa_ioctl_stats(struct sa_heap *heap, void __user *uarg)
 	st.spans = heap->nspans;
 	st.large_spans = heap->nlarge;
 	spin_unlock(&heap->lock);
+	/* pairs with the release in sa_mmap() */
 	st.mapped = smp_load_acquire(&heap->mapped);
-	st.exchanges = sum.exchanges;
-	st.large_allocs = sum.large_allocs;
-	st.spans_got = sum.spans_got;
-	st.spans_returned = sum.spans_returned;
-	st.pcp_hits = sum.pcp_hits;
-	st.central_hits = sum.central_hits;
-	st.heap_spans = sum.heap_spans;
-	st.pcp_flushes = sum.pcp_flushes;
-	st.enomem = sum.enomem;
+	st.exchanges = sum.c[SA_C_EXCHANGES];
+	st.large_allocs = sum.c[SA_C_LARGE_ALLOCS];
+	st.spans_got = sum.c[SA_C_SPANS_GOT];
+	st.spans_returned = sum.c[SA_C_SPANS_RETURNED];
+	st.pcp_hits = sum.c[SA_C_PCP_HITS];
+	st.central_hits = sum.c[SA_C_CENTRAL_HITS];
+	st.heap_spans = sum.c[SA_C_HEAP_SPANS];
+	st.pcp_flushes = sum.c[SA_C_PCP_FLUSHES];
+	st.enomem = sum.c[SA_C_ENOMEM];
 	return sa_copy_out(uarg, &st, sizeof(st), st.size);
 }
 

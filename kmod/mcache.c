@@ -49,7 +49,7 @@ static void sa_mcache_flush(struct sa_heap *heap, struct sa_mcache_stack *st,
 	sa_mcentral_put_partial(&heap->central[sc], st->spans, k);
 	memmove(st->spans, st->spans + k, (st->n - k) * sizeof(st->spans[0]));
 	st->n -= k;
-	sa_count(heap, pcp_flushes);
+	sa_count(heap, SA_C_PCP_FLUSHES);
 }
 
 /*
@@ -80,8 +80,8 @@ u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n)
 		got++;
 	}
 	local_unlock(&heap->mcache->lock);
-	sa_count_add(heap, pcp_hits, hits);
-	sa_count_add(heap, central_hits, moved);
+	sa_count_add(heap, SA_C_PCP_HITS, hits);
+	sa_count_add(heap, SA_C_CENTRAL_HITS, moved);
 	return got;
 }
 
@@ -112,7 +112,7 @@ void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
 			continue;
 		sa_mcentral_put_partial(&heap->central[sc], st->spans, st->n);
 		st->n = 0;
-		this_cpu_inc(heap->counters->pcp_flushes);
+		sa_count(heap, SA_C_PCP_FLUSHES);
 	}
 }
 
@@ -129,7 +129,7 @@ u32 sa_mcache_count(struct sa_heap *heap, u16 sc)
 
 static int sa_mcache_cpu_dead(unsigned int cpu)
 {
-	sa_for_each_heap(sa_mcache_drain_cpu, cpu);
+	sa_drain_cpu_all_heaps(cpu);
 	return 0;
 }
 

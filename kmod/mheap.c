@@ -135,6 +135,7 @@ static bool sa_mheap_grow(struct sa_heap *heap, u32 want)
 			break;
 		}
 		spin_lock(&heap->lock);
+		/* pairs with the acquire in sa_mheap_lookup(): a is zeroed */
 		smp_store_release(&heap->arenas[i], a);
 		heap->active_pages += SA_ARENA_PAGES;
 		spin_unlock(&heap->lock);
@@ -269,8 +270,10 @@ struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle)
 	struct sa_arena *a;
 	struct sa_span *s;
 
+	/* pairs with the release in sa_mmap(): arenas[] exists */
 	if (!smp_load_acquire(&heap->mapped) || page >= heap->max_pages)
 		return NULL;
+	/* pairs with the release in sa_mheap_grow() */
 	a = smp_load_acquire(&heap->arenas[page / SA_ARENA_PAGES]);
 	if (!a)
 		return NULL;

@@ -29,7 +29,7 @@ u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 	} else {
 		got = sa_mcentral_take(&heap->central[sc], out, n,
 				       SA_SPAN_OWNED);
-		sa_count_add(heap, central_hits, got);
+		sa_count_add(heap, SA_C_CENTRAL_HITS, got);
 	}
 	for (i = got; i < n; i++) {
 		struct sa_span *s = sa_mheap_alloc_span(heap, sc, npages);
@@ -39,9 +39,9 @@ u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 			break;
 		}
 		out[got++] = s;
-		sa_count(heap, heap_spans);
+		sa_count(heap, SA_C_HEAP_SPANS);
 	}
-	sa_count_add(heap, spans_got, got);
+	sa_count_add(heap, SA_C_SPANS_GOT, got);
 	return got;
 }
 
@@ -93,7 +93,7 @@ void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op)
 		sa_mcentral_remove_full(c, s);
 	/* Its objects were handed out: whoever gets it next must zero them. */
 	s->needzero = 1;
-	sa_count(heap, spans_returned);
+	sa_count(heap, SA_C_SPANS_RETURNED);
 
 	switch (op) {
 	case SPANALLOC_RET_PARTIAL:

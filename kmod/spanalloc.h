@@ -55,19 +55,13 @@
 #include <linux/spanalloc.h>
 
 #define SA_PAGE_SHIFT		SPANALLOC_PAGE_SHIFT
-#define SA_PAGE_SIZE		(1UL << SA_PAGE_SHIFT)
+#define SA_PAGE_SIZE		BIT(SA_PAGE_SHIFT)
 #define SA_ARENA_PAGES		(SPANALLOC_ARENA_SIZE >> SA_PAGE_SHIFT)
 #define SA_NSPANCLASS		SPANALLOC_NUM_SPANCLASSES
 #define SA_PCP_MAX_DEPTH	8
 #define SA_MAX_BATCH		32
 
-struct sa_class {
-	u32 size;		/* object size; 0 for class 0 */
-	u32 npages;		/* pages per span */
-	u32 nelems;		/* objects per span */
-};
-
-extern const struct sa_class sa_classes[SPANALLOC_NUM_CLASSES];
+extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
 
 enum sa_span_state {
 	SA_SPAN_OWNED = 1,	/* user space has it; on no list */
@@ -115,16 +109,21 @@ struct sa_mcache {
 };
 
 /* Per-CPU event counters; summed when read, so the fast path shares none. */
+enum sa_counter {
+	SA_C_EXCHANGES,
+	SA_C_LARGE_ALLOCS,
+	SA_C_SPANS_GOT,
+	SA_C_SPANS_RETURNED,
+	SA_C_PCP_HITS,
+	SA_C_CENTRAL_HITS,
+	SA_C_HEAP_SPANS,
+	SA_C_PCP_FLUSHES,
+	SA_C_ENOMEM,
+	SA_NR_COUNTERS,
+};
+
 struct sa_heap_counters {
-	u64 exchanges;
-	u64 large_allocs;
-	u64 spans_got;
-	u64 spans_returned;
-	u64 pcp_hits;
-	u64 central_hits;
-	u64 heap_spans;
-	u64 pcp_flushes;
-	u64 enomem;
+	u64 c[SA_NR_COUNTERS];
 };
 
 struct sa_central {
@@ -177,8 +176,15 @@ struct sa_heap {
 	struct sa_heap_counters __percpu *counters;
 };
 
-#define sa_count(heap, field)	this_cpu_inc((heap)->counters->field)
-#define sa_count_add(heap, field, n) this_cpu_add((heap)->counters->field, (n))
+static inline void sa_count_add(struct sa_heap *heap, enum sa_counter i, u64 n)
+{
+	this_cpu_add(heap->counters->c[i], n);
+}
+
+static inline void sa_count(struct sa_heap *heap, enum sa_counter i)
+{
+	this_cpu_inc(heap->counters->c[i]);
+}
 
 /* Module-wide counters: leak checks read them through the info ioctl. */
 extern atomic64_t sa_global_heaps;
@@ -233,8 +239,7 @@ void sa_span_unclaim(struct sa_span *s, int prev);
 void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op);
 
 /* dev.c */
-void sa_for_each_heap(void (*fn)(struct sa_heap *heap, unsigned int cpu),
-		      unsigned int cpu);
+void sa_drain_cpu_all_heaps(unsigned int cpu);
 
 /* ioctl.c */
 long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg);

@@ -89,14 +89,22 @@ sa_kernel_image() {
 	echo "$dir"
 }
 
+# Copies what the module is built from (sources only: never objects of an
+# in-tree build) into $1, keeping times so that make rebuilds what changed.
+sa_copy_module_sources() {
+	mkdir -p "$1/kmod" "$1/uapi/linux"
+	cp -p "$SA_REPO/Kbuild" "$1/"
+	cp -p "$SA_REPO"/kmod/*.[ch] "$1/kmod/"
+	cp -p "$SA_REPO"/uapi/linux/*.h "$1/uapi/linux/"
+}
+
 # Builds outside the source tree, one folder per ABI, so that builds for two
 # kernels never share objects. Copies keep their times: make rebuilds only
 # what changed.
 sa_build_module() {
 	local abi=$1 kdir out=$SA_REPO/build/kmod-$1
 	kdir=$(sa_headers_dir "$abi") || return 1
-	mkdir -p "$out"
-	cp -a "$SA_REPO/Kbuild" "$SA_REPO/kmod" "$SA_REPO/uapi" "$out/"
+	sa_copy_module_sources "$out"
 	make -s -C "$kdir" M="$out" W=1 modules 2>&1 | { grep -v "^Skipping BTF" >&2 || true; }
 	[ "${PIPESTATUS[0]}" = 0 ] || { sa_log "module build for $abi failed"; return 1; }
 	echo "$out"

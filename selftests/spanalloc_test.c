@@ -148,8 +148,8 @@ TEST_F(bare, mmap_rules_are_enforced)
 	p = mmap(NULL, 2 * a, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, p);
 	munmap(p, 2 * a);
-	p = mmap((char *)p + 4096, a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-		 self->fd, 0);
+	p = (void *)((((uintptr_t)p + SPANALLOC_PAGE_SIZE - 1) & ~(SPANALLOC_PAGE_SIZE - 1)) + 4096);
+	p = mmap(p, a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, self->fd, 0);
 	EXPECT_EQ(MAP_FAILED, p);
 	EXPECT_EQ(EINVAL, errno);
 

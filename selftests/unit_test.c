@@ -20,7 +20,7 @@ TEST(class_table_keeps_go_rules)
 	sa_sizeclass_init();
 	ASSERT_EQ(0, sa_classes[0].size);
 	for (int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
-		const struct sa_classinfo *ci = &sa_classes[c];
+		const struct spanalloc_class *ci = &sa_classes[c];
 		uint32_t span = ci->npages * page;
 
 		ASSERT_LT(sa_classes[c - 1].size, ci->size);

@@ -17,6 +17,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <linux/spanalloc.h>
+/* one table per test program */
+#define SPANALLOC_CLASS_TABLE sa_t_classes
+#include <linux/spanalloc-sizeclasses.h>
 
 #define SA_DEV "/dev/spanalloc"
 
@@ -158,12 +161,7 @@ static inline long sa_t_read_long(const char *path)
 
 static inline unsigned int sa_t_class_pages(unsigned int sc)
 {
-#define SA_T_NP(cls, sz, np, nel, magic) [cls] = np,
-	static const unsigned int np[SPANALLOC_NUM_CLASSES] = {
-		SPANALLOC_SIZE_CLASSES(SA_T_NP)
-	};
-#undef SA_T_NP
-	return np[sc >> 1];
+	return sa_t_classes[sc >> 1].npages;
 }
 
 #endif

@@ -140,10 +140,7 @@ extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")
 /* sizeclass.c */
 extern uint8_t sa_size_to_class8[1024 / 8 + 1];
 extern uint8_t sa_size_to_class128[(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];
-struct sa_classinfo {
-	uint32_t size, npages, nelems, divmagic;
-};
-extern const struct sa_classinfo sa_classes[SPANALLOC_NUM_CLASSES];
+extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
 void sa_sizeclass_init(void);
 
 static inline unsigned int sa_class_of(size_t size)

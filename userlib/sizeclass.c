@@ -10,12 +10,8 @@
  */
 #include "internal.h"
 
-#define SA_CLASSINFO(cls, sz, np, nel, magic) \
-	[cls] = { .size = (sz), .npages = (np), .nelems = (nel), .divmagic = (magic) },
-
-const struct sa_classinfo sa_classes[SPANALLOC_NUM_CLASSES] = {
-	SPANALLOC_SIZE_CLASSES(SA_CLASSINFO)
-};
+#define SPANALLOC_CLASS_TABLE sa_classes
+#include <linux/spanalloc-sizeclasses.h>
 
 uint8_t sa_size_to_class8[1024 / 8 + 1];
 uint8_t sa_size_to_class128[(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];

@@ -13,7 +13,7 @@
 void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 		   uint32_t npages, uint16_t spanclass, bool needzero)
 {
-	const struct sa_classinfo *ci = &sa_classes[spanclass >> 1];
+	const struct spanalloc_class *ci = &sa_classes[spanclass >> 1];
 
 	s->base = base;
 	s->handle = handle;

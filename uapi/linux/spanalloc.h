@@ -23,14 +23,15 @@
 #ifndef _UAPI_LINUX_SPANALLOC_H
 #define _UAPI_LINUX_SPANALLOC_H
 
+#include <linux/const.h>
 #include <linux/ioctl.h>
 #include <linux/types.h>
 #include "spanalloc-sizeclasses.h"
 
 #define SPANALLOC_ABI_VERSION	1
-#define SPANALLOC_PAGE_SIZE	(1u << SPANALLOC_PAGE_SHIFT)
+#define SPANALLOC_PAGE_SIZE	_BITUL(SPANALLOC_PAGE_SHIFT)
 #define SPANALLOC_ARENA_SHIFT	26
-#define SPANALLOC_ARENA_SIZE	(1ull << SPANALLOC_ARENA_SHIFT)
+#define SPANALLOC_ARENA_SIZE	_BITULL(SPANALLOC_ARENA_SHIFT)
 
 /* span class = size class << 1 | noscan; span classes 0 and 1 are large */
 #define SPANALLOC_SPANCLASS(sizeclass, noscan)	(((sizeclass) << 1) | ((noscan) ? 1 : 0))
@@ -119,7 +120,7 @@ struct spanalloc_exchange {
  * max_large_pages) for one large object; span class 0, or 1 with
  * SPANALLOC_LARGE_NOSCAN. Freed with an EMPTY return.
  */
-#define SPANALLOC_LARGE_NOSCAN	(1u << 0)
+#define SPANALLOC_LARGE_NOSCAN	_BITUL(0)
 
 struct spanalloc_large {
 	__u32 size;		/* in: sizeof(struct spanalloc_large) */

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# bench.sh (make bench): every benchmark in one run of tools/bench, so in
+# one VM boot when the host cannot load modules. Installs the peer
+# allocators it compares against (jemalloc, mimalloc) when it can.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/kernel-env.sh
+sa_need_pkgs libjemalloc2 libmimalloc2.0 || echo "bench: peers not installed; comparing with glibc only" >&2
+. scripts/run-here-or-vm.sh
+sa_run_with_module build/tools/bench "$@"

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# check.sh: every test of the project (make check runs it after building).
+#   1. the generated size class header matches a fresh run of its generator
+#   2. kernel code lint: checkpatch --strict, sparse, W=1 on 6.1 and 6.12
+#   3. native unit tests under ASan and UBSan
+#   4. the kselftests (device, library, stress) in a VM booting Debian's 6.1
+#      kernel, then 6.12; the VM run itself must end clean (no kernel
+#      warning, module unloads)
+# Ends with one line "N passed, N failed". Skipped tests count as neither
+# and are listed; under CI (CI=true) a skip fails the run, since CI must
+# run everything. Exit status: 0 only if nothing failed.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo" || exit 1
+log=build/check
+mkdir -p "$log"
+pass=0 fail=0
+skipped=() failed=()
+
+ok() { pass=$((pass + 1)); echo "PASS: $1"; }
+bad() { fail=$((fail + 1)); failed+=("$1"); echo "FAIL: $1"; }
+skip() { skipped+=("$1"); echo "SKIP: $1"; }
+check() { local name=$1; shift; if "$@" > "$log/$name.log" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$log/$name.log" | tail -n 40; fi; }
+
+# Counts TAP results of one run: prefix, file. A plan with fewer results
+# than it announced (a crash) counts the missing ones as failures.
+tap() {
+	local prefix=$1 file=$2 planned=0 seen=0 line name
+	while IFS= read -r line; do
+		case "$line" in
+		1..*) planned=$((planned + ${line#1..})) ;;
+		"ok "*"# SKIP"*) seen=$((seen + 1)); name=${line#ok }; skip "$prefix ${name#* }" ;;
+		"ok "*) seen=$((seen + 1)); name=${line#ok }; ok "$prefix ${name#* }" ;;
+		"not ok "*) seen=$((seen + 1)); name=${line#not ok }; bad "$prefix ${name#* }" ;;
+		esac
+	done < <(tr -d '\r' < "$file")
+	if [ "$seen" -lt "$planned" ]; then
+		for ((i = seen; i < planned; i++)); do bad "$prefix: test $((i + 1)) of $planned never reported"; done
+	fi
+	[ "$planned" -gt 0 ] || bad "$prefix: no TAP output"
+}
+
+sizeclasses_fresh() { build/mksizeclasses | diff -u uapi/linux/spanalloc-sizeclasses.h -; }
+check sizeclasses_header_is_generated sizeclasses_fresh
+check checkpatch_strict scripts/lint.sh checkpatch
+check sparse_6.1_and_6.12 scripts/lint.sh sparse
+check module_builds_without_warnings_6.1 scripts/lint.sh w1 6.1
+check module_builds_without_warnings_6.12 scripts/lint.sh w1 6.12
+
+build/native/unit_test > "$log/unit.tap" 2>&1
+tap "native(asan,ubsan):" "$log/unit.tap"
+
+for series in 6.1 6.12; do
+	echo "== selftests in a VM, Linux $series"
+	# The TAP lines carry the tests' verdicts; vm-run's own status says
+	# whether the guest kernel stayed clean and the module unloaded.
+	if scripts/vm-run --kernel "$series" -- sh -c 'selftests/run.sh; exit 0' 2>&1 |
+		tee "$log/vm-$series.log"; then
+		ok "vm $series: run ends clean (no kernel warning, module unloads)"
+	else
+		bad "vm $series: run ends clean (no kernel warning, module unloads)"
+	fi
+	tap "vm $series:" "$log/vm-$series.log"
+done
+
+echo
+if [ ${#skipped[@]} -gt 0 ]; then
+	echo "Skipped (${#skipped[@]}):"
+	printf '  %s\n' "${skipped[@]}"
+	if [ "${CI:-}" = true ]; then
+		echo "!!! CI must run every test: the skips above fail this run !!!"
+	fi
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "Failed (${#failed[@]}):"
+	printf '  %s\n' "${failed[@]}"
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] || exit 1
+[ ${#skipped[@]} -eq 0 ] || [ "${CI:-}" != true ] || exit 1
+exit 0
