@@ -86,7 +86,8 @@ static uint32_t alloc_one(struct sa_uspan *s)
 
 static void free_one(struct sa_uspan *s, uint32_t idx)
 {
-	atomic_fetch_or(&s->free_bits[idx / 64], 1ULL << (idx % 64));
+	if (sa_span_free(s, idx) < 0)
+		abort();
 }
 
 TEST(span_hands_out_every_object_once_in_order)
@@ -191,6 +192,41 @@ TEST(freeing_a_free_object_aborts)
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFSIGNALED(status));
 	EXPECT_EQ(SIGABRT, WTERMSIG(status));
+}
+
+TEST(first_free_after_full_return_adopts_exactly_once)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(10, &mem);	/* 64 objects */
+
+	while (alloc_one(s) < s->nelems)
+		;
+	ASSERT_EQ(0, sa_span_sweep_full(s));
+	/* published with no free pending: nobody holds it now */
+	ASSERT_FALSE(sa_span_publish_full(s));
+	EXPECT_EQ(1, sa_span_free(s, 5));	/* the first free adopts */
+	EXPECT_EQ(0, sa_span_free(s, 6));	/* later ones do not */
+	EXPECT_EQ(-1, sa_span_free(s, 6));	/* a double free is refused */
+	sa_span_settle(s);
+	EXPECT_EQ(62, s->alloc_count);
+	EXPECT_EQ(0, atomic_load(&s->xfree));	/* every announced free collected */
+	free(s);
+	free(mem);
+}
+
+TEST(free_before_publishing_keeps_span_with_its_holder)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(10, &mem);
+
+	while (alloc_one(s) < s->nelems)
+		;
+	ASSERT_EQ(0, sa_span_sweep_full(s));
+	EXPECT_EQ(0, sa_span_free(s, 1));	/* still held: no adoption */
+	EXPECT_TRUE(sa_span_publish_full(s));	/* so the holder keeps it */
+	EXPECT_EQ(0, sa_span_free(s, 2));
+	free(s);
+	free(mem);
 }
 
 TEST(tiny_blocks_carve_and_release)

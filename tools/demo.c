@@ -54,7 +54,7 @@ struct worker {
 	pthread_t th;
 	int id, rounds;
 	struct mailbox box;
-	struct worker *next;
+	struct worker *next, *prev;	/* sends to next, receives from prev */
 	uint64_t nodes, words, msgs_sent, msgs_got, large, errors;
 };
 
@@ -247,7 +247,7 @@ static void *work(void *arg)
 	}
 	atomic_store(&w->box.done, 1);
 	/* drain what the previous worker still sends */
-	while (!atomic_load(&w->next->box.done) || w->box.head)
+	while (!atomic_load(&w->prev->box.done))
 		recv_msgs(w);
 	recv_msgs(w);
 	return NULL;
@@ -274,6 +274,7 @@ int main(int argc, char **argv)
 		w[i].id = i;
 		w[i].rounds = rounds;
 		w[i].next = &w[(i + 1) % nthreads];
+		w[i].prev = &w[(i + nthreads - 1) % nthreads];
 		pthread_mutex_init(&w[i].box.lock, NULL);
 	}
 	printf("spanalloc demo: %d threads x %d rounds (trees, strings, messages, buffers), %ld CPUs online\n",
@@ -346,8 +347,9 @@ int main(int argc, char **argv)
 	       (unsigned long long)k.central_hits, (unsigned long long)k.heap_spans,
 	       (unsigned long long)k.spans_returned, (unsigned long long)k.pcp_flushes);
 	free(w);
-	if (errors) {
-		fprintf(stderr, "demo: %llu objects were corrupted\n", (unsigned long long)errors);
+	if (errors || sent != got) {
+		fprintf(stderr, "demo: %llu objects corrupted, %llu messages lost\n",
+			(unsigned long long)errors, (unsigned long long)(sent - got));
 		return 1;
 	}
 	return 0;

@@ -17,22 +17,22 @@
  *               Any thread sets bits here (atomic OR); the holder takes
  *               them with atomic exchange and clears them from allocBits.
  *
- * Who holds a span (state):
- *   OWNED        a thread's active span for its class. Only that thread
- *                allocates from it and touches its non-atomic fields.
- *   UNOWNED_FULL the kernel has it on a full list; nobody holds it. The
- *                first free into it adopts it (CAS to ADOPTED).
- *   ADOPTED      held by the thread that adopted it, to hand back to the
- *                kernel as PARTIAL or EMPTY at its next system call.
- *   UNOWNED_PARTIAL on the kernel's partial lists; the next thread that
- *                gets it from the kernel takes it (-> OWNED).
- *   LARGE        one large object; its only state.
+ * Who holds a span: its active thread (OWNED: only that thread allocates
+ * from it and touches its plain fields), a thread that adopted it, the
+ * kernel (on a partial or full list), or nobody but a large object. Only
+ * a holder collects freeBits and decides what to return.
  *
- * The race between a thread publishing UNOWNED_FULL and a free that saw
- * OWNED is closed Dekker-style: the freer does RMW(freeBits) then
- * load(state); the publisher does store(state) then load(freeBits), all
- * sequentially consistent, so at least one of them sees the other and
- * adopts.
+ * A span returned FULL is held by nobody while frees may still arrive. The
+ * first free into it must adopt it (hold it, and hand it back as PARTIAL
+ * or EMPTY). That decision is made inside one atomic operation on xfree:
+ *   bit 63   ADOPTABLE: returned FULL, nobody holds it
+ *   bits 0-31 frees announced and not yet collected by a holder
+ * A free first adds 1 (before it sets its freeBit, so a holder can never
+ * see the span empty while the free is half done), and adopts if that add
+ * found ADOPTABLE with no free announced. The publisher sets ADOPTABLE
+ * with a CAS only if no free is pending, else it keeps the span itself.
+ * Exactly one side wins, and no thread touches a span after its free unless
+ * it adopted it: a span that became empty may be recycled at once.
  *
  * pagemap maps each heap page to the uspan holding it; a span's entries are
  * set when the library first sees the span and cleared before the span is
@@ -61,13 +61,8 @@
 #define sa_likely(x)	__builtin_expect(!!(x), 1)
 #define sa_unlikely(x)	__builtin_expect(!!(x), 0)
 
-enum sa_span_state {
-	SA_US_OWNED = 1,
-	SA_US_UNOWNED_FULL,
-	SA_US_ADOPTED,
-	SA_US_UNOWNED_PARTIAL,
-	SA_US_LARGE,
-};
+#define SA_XFREE_ADOPTABLE	(1ULL << 63)
+#define SA_XFREE_COUNT		0xffffffffULL
 
 struct sa_uspan {
 	/* Fixed while the span lives. */
@@ -80,7 +75,7 @@ struct sa_uspan {
 	uint32_t divmagic;
 	_Atomic(uint32_t) *tiny;	/* tiny spans: a block mask per object */
 
-	/* The holder's (see state). */
+	/* The holder's: see "Who holds a span". */
 	uint32_t freeindex;
 	uint32_t alloc_count;		/* objects in use as the holder sees it */
 	uint64_t alloc_cache;
@@ -88,9 +83,9 @@ struct sa_uspan {
 	struct sa_uspan *next;		/* holder's lists; pool free list */
 	uint64_t alloc_bits[SA_BITWORDS];
 
-	_Atomic int state;		/* enum sa_span_state */
 	/* Written by any thread: kept off the holder's cache lines. */
-	_Alignas(64) _Atomic uint64_t free_bits[SA_BITWORDS];
+	_Alignas(64) _Atomic uint64_t xfree;	/* see "Who holds a span" */
+	_Atomic uint64_t free_bits[SA_BITWORDS];
 };
 
 /* Per-thread counters, read by sa_get_stats() while the thread runs. */
@@ -157,6 +152,8 @@ void sa_span_take(struct sa_uspan *s);
 uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
 void sa_span_settle(struct sa_uspan *s);
+int sa_span_free(struct sa_uspan *s, uint32_t idx);
+bool sa_span_publish_full(struct sa_uspan *s);
 void sa_span_bad_free(const struct sa_uspan *s, const void *p,
 		      const char *what) __attribute__((noreturn));
 
@@ -217,7 +214,7 @@ struct sa_tcache *sa_tcache_create(void);
 void sa_tcache_destroy(struct sa_tcache *c);
 void sa_tcache_flush(struct sa_tcache *c);
 uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc);
-bool sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
+void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_return_adopted(struct sa_tcache *c);
 
 /* malloc.c */

@@ -89,18 +89,17 @@ static void sa_bad_pointer(const void *p, const char *what)
 }
 
 /* Frees object idx of s, which may be another thread's span. */
-static void sa_free_slot(struct sa_uspan *s, uint32_t idx)
+static void sa_free_slot(struct sa_tcache *c, struct sa_uspan *s, uint32_t idx)
 {
-	uint64_t bit = 1ULL << (idx % 64);
-	struct sa_tcache *c;
+	int r = sa_span_free(s, idx);
 
-	if (atomic_fetch_or(&s->free_bits[idx / 64], bit) & bit)
+	if (sa_likely(r == 0))
+		return;
+	if (r < 0)
 		sa_span_bad_free(s, (void *)(s->base + (uintptr_t)idx * s->elemsize),
 				 "double free");
-	if (sa_likely(atomic_load(&s->state) != SA_US_UNOWNED_FULL))
-		return;
-	c = sa_tcache_get();
-	if (c && sa_tcache_adopt(c, s) && c->nadopted >= SA_MAX_BATCH / 2)
+	sa_tcache_adopt(c, s);
+	if (c->nadopted >= SA_MAX_BATCH / 2)
 		sa_tcache_return_adopted(c);
 }
 
@@ -125,7 +124,7 @@ void sa_tiny_retire(struct sa_tcache *c)
 			sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),
 					 "free of a tiny block's unused part");
 		if (freed)
-			sa_free_slot(s, idx);
+			sa_free_slot(c, s, idx);
 	}
 	c->tiny = 0;
 	c->tiny_off = 0;
@@ -195,7 +194,6 @@ static void *sa_alloc_large(struct sa_tcache *c, size_t size, bool noscan)
 		return NULL;
 	}
 	sa_span_setup(s, d.addr, d.handle, d.npages, d.spanclass, d.needzero);
-	atomic_store(&s->state, SA_US_LARGE);
 	sa_pagemap_set(s, s);
 	if (d.needzero)
 		memset((void *)d.addr, 0, s->elemsize);
@@ -269,8 +267,9 @@ void sa_free(void *ptr)
 	if (sa_unlikely(idx >= s->nelems))
 		sa_bad_pointer(ptr, "free");
 	c = sa_tcache_get();
-	if (c)
-		SA_STAT_ADD(c->st.freed, 1);
+	if (sa_unlikely(!c))
+		sa_bad_pointer(ptr, "free (no memory for a thread cache)");
+	SA_STAT_ADD(c->st.freed, 1);
 	if (s->spanclass == SA_TINY_SC) {
 		if (sa_tiny_release(&s->tiny[idx], (uint32_t)(p - obj), &freed))
 			sa_span_bad_free(s, ptr, "double free or invalid free of a tiny object");
@@ -279,7 +278,7 @@ void sa_free(void *ptr)
 	} else if (sa_unlikely(obj != p)) {
 		sa_span_bad_free(s, ptr, "free of a pointer into an object");
 	}
-	sa_free_slot(s, idx);
+	sa_free_slot(c, s, idx);
 }
 
 size_t sa_usable_size(const void *ptr)

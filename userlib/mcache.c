@@ -11,8 +11,8 @@
  * exchange: at most one system call per span turnover.
  *
  * A FULL span is not the kernel's to reuse: its objects are in use. When a
- * thread frees into one, it adopts the span (see internal.h for the race
- * this closes) and hands it back as PARTIAL, or EMPTY if every object is
+ * thread frees into one, it adopts the span (internal.h says how that is
+ * decided without a race) and hands it back as PARTIAL, or EMPTY if every object is
  * free by then, with its next exchange. A thread that only frees sends its
  * adopted spans once it holds SA_MAX_BATCH / 2 of them.
  */
@@ -44,8 +44,6 @@ static void sa_batch_add(struct sa_retbatch *b, struct sa_uspan *s, uint32_t op)
 		sa_pagemap_set(s, NULL);
 		sa_uspan_release(s);
 		b->s[b->n] = NULL;
-	} else if (op == SPANALLOC_RET_PARTIAL) {
-		atomic_store(&s->state, SA_US_UNOWNED_PARTIAL);
 	}
 	b->n++;
 }
@@ -61,17 +59,13 @@ static void sa_batch_add_settled(struct sa_retbatch *b, struct sa_uspan *s)
 		sa_batch_add(b, s, SPANALLOC_RET_PARTIAL);
 }
 
-bool sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
+/* c now holds s, a span returned FULL that has free objects again. */
+void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
 {
-	int expect = SA_US_UNOWNED_FULL;
-
-	if (!atomic_compare_exchange_strong(&s->state, &expect, SA_US_ADOPTED))
-		return false;
 	s->next = c->adopted;
 	c->adopted = s;
 	c->nadopted++;
 	SA_STAT_ADD(c->st.adopted, 1);
-	return true;
 }
 
 static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b)
@@ -94,14 +88,9 @@ static void sa_batch_publish(struct sa_tcache *c, struct sa_retbatch *b)
 
 		if (!s || b->r[i].op != SPANALLOC_RET_FULL)
 			continue;
-		atomic_store(&s->state, SA_US_UNOWNED_FULL);
-		/* A free that saw OWNED left it to us: see internal.h. */
-		for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++) {
-			if (atomic_load(&s->free_bits[w])) {
-				sa_tcache_adopt(c, s);
-				break;
-			}
-		}
+		/* Frees that came meanwhile left it to us: see internal.h. */
+		if (sa_span_publish_full(s))
+			sa_tcache_adopt(c, s);
 	}
 }
 
@@ -125,6 +114,9 @@ static int sa_batch_send(struct sa_tcache *c, struct sa_retbatch *b,
 	} else if (b->n && err != -EPERM) {
 		fprintf(stderr, "spanalloc: the kernel refused %u span returns: %s; aborting\n",
 			b->n, strerror(-err));
+		for (uint32_t i = 0; i < b->n; i++)
+			fprintf(stderr, "spanalloc:   span %#llx op %u\n",
+				(unsigned long long)b->r[i].handle, b->r[i].op);
 		abort();
 	}
 	SA_STAT_ADD(c->st.spans_got, *ngot);
@@ -157,7 +149,6 @@ static struct sa_uspan *sa_tcache_take(const struct spanalloc_span *d)
 	s = atomic_load_explicit(&sa_g.pagemap[page], memory_order_acquire);
 	if (s && s->handle == d->handle) {
 		/* Back from the partial lists: it keeps its objects. */
-		atomic_store(&s->state, SA_US_OWNED);
 		sa_span_take(s);
 		return s;
 	}
@@ -165,7 +156,6 @@ static struct sa_uspan *sa_tcache_take(const struct spanalloc_span *d)
 	if (!s)
 		return NULL;
 	sa_span_setup(s, d->addr, d->handle, d->npages, d->spanclass, d->needzero);
-	atomic_store(&s->state, SA_US_OWNED);
 	sa_pagemap_set(s, s);
 	return s;
 }

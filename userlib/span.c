@@ -34,6 +34,7 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	s->needzero = needzero;
 	s->next = NULL;
 	memset(s->alloc_bits, 0, sizeof(s->alloc_bits));
+	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
 	for (int w = 0; w < SA_BITWORDS; w++)
 		atomic_store_explicit(&s->free_bits[w], 0, memory_order_relaxed);
 }
@@ -67,7 +68,50 @@ static uint32_t sa_span_collect(struct sa_uspan *s)
 		n += (uint32_t)__builtin_popcountll(f);
 	}
 	s->alloc_count -= n;
+	if (n)
+		atomic_fetch_sub(&s->xfree, n);
 	return n;
+}
+
+/*
+ * Frees object idx of s, from any thread. Returns 1 if the caller must
+ * adopt s (it was returned FULL and this is the first free since), 0 if
+ * not, -1 for a double free (nothing changed). After it returns 0 the
+ * caller must not touch s: the span may already be someone else's.
+ */
+int sa_span_free(struct sa_uspan *s, uint32_t idx)
+{
+	uint64_t bit = 1ULL << (idx % 64), old;
+
+	/* Announce first: no holder can find s empty until the bit is set. */
+	old = atomic_fetch_add(&s->xfree, 1);
+	if (atomic_load_explicit(&s->free_bits[idx / 64], memory_order_relaxed) & bit ||
+	    atomic_fetch_or(&s->free_bits[idx / 64], bit) & bit) {
+		atomic_fetch_sub(&s->xfree, 1);
+		return -1;
+	}
+	if ((old & SA_XFREE_ADOPTABLE) && !(old & SA_XFREE_COUNT)) {
+		atomic_fetch_and(&s->xfree, ~SA_XFREE_ADOPTABLE);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The holder returned s FULL and the kernel took it: make it adoptable,
+ * unless frees arrived meanwhile. Returns true if the caller must keep
+ * holding it (adopt it itself) because they did.
+ */
+bool sa_span_publish_full(struct sa_uspan *s)
+{
+	uint64_t old = atomic_load(&s->xfree);
+
+	do {
+		if (old & SA_XFREE_COUNT)
+			return true;
+	} while (!atomic_compare_exchange_weak(&s->xfree, &old,
+					       old | SA_XFREE_ADOPTABLE));
+	return false;
 }
 
 /* Marks objects [0, upto) allocated in allocBits, as freeindex implies. */
