@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * stress_test: 2 x online CPUs threads allocate objects of every class
+ * stress_test: two stress tests. 2 x online CPUs threads allocate objects of every class
  * (tiny, small scan and noscan, some large), fill each with a pattern of
  * its own, check the pattern before freeing, and free a share of them on
  * other threads, for a bounded time (STRESS_SECONDS, default 8). At the
  * end every live object is checked against every other for overlap, and
  * the kernel must hold no span in a thread's hands or on a full list.
+ * The second sends every object to a random other thread to be freed, the
+ * hardest case for handing full spans back (see the comment above it).
  */
 #include <linux/spanalloc.h>
 #include <pthread.h>
@@ -172,6 +174,10 @@ FIXTURE(stress) {
 	int unused;
 };
 
+FIXTURE(ring) {
+	int unused;
+};
+
 FIXTURE_SETUP(stress)
 {
 	if (access(SA_DEV, F_OK) || sa_init())
@@ -241,6 +247,137 @@ TEST_F_TIMEOUT(stress, threads_allocate_check_and_free_without_overlap, 300)
 		EXPECT_EQ(0, cs[sc].full);
 	}
 	free(all);
+	free(w);
+}
+
+/*
+ * Producer/consumer: every object is freed by another thread, picked at
+ * random per object, so nearly every span is returned FULL, adopted by
+ * the first thread that frees into it, and freed into by several threads
+ * at once while spans empty and their metadata is recycled. This is the
+ * pattern that once let a freeing thread adopt a recycled span.
+ */
+struct ring_worker {
+	pthread_t th;
+	pthread_mutex_t lock;
+	void **box;
+	size_t nbox, cap;
+	struct ring_worker *all;
+	int id, n;
+	double deadline;
+	uint64_t sent, got, errors;
+};
+
+static _Atomic int ring_running;
+
+static void ring_drain(struct ring_worker *w)
+{
+	void **box;
+	size_t n;
+
+	pthread_mutex_lock(&w->lock);
+	box = w->box;
+	n = w->nbox;
+	w->box = NULL;
+	w->nbox = w->cap = 0;
+	pthread_mutex_unlock(&w->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (((unsigned char *)box[i])[0] != 0xab)
+			w->errors++;
+		sa_free(box[i]);
+		w->got++;
+	}
+	free(box);
+}
+
+static void ring_send(struct ring_worker *to, void *p)
+{
+	pthread_mutex_lock(&to->lock);
+	if (to->nbox == to->cap) {
+		to->cap = to->cap ? to->cap * 2 : 256;
+		to->box = realloc(to->box, to->cap * sizeof(void *));
+	}
+	to->box[to->nbox++] = p;
+	pthread_mutex_unlock(&to->lock);
+}
+
+static void *ring_work(void *arg)
+{
+	struct ring_worker *w = arg;
+	uint64_t seed = 0x9e3779b97f4a7c15ULL * (w->id + 7);
+
+	while (now() < w->deadline) {
+		for (int i = 0; i < 256; i++) {
+			size_t size = 16 + rnd(&seed) % 100;
+			void *p = rnd(&seed) & 1 ? sa_alloc(size) : sa_alloc_noscan(size);
+
+			if (!p) {
+				w->errors++;
+				continue;
+			}
+			memset(p, 0xab, size);
+			ring_send(&w->all[(w->id + 1 + rnd(&seed) % (w->n - 1)) % w->n], p);
+			w->sent++;
+		}
+		ring_drain(w);
+	}
+	atomic_fetch_sub(&ring_running, 1);
+	while (atomic_load(&ring_running))
+		ring_drain(w);
+	ring_drain(w);
+	return NULL;
+}
+
+FIXTURE_SETUP(ring)
+{
+	if (access(SA_DEV, F_OK) || sa_init())
+		SKIP(return, "libspanalloc cannot start: %s", sa_strerror());
+}
+
+FIXTURE_TEARDOWN(ring)
+{
+}
+
+TEST_F_TIMEOUT(ring, objects_freed_by_other_threads_leave_no_full_span, 300)
+{
+	const char *env = getenv("STRESS_SECONDS");
+	int n = 2 * (int)sysconf(_SC_NPROCESSORS_ONLN);
+	double secs = env ? atof(env) : 8;
+	struct ring_worker *w = calloc(n, sizeof(*w));
+	struct spanalloc_class_stats cs[SPANALLOC_NUM_SPANCLASSES];
+	struct spanalloc_stats kst;
+	uint64_t sent = 0, got = 0, errors = 0;
+	struct sa_stats st;
+
+	ASSERT_NE(NULL, w);
+	atomic_store(&ring_running, n);
+	for (int i = 0; i < n; i++) {
+		pthread_mutex_init(&w[i].lock, NULL);
+		w[i].all = w;
+		w[i].id = i;
+		w[i].n = n;
+		w[i].deadline = now() + secs;
+	}
+	for (int i = 0; i < n; i++)
+		ASSERT_EQ(0, pthread_create(&w[i].th, NULL, ring_work, &w[i]));
+	for (int i = 0; i < n; i++) {
+		ASSERT_EQ(0, pthread_join(w[i].th, NULL));
+		sent += w[i].sent;
+		got += w[i].got;
+		errors += w[i].errors;
+	}
+	ASSERT_EQ(0, sa_get_stats(&st));
+	TH_LOG("%d threads: %llu objects passed on and freed, %llu spans adopted",
+	       n, (unsigned long long)got, (unsigned long long)st.adopted);
+	EXPECT_EQ(0, errors);
+	EXPECT_EQ(sent, got);
+	EXPECT_LT(0, st.adopted);
+	EXPECT_EQ(st.objects_allocated, st.objects_freed);
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	for (int sc = 0; sc < SPANALLOC_NUM_SPANCLASSES; sc++) {
+		EXPECT_EQ(0, cs[sc].owned);
+		EXPECT_EQ(0, cs[sc].full);
+	}
 	free(w);
 }
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include "internal.h"
 
@@ -68,15 +69,37 @@ void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
 	SA_STAT_ADD(c->st.adopted, 1);
 }
 
+/*
+ * Queues the spans the thread adopted. The kernel holds them as FULL. A
+ * span whose frees have been announced but whose bits are not set yet
+ * still looks full here: it must not be returned FULL again. It is made
+ * adoptable again if nothing is pending any more, or kept for a later try
+ * (the free finishing will make it show).
+ */
 static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b)
 {
+	struct sa_uspan *keep = NULL;
+
 	while (c->adopted && b->n < SA_MAX_BATCH) {
 		struct sa_uspan *s = c->adopted;
 
 		c->adopted = s->next;
 		c->nadopted--;
 		sa_span_settle(s);
-		sa_batch_add_settled(b, s);
+		if (s->alloc_count < s->nelems) {
+			sa_batch_add_settled(b, s);
+		} else if (sa_span_publish_full(s)) {
+			s->next = keep;
+			keep = s;
+		}
+	}
+	while (keep) {
+		struct sa_uspan *s = keep;
+
+		keep = s->next;
+		s->next = c->adopted;
+		c->adopted = s;
+		c->nadopted++;
 	}
 }
 
@@ -131,6 +154,11 @@ void sa_tcache_return_adopted(struct sa_tcache *c)
 
 	while (c->adopted) {
 		sa_batch_add_adopted(c, &b);
+		if (!b.n) {
+			/* only spans with a free half done: let it finish */
+			sched_yield();
+			continue;
+		}
 		if (sa_batch_send(c, &b, 0, 0, NULL, &ngot))
 			break;
 	}
