@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 . scripts/kernel-env.sh
 sa_need_pkgs libjemalloc2 libmimalloc2.0 || echo "bench: peers not installed; comparing with glibc only" >&2
 . scripts/run-here-or-vm.sh
-sa_run_with_module build/tools/bench "$@"
+# jemalloc uses initial-exec TLS: let dlopen find room for it.
+sa_run_with_module env GLIBC_TUNABLES=glibc.rtld.optional_static_tls=65536 build/tools/bench "$@"

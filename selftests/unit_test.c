@@ -229,6 +229,25 @@ TEST(free_before_publishing_keeps_span_with_its_holder)
 	free(mem);
 }
 
+TEST(owner_frees_need_no_atomics_and_are_collected)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(10, &mem);	/* 64 objects */
+
+	while (alloc_one(s) < s->nelems)
+		;
+	EXPECT_EQ(0, sa_span_free_local(s, 9));
+	EXPECT_EQ(-1, sa_span_free_local(s, 9));	/* double free */
+	free_one(s, 10);				/* and one remote */
+	EXPECT_EQ(1, atomic_load(&s->xfree));		/* only remote frees count */
+	EXPECT_EQ(2, sa_span_sweep_full(s));
+	EXPECT_EQ(0, atomic_load(&s->xfree));
+	EXPECT_EQ(9, alloc_one(s));
+	EXPECT_EQ(10, alloc_one(s));
+	free(s);
+	free(mem);
+}
+
 TEST(tiny_blocks_carve_and_release)
 {
 	_Atomic(uint32_t) m = sa_tiny_fresh();

@@ -16,6 +16,9 @@
  *   freeBits    bit i set: object i was freed since the holder last looked.
  *               Any thread sets bits here (atomic OR); the holder takes
  *               them with atomic exchange and clears them from allocBits.
+ *   localFree   the same for frees by the thread whose active span it is
+ *               (owner): plain stores, no atomics, as mimalloc's local
+ *               free list. Most frees in most programs take this path.
  *
  * Who holds a span: its active thread (OWNED: only that thread allocates
  * from it and touches its plain fields), a thread that adopted it, the
@@ -82,6 +85,12 @@ struct sa_uspan {
 	uint8_t needzero;		/* objects may hold old data */
 	struct sa_uspan *next;		/* holder's lists; pool free list */
 	uint64_t alloc_bits[SA_BITWORDS];
+	uint64_t local_free[SA_BITWORDS];
+	/*
+	 * The cache whose active span this is, or NULL. Only that thread
+	 * writes it; others read it only to see that it is not theirs.
+	 */
+	_Atomic(struct sa_tcache *) owner;
 
 	/* Written by any thread: kept off the holder's cache lines. */
 	_Alignas(64) _Atomic uint64_t xfree;	/* see "Who holds a span" */
@@ -153,6 +162,17 @@ uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
 void sa_span_settle(struct sa_uspan *s);
 int sa_span_free(struct sa_uspan *s, uint32_t idx);
+
+/* The owner frees into its own active span: no atomics. -1: double free. */
+static inline int sa_span_free_local(struct sa_uspan *s, uint32_t idx)
+{
+	uint64_t bit = 1ULL << (idx % 64);
+
+	if (s->local_free[idx / 64] & bit)
+		return -1;
+	s->local_free[idx / 64] |= bit;
+	return 0;
+}
 bool sa_span_publish_full(struct sa_uspan *s);
 void sa_span_bad_free(const struct sa_uspan *s, const void *p,
 		      const char *what) __attribute__((noreturn));

@@ -91,7 +91,12 @@ static void sa_bad_pointer(const void *p, const char *what)
 /* Frees object idx of s, which may be another thread's span. */
 static void sa_free_slot(struct sa_tcache *c, struct sa_uspan *s, uint32_t idx)
 {
-	int r = sa_span_free(s, idx);
+	int r;
+
+	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == c)
+		r = sa_span_free_local(s, idx);
+	else
+		r = sa_span_free(s, idx);
 
 	if (sa_likely(r == 0))
 		return;

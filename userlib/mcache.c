@@ -164,8 +164,9 @@ void sa_tcache_return_adopted(struct sa_tcache *c)
 	}
 }
 
-/* Takes a span the kernel just handed this thread. */
-static struct sa_uspan *sa_tcache_take(const struct spanalloc_span *d)
+/* Takes a span the kernel just handed this thread, as c's active span. */
+static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
+				       const struct spanalloc_span *d)
 {
 	uint32_t page = (uint32_t)((d->addr - sa_g.base) >> SA_PAGE_SHIFT);
 	struct sa_uspan *s;
@@ -178,12 +179,14 @@ static struct sa_uspan *sa_tcache_take(const struct spanalloc_span *d)
 	if (s && s->handle == d->handle) {
 		/* Back from the partial lists: it keeps its objects. */
 		sa_span_take(s);
+		atomic_store_explicit(&s->owner, c, memory_order_relaxed);
 		return s;
 	}
 	s = sa_uspan_alloc(d->spanclass);
 	if (!s)
 		return NULL;
 	sa_span_setup(s, d->addr, d->handle, d->npages, d->spanclass, d->needzero);
+	atomic_store_explicit(&s->owner, c, memory_order_relaxed);
 	sa_pagemap_set(s, s);
 	return s;
 }
@@ -219,6 +222,7 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 			return sa_span_object(s, sa_span_next_free(s));
 		}
 		c->alloc[sc] = NULL;
+		atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 		sa_batch_add(&b, s, SPANALLOC_RET_FULL);
 	}
 	sa_batch_add_adopted(c, &b);
@@ -227,7 +231,7 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 		errno = err ? -err : ENOMEM;
 		return 0;
 	}
-	s = sa_tcache_take(&d);
+	s = sa_tcache_take(c, &d);
 	if (!s) {
 		struct spanalloc_ret r = { .handle = d.handle, .op = SPANALLOC_RET_EMPTY };
 		bool applied;
@@ -276,6 +280,7 @@ void sa_tcache_flush(struct sa_tcache *c)
 		if (!s)
 			continue;
 		c->alloc[sc] = NULL;
+		atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 		sa_span_settle(s);
 		sa_batch_add_settled(&b, s);
 		if (b.n == SA_MAX_BATCH)

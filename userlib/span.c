@@ -34,6 +34,8 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	s->needzero = needzero;
 	s->next = NULL;
 	memset(s->alloc_bits, 0, sizeof(s->alloc_bits));
+	memset(s->local_free, 0, sizeof(s->local_free));
+	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
 	for (int w = 0; w < SA_BITWORDS; w++)
 		atomic_store_explicit(&s->free_bits[w], 0, memory_order_relaxed);
@@ -47,30 +49,39 @@ void sa_span_bad_free(const struct sa_uspan *s, const void *p, const char *what)
 	abort();
 }
 
-/* Takes the frees recorded in freeBits into allocBits; returns how many. */
+/* Clears freed objects f of word w from allocBits; returns how many. */
+static uint32_t sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
+{
+	if (f & ~s->alloc_bits[w]) {
+		uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(f & ~s->alloc_bits[w]);
+
+		sa_span_bad_free(s, (void *)(s->base + (uintptr_t)i * s->elemsize),
+				 "double free or free of an object never allocated");
+	}
+	s->alloc_bits[w] &= ~f;
+	return (uint32_t)__builtin_popcountll(f);
+}
+
+/*
+ * Takes the frees recorded in localFree and freeBits into allocBits;
+ * returns how many.
+ */
 static uint32_t sa_span_collect(struct sa_uspan *s)
 {
-	uint32_t n = 0, words = (s->nelems + 63) / 64;
+	uint32_t local = 0, remote = 0, words = (s->nelems + 63) / 64;
 
 	for (uint32_t w = 0; w < words; w++) {
-		uint64_t f;
-
-		if (!atomic_load_explicit(&s->free_bits[w], memory_order_relaxed))
-			continue;
-		f = atomic_exchange(&s->free_bits[w], 0);
-		if (f & ~s->alloc_bits[w]) {
-			uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(f & ~s->alloc_bits[w]);
-
-			sa_span_bad_free(s, (void *)(s->base + (uintptr_t)i * s->elemsize),
-					 "double free or free of an object never allocated");
+		if (s->local_free[w]) {
+			local += sa_span_unmark(s, w, s->local_free[w]);
+			s->local_free[w] = 0;
 		}
-		s->alloc_bits[w] &= ~f;
-		n += (uint32_t)__builtin_popcountll(f);
+		if (atomic_load_explicit(&s->free_bits[w], memory_order_relaxed))
+			remote += sa_span_unmark(s, w, atomic_exchange(&s->free_bits[w], 0));
 	}
-	s->alloc_count -= n;
-	if (n)
-		atomic_fetch_sub(&s->xfree, n);
-	return n;
+	s->alloc_count -= local + remote;
+	if (remote)
+		atomic_fetch_sub(&s->xfree, remote);
+	return local + remote;
 }
 
 /*
