@@ -6,17 +6,21 @@
  *   BENCH name=<benchmark> impl=<allocator> threads=<n> <metric>=<value> ...
  *
  * 1. alloc_free_<size>B: small-object allocation and free through
- *    libspanalloc and through its peers: glibc malloc (always), jemalloc
+ *    libspanalloc and through its peers: glibc malloc and calloc (sa_alloc
+ *    returns zeroed memory, so calloc is its like for like), jemalloc
  *    and mimalloc (when their Debian libraries are installed; loaded with
  *    dlopen so that they do not replace malloc). Each thread allocates a
  *    batch of 100 objects, writes a word in each, frees them, and repeats.
- * 2. span_exchange: raw exchange ioctls (return one span PARTIAL, get one
- *    back) at 1, 2 and 4 threads on one span class, with the per-CPU cache
- *    on and off (module parameter pcp_depth; needs root).
+ * 2. span_exchange_batch<n>: raw exchange ioctls (return n spans PARTIAL,
+ *    get n back; n = 1, as the library does, and 4) at 1, 2 and 4 threads
+ *    on one span class, with the per-CPU cache on and off (module
+ *    parameter pcp_depth; needs root).
  * 3. syscalls_per_span: system calls per span turnover as the library
  *    counts them while allocating.
  *
- *   bench [seconds per measurement, default 1.0]
+ *   bench [seconds per run, default 0.5] [runs per measurement, default 5]
+ *
+ * Each number is the median of its runs.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -39,7 +43,26 @@ struct impl {
 	void (*free)(void *);
 };
 
-static double secs_per_run = 1.0;
+/*
+ * Under TCG one run can be off by a third, and the machine drifts: every
+ * measurement is the median of reps runs, and the runs of the things
+ * compared are interleaved, so drift falls on all of them alike.
+ */
+static double secs_per_run = 0.5;
+static int reps = 5;
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(double), cmp_double);
+	return v[n / 2];
+}
 
 static double now(void)
 {
@@ -112,6 +135,12 @@ static void sa_free_void(void *p)
 	sa_free(p);
 }
 
+/* sa_alloc() zeroes like calloc(); this peer shows what zeroing costs. */
+static void *calloc1(size_t n)
+{
+	return calloc(1, n);
+}
+
 static int load_peer(struct impl *im, const char *name, const char *lib,
 		     const char *fa, const char *ff)
 {
@@ -127,46 +156,53 @@ static int load_peer(struct impl *im, const char *name, const char *lib,
 
 /* --- 2. span exchange --------------------------------------------------- */
 
+#define EX_MAX_BATCH 4
+
 struct ex_arg {
 	int fd;
+	unsigned int batch;
 	pthread_barrier_t *bar;
 	uint64_t n;
 	double secs;
 	int err;
 };
 
+/* Holds batch spans; each call returns them all PARTIAL and gets as many. */
 static void *ex_thread(void *p)
 {
 	struct ex_arg *a = p;
-	struct spanalloc_span s;
-	struct spanalloc_ret r = { .op = SPANALLOC_RET_PARTIAL };
+	struct spanalloc_span s[EX_MAX_BATCH];
+	struct spanalloc_ret r[EX_MAX_BATCH];
 	struct spanalloc_exchange ex = {
-		.size = sizeof(ex), .get_ptr = (uintptr_t)&s, .get_count = 1,
+		.size = sizeof(ex), .get_ptr = (uintptr_t)s, .get_count = a->batch,
 		.get_spanclass = SPANALLOC_SPANCLASS(5, 0),
 	};
 	uint64_t n = 0;
 	double t0, end;
 
-	if (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, &ex)) {
-		a->err = errno;
+	if (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, &ex) || ex.get_done != a->batch) {
+		a->err = errno ? errno : ENOMEM;
 		pthread_barrier_wait(a->bar);
 		return NULL;
 	}
-	ex.ret_ptr = (uintptr_t)&r;
-	ex.ret_count = 1;
+	ex.ret_ptr = (uintptr_t)r;
+	ex.ret_count = a->batch;
 	pthread_barrier_wait(a->bar);
 	t0 = now();
 	end = t0 + secs_per_run;
 	do {
-		for (int i = 0; i < 256; i++) {
-			r.handle = s.handle;
+		for (int i = 0; i < 64; i++) {
+			for (unsigned int k = 0; k < a->batch; k++)
+				r[k] = (struct spanalloc_ret){ .handle = s[k].handle,
+							       .op = SPANALLOC_RET_PARTIAL };
 			ex.ret_done = ex.get_done = 0;
-			if (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, &ex)) {
-				a->err = errno;
+			if (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, &ex) ||
+			    ex.get_done != a->batch) {
+				a->err = errno ? errno : ENOMEM;
 				return NULL;
 			}
 		}
-		n += 256;
+		n += 64 * a->batch;
 	} while (now() < end);
 	a->secs = now() - t0;
 	a->n = n;
@@ -186,8 +222,8 @@ static int set_pcp(int depth)
 	return ok ? 0 : -1;
 }
 
-/* Spans turned over per second, or -1 (errno) if the device is missing. */
-static double span_exchange(int threads)
+/* Spans turned over per second, or -1 if the device is missing. */
+static double span_exchange(int threads, unsigned int batch)
 {
 	struct spanalloc_info info = { .size = sizeof(info) };
 	struct ex_arg a[16];
@@ -204,7 +240,7 @@ static double span_exchange(int threads)
 		return -1;
 	pthread_barrier_init(&bar, NULL, threads);
 	for (int i = 0; i < threads; i++) {
-		a[i] = (struct ex_arg){ .fd = fd, .bar = &bar };
+		a[i] = (struct ex_arg){ .fd = fd, .batch = batch, .bar = &bar };
 		pthread_create(&th[i], NULL, ex_thread, &a[i]);
 	}
 	for (int i = 0; i < threads; i++) {
@@ -223,16 +259,19 @@ static double span_exchange(int threads)
 int main(int argc, char **argv)
 {
 	static const size_t sizes[] = { 16, 32, 64, 128, 256 };
-	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN), nimpl = 2;
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN), nimpl = 3;
 	int thr[] = { 1, ncpu > 16 ? 16 : ncpu };
-	struct impl impls[4] = {
+	struct impl impls[5] = {
 		{ "spanalloc", sa_alloc, sa_free_void },
 		{ "glibc", malloc, free },
+		{ "glibc_calloc", calloc1, free },
 	};
 	struct sa_stats s0, s1;
 
 	if (argc > 1)
 		secs_per_run = atof(argv[1]);
+	if (argc > 2)
+		reps = atoi(argv[2]) < 1 ? 1 : atoi(argv[2]) > 15 ? 15 : atoi(argv[2]);
 	if (sa_init()) {
 		fprintf(stderr, "bench: %s\n", sa_strerror());
 		return 1;
@@ -242,22 +281,27 @@ int main(int argc, char **argv)
 	if (load_peer(&impls[nimpl], "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free"))
 		nimpl++;
 
-	printf("== small objects: alloc+free pairs per second (batches of %d), %.1f s each\n",
-	       BATCH, secs_per_run);
+	printf("== small objects: alloc+free pairs per second (batches of %d), median of %d x %.1f s\n",
+	       BATCH, reps, secs_per_run);
 	printf("%-6s %-8s", "size", "threads");
 	for (int i = 0; i < nimpl; i++)
 		printf(" %14s", impls[i].name);
 	printf("   spanalloc/glibc\n");
 	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
 		for (unsigned int t = 0; t < 2; t++) {
-			double r[4];
+			double r[5];
 			char name[32];
 
 			if (t == 1 && thr[1] == thr[0])
 				continue;
+			double runs[5][16];
+
+			for (int k = 0; k < reps; k++)
+				for (int i = 0; i < nimpl; i++)
+					runs[i][k] = alloc_free(&impls[i], sizes[z], thr[t]);
 			printf("%-6zu %-8d", sizes[z], thr[t]);
 			for (int i = 0; i < nimpl; i++) {
-				r[i] = alloc_free(&impls[i], sizes[z], thr[t]);
+				r[i] = median(runs[i], reps);
 				printf(" %12.1f M", r[i] / 1e6);
 			}
 			printf("   %.2fx\n", r[0] / r[1]);
@@ -268,24 +312,32 @@ int main(int argc, char **argv)
 		}
 	}
 
-	printf("\n== span exchange: spans turned over per second (return PARTIAL + get, one ioctl)\n");
+	printf("\n== span exchange: spans turned over per second (each call returns a batch PARTIAL and gets as many)\n");
 	if (set_pcp(8)) {
 		printf("   cannot set /sys/module/spanalloc/parameters/pcp_depth (not root, or no module): skipped\n");
 	} else {
-		printf("%-8s %16s %16s %10s\n", "threads", "per-CPU cache", "central only", "ratio");
-		for (int t = 1; t <= 4; t *= 2) {
-			double on, off;
+		printf("%-6s %-8s %16s %16s %10s\n", "batch", "threads", "per-CPU cache",
+		       "central only", "ratio");
+		for (unsigned int batch = 1; batch <= EX_MAX_BATCH; batch *= EX_MAX_BATCH) {
+			for (int t = 1; t <= 4; t *= 2) {
+				double on, off, von[16], voff[16];
 
-			set_pcp(8);
-			on = span_exchange(t);
-			set_pcp(0);
-			off = span_exchange(t);
-			set_pcp(8);
-			printf("%-8d %14.0f/s %14.0f/s %9.2fx\n", t, on, off, on / off);
-			printf("BENCH name=span_exchange impl=spanalloc_pcp threads=%d spans_per_s=%.0f ratio_vs_central=%.3f\n",
-			       t, on, on / off);
-			printf("BENCH name=span_exchange impl=spanalloc_central threads=%d spans_per_s=%.0f ratio_vs_central=1.000\n",
-			       t, off);
+				for (int k = 0; k < reps; k++) {
+					set_pcp(8);
+					von[k] = span_exchange(t, batch);
+					set_pcp(0);
+					voff[k] = span_exchange(t, batch);
+				}
+				set_pcp(8);
+				on = median(von, reps);
+				off = median(voff, reps);
+				printf("%-6u %-8d %14.0f/s %14.0f/s %9.2fx\n", batch, t, on, off,
+				       on / off);
+				printf("BENCH name=span_exchange_batch%u impl=spanalloc_pcp threads=%d spans_per_s=%.0f ratio_vs_central=%.3f\n",
+				       batch, t, on, on / off);
+				printf("BENCH name=span_exchange_batch%u impl=spanalloc_central threads=%d spans_per_s=%.0f ratio_vs_central=1.000\n",
+				       batch, t, off);
+			}
 		}
 	}
 
