@@ -55,8 +55,12 @@ $(B)/lib/libspanalloc.so: $(LIB_OBJ) userlib/libspanalloc.map
 $(B)/lib/libspanalloc.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
-$(B)/lib/spanalloc.pc: userlib/spanalloc.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+# Written on every run: PREFIX may differ between make lib and make install.
+PC_SED := sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|'
+.PHONY: $(B)/lib/spanalloc.pc
+$(B)/lib/spanalloc.pc: userlib/spanalloc.pc.in
+	@mkdir -p $(@D)
+	$(PC_SED) $< > $@
 
 # --- size classes ----------------------------------------------------------
 $(B)/mksizeclasses: tools/mksizeclasses.c
@@ -107,7 +111,7 @@ lint:
 	bash scripts/lint.sh
 
 # --- install ---------------------------------------------------------------
-install: lib
+install: $(B)/lib/libspanalloc.so $(B)/lib/libspanalloc.a $(B)/lib/spanalloc.pc
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/linux
 	install -m 644 $(B)/lib/libspanalloc.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(B)/lib/libspanalloc.so.0 $(DESTDIR)$(LIBDIR)/
