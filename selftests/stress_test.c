@@ -171,35 +171,53 @@ static int cmp_obj(const void *a, const void *b)
 }
 
 FIXTURE(stress) {
-	int unused;
-};
-
-FIXTURE(ring) {
-	int unused;
+	int nthreads;
+	double secs;
 };
 
 FIXTURE_SETUP(stress)
 {
+	const char *env = getenv("STRESS_SECONDS");
+
 	if (access(SA_DEV, F_OK) || sa_init())
 		SKIP(return, "libspanalloc cannot start: %s", sa_strerror());
+	self->nthreads = 2 * (int)sysconf(_SC_NPROCESSORS_ONLN);
+	self->secs = env ? atof(env) : 8;
 }
 
 FIXTURE_TEARDOWN(stress)
 {
 }
 
-TEST_F_TIMEOUT(stress, threads_allocate_check_and_free_without_overlap, 300)
+/*
+ * Once every thread is gone and every object freed: the library counted
+ * as many frees as allocations, and the kernel holds no span in a thread's
+ * hands or on a full list.
+ */
+static void expect_heap_settled(struct __test_metadata *_metadata)
 {
-	const char *env = getenv("STRESS_SECONDS");
-	int nthreads = 2 * (int)sysconf(_SC_NPROCESSORS_ONLN);
-	double secs = env ? atof(env) : 8;
-	struct worker *w = calloc(nthreads, sizeof(*w));
 	struct spanalloc_class_stats cs[SPANALLOC_NUM_SPANCLASSES];
 	struct spanalloc_stats kst;
+	struct sa_stats st;
+
+	ASSERT_EQ(0, sa_get_stats(&st));
+	EXPECT_EQ(st.objects_allocated, st.objects_freed);
+	EXPECT_EQ(st.large_allocated, st.large_freed);
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	for (int sc = 0; sc < SPANALLOC_NUM_SPANCLASSES; sc++) {
+		EXPECT_EQ(0, cs[sc].owned);
+		EXPECT_EQ(0, cs[sc].full);
+	}
+}
+
+TEST_F_TIMEOUT(stress, threads_allocate_check_and_free_without_overlap, 300)
+{
+	int nthreads = self->nthreads;
+	double secs = self->secs;
+	struct worker *w = calloc(nthreads, sizeof(*w));
 	struct obj *all;
 	uint64_t allocs = 0, frees = 0, xfrees = 0, errors = 0;
 	size_t nall = 0;
-	struct sa_stats st;
 
 	ASSERT_NE(NULL, w);
 	for (int i = 0; i < nthreads; i++) {
@@ -238,14 +256,7 @@ TEST_F_TIMEOUT(stress, threads_allocate_check_and_free_without_overlap, 300)
 	for (size_t i = 0; i < nall; i++)
 		sa_free(all[i].p);
 	sa_thread_flush();
-	ASSERT_EQ(0, sa_get_stats(&st));
-	EXPECT_EQ(st.objects_allocated, st.objects_freed);
-	EXPECT_EQ(st.large_allocated, st.large_freed);
-	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
-	for (int sc = 0; sc < SPANALLOC_NUM_SPANCLASSES; sc++) {
-		EXPECT_EQ(0, cs[sc].owned);
-		EXPECT_EQ(0, cs[sc].full);
-	}
+	expect_heap_settled(_metadata);
 	free(all);
 	free(w);
 }
@@ -328,24 +339,10 @@ static void *ring_work(void *arg)
 	return NULL;
 }
 
-FIXTURE_SETUP(ring)
+TEST_F_TIMEOUT(stress, objects_freed_by_other_threads_leave_no_full_span, 300)
 {
-	if (access(SA_DEV, F_OK) || sa_init())
-		SKIP(return, "libspanalloc cannot start: %s", sa_strerror());
-}
-
-FIXTURE_TEARDOWN(ring)
-{
-}
-
-TEST_F_TIMEOUT(ring, objects_freed_by_other_threads_leave_no_full_span, 300)
-{
-	const char *env = getenv("STRESS_SECONDS");
-	int n = 2 * (int)sysconf(_SC_NPROCESSORS_ONLN);
-	double secs = env ? atof(env) : 8;
+	int n = self->nthreads;
 	struct ring_worker *w = calloc(n, sizeof(*w));
-	struct spanalloc_class_stats cs[SPANALLOC_NUM_SPANCLASSES];
-	struct spanalloc_stats kst;
 	uint64_t sent = 0, got = 0, errors = 0;
 	struct sa_stats st;
 
@@ -356,7 +353,7 @@ TEST_F_TIMEOUT(ring, objects_freed_by_other_threads_leave_no_full_span, 300)
 		w[i].all = w;
 		w[i].id = i;
 		w[i].n = n;
-		w[i].deadline = now() + secs;
+		w[i].deadline = now() + self->secs;
 	}
 	for (int i = 0; i < n; i++)
 		ASSERT_EQ(0, pthread_create(&w[i].th, NULL, ring_work, &w[i]));
@@ -372,12 +369,7 @@ TEST_F_TIMEOUT(ring, objects_freed_by_other_threads_leave_no_full_span, 300)
 	EXPECT_EQ(0, errors);
 	EXPECT_EQ(sent, got);
 	EXPECT_LT(0, st.adopted);
-	EXPECT_EQ(st.objects_allocated, st.objects_freed);
-	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
-	for (int sc = 0; sc < SPANALLOC_NUM_SPANCLASSES; sc++) {
-		EXPECT_EQ(0, cs[sc].owned);
-		EXPECT_EQ(0, cs[sc].full);
-	}
+	expect_heap_settled(_metadata);
 	free(w);
 }
 
