@@ -115,10 +115,10 @@ static int sa_claim_batch(struct sa_heap *heap, const struct spanalloc_ret __use
 static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 {
 	struct spanalloc_span __user *uget;
+	struct spanalloc_span d[SA_MAX_BATCH];
 	struct sa_span *spans[SA_MAX_BATCH];
 	u8 prev[SA_MAX_BATCH], ops[SA_MAX_BATCH];
 	struct spanalloc_exchange ex;
-	struct spanalloc_span d;
 	int ret, err = 0;
 	u32 i, got;
 
@@ -139,7 +139,7 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 		return -ENXIO;
 	uget = u64_to_user_ptr(ex.get_ptr);
 	/* Check the output array is writable before anything changes. */
-	if (ex.get_count && !access_ok(uget, ex.get_count * sizeof(d)))
+	if (ex.get_count && !access_ok(uget, ex.get_count * sizeof(d[0])))
 		return -EFAULT;
 
 	sa_count(heap, SA_C_EXCHANGES);
@@ -154,18 +154,18 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 	got = ex.get_count ? sa_span_get(heap, ex.get_spanclass, spans,
 					 ex.get_count, &err) : 0;
 	for (i = 0; i < got; i++) {
-		sa_span_desc(heap, spans[i], &d);
-		if (copy_to_user(&uget[i], &d, sizeof(d)))
-			break;
+		sa_span_desc(heap, spans[i], &d[i]);
+		sa_span_publish(spans[i]);
 	}
-	if (i < got) {
+	if (got && copy_to_user(uget, d, got * sizeof(d[0]))) {
 		/*
-		 * User space made the array unwritable between access_ok() and
-		 * now: it cannot learn of these spans, so take them back.
+		 * User space made the array unwritable since access_ok(): it
+		 * cannot learn of these spans, so take them back. A span from
+		 * a partial list still holds live objects: PARTIAL is right
+		 * for it, and harmless for a fresh one.
 		 */
 		for (i = 0; i < got; i++)
-			sa_span_return(heap, spans[i], SA_SPAN_OWNED,
-				       SPANALLOC_RET_EMPTY);
+			sa_span_take_back(heap, d[i].handle, SPANALLOC_RET_PARTIAL);
 		return -EFAULT;
 	}
 	ex.get_done = got;
@@ -202,8 +202,9 @@ static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
 		return PTR_ERR(s);
 	}
 	sa_span_desc(heap, s, &lg.span);
+	sa_span_publish(s);
 	if (sa_copy_out(uarg, &lg, sizeof(lg), lg.size)) {
-		sa_span_return(heap, s, SA_SPAN_OWNED, SPANALLOC_RET_EMPTY);
+		sa_span_take_back(heap, lg.span.handle, SPANALLOC_RET_EMPTY);
 		return -EFAULT;
 	}
 	sa_count(heap, SA_C_LARGE_ALLOCS);

@@ -76,7 +76,7 @@ u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n)
 			hits++;
 		}
 		out[got] = st->spans[--st->n];
-		atomic_set(&out[got]->state, SA_SPAN_OWNED);
+		atomic_set(&out[got]->state, SA_SPAN_HANDING);
 		got++;
 	}
 	local_unlock(&heap->mcache->lock);

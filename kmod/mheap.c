@@ -65,13 +65,16 @@ int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len)
 	u32 npages = len >> SA_PAGE_SHIFT;
 	u32 narenas = len >> SPANALLOC_ARENA_SHIFT;
 
-	heap->used = bitmap_zalloc(npages, GFP_KERNEL_ACCOUNT);
-	heap->dirty = bitmap_zalloc(npages, GFP_KERNEL_ACCOUNT);
+	/* kv*: a heap of a TiB needs 16 MiB of bitmap */
+	heap->used = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
+			      GFP_KERNEL_ACCOUNT);
+	heap->dirty = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
+			       GFP_KERNEL_ACCOUNT);
 	heap->arenas = kcalloc(narenas, sizeof(*heap->arenas),
 			       GFP_KERNEL_ACCOUNT);
 	if (!heap->used || !heap->dirty || !heap->arenas) {
-		bitmap_free(heap->used);
-		bitmap_free(heap->dirty);
+		kvfree(heap->used);
+		kvfree(heap->dirty);
 		kfree(heap->arenas);
 		heap->used = NULL;
 		heap->dirty = NULL;
@@ -107,8 +110,8 @@ void sa_mheap_destroy(struct sa_heap *heap)
 		atomic64_dec(&sa_global_arenas);
 	}
 	kfree(heap->arenas);
-	bitmap_free(heap->used);
-	bitmap_free(heap->dirty);
+	kvfree(heap->used);
+	kvfree(heap->dirty);
 }
 
 /*
@@ -174,7 +177,7 @@ static u32 sa_mheap_find(struct sa_heap *heap, u32 npages)
 
 /*
  * Cuts a new span of npages pages for span class spanclass. Returns the
- * span in state OWNED, or ERR_PTR(-ENOMEM) when the limit, the mapping or
+ * span in state HANDING, or ERR_PTR(-ENOMEM) when the limit, the mapping or
  * memory does not allow it. May sleep.
  */
 struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
@@ -215,7 +218,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 	s->needzero = find_next_bit(heap->dirty, p + npages, p) < p + npages;
 	bitmap_clear(heap->dirty, p, npages);
 	s->gen = sa_next_gen();
-	atomic_set(&s->state, SA_SPAN_OWNED);
+	atomic_set(&s->state, SA_SPAN_HANDING);
 	INIT_LIST_HEAD(&s->list);
 	sa_mheap_set_table(heap, s, s);
 	if (p == heap->search_hint)

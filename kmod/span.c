@@ -16,7 +16,7 @@
 
 /*
  * Gets up to n spans of span class sc (a small class) into out[], each in
- * state OWNED. Returns how many; if that is less than n, *err says why.
+ * state HANDING. Returns how many; if that is less than n, *err says why.
  */
 u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 		int *err)
@@ -28,7 +28,7 @@ u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 		got = sa_mcache_get(heap, sc, out, n);
 	} else {
 		got = sa_mcentral_take(&heap->central[sc], out, n,
-				       SA_SPAN_OWNED);
+				       SA_SPAN_HANDING);
 		sa_count_add(heap, SA_C_CENTRAL_HITS, got);
 	}
 	for (i = got; i < n; i++) {
@@ -82,6 +82,29 @@ out:
 void sa_span_unclaim(struct sa_span *s, int prev)
 {
 	atomic_set(&s->state, prev);
+}
+
+/*
+ * The getter has read all it needs of s: user space may return it from
+ * now on, and the getter must not touch it again.
+ */
+void sa_span_publish(struct sa_span *s)
+{
+	atomic_set_release(&s->state, SA_SPAN_OWNED);
+}
+
+/*
+ * Takes back a published span that user space never learned of (copying
+ * its descriptor out failed). By handle, like any return: if user space
+ * guessed the handle and returned it first, there is nothing to do.
+ */
+void sa_span_take_back(struct sa_heap *heap, u64 handle, u32 op)
+{
+	struct sa_span *s;
+	int prev;
+
+	if (!sa_span_claim(heap, handle, op, &s, &prev))
+		sa_span_return(heap, s, prev, op);
 }
 
 /* Applies a claimed return. */

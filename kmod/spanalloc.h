@@ -27,11 +27,12 @@
  * page allocator cuts it until its pages are freed; in between it is in
  * exactly one state, and only these transitions exist:
  *
- *   (pages) --get--> OWNED --return PARTIAL--> CACHED or PARTIAL
- *                          --return FULL-----> FULL
- *                          --return EMPTY----> (pages)
+ *   (pages) --get--> HANDING --published--> OWNED
+ *   OWNED   --return PARTIAL--> CACHED or PARTIAL
+ *           --return FULL-----> FULL
+ *           --return EMPTY----> (pages)
  *   CACHED  <--refill/flush--> PARTIAL           (kernel-internal moves)
- *   CACHED, PARTIAL --get--> OWNED
+ *   CACHED, PARTIAL --get--> HANDING --published--> OWNED
  *   FULL    --return PARTIAL--> CACHED or PARTIAL
  *           --return EMPTY----> (pages)
  *
@@ -40,6 +41,10 @@
  * RETURNING with cmpxchg (span.c); whoever wins the claim owns the span
  * until it stores the next state, so two racing returns of one span cannot
  * both succeed, and a span that is CACHED or PARTIAL can never be returned.
+ * Handles are guessable, so a span being handed out is HANDING, which no
+ * return can claim, until the getter has read all it needs from it; after
+ * it publishes OWNED the getter never touches the span again (if it must
+ * take it back, it claims it by handle like any return).
  */
 #ifndef _SPANALLOC_INTERNAL_H
 #define _SPANALLOC_INTERNAL_H
@@ -64,7 +69,8 @@
 extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
 
 enum sa_span_state {
-	SA_SPAN_OWNED = 1,	/* user space has it; on no list */
+	SA_SPAN_HANDING = 1,	/* being handed out; only the getter touches it */
+	SA_SPAN_OWNED,		/* user space has it; on no list */
 	SA_SPAN_CACHED,		/* in one CPU's mcache stack */
 	SA_SPAN_PARTIAL,	/* on central[sc].partial */
 	SA_SPAN_FULL,		/* on central[sc].full; user space holds objects */
@@ -236,6 +242,8 @@ u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 int sa_span_claim(struct sa_heap *heap, u64 handle, u32 op,
 		  struct sa_span **sp, int *prev);
 void sa_span_unclaim(struct sa_span *s, int prev);
+void sa_span_publish(struct sa_span *s);
+void sa_span_take_back(struct sa_heap *heap, u64 handle, u32 op);
 void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op);
 
 /* dev.c */

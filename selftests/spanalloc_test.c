@@ -284,6 +284,48 @@ TEST_F(heap, exchange_rejects_bad_fields)
 #undef BAD
 }
 
+TEST_F(heap, spans_user_space_cannot_receive_are_taken_back)
+{
+	unsigned int sc = SPANALLOC_SPANCLASS(8, 0);
+	struct spanalloc_class_stats cs[NSC];
+	struct spanalloc_stats st;
+	struct spanalloc_large *lg;
+	struct spanalloc_exchange ex = {
+		.size = sizeof(ex), .get_count = 3, .get_spanclass = sc,
+	};
+	void *ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_NE(MAP_FAILED, ro);
+	/* exchange: the output array is readable but not writable */
+	ex.get_ptr = (uintptr_t)ro;
+	ASSERT_EQ(0, mprotect(ro, 4096, PROT_READ));
+	EXPECT_EQ(-EFAULT, sa_t_ioctl(self->fd, SPANALLOC_IOC_EXCHANGE, &ex));
+	ASSERT_EQ(0, sa_t_stats(self->fd, &st, cs));
+	EXPECT_EQ(0, cs[sc].owned);
+	EXPECT_EQ(3, cs[sc].partial + cs[sc].cached);
+	/* ...and they are handed out again */
+	{
+		struct spanalloc_span s[3];
+		unsigned int got;
+
+		EXPECT_EQ(0, sa_t_get(self->fd, sc, s, 3, &got));
+		EXPECT_EQ(3, got);
+	}
+	/* large: the struct itself is readable but not writable */
+	ASSERT_EQ(0, mprotect(ro, 4096, PROT_READ | PROT_WRITE));
+	lg = ro;
+	memset(lg, 0, sizeof(*lg));
+	lg->size = sizeof(*lg);
+	lg->npages = 7;
+	ASSERT_EQ(0, mprotect(ro, 4096, PROT_READ));
+	EXPECT_EQ(-EFAULT, sa_t_ioctl(self->fd, SPANALLOC_IOC_ALLOC_LARGE, lg));
+	ASSERT_EQ(0, sa_t_stats(self->fd, &st, cs));
+	EXPECT_EQ(0, cs[0].owned);
+	EXPECT_EQ(0, st.large_spans);
+	munmap(ro, 4096);
+}
+
 TEST_F(heap, double_return_is_rejected_and_changes_nothing)
 {
 	struct spanalloc_stats before, after;
