@@ -17,8 +17,15 @@
  *    parameter pcp_depth; needs root).
  * 3. syscalls_per_span: system calls per span turnover as the library
  *    counts them while allocating.
+ * 4. alloc_free_<size>B_instructions: instructions per allocate+free pair
+ *    (one thread, batches of 100), counted by valgrind's callgrind (when
+ *    installed) on this program run in a second mode. Instruction counts
+ *    do not vary from run to run, and do not carry the emulator's cost
+ *    model (under QEMU TCG, time per instruction differs widely between
+ *    kinds of code), so they complement the timings.
  *
  *   bench [seconds per run, default 0.5] [runs per measurement, default 5]
+ *   bench --pairs SIZE IMPL N    (N batches of 100 pairs with allocator IMPL)
  *
  * Each number is the median of its runs.
  */
@@ -256,6 +263,39 @@ static double span_exchange(int threads, unsigned int batch)
 	return rate;
 }
 
+/*
+ * Instructions per pair, from two callgrind runs of --pairs mode that
+ * differ only in their number of batches (so start-up cancels out).
+ * Returns 0 if valgrind cannot be run.
+ */
+static double instructions_per_pair(size_t size, const char *impl)
+{
+	const int n1 = 100, n2 = 600;
+	unsigned long long c[2] = { 0, 0 };
+
+	for (int k = 0; k < 2; k++) {
+		char cmd[512], line[512];
+		FILE *f;
+
+		snprintf(cmd, sizeof(cmd),
+			 "valgrind --tool=callgrind --callgrind-out-file=/dev/null "
+			 "/proc/%d/exe --pairs %zu %s %d 2>&1", (int)getpid(), size, impl,
+			 k ? n2 : n1);
+		f = popen(cmd, "r");
+		if (!f)
+			return 0;
+		while (fgets(line, sizeof(line), f)) {
+			char *p = strstr(line, "Collected : ");
+
+			if (p)
+				c[k] = strtoull(p + 12, NULL, 10);
+		}
+		if (pclose(f) || !c[k])
+			return 0;
+	}
+	return (double)(c[1] - c[0]) / ((double)(n2 - n1) * BATCH);
+}
+
 int main(int argc, char **argv)
 {
 	static const size_t sizes[] = { 16, 32, 64, 128, 256 };
@@ -268,6 +308,30 @@ int main(int argc, char **argv)
 	};
 	struct sa_stats s0, s1;
 
+	if (argc == 5 && !strcmp(argv[1], "--pairs")) {
+		size_t size = strtoul(argv[2], NULL, 10);
+		const char *name = argv[3];
+		int n = atoi(argv[4]);
+		struct impl *im = NULL;
+		void *objs[BATCH];
+
+		load_peer(&impls[3], "jemalloc", "libjemalloc.so.2", "malloc", "free");
+		load_peer(&impls[4], "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free");
+		for (int i = 0; i < 5; i++)
+			if (impls[i].name && !strcmp(impls[i].name, name) && impls[i].alloc)
+				im = &impls[i];
+		if (!im || (im == &impls[0] && sa_init()))
+			return 1;
+		for (int r = 0; r < n; r++) {
+			for (int i = 0; i < BATCH; i++) {
+				objs[i] = im->alloc(size);
+				*(volatile uint64_t *)objs[i] = i;
+			}
+			for (int i = 0; i < BATCH; i++)
+				im->free(objs[i]);
+		}
+		return 0;
+	}
 	if (argc > 1)
 		secs_per_run = atof(argv[1]);
 	if (argc > 2)
@@ -360,6 +424,31 @@ int main(int argc, char **argv)
 		for (int i = 0; i < N; i++)
 			sa_free(keep[i]);
 		free(keep);
+	}
+
+	printf("\n== instructions per alloc+free pair (callgrind, 1 thread, batches of %d)\n", BATCH);
+	if (!instructions_per_pair(64, "glibc")) {
+		printf("   valgrind is not installed: skipped\n");
+		return 0;
+	}
+	printf("%-6s", "size");
+	for (int i = 0; i < nimpl; i++)
+		printf(" %14s", impls[i].name);
+	printf("   glibc/spanalloc\n");
+	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		double ins[5];
+		char name[48];
+
+		printf("%-6zu", sizes[z]);
+		for (int i = 0; i < nimpl; i++) {
+			ins[i] = instructions_per_pair(sizes[z], impls[i].name);
+			printf(" %14.1f", ins[i]);
+		}
+		printf("   %.2fx\n", ins[1] / ins[0]);
+		snprintf(name, sizeof(name), "alloc_free_%zuB_instructions", sizes[z]);
+		for (int i = 0; i < nimpl; i++)
+			printf("BENCH name=%s impl=%s threads=1 instructions_per_pair=%.1f ratio_vs_glibc=%.3f\n",
+			       name, impls[i].name, ins[i], ins[1] / ins[i]);
 	}
 	return 0;
 }
