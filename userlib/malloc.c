@@ -48,7 +48,7 @@ const char *sa_strerror(void)
 	return sa_g.msg;
 }
 
-static struct sa_tcache *sa_tcache_get_slow(void)
+static __attribute__((noinline, cold)) struct sa_tcache *sa_tcache_get_slow(void)
 {
 	struct sa_tcache *c;
 
@@ -88,17 +88,14 @@ static void sa_bad_pointer(const void *p, const char *what)
 	abort();
 }
 
-/* Frees object idx of s, which may be another thread's span. */
-static void sa_free_slot(struct sa_tcache *c, struct sa_uspan *s, uint32_t idx)
+/* A free into another thread's span, or one that must adopt: out of line. */
+static __attribute__((noinline)) void sa_free_slot_slow(struct sa_tcache *c,
+							struct sa_uspan *s,
+							uint32_t idx, int r)
 {
-	int r;
-
-	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == c)
-		r = sa_span_free_local(s, idx);
-	else
+	if (r == 0 && atomic_load_explicit(&s->owner, memory_order_relaxed) != c)
 		r = sa_span_free(s, idx);
-
-	if (sa_likely(r == 0))
+	if (r == 0)
 		return;
 	if (r < 0)
 		sa_span_bad_free(s, (void *)(s->base + (uintptr_t)idx * s->elemsize),
@@ -106,6 +103,19 @@ static void sa_free_slot(struct sa_tcache *c, struct sa_uspan *s, uint32_t idx)
 	sa_tcache_adopt(c, s);
 	if (c->nadopted >= SA_MAX_BATCH / 2)
 		sa_tcache_return_adopted(c);
+}
+
+/* Frees object idx of s, which may be another thread's span. */
+static inline __attribute__((always_inline)) void
+sa_free_slot(struct sa_tcache *c, struct sa_uspan *s, uint32_t idx)
+{
+	if (sa_likely(atomic_load_explicit(&s->owner, memory_order_relaxed) == c)) {
+		if (sa_likely(sa_span_free_local(s, idx) == 0))
+			return;
+		sa_free_slot_slow(c, s, idx, -1);
+		return;
+	}
+	sa_free_slot_slow(c, s, idx, 0);
 }
 
 static struct sa_uspan *sa_tiny_span(uintptr_t block, uint32_t *idx)
@@ -172,7 +182,8 @@ static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 	return (void *)p;
 }
 
-static void *sa_alloc_large(struct sa_tcache *c, size_t size, bool noscan)
+static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c, size_t size,
+						       bool noscan)
 {
 	struct spanalloc_span d;
 	struct sa_uspan *s;
@@ -206,7 +217,7 @@ static void *sa_alloc_large(struct sa_tcache *c, size_t size, bool noscan)
 	return (void *)d.addr;
 }
 
-static void sa_free_large(struct sa_uspan *s, const void *p)
+static __attribute__((noinline, cold)) void sa_free_large(struct sa_uspan *s, const void *p)
 {
 	struct spanalloc_ret r = { .handle = s->handle, .op = SPANALLOC_RET_EMPTY };
 	struct sa_tcache *c = sa_tcache_get();
@@ -222,7 +233,8 @@ static void sa_free_large(struct sa_uspan *s, const void *p)
 		SA_STAT_ADD(c->st.large_freed, 1);
 }
 
-static void *sa_malloc(size_t size, bool noscan)
+/* Inlined into each entry point: the fast path is a few dozen instructions. */
+static inline __attribute__((always_inline)) void *sa_malloc(size_t size, bool noscan)
 {
 	struct sa_tcache *c = sa_tcache_get();
 	uint16_t sc;
