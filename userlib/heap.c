@@ -113,6 +113,10 @@ int sa_heap_init(void)
 	}
 	if (pthread_key_create(&sa_g.key, sa_tcache_exit)) {
 		sa_fail(EAGAIN, "spanalloc: out of thread keys");
+		munmap(sa_g.pagemap, sa_g.npages * sizeof(*sa_g.pagemap));
+		sa_g.pagemap = NULL;
+		munmap(map, info.max_heap_limit);
+		close(fd);
 		return -EAGAIN;
 	}
 	sa_g.fd = fd;
