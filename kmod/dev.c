@@ -50,9 +50,13 @@ atomic64_t sa_global_spans = ATOMIC64_INIT(0);
 atomic64_t sa_global_pages = ATOMIC64_INIT(0);
 atomic64_t sa_global_arenas = ATOMIC64_INIT(0);
 
-/* All open heaps, for the CPU hotplug callback. */
-static DEFINE_MUTEX(sa_heaps_mutex);
-static LIST_HEAD(sa_heaps);
+/*
+ * All open heaps, for the CPU hotplug callback, the scavenger and the
+ * shrinker. A heap on the list is alive for as long as the mutex is held:
+ * release takes it off the list before it frees anything.
+ */
+DEFINE_MUTEX(sa_heaps_mutex);
+LIST_HEAD(sa_heaps);
 
 /* cpu is dead: move its cached spans of every heap to mcentral. */
 void sa_drain_cpu_all_heaps(unsigned int cpu)
@@ -87,9 +91,16 @@ static int sa_open(struct inode *inode, struct file *file)
 	heap->max_map = round_up(limit, SPANALLOC_ARENA_SIZE);
 	heap->limit_pages = min_t(u64, limit >> SA_PAGE_SHIFT, U32_MAX);
 	mutex_init(&heap->grow_mutex);
+	mutex_init(&heap->scav_mutex);
 	spin_lock_init(&heap->lock);
 	for (sc = 0; sc < SA_NSPANCLASS; sc++)
 		sa_mcentral_init(&heap->central[sc]);
+	if (sa_shrinker_add_heap(heap)) {
+		sa_mcache_destroy(heap);
+		free_percpu(heap->counters);
+		kfree(heap);
+		return -ENOMEM;
+	}
 	heap->mm = current->mm;
 	mmgrab(heap->mm);
 
@@ -98,6 +109,7 @@ static int sa_open(struct inode *inode, struct file *file)
 	mutex_unlock(&sa_heaps_mutex);
 	atomic64_inc(&sa_global_heaps);
 	file->private_data = heap;
+	sa_scavenger_kick();
 	return 0;
 }
 
@@ -107,6 +119,7 @@ static int sa_release(struct inode *inode, struct file *file)
 
 	mutex_lock(&sa_heaps_mutex);
 	list_del(&heap->node);
+	sa_shrinker_del_heap(heap);
 	mutex_unlock(&sa_heaps_mutex);
 
 	/* Spans in every state are in the span table: freeing it frees all. */
@@ -200,6 +213,12 @@ static const struct file_operations sa_fops = {
 	.llseek = noop_llseek,
 };
 
+/* Whether file is an open file of this device that holds heap. */
+bool sa_file_is_heap(struct file *file, struct sa_heap *heap)
+{
+	return file && file->f_op == &sa_fops && file->private_data == heap;
+}
+
 static struct miscdevice sa_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "spanalloc",
@@ -215,8 +234,9 @@ static int __init sa_init(void)
 	BUILD_BUG_ON(sizeof(struct spanalloc_info) != SPANALLOC_INFO_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_exchange) != SPANALLOC_EXCHANGE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_large) != SPANALLOC_LARGE_SIZE_VER0);
-	BUILD_BUG_ON(sizeof(struct spanalloc_stats) != SPANALLOC_STATS_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_stats) != SPANALLOC_STATS_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct spanalloc_limit) != SPANALLOC_LIMIT_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_release) != SPANALLOC_RELEASE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_span) != 24);
 	BUILD_BUG_ON(sizeof(struct spanalloc_ret) != 16);
 
@@ -226,11 +246,16 @@ static int __init sa_init(void)
 	ret = sa_mcache_hotplug_init();
 	if (ret)
 		goto err_cache;
-	ret = misc_register(&sa_misc);
+	ret = sa_shrinker_init();
 	if (ret)
 		goto err_hp;
+	ret = misc_register(&sa_misc);
+	if (ret)
+		goto err_shrinker;
 	return 0;
 
+err_shrinker:
+	sa_shrinker_exit();
 err_hp:
 	sa_mcache_hotplug_exit();
 err_cache:
@@ -241,6 +266,8 @@ err_cache:
 static void __exit sa_exit(void)
 {
 	misc_deregister(&sa_misc);
+	sa_scavenger_exit();
+	sa_shrinker_exit();
 	sa_mcache_hotplug_exit();
 	sa_mheap_cache_exit();
 }

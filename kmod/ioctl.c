@@ -291,6 +291,8 @@ static long sa_ioctl_stats(struct sa_heap *heap, void __user *uarg)
 	st.heap_spans = sum.c[SA_C_HEAP_SPANS];
 	st.pcp_flushes = sum.c[SA_C_PCP_FLUSHES];
 	st.enomem = sum.c[SA_C_ENOMEM];
+	st.pages_dirty = READ_ONCE(heap->free_dirty);
+	st.pages_released = sum.c[SA_C_RELEASED];
 	return sa_copy_out(uarg, &st, sizeof(st), st.size);
 }
 
@@ -305,6 +307,20 @@ static long sa_ioctl_set_limit(struct sa_heap *heap, void __user *uarg)
 	if (lim.flags)
 		return -EINVAL;
 	return sa_mheap_set_limit(heap, lim.limit);
+}
+
+static long sa_ioctl_release(struct sa_heap *heap, void __user *uarg)
+{
+	struct spanalloc_release rel;
+	int ret;
+
+	ret = sa_copy_in(&rel, sizeof(rel), SPANALLOC_RELEASE_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	if (rel.flags || rel.released)
+		return -EINVAL;
+	rel.released = sa_scavenge(heap, U64_MAX, 0, SA_SCAV_WAIT) << SA_PAGE_SHIFT;
+	return sa_copy_out(uarg, &rel, sizeof(rel), rel.size);
 }
 
 long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
@@ -328,6 +344,8 @@ long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return sa_ioctl_stats(heap, uarg);
 	case SPANALLOC_IOC_SET_LIMIT:
 		return sa_ioctl_set_limit(heap, uarg);
+	case SPANALLOC_IOC_RELEASE:
+		return sa_ioctl_release(heap, uarg);
 	}
 	return -ENOTTY;
 }

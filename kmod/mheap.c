@@ -20,8 +20,13 @@
  *
  * Pages never hold kernel data: the memory behind the mapping is ordinary
  * anonymous memory of the owning process (see dev.c). The "dirty" bitmap
- * records which pages were in a span before, so that a new span can tell
- * user space whether it must zero objects (needzero), as Go's spans do.
+ * records which free pages were in a span before, so that a new span can
+ * tell user space whether it must zero objects (needzero), as Go's spans
+ * do. Dirty pages are also the ones that may still be resident: the
+ * scavenger (scavenge.c) gives them back to the kernel and clears their
+ * bits, so a dirty bit is only ever set on a free page. While it does, it
+ * holds the run it works on as used, so that no span can be cut from
+ * pages that are being zapped.
  */
 #include <linux/bitmap.h>
 #include <linux/mm.h>
@@ -164,6 +169,16 @@ static void sa_mheap_set_table(struct sa_heap *heap, struct sa_span *s,
 				   val);
 }
 
+static u32 sa_bits_in_range(const unsigned long *map, u32 start, u32 n)
+{
+	u32 end = start + n, count = 0, p;
+
+	for (p = find_next_bit(map, end, start); p < end;
+	     p = find_next_bit(map, end, p + 1))
+		count++;
+	return count;
+}
+
 /* Returns the first page of a free run of npages, or U32_MAX. */
 static u32 sa_mheap_find(struct sa_heap *heap, u32 npages)
 {
@@ -184,7 +199,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 				    u32 npages)
 {
 	struct sa_span *s;
-	u32 p;
+	u32 p, dirty;
 
 	s = kmem_cache_zalloc(sa_span_cache, GFP_KERNEL_ACCOUNT);
 	if (!s)
@@ -199,6 +214,16 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 		p = sa_mheap_find(heap, npages);
 		if (p != U32_MAX)
 			break;
+		if (heap->scav_busy) {
+			/*
+			 * The run a release holds may be what would fit:
+			 * wait for it rather than grow or fail.
+			 */
+			spin_unlock(&heap->lock);
+			mutex_lock(&heap->scav_mutex);
+			mutex_unlock(&heap->scav_mutex);
+			continue;
+		}
 		/*
 		 * No run fits in the arenas set up so far. The best a new
 		 * arena can do is extend the free run at the top, so ask for
@@ -215,7 +240,9 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 	s->start = p;
 	s->npages = npages;
 	s->spanclass = spanclass;
-	s->needzero = find_next_bit(heap->dirty, p + npages, p) < p + npages;
+	dirty = sa_bits_in_range(heap->dirty, p, npages);
+	s->needzero = dirty != 0;
+	heap->free_dirty -= dirty;
 	bitmap_clear(heap->dirty, p, npages);
 	s->gen = sa_next_gen();
 	atomic_set(&s->state, SA_SPAN_HANDING);
@@ -247,6 +274,7 @@ void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 	sa_mheap_set_table(heap, s, NULL);
 	bitmap_clear(heap->used, s->start, s->npages);
 	bitmap_set(heap->dirty, s->start, s->npages);
+	heap->free_dirty += s->npages;
 	if (s->start < heap->search_hint)
 		heap->search_hint = s->start;
 	heap->pages_inuse -= s->npages;
@@ -299,4 +327,51 @@ int sa_mheap_set_limit(struct sa_heap *heap, u64 limit)
 		heap->limit_pages = limit >> SA_PAGE_SHIFT;
 	spin_unlock(&heap->lock);
 	return ret;
+}
+
+/*
+ * Takes the first run of at most max dirty free pages at or above from, for
+ * the scavenger: the run is held as used (no span can be cut from it) and
+ * no longer dirty. Returns the run's length, 0 if there is none. Caller
+ * holds heap->scav_mutex; one run is held at a time.
+ */
+u32 sa_mheap_scav_take(struct sa_heap *heap, u32 from, u32 max, u32 *start)
+{
+	u32 p, end, n = 0;
+
+	lockdep_assert_held(&heap->scav_mutex);
+	spin_lock(&heap->lock);
+	p = find_next_bit(heap->dirty, heap->active_pages, from);
+	if (p < heap->active_pages) {
+		end = find_next_zero_bit(heap->dirty,
+					 min(heap->active_pages, p + max), p);
+		n = end - p;
+		bitmap_set(heap->used, p, n);
+		bitmap_clear(heap->dirty, p, n);
+		heap->free_dirty -= n;
+		heap->scav_busy = n;
+		*start = p;
+	}
+	spin_unlock(&heap->lock);
+	return n;
+}
+
+/*
+ * Gives back a run taken by sa_mheap_scav_take(). released says whether
+ * its pages were zapped; if not, they may still hold data and are dirty
+ * again.
+ */
+void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, bool released)
+{
+	lockdep_assert_held(&heap->scav_mutex);
+	spin_lock(&heap->lock);
+	bitmap_clear(heap->used, start, n);
+	if (!released) {
+		bitmap_set(heap->dirty, start, n);
+		heap->free_dirty += n;
+	}
+	if (start < heap->search_hint)
+		heap->search_hint = start;
+	heap->scav_busy = 0;
+	spin_unlock(&heap->lock);
 }

@@ -125,6 +125,7 @@ enum sa_counter {
 	SA_C_HEAP_SPANS,
 	SA_C_PCP_FLUSHES,
 	SA_C_ENOMEM,
+	SA_C_RELEASED,
 	SA_NR_COUNTERS,
 };
 
@@ -176,6 +177,17 @@ struct sa_heap {
 	u32 nspans;
 	u32 nlarge;
 	u32 class_spans[SA_NSPANCLASS];	/* spans alive per span class */
+	u32 free_dirty;			/* free pages with their dirty bit */
+	u32 scav_busy;			/* pages a release holds as used */
+
+	/*
+	 * One release of free pages at a time (scavenge.c). Taken with
+	 * nothing else held, before the owner's mmap lock; the shrinker only
+	 * ever trylocks it.
+	 */
+	struct mutex scav_mutex;
+	u32 scav_recent;		/* decayed peak of pages_inuse */
+	struct sa_heap_lru *lru;	/* this heap on sa_shrinker's list_lru */
 
 	struct sa_central central[SA_NSPANCLASS];
 	struct sa_mcache __percpu *mcache;
@@ -211,6 +223,8 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s);
 struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle);
 int sa_mheap_set_limit(struct sa_heap *heap, u64 limit);
+u32 sa_mheap_scav_take(struct sa_heap *heap, u32 from, u32 max, u32 *start);
+void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, bool released);
 
 static inline u64 sa_span_handle(const struct sa_span *s)
 {
@@ -246,8 +260,29 @@ void sa_span_publish(struct sa_span *s);
 void sa_span_take_back(struct sa_heap *heap, u64 handle, u32 op);
 void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op);
 
+/* scavenge.c */
+enum sa_scav_mode {
+	SA_SCAV_WAIT,		/* may sleep on the owner's mmap lock */
+	SA_SCAV_TRY,		/* reclaim: trylocks only, never sleeps on a lock */
+};
+
+u64 sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
+		enum sa_scav_mode mode);
+void sa_scavenger_kick(void);
+void sa_scavenger_exit(void);
+
+/* shrinker.c */
+struct sa_heap_lru;
+int sa_shrinker_init(void);
+void sa_shrinker_exit(void);
+int sa_shrinker_add_heap(struct sa_heap *heap);
+void sa_shrinker_del_heap(struct sa_heap *heap);
+
 /* dev.c */
+extern struct mutex sa_heaps_mutex;
+extern struct list_head sa_heaps;
 void sa_drain_cpu_all_heaps(unsigned int cpu);
+bool sa_file_is_heap(struct file *file, struct sa_heap *heap);
 
 /* ioctl.c */
 long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg);

@@ -128,3 +128,63 @@ sa_linux_source() {
 	fi
 	echo "$dir"
 }
+
+# The debug kernel (KASAN, lockdep, kmemleak, KUnit, fault injection): Debian's
+# linux-source-6.1, "make tinyconfig" plus scripts/debug-kernel/debug.config,
+# built once into the cache and rebuilt only when the fragment, the source
+# package or the compiler changes (the key of its folder). ccache keeps a
+# rebuild to minutes. Prints the build tree (bzImage and Module.symvers in
+# it, usable as KDIR).
+sa_debug_kernel() {
+	local frag=$SA_REPO/scripts/debug-kernel/debug.config key top dir src
+	local srcver gccver jobs missing opt
+	sa_need_pkgs linux-source-6.1 ccache flex bison bc libelf-dev libssl-dev || return 1
+	srcver=$(dpkg-query -W -f='${Version}' linux-source-6.1)
+	gccver=$(gcc --version | head -n 1)
+	key=$( { cat "$frag"; echo "$srcver"; echo "$gccver"; } | sha256sum | cut -c1-16)
+	top=$SA_CACHE/debug-kernel
+	dir=$top/$key
+	mkdir -p "$top"
+	if [ ! -f "$dir/done" ]; then
+		exec 9>"$top/lock"
+		flock 9
+		if [ ! -f "$dir/done" ]; then
+			jobs=$(nproc)
+			sa_log "building the debug kernel (linux-source $srcver, key $key): ~13 min cold, minutes with ccache"
+			rm -rf "$dir"
+			mkdir -p "$dir"
+			src=$dir/src
+			mkdir -p "$src"
+			tar -C "$src" --strip-components=1 -I "xz -d -T$jobs" -xf /usr/src/linux-source-6.1.tar.xz ||
+				{ sa_log "cannot extract linux-source-6.1"; exec 9>&-; return 1; }
+			export CCACHE_DIR=$SA_CACHE/ccache CCACHE_MAXSIZE=6G CCACHE_BASEDIR=$dir CCACHE_NOHASHDIR=1
+			(
+				cd "$src" &&
+				make -s ARCH=x86_64 tinyconfig >/dev/null &&
+				scripts/kconfig/merge_config.sh -m .config "$frag" >/dev/null &&
+				make -s ARCH=x86_64 olddefconfig >/dev/null
+			) >&2 || { sa_log "debug kernel configuration failed"; exec 9>&-; return 1; }
+			missing=
+			while IFS= read -r opt; do
+				case "$opt" in
+				CONFIG_*) grep -qx "$opt" "$src/.config" || missing="$missing $opt" ;;
+				"# CONFIG_"*" is not set")
+					opt=${opt#\# }; opt=${opt%% *}
+					! grep -q "^$opt=" "$src/.config" || missing="$missing $opt(off)" ;;
+				esac
+			done < "$frag"
+			[ -z "$missing" ] || { sa_log "debug kernel: Kconfig did not take:$missing"; exec 9>&-; return 1; }
+			if ! make -C "$src" -s -j"$jobs" ARCH=x86_64 CC="ccache gcc" bzImage modules > "$dir/build.log" 2>&1; then
+				tail -n 30 "$dir/build.log" >&2
+				sa_log "debug kernel build failed (log: $dir/build.log)"
+				exec 9>&-
+				return 1
+			fi
+			touch "$dir/done"
+			# Older keys are whole kernel trees: keep only this one.
+			find "$top" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
+		fi
+		exec 9>&-
+	fi
+	echo "$dir/src"
+}

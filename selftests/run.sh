@@ -4,7 +4,7 @@
 # selftests/run.sh. Binaries come from build/selftests (make selftests).
 dir=$(cd "$(dirname "$0")/.." && pwd)/build/selftests
 rc=0
-for t in spanalloc_test lib_test stress_test; do
+for t in spanalloc_test reclaim_test lib_test stress_test; do
 	echo "# spanalloc selftest: $t"
 	"$dir/$t" || rc=1
 done

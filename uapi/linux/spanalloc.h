@@ -165,9 +165,13 @@ struct spanalloc_stats {
 	__u64 heap_spans;	/* spans got from the page allocator */
 	__u64 pcp_flushes;	/* per-CPU cache overflows and CPU drains */
 	__u64 enomem;		/* requests refused by the limit */
+	/* since VER1 (a VER0 caller is simply not told) */
+	__u64 pages_dirty;	/* free pages that may still be resident */
+	__u64 pages_released;	/* free pages given back to the kernel */
 };
 
 #define SPANALLOC_STATS_SIZE_VER0	144
+#define SPANALLOC_STATS_SIZE_VER1	160
 
 /* SPANALLOC_IOC_SET_LIMIT: lower this heap's limit (bytes, page multiple). */
 struct spanalloc_limit {
@@ -178,11 +182,26 @@ struct spanalloc_limit {
 
 #define SPANALLOC_LIMIT_SIZE_VER0	16
 
+/*
+ * SPANALLOC_IOC_RELEASE: give every free page of the heap back to the
+ * kernel now, as the background scavenger and the shrinker do bit by bit.
+ * Released pages read as zero when next touched. Only free pages (in no
+ * span) are released: memory in spans user space holds is never touched.
+ */
+struct spanalloc_release {
+	__u32 size;		/* in: sizeof(struct spanalloc_release) */
+	__u32 flags;		/* in: 0 */
+	__u64 released;		/* out: bytes released by this call */
+};
+
+#define SPANALLOC_RELEASE_SIZE_VER0	16
+
 #define SPANALLOC_IOC_MAGIC	0xb6
 #define SPANALLOC_IOC_INFO	_IOWR(SPANALLOC_IOC_MAGIC, 0x00, struct spanalloc_info)
 #define SPANALLOC_IOC_EXCHANGE	_IOWR(SPANALLOC_IOC_MAGIC, 0x01, struct spanalloc_exchange)
 #define SPANALLOC_IOC_ALLOC_LARGE _IOWR(SPANALLOC_IOC_MAGIC, 0x02, struct spanalloc_large)
 #define SPANALLOC_IOC_STATS	_IOWR(SPANALLOC_IOC_MAGIC, 0x03, struct spanalloc_stats)
 #define SPANALLOC_IOC_SET_LIMIT	_IOW(SPANALLOC_IOC_MAGIC, 0x04, struct spanalloc_limit)
+#define SPANALLOC_IOC_RELEASE	_IOWR(SPANALLOC_IOC_MAGIC, 0x05, struct spanalloc_release)
 
 #endif /* _UAPI_LINUX_SPANALLOC_H */

@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * scavenge: giving the pages of free spans back to the kernel (Go's
+ * mgcscavenge.go). A page that was in a span and is free now is "dirty"
+ * (mheap.c): it may be resident in the owner's mapping. Releasing it zaps
+ * it from the mapping, as MADV_DONTNEED would: its memory goes back to the
+ * page allocator at once (and is uncharged from the owner's memory cgroup),
+ * the next touch faults in a zero page, and the page is clean again, so a
+ * span later cut from it needs no zeroing.
+ *
+ * Three callers release pages, all through sa_scavenge():
+ *  - the release ioctl: every free page of the heap, now;
+ *  - the background scavenger below, paced like Go's: it keeps the heap's
+ *    recent peak use plus a margin of 1/8 resident and releases the rest,
+ *    spending at most scavenge_percent of one CPU (1% by default) on it;
+ *  - the shrinker (shrinker.c), under memory pressure, without sleeping on
+ *    any lock.
+ *
+ * Locking. heap->scav_mutex serializes releases of one heap; a release
+ * holds one run of pages as used (sa_mheap_scav_take()) while it zaps
+ * them, so no span can be cut from a run that is being zapped. The zap
+ * needs the owner's mmap lock for reading, taken after scav_mutex; the
+ * owner's mm is pinned with mmget_not_zero() for the time of the zap, and
+ * an owner that is exiting has nothing left to release. The address range
+ * is only zapped where it still is this heap's mapping at the offset the
+ * heap expects: user space may have unmapped, split or moved parts of it.
+ */
+#include <linux/ktime.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/workqueue.h>
+#include "spanalloc.h"
+
+/* A run is zapped under one mmap lock hold: bounded, so the lock is brief. */
+#define SA_SCAV_CHUNK		64
+#define SA_SCAV_PERIOD		(HZ / 10)
+/* Always keep this much resident, so a tiny heap is never churned. */
+#define SA_SCAV_MIN_RETAIN	(1U << (20 - SA_PAGE_SHIFT))
+
+static unsigned int sa_scavenge_percent = 1;
+module_param_named(scavenge_percent, sa_scavenge_percent, uint, 0644);
+MODULE_PARM_DESC(scavenge_percent,
+		 "CPU share of one CPU the background scavenger may spend releasing free pages (0 turns it off, at most 100; default 1)");
+
+static void sa_zap(struct vm_area_struct *vma, unsigned long addr,
+		   unsigned long len)
+{
+#ifdef SA_HAVE_ZAP_PAGE_RANGE
+	zap_page_range(vma, addr, len);
+#else
+	zap_page_range_single(vma, addr, len, NULL);
+#endif
+}
+
+/*
+ * Zaps pages [start, start + n) from the owner's mapping. Returns 0 when
+ * every page of the range was zapped, -EAGAIN when a trylock failed, and
+ * -ENOENT when part of the range is not (or no longer) the heap's mapping
+ * where it should be.
+ */
+static int sa_scav_zap(struct sa_heap *heap, u32 start, u32 n,
+		       enum sa_scav_mode mode)
+{
+	unsigned long addr = heap->base + ((unsigned long)start << SA_PAGE_SHIFT);
+	unsigned long end = addr + ((unsigned long)n << SA_PAGE_SHIFT);
+	struct mm_struct *mm = heap->mm;
+	struct vm_area_struct *vma;
+	unsigned long a, e;
+	int ret = 0;
+
+	if (!mmget_not_zero(mm))
+		return -ENOENT;
+	if (mode == SA_SCAV_TRY) {
+		if (!mmap_read_trylock(mm)) {
+			mmput_async(mm);
+			return -EAGAIN;
+		}
+	} else {
+		mmap_read_lock(mm);
+	}
+	for (a = addr; a < end; a = e) {
+		vma = find_vma(mm, a);
+		if (!vma || vma->vm_start > a) {
+			ret = -ENOENT;
+			break;
+		}
+		e = min(end, vma->vm_end);
+		/* the heap's own mapping, at the heap's own offset */
+		if (!sa_file_is_heap(vma->vm_file, heap) ||
+		    vma->vm_start - (vma->vm_pgoff << PAGE_SHIFT) != heap->base) {
+			ret = -ENOENT;
+			break;
+		}
+		sa_zap(vma, a, e - a);
+	}
+	mmap_read_unlock(mm);
+	/*
+	 * The last reference may be ours if the owner exits meanwhile: never
+	 * tear an mm down here, in reclaim or under sa_heaps_mutex.
+	 */
+	mmput_async(mm);
+	return ret;
+}
+
+/*
+ * Releases up to max_pages dirty free pages of heap, lowest first, for at
+ * most about budget_ns (0: no limit). Returns the pages released.
+ */
+u64 sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
+		enum sa_scav_mode mode)
+{
+	u64 released = 0, t0 = budget_ns ? ktime_get_ns() : 0;
+	u32 from = 0, start, n;
+	int ret;
+
+	/* pairs with the release in sa_mmap(): the page allocator exists */
+	if (!smp_load_acquire(&heap->mapped))
+		return 0;
+	if (mode == SA_SCAV_TRY) {
+		if (!mutex_trylock(&heap->scav_mutex))
+			return 0;
+	} else {
+		mutex_lock(&heap->scav_mutex);
+	}
+	while (released < max_pages) {
+		n = sa_mheap_scav_take(heap, from,
+				       min_t(u64, SA_SCAV_CHUNK, max_pages - released),
+				       &start);
+		if (!n)
+			break;
+		ret = sa_scav_zap(heap, start, n, mode);
+		sa_mheap_scav_done(heap, start, n, !ret);
+		if (!ret)
+			released += n;
+		else if (ret == -EAGAIN)
+			break;
+		from = start + n;
+		if (budget_ns && ktime_get_ns() - t0 > budget_ns)
+			break;
+		if (mode == SA_SCAV_WAIT)
+			cond_resched();
+	}
+	mutex_unlock(&heap->scav_mutex);
+	sa_count_add(heap, SA_C_RELEASED, released);
+	return released;
+}
+
+/*
+ * The background scavenger: one delayed work for all heaps, every 100 ms
+ * while any heap is open. For each heap it tracks the recent peak of pages
+ * in use, decaying by 1/8 a period, so a heap that shrinks has its free
+ * pages released over a couple of seconds, while one that just freed a
+ * burst it will need again soon keeps them. It keeps that peak plus 1/8
+ * (Go keeps 10% over its heap goal) and releases what is above, within a
+ * time budget of scavenge_percent of the period.
+ */
+static void sa_scavenger_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(sa_scav_work, sa_scavenger_fn);
+
+static void sa_scavenger_fn(struct work_struct *work)
+{
+	unsigned int pct = min(READ_ONCE(sa_scavenge_percent), 100U);
+	u64 budget = div_u64((u64)jiffies_to_nsecs(SA_SCAV_PERIOD) * pct, 100);
+	u64 t0 = ktime_get_ns(), spent;
+	struct sa_heap *heap;
+	bool any;
+
+	mutex_lock(&sa_heaps_mutex);
+	list_for_each_entry(heap, &sa_heaps, node) {
+		u32 inuse, recent, goal, retained;
+
+		spin_lock(&heap->lock);
+		inuse = heap->pages_inuse;
+		retained = inuse + heap->free_dirty;
+		spin_unlock(&heap->lock);
+		recent = max(inuse, heap->scav_recent - heap->scav_recent / 8);
+		heap->scav_recent = recent;
+		goal = recent + recent / 8 + SA_SCAV_MIN_RETAIN;
+		if (!pct || retained <= goal)
+			continue;
+		spent = ktime_get_ns() - t0;
+		if (spent >= budget)
+			break;
+		sa_scavenge(heap, retained - goal, budget - spent, SA_SCAV_WAIT);
+	}
+	any = !list_empty(&sa_heaps);
+	mutex_unlock(&sa_heaps_mutex);
+	if (any)
+		queue_delayed_work(system_unbound_wq, &sa_scav_work,
+				   SA_SCAV_PERIOD);
+}
+
+/* A heap was opened: make sure the scavenger runs. */
+void sa_scavenger_kick(void)
+{
+	queue_delayed_work(system_unbound_wq, &sa_scav_work, SA_SCAV_PERIOD);
+}
+
+void sa_scavenger_exit(void)
+{
+	cancel_delayed_work_sync(&sa_scav_work);
+}
