@@ -15,13 +15,22 @@
  *   mcache   per CPU, per span class, a small stack of ready spans taken
  *            and refilled without any shared lock (mcache.c).
  *
+ *   scavenge  gives the pages of free spans back to the kernel: a release
+ *            ioctl, a paced background worker (scavenge.c) and a memcg
+ *            aware shrinker (shrinker.c).
+ *
  * Lock order (outer first):
- *   sa_heaps_mutex			(dev.c: the list of heaps, CPU hotplug)
- *     heap->grow_mutex			(mapping and arena set-up; may sleep)
- *       heap->mcache->lock		(local_lock: this CPU's stacks)
- *         heap->central[sc].lock	(spinlock)
- *           heap->lock			(spinlock: page bitmap, span table)
- * No lock is held across copy_{to,from}_user.
+ *   sa_heaps_mutex			(dev.c: the list of heaps, CPU hotplug,
+ *					 scavenger; the shrinker trylocks it)
+ *     heap->scav_mutex			(scavenge.c: one release at a time)
+ *       owner's mmap_lock		(read, to zap released pages; mmap
+ *					 runs under it for writing)
+ *         heap->grow_mutex		(mapping and arena set-up; may sleep)
+ *           heap->mcache->lock		(local_lock: this CPU's stacks)
+ *             heap->central[sc].lock	(spinlock)
+ *               heap->lock		(spinlock: page bitmap, span table)
+ * No lock is held across copy_{to,from}_user. An allocation that waits for
+ * a release (mheap.c) waits for scav_mutex holding nothing.
  *
  * Span life cycle (enum sa_span_state). A span exists from the moment the
  * page allocator cuts it until its pages are freed; in between it is in
