@@ -74,7 +74,8 @@ sizeclasses: $(B)/mksizeclasses
 HARNESS = $(shell bash -c '. scripts/kernel-env.sh && sa_linux_source')/tools/testing/selftests
 ST_CFLAGS = $(SA_CFLAGS) -isystem $(HARNESS) -Wno-unused-parameter
 SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
-	     $(B)/selftests/stress_test $(B)/selftests/reclaim_test
+	     $(B)/selftests/stress_test $(B)/selftests/reclaim_test \
+	     $(B)/selftests/fault_test
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench
 
 selftests: $(SELFTESTS) $(TOOLS)

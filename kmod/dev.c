@@ -49,6 +49,9 @@ atomic64_t sa_global_heaps = ATOMIC64_INIT(0);
 atomic64_t sa_global_spans = ATOMIC64_INIT(0);
 atomic64_t sa_global_pages = ATOMIC64_INIT(0);
 atomic64_t sa_global_arenas = ATOMIC64_INIT(0);
+SA_EXPORT_FOR_KUNIT(sa_global_spans);
+SA_EXPORT_FOR_KUNIT(sa_global_pages);
+SA_EXPORT_FOR_KUNIT(sa_global_arenas);
 
 /*
  * All open heaps, for the CPU hotplug callback, the scavenger and the
@@ -69,23 +72,26 @@ void sa_drain_cpu_all_heaps(unsigned int cpu)
 	mutex_unlock(&sa_heaps_mutex);
 }
 
-static int sa_open(struct inode *inode, struct file *file)
+/*
+ * A new heap owned by mm (NULL only for the KUnit suites, which have no
+ * user mapping: nothing is ever released from such a heap).
+ */
+struct sa_heap *sa_heap_create(struct mm_struct *mm)
 {
 	u64 limit = (u64)clamp(READ_ONCE(sa_heap_limit_mb), 64U, 1U << 20) << 20;
 	struct sa_heap *heap;
 	int sc;
 
-	if (!current->mm)
-		return -EINVAL;
 	heap = kzalloc(sizeof(*heap), GFP_KERNEL_ACCOUNT);
 	if (!heap)
-		return -ENOMEM;
+		return ERR_PTR(-ENOMEM);
 	heap->counters = alloc_percpu_gfp(struct sa_heap_counters,
 					  GFP_KERNEL_ACCOUNT);
-	if (!heap->counters || sa_mcache_init(heap)) {
-		free_percpu(heap->counters);
-		kfree(heap);
-		return -ENOMEM;
+	if (!heap->counters || sa_mcache_init(heap))
+		goto err;
+	if (sa_shrinker_add_heap(heap)) {
+		sa_mcache_destroy(heap);
+		goto err;
 	}
 	heap->pcp_depth = min(READ_ONCE(sa_pcp_depth), (unsigned int)SA_PCP_MAX_DEPTH);
 	heap->max_map = round_up(limit, SPANALLOC_ARENA_SIZE);
@@ -95,28 +101,27 @@ static int sa_open(struct inode *inode, struct file *file)
 	spin_lock_init(&heap->lock);
 	for (sc = 0; sc < SA_NSPANCLASS; sc++)
 		sa_mcentral_init(&heap->central[sc]);
-	if (sa_shrinker_add_heap(heap)) {
-		sa_mcache_destroy(heap);
-		free_percpu(heap->counters);
-		kfree(heap);
-		return -ENOMEM;
-	}
-	heap->mm = current->mm;
-	mmgrab(heap->mm);
+	heap->mm = mm;
+	if (mm)
+		mmgrab(mm);
 
 	mutex_lock(&sa_heaps_mutex);
 	list_add(&heap->node, &sa_heaps);
 	mutex_unlock(&sa_heaps_mutex);
 	atomic64_inc(&sa_global_heaps);
-	file->private_data = heap;
 	sa_scavenger_kick();
-	return 0;
+	return heap;
+
+err:
+	free_percpu(heap->counters);
+	kfree(heap);
+	return ERR_PTR(-ENOMEM);
 }
+SA_EXPORT_FOR_KUNIT(sa_heap_create);
 
-static int sa_release(struct inode *inode, struct file *file)
+/* Frees a heap and everything in it; nothing else may use it any more. */
+void sa_heap_destroy(struct sa_heap *heap)
 {
-	struct sa_heap *heap = file->private_data;
-
 	mutex_lock(&sa_heaps_mutex);
 	list_del(&heap->node);
 	sa_shrinker_del_heap(heap);
@@ -126,9 +131,29 @@ static int sa_release(struct inode *inode, struct file *file)
 	sa_mheap_destroy(heap);
 	sa_mcache_destroy(heap);
 	free_percpu(heap->counters);
-	mmdrop(heap->mm);
+	if (heap->mm)
+		mmdrop(heap->mm);
 	kfree(heap);
 	atomic64_dec(&sa_global_heaps);
+}
+SA_EXPORT_FOR_KUNIT(sa_heap_destroy);
+
+static int sa_open(struct inode *inode, struct file *file)
+{
+	struct sa_heap *heap;
+
+	if (!current->mm)
+		return -EINVAL;
+	heap = sa_heap_create(current->mm);
+	if (IS_ERR(heap))
+		return PTR_ERR(heap);
+	file->private_data = heap;
+	return 0;
+}
+
+static int sa_release(struct inode *inode, struct file *file)
+{
+	sa_heap_destroy(file->private_data);
 	return 0;
 }
 

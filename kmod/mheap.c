@@ -16,7 +16,7 @@
  * The span table is per arena so that its memory, like the arena's, is only
  * spent when the arena is used. Entries are written under heap->lock and
  * read under RCU: a return looks its handle up without any heap lock, and
- * a span is only freed (kfree_rcu) after its entries are cleared.
+ * a span is only freed (call_rcu) after its entries are cleared.
  *
  * Pages never hold kernel data: the memory behind the mapping is ordinary
  * anonymous memory of the owning process (see dev.c). The "dirty" bitmap
@@ -57,9 +57,18 @@ int sa_mheap_cache_init(void)
 	return sa_span_cache ? 0 : -ENOMEM;
 }
 
+/*
+ * call_rcu() and not kfree_rcu(): rcu_barrier() waits for the former only,
+ * and the cache must be empty before it is destroyed.
+ */
+static void sa_span_free_rcu(struct rcu_head *head)
+{
+	kmem_cache_free(sa_span_cache, container_of(head, struct sa_span, rcu));
+}
+
 void sa_mheap_cache_exit(void)
 {
-	/* spans are freed with kfree_rcu(); wait for the last of them */
+	/* spans are freed after a grace period; wait for the last of them */
 	rcu_barrier();
 	kmem_cache_destroy(sa_span_cache);
 }
@@ -91,27 +100,40 @@ int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len)
 	heap->max_arenas = narenas;
 	return 0;
 }
+SA_EXPORT_FOR_KUNIT(sa_mheap_map);
+
+static struct sa_arena *sa_mheap_arena(struct sa_heap *heap, u32 page)
+{
+	return heap->arenas[page / SA_ARENA_PAGES];
+}
 
 /* Frees every span and arena. Only at release: nothing else can run. */
 void sa_mheap_destroy(struct sa_heap *heap)
 {
-	u32 i, p;
+	u32 i, p = 0;
 
-	for (i = 0; heap->arenas && i < heap->max_arenas; i++) {
-		struct sa_arena *a = heap->arenas[i];
+	/*
+	 * By page, skipping each span whole once it is found by its first
+	 * page: its other entries (in this arena or, for a large span, in the
+	 * next ones) point at it too and must not be read once it is freed.
+	 */
+	while (heap->arenas && p < heap->active_pages) {
+		struct sa_span *s;
 
-		if (!a)
+		s = rcu_dereference_protected(sa_mheap_arena(heap, p)->spans[p % SA_ARENA_PAGES], 1);
+		if (!s) {
+			p++;
 			continue;
-		for (p = 0; p < SA_ARENA_PAGES; p++) {
-			struct sa_span *s = rcu_dereference_protected(a->spans[p], 1);
-
-			if (s && s->start == i * SA_ARENA_PAGES + p) {
-				atomic64_dec(&sa_global_spans);
-				atomic64_sub(s->npages, &sa_global_pages);
-				kmem_cache_free(sa_span_cache, s);
-			}
 		}
-		kvfree(a);
+		p = s->start + s->npages;
+		atomic64_dec(&sa_global_spans);
+		atomic64_sub(s->npages, &sa_global_pages);
+		kmem_cache_free(sa_span_cache, s);
+	}
+	for (i = 0; heap->arenas && i < heap->max_arenas; i++) {
+		if (!heap->arenas[i])
+			continue;
+		kvfree(heap->arenas[i]);
 		atomic64_dec(&sa_global_arenas);
 	}
 	kfree(heap->arenas);
@@ -151,11 +173,6 @@ static bool sa_mheap_grow(struct sa_heap *heap, u32 want)
 	}
 	mutex_unlock(&heap->grow_mutex);
 	return ok;
-}
-
-static struct sa_arena *sa_mheap_arena(struct sa_heap *heap, u32 page)
-{
-	return heap->arenas[page / SA_ARENA_PAGES];
 }
 
 /* Points every page of s at s (or at NULL). Caller holds heap->lock. */
@@ -266,6 +283,7 @@ nomem:
 	kmem_cache_free(sa_span_cache, s);
 	return ERR_PTR(-ENOMEM);
 }
+SA_EXPORT_FOR_KUNIT(sa_mheap_alloc_span);
 
 /* Gives s's pages back. The caller holds s (claimed or on no list). */
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
@@ -286,8 +304,9 @@ void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 
 	atomic64_dec(&sa_global_spans);
 	atomic64_sub(s->npages, &sa_global_pages);
-	kfree_rcu(s, rcu);
+	call_rcu(&s->rcu, sa_span_free_rcu);
 }
+SA_EXPORT_FOR_KUNIT(sa_mheap_free_span);
 
 /*
  * Finds the span a handle names. Caller holds rcu_read_lock(); the span
@@ -313,6 +332,7 @@ struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle)
 		return NULL;
 	return s;
 }
+SA_EXPORT_FOR_KUNIT(sa_mheap_lookup);
 
 int sa_mheap_set_limit(struct sa_heap *heap, u64 limit)
 {
@@ -328,6 +348,7 @@ int sa_mheap_set_limit(struct sa_heap *heap, u64 limit)
 	spin_unlock(&heap->lock);
 	return ret;
 }
+SA_EXPORT_FOR_KUNIT(sa_mheap_set_limit);
 
 /*
  * Takes the first run of at most max dirty free pages at or above from, for
@@ -355,6 +376,7 @@ u32 sa_mheap_scav_take(struct sa_heap *heap, u32 from, u32 max, u32 *start)
 	spin_unlock(&heap->lock);
 	return n;
 }
+SA_EXPORT_FOR_KUNIT(sa_mheap_scav_take);
 
 /*
  * Gives back a run taken by sa_mheap_scav_take(). released says whether
@@ -375,3 +397,4 @@ void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, bool released)
 	heap->scav_busy = 0;
 	spin_unlock(&heap->lock);
 }
+SA_EXPORT_FOR_KUNIT(sa_mheap_scav_done);

@@ -69,7 +69,7 @@ static int sa_scav_zap(struct sa_heap *heap, u32 start, u32 n,
 	unsigned long a, e;
 	int ret = 0;
 
-	if (!mmget_not_zero(mm))
+	if (!mm || !mmget_not_zero(mm))
 		return -ENOENT;
 	if (mode == SA_SCAV_TRY) {
 		if (!mmap_read_trylock(mm)) {

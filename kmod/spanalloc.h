@@ -61,6 +61,7 @@
 #include <linux/atomic.h>
 #include <linux/list.h>
 #include <linux/local_lock.h>
+#include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
@@ -76,6 +77,17 @@
 #define SA_MAX_BATCH		32
 
 extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
+
+/*
+ * Internals the KUnit suites (kmod/tests/) call: exported, in a namespace
+ * of their own, only by kernels built with KUnit (the debug kernel). 6.1
+ * has no EXPORT_SYMBOL_IF_KUNIT yet; this is the same idea.
+ */
+#if IS_ENABLED(CONFIG_KUNIT)
+#define SA_EXPORT_FOR_KUNIT(sym)	EXPORT_SYMBOL_NS_GPL(sym, SPANALLOC_KUNIT)
+#else
+#define SA_EXPORT_FOR_KUNIT(sym)
+#endif
 
 enum sa_span_state {
 	SA_SPAN_HANDING = 1,	/* being handed out; only the getter touches it */
@@ -288,6 +300,8 @@ int sa_shrinker_add_heap(struct sa_heap *heap);
 void sa_shrinker_del_heap(struct sa_heap *heap);
 
 /* dev.c */
+struct sa_heap *sa_heap_create(struct mm_struct *mm);
+void sa_heap_destroy(struct sa_heap *heap);
 extern struct mutex sa_heaps_mutex;
 extern struct list_head sa_heaps;
 void sa_drain_cpu_all_heaps(unsigned int cpu);

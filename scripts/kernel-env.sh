@@ -8,6 +8,7 @@
 #   sa_kernel_image ABI      downloads and unpacks linux-image-ABI-amd64 into
 #                            the cache, prints the folder
 #   sa_build_module ABI      builds spanalloc.ko for ABI, prints its folder
+#   sa_debug_kernel          builds the debug kernel once, prints its tree
 #
 # The ABI is read from the meta-packages (linux-image-amd64 for 6.1,
 # linux-image-6.12-amd64 for 6.12) so that the archive moving on to a new
@@ -102,11 +103,17 @@ sa_copy_module_sources() {
 # kernels never share objects. Copies keep their times: make rebuilds only
 # what changed.
 sa_build_module() {
-	local abi=$1 kdir out=$SA_REPO/build/kmod-$1
-	kdir=$(sa_headers_dir "$abi") || return 1
+	local kdir
+	kdir=$(sa_headers_dir "$1") || return 1
+	sa_build_module_in "$kdir" "$SA_REPO/build/kmod-$1"
+}
+
+# Builds the module against kernel tree $1 in folder $2; prints $2.
+sa_build_module_in() {
+	local kdir=$1 out=$2
 	sa_copy_module_sources "$out"
 	make -s -C "$kdir" M="$out" W=1 modules 2>&1 | { grep -v "^Skipping BTF" >&2 || true; }
-	[ "${PIPESTATUS[0]}" = 0 ] || { sa_log "module build for $abi failed"; return 1; }
+	[ "${PIPESTATUS[0]}" = 0 ] || { sa_log "module build against $kdir failed"; return 1; }
 	echo "$out"
 }
 
