@@ -76,7 +76,7 @@ ST_CFLAGS = $(SA_CFLAGS) -isystem $(HARNESS) -Wno-unused-parameter
 SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/stress_test $(B)/selftests/reclaim_test \
 	     $(B)/selftests/fault_test
-TOOLS	:= $(B)/tools/demo $(B)/tools/bench
+TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz
 
 selftests: $(SELFTESTS) $(TOOLS)
 

@@ -47,11 +47,11 @@ MODULE_PARM_DESC(pcp_depth,
 
 atomic64_t sa_global_heaps = ATOMIC64_INIT(0);
 atomic64_t sa_global_spans = ATOMIC64_INIT(0);
+EXPORT_SYMBOL_IF_KUNIT(sa_global_spans);
 atomic64_t sa_global_pages = ATOMIC64_INIT(0);
+EXPORT_SYMBOL_IF_KUNIT(sa_global_pages);
 atomic64_t sa_global_arenas = ATOMIC64_INIT(0);
-SA_EXPORT_FOR_KUNIT(sa_global_spans);
-SA_EXPORT_FOR_KUNIT(sa_global_pages);
-SA_EXPORT_FOR_KUNIT(sa_global_arenas);
+EXPORT_SYMBOL_IF_KUNIT(sa_global_arenas);
 
 /*
  * All open heaps, for the CPU hotplug callback, the scavenger and the
@@ -117,7 +117,7 @@ err:
 	kfree(heap);
 	return ERR_PTR(-ENOMEM);
 }
-SA_EXPORT_FOR_KUNIT(sa_heap_create);
+EXPORT_SYMBOL_IF_KUNIT(sa_heap_create);
 
 /* Frees a heap and everything in it; nothing else may use it any more. */
 void sa_heap_destroy(struct sa_heap *heap)
@@ -136,7 +136,7 @@ void sa_heap_destroy(struct sa_heap *heap)
 	kfree(heap);
 	atomic64_dec(&sa_global_heaps);
 }
-SA_EXPORT_FOR_KUNIT(sa_heap_destroy);
+EXPORT_SYMBOL_IF_KUNIT(sa_heap_destroy);
 
 static int sa_open(struct inode *inode, struct file *file)
 {

@@ -84,7 +84,7 @@ u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n)
 	sa_count_add(heap, SA_C_CENTRAL_HITS, moved);
 	return got;
 }
-SA_EXPORT_FOR_KUNIT(sa_mcache_get);
+EXPORT_SYMBOL_IF_KUNIT(sa_mcache_get);
 
 /* Takes back a span with free objects (the caller has claimed it). */
 void sa_mcache_put(struct sa_heap *heap, struct sa_span *s)
@@ -99,7 +99,7 @@ void sa_mcache_put(struct sa_heap *heap, struct sa_span *s)
 	atomic_set(&s->state, SA_SPAN_CACHED);
 	local_unlock(&heap->mcache->lock);
 }
-SA_EXPORT_FOR_KUNIT(sa_mcache_put);
+EXPORT_SYMBOL_IF_KUNIT(sa_mcache_put);
 
 /* cpu is dead (or the heap is idle): move its spans to mcentral. */
 void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
@@ -117,7 +117,7 @@ void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
 		sa_count(heap, SA_C_PCP_FLUSHES);
 	}
 }
-SA_EXPORT_FOR_KUNIT(sa_mcache_drain_cpu);
+EXPORT_SYMBOL_IF_KUNIT(sa_mcache_drain_cpu);
 
 /* Spans of class sc in all CPUs' stacks; a snapshot, for statistics. */
 u32 sa_mcache_count(struct sa_heap *heap, u16 sc)
@@ -129,7 +129,7 @@ u32 sa_mcache_count(struct sa_heap *heap, u16 sc)
 		n += READ_ONCE(per_cpu_ptr(heap->mcache, cpu)->stacks[sc].n);
 	return n;
 }
-SA_EXPORT_FOR_KUNIT(sa_mcache_count);
+EXPORT_SYMBOL_IF_KUNIT(sa_mcache_count);
 
 static int sa_mcache_cpu_dead(unsigned int cpu)
 {

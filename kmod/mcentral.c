@@ -39,7 +39,7 @@ u32 sa_mcentral_take(struct sa_central *c, struct sa_span **out, u32 n,
 	spin_unlock(&c->lock);
 	return got;
 }
-SA_EXPORT_FOR_KUNIT(sa_mcentral_take);
+EXPORT_SYMBOL_IF_KUNIT(sa_mcentral_take);
 
 /* Puts n spans on the partial list under one lock hold. */
 void sa_mcentral_put_partial(struct sa_central *c, struct sa_span **spans,
@@ -55,7 +55,7 @@ void sa_mcentral_put_partial(struct sa_central *c, struct sa_span **spans,
 	c->npartial += n;
 	spin_unlock(&c->lock);
 }
-SA_EXPORT_FOR_KUNIT(sa_mcentral_put_partial);
+EXPORT_SYMBOL_IF_KUNIT(sa_mcentral_put_partial);
 
 void sa_mcentral_put_full(struct sa_central *c, struct sa_span *s)
 {
@@ -65,7 +65,7 @@ void sa_mcentral_put_full(struct sa_central *c, struct sa_span *s)
 	atomic_set(&s->state, SA_SPAN_FULL);
 	spin_unlock(&c->lock);
 }
-SA_EXPORT_FOR_KUNIT(sa_mcentral_put_full);
+EXPORT_SYMBOL_IF_KUNIT(sa_mcentral_put_full);
 
 /* s was FULL and has been claimed: take it off the full list. */
 void sa_mcentral_remove_full(struct sa_central *c, struct sa_span *s)
@@ -75,4 +75,4 @@ void sa_mcentral_remove_full(struct sa_central *c, struct sa_span *s)
 	c->nfull--;
 	spin_unlock(&c->lock);
 }
-SA_EXPORT_FOR_KUNIT(sa_mcentral_remove_full);
+EXPORT_SYMBOL_IF_KUNIT(sa_mcentral_remove_full);

@@ -100,7 +100,7 @@ int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len)
 	heap->max_arenas = narenas;
 	return 0;
 }
-SA_EXPORT_FOR_KUNIT(sa_mheap_map);
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_map);
 
 static struct sa_arena *sa_mheap_arena(struct sa_heap *heap, u32 page)
 {
@@ -118,9 +118,10 @@ void sa_mheap_destroy(struct sa_heap *heap)
 	 * next ones) point at it too and must not be read once it is freed.
 	 */
 	while (heap->arenas && p < heap->active_pages) {
+		struct sa_arena *a = sa_mheap_arena(heap, p);
 		struct sa_span *s;
 
-		s = rcu_dereference_protected(sa_mheap_arena(heap, p)->spans[p % SA_ARENA_PAGES], 1);
+		s = rcu_dereference_protected(a->spans[p % SA_ARENA_PAGES], 1);
 		if (!s) {
 			p++;
 			continue;
@@ -283,7 +284,7 @@ nomem:
 	kmem_cache_free(sa_span_cache, s);
 	return ERR_PTR(-ENOMEM);
 }
-SA_EXPORT_FOR_KUNIT(sa_mheap_alloc_span);
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_alloc_span);
 
 /* Gives s's pages back. The caller holds s (claimed or on no list). */
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
@@ -306,7 +307,7 @@ void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 	atomic64_sub(s->npages, &sa_global_pages);
 	call_rcu(&s->rcu, sa_span_free_rcu);
 }
-SA_EXPORT_FOR_KUNIT(sa_mheap_free_span);
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_free_span);
 
 /*
  * Finds the span a handle names. Caller holds rcu_read_lock(); the span
@@ -332,7 +333,7 @@ struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle)
 		return NULL;
 	return s;
 }
-SA_EXPORT_FOR_KUNIT(sa_mheap_lookup);
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_lookup);
 
 int sa_mheap_set_limit(struct sa_heap *heap, u64 limit)
 {
@@ -348,7 +349,7 @@ int sa_mheap_set_limit(struct sa_heap *heap, u64 limit)
 	spin_unlock(&heap->lock);
 	return ret;
 }
-SA_EXPORT_FOR_KUNIT(sa_mheap_set_limit);
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_set_limit);
 
 /*
  * Takes the first run of at most max dirty free pages at or above from, for
@@ -376,7 +377,7 @@ u32 sa_mheap_scav_take(struct sa_heap *heap, u32 from, u32 max, u32 *start)
 	spin_unlock(&heap->lock);
 	return n;
 }
-SA_EXPORT_FOR_KUNIT(sa_mheap_scav_take);
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_scav_take);
 
 /*
  * Gives back a run taken by sa_mheap_scav_take(). released says whether
@@ -397,4 +398,4 @@ void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, bool released)
 	heap->scav_busy = 0;
 	spin_unlock(&heap->lock);
 }
-SA_EXPORT_FOR_KUNIT(sa_mheap_scav_done);
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_scav_done);

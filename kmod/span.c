@@ -44,7 +44,7 @@ u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 	sa_count_add(heap, SA_C_SPANS_GOT, got);
 	return got;
 }
-SA_EXPORT_FOR_KUNIT(sa_span_get);
+EXPORT_SYMBOL_IF_KUNIT(sa_span_get);
 
 /*
  * Claims the span handle names for a return with op. On success *sp is the
@@ -79,13 +79,13 @@ out:
 	rcu_read_unlock();
 	return ret;
 }
-SA_EXPORT_FOR_KUNIT(sa_span_claim);
+EXPORT_SYMBOL_IF_KUNIT(sa_span_claim);
 
 void sa_span_unclaim(struct sa_span *s, int prev)
 {
 	atomic_set(&s->state, prev);
 }
-SA_EXPORT_FOR_KUNIT(sa_span_unclaim);
+EXPORT_SYMBOL_IF_KUNIT(sa_span_unclaim);
 
 /*
  * The getter has read all it needs of s: user space may return it from
@@ -95,7 +95,7 @@ void sa_span_publish(struct sa_span *s)
 {
 	atomic_set_release(&s->state, SA_SPAN_OWNED);
 }
-SA_EXPORT_FOR_KUNIT(sa_span_publish);
+EXPORT_SYMBOL_IF_KUNIT(sa_span_publish);
 
 /*
  * Takes back a published span that user space never learned of (copying
@@ -137,4 +137,4 @@ void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op)
 		break;
 	}
 }
-SA_EXPORT_FOR_KUNIT(sa_span_return);
+EXPORT_SYMBOL_IF_KUNIT(sa_span_return);

@@ -79,14 +79,16 @@
 extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
 
 /*
- * Internals the KUnit suites (kmod/tests/) call: exported, in a namespace
- * of their own, only by kernels built with KUnit (the debug kernel). 6.1
- * has no EXPORT_SYMBOL_IF_KUNIT yet; this is the same idea.
+ * Internals the KUnit suites (kmod/tests/) call are exported, in the
+ * EXPORTED_FOR_KUNIT_TESTING namespace, only by kernels built with KUnit
+ * (the debug kernel). 6.1 has no <kunit/visibility.h> yet: same macro here.
  */
-#if IS_ENABLED(CONFIG_KUNIT)
-#define SA_EXPORT_FOR_KUNIT(sym)	EXPORT_SYMBOL_NS_GPL(sym, SPANALLOC_KUNIT)
+#ifdef SA_HAVE_KUNIT_VISIBILITY
+#include <kunit/visibility.h>
+#elif IS_ENABLED(CONFIG_KUNIT)
+#define EXPORT_SYMBOL_IF_KUNIT(sym)	EXPORT_SYMBOL_NS(sym, EXPORTED_FOR_KUNIT_TESTING)
 #else
-#define SA_EXPORT_FOR_KUNIT(sym)
+#define EXPORT_SYMBOL_IF_KUNIT(sym)
 #endif
 
 enum sa_span_state {

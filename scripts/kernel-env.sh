@@ -93,9 +93,10 @@ sa_kernel_image() {
 # Copies what the module is built from (sources only: never objects of an
 # in-tree build) into $1, keeping times so that make rebuilds what changed.
 sa_copy_module_sources() {
-	mkdir -p "$1/kmod" "$1/uapi/linux"
+	mkdir -p "$1/kmod/tests" "$1/uapi/linux"
 	cp -p "$SA_REPO/Kbuild" "$1/"
 	cp -p "$SA_REPO"/kmod/*.[ch] "$1/kmod/"
+	cp -p "$SA_REPO"/kmod/tests/*.c "$1/kmod/tests/"
 	cp -p "$SA_REPO"/uapi/linux/*.h "$1/uapi/linux/"
 }
 

@@ -1,11 +1,36 @@
 #!/bin/sh
-# run.sh: runs every spanalloc selftest binary (TAP each) and exits non-zero
-# if any failed. Meant to run where /dev/spanalloc exists: scripts/vm-run
-# selftests/run.sh. Binaries come from build/selftests (make selftests).
-dir=$(cd "$(dirname "$0")/.." && pwd)/build/selftests
+# run.sh: runs spanalloc selftest binaries (TAP each) and exits non-zero if
+# any failed. Meant to run where /dev/spanalloc exists:
+#   scripts/vm-run selftests/run.sh [--fuzz SECONDS] [test ...]
+# Without test names it runs the suite every kernel runs; fault_test (which
+# needs the debug kernel's fault injection) is named explicitly. --fuzz
+# also runs tools/fuzz for that long, reported as one more TAP result.
+# Binaries come from build/ (make selftests).
+build=$(cd "$(dirname "$0")/.." && pwd)/build
+fuzz=0
+if [ "$1" = --fuzz ]; then
+	fuzz=$2
+	shift 2
+fi
+[ $# -gt 0 ] || set -- spanalloc_test reclaim_test lib_test stress_test
 rc=0
-for t in spanalloc_test reclaim_test lib_test stress_test; do
+for t in "$@"; do
 	echo "# spanalloc selftest: $t"
-	"$dir/$t" || rc=1
+	"$build/selftests/$t" || rc=1
 done
+if [ "$fuzz" -gt 0 ]; then
+	echo "# spanalloc fuzzer: $fuzz s"
+	echo "TAP version 13"
+	echo "1..1"
+	out=$("$build/tools/fuzz" --seconds "$fuzz" 2>&1)
+	frc=$?
+	echo "$out" | sed 's/^/# /'
+	summary=$(echo "$out" | sed -n 's/^fuzz: \([0-9]* iterations.*\)/\1/p')
+	if [ $frc = 0 ]; then
+		echo "ok 1 fuzz: $summary"
+	else
+		echo "not ok 1 fuzz: $summary"
+		rc=1
+	fi
+fi
 exit $rc

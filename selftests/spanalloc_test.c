@@ -724,6 +724,27 @@ TEST_F(bare, close_and_exit_free_every_span)
 	EXPECT_EQ(before.global_arenas, after.global_arenas);
 }
 
+/*
+ * What a process that is not the owner may still try with a heap's fd: the
+ * release and limit ioctls, and read/write, which the device has none of.
+ * Returns how many of them did not fail as they must.
+ */
+static int sa_t_nonowner_calls(int fd)
+{
+	struct spanalloc_release rel = { .size = sizeof(rel) };
+	struct spanalloc_limit lim = {
+		.size = sizeof(lim), .limit = SPANALLOC_ARENA_SIZE,
+	};
+	char buf[64] = "";
+	int fails = 0;
+
+	fails += sa_t_ioctl(fd, SPANALLOC_IOC_RELEASE, &rel) != -EPERM;
+	fails += sa_t_ioctl(fd, SPANALLOC_IOC_SET_LIMIT, &lim) != -EPERM;
+	fails += read(fd, buf, sizeof(buf)) >= 0;
+	fails += write(fd, buf, sizeof(buf)) >= 0;
+	return fails;
+}
+
 TEST_F(heap, forked_child_cannot_touch_parent_heap)
 {
 	struct spanalloc_stats before, after;
@@ -753,6 +774,7 @@ TEST_F(heap, forked_child_cannot_touch_parent_heap)
 		fails += sa_t_large(self->fd, 1, 0, &c) != -EPERM;
 		fails += sa_t_stats(self->fd, &cst, NULL) != -EPERM;
 		fails += sa_t_info(self->fd, &ci) != -EPERM;
+		fails += sa_t_nonowner_calls(self->fd);
 		fails += mmap(NULL, SPANALLOC_ARENA_SIZE, PROT_READ | PROT_WRITE,
 			      MAP_PRIVATE, self->fd, 0) != MAP_FAILED || errno != EPERM;
 		_exit(fails);
@@ -830,6 +852,7 @@ TEST(fd_passed_to_another_process_is_refused)
 		fails += sa_t_get1(hfd, SPANALLOC_SPANCLASS(3, 0), &c) != -EPERM;
 		fails += sa_t_stats(hfd, &cst, NULL) != -EPERM;
 		fails += sa_t_large(hfd, 1, 0, &c) != -EPERM;
+		fails += sa_t_nonowner_calls(hfd);
 		_exit(fails);
 	}
 	close(sv[1]);
