@@ -3,9 +3,13 @@
 #   1. the generated size class header matches a fresh run of its generator
 #   2. kernel code lint: checkpatch --strict, sparse, W=1 on 6.1 and 6.12
 #   3. native unit tests under ASan and UBSan
-#   4. the kselftests (device, library, stress) in a VM booting Debian's 6.1
-#      kernel, then 6.12; the VM run itself must end clean (no kernel
-#      warning, module unloads)
+#   4. the kselftests (device, reclaim, library, stress) and a short fuzzer
+#      run in a VM booting Debian's 6.1 kernel, then 6.12; the VM run itself
+#      must end clean (no kernel warning, module unloads)
+#   5. on the debug kernel (KASAN, lockdep, kmemleak, DEBUG_VM, DEBUG_LIST,
+#      fault injection; built into the cache on first use): the KUnit
+#      suites, the whole selftest suite plus fault injection, and a longer
+#      fuzzer run; any kernel report, a leak, or lockdep switched off fails
 # Ends with one line "N passed, N failed". Skipped tests count as neither
 # and are listed; under CI (CI=true) a skip fails the run, since CI must
 # run everything. Exit status: 0 only if nothing failed.
@@ -41,12 +45,38 @@ tap() {
 	[ "$planned" -gt 0 ] || bad "$prefix: no TAP output"
 }
 
+# Counts KUnit results (KTAP): the indented lines are the test cases; the
+# suite lines summarize them and are not counted again.
+kunit() {
+	local prefix=$1 file=$2 planned=0 seen=0 line name
+	[ -f "$file" ] || { bad "$prefix no KUnit output"; return; }
+	while IFS= read -r line; do
+		case "$line" in
+		"    1.."*) planned=$((planned + ${line#    1..})) ;;
+		"    ok "*"# SKIP"*) seen=$((seen + 1)); name=${line#    ok }; skip "$prefix ${name#* }" ;;
+		"    ok "*) seen=$((seen + 1)); name=${line#    ok }; ok "$prefix ${name#* }" ;;
+		"    not ok "*) seen=$((seen + 1)); name=${line#    not ok }; bad "$prefix ${name#* }" ;;
+		esac
+	done < <(tr -d '\r' < "$file")
+	if [ "$seen" -lt "$planned" ]; then
+		for ((i = seen; i < planned; i++)); do bad "$prefix: case $((i + 1)) of $planned never reported"; done
+	fi
+	[ "$planned" -gt 0 ] || bad "$prefix no KUnit results"
+}
+
+# Fuzzer time per VM run: short on Debian's kernels, longer on the debug
+# kernel where it matters most. Longer runs by hand: see README.
+FUZZ_SHORT=${FUZZ_SHORT:-20}
+FUZZ_DEBUG=${FUZZ_DEBUG:-60}
+
 sizeclasses_fresh() { build/mksizeclasses | diff -u uapi/linux/spanalloc-sizeclasses.h -; }
 check sizeclasses_header_is_generated sizeclasses_fresh
 check checkpatch_strict scripts/lint.sh checkpatch
 check sparse_6.1_and_6.12 scripts/lint.sh sparse
 check module_builds_without_warnings_6.1 scripts/lint.sh w1 6.1
 check module_builds_without_warnings_6.12 scripts/lint.sh w1 6.12
+check module_and_kunit_build_without_warnings_debug scripts/lint.sh w1 debug
+check sparse_debug_with_kunit scripts/lint.sh sparse debug
 
 build/native/unit_test > "$log/unit.tap" 2>&1
 tap "native(asan,ubsan):" "$log/unit.tap"
@@ -55,7 +85,7 @@ for series in 6.1 6.12; do
 	echo "== selftests in a VM, Linux $series"
 	# The TAP lines carry the tests' verdicts; vm-run's own status says
 	# whether the guest kernel stayed clean and the module unloaded.
-	if scripts/vm-run --kernel "$series" -- sh -c 'selftests/run.sh; exit 0' 2>&1 |
+	if scripts/vm-run --kernel "$series" -- sh -c "selftests/run.sh --fuzz $FUZZ_SHORT; exit 0" 2>&1 |
 		tee "$log/vm-$series.log"; then
 		ok "vm $series: run ends clean (no kernel warning, module unloads)"
 	else
@@ -63,6 +93,18 @@ for series in 6.1 6.12; do
 	fi
 	tap "vm $series:" "$log/vm-$series.log"
 done
+
+echo "== KUnit, selftests, fault injection and the fuzzer on the debug kernel"
+rm -f "$log/kunit.ktap"
+if scripts/vm-run --kernel debug --kunit "$log/kunit.ktap" -- sh -c \
+	"selftests/run.sh --fuzz $FUZZ_DEBUG spanalloc_test reclaim_test fault_test lib_test stress_test; exit 0" 2>&1 |
+	tee "$log/vm-debug.log"; then
+	ok "vm debug: run ends clean (no KASAN, lockdep, DEBUG_VM, list or atomic-sleep report, kmemleak clean, lockdep still on, module unloads)"
+else
+	bad "vm debug: run ends clean (no KASAN, lockdep, DEBUG_VM, list or atomic-sleep report, kmemleak clean, lockdep still on, module unloads)"
+fi
+tap "vm debug:" "$log/vm-debug.log"
+kunit "kunit:" "$log/kunit.ktap"
 
 echo
 if [ ${#skipped[@]} -gt 0 ]; then

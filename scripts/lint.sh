@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # lint.sh: the kernel code's style and static checks.
 #   scripts/lint.sh checkpatch      checkpatch.pl --strict --no-tree on kmod/ and uapi/
-#   scripts/lint.sh sparse          make C=2 against 6.1 and 6.12; any sparse report fails
-#   scripts/lint.sh w1 SERIES       make W=1 against SERIES (6.1 or 6.12); any warning fails
+#   scripts/lint.sh sparse [SERIES] make C=2 against 6.1 and 6.12 (or SERIES: 6.1,
+#                                   6.12 or debug); any sparse report fails
+#   scripts/lint.sh w1 SERIES       make W=1 against SERIES (6.1, 6.12 or debug,
+#                                   which builds the KUnit module too); any warning fails
 #   scripts/lint.sh                 all of the above, both series
 # checkpatch.pl comes from Debian's linux-source-6.1 (extracted into the cache).
 set -uo pipefail
@@ -14,7 +16,7 @@ checkpatch() {
 	local src out
 	src=$(sa_linux_source) || return 1
 	out=$(perl "$src/scripts/checkpatch.pl" --strict --no-tree --terse --show-types \
-		-f kmod/*.c kmod/*.h uapi/linux/*.h 2>&1 | grep -v '^total:')
+		-f kmod/*.c kmod/*.h kmod/tests/*.c uapi/linux/*.h 2>&1 | grep -v '^total:')
 	if [ -n "$out" ]; then
 		echo "$out"
 		return 1
@@ -26,8 +28,14 @@ checkpatch() {
 # the compiler's and sparse's reports, fails if there are any.
 kbuild_check() {
 	local series=$1 abi kdir out log; shift
-	abi=$(sa_kernel_abi "$series") || return 1
-	kdir=$(sa_headers_dir "$abi") || return 1
+	if [ "$series" = debug ]; then
+		# the debug kernel has KUnit: the KUnit module is built too
+		abi=debug
+		kdir=$(sa_debug_kernel) || return 1
+	else
+		abi=$(sa_kernel_abi "$series") || return 1
+		kdir=$(sa_headers_dir "$abi") || return 1
+	fi
 	out=$SA_REPO/build/lint-$abi
 	rm -rf "$out"
 	sa_copy_module_sources "$out"
@@ -42,7 +50,13 @@ kbuild_check() {
 
 case "${1:-all}" in
 checkpatch) checkpatch ;;
-sparse) sa_need_pkgs sparse && kbuild_check 6.1 C=2 && kbuild_check 6.12 C=2 ;;
+sparse)
+	sa_need_pkgs sparse || exit 1
+	if [ -n "${2:-}" ]; then
+		kbuild_check "$2" C=2
+	else
+		kbuild_check 6.1 C=2 && kbuild_check 6.12 C=2
+	fi ;;
 w1) kbuild_check "${2:-6.1}" W=1 ;;
 all)
 	rc=0

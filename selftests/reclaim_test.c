@@ -354,4 +354,76 @@ TEST_F_TIMEOUT(heap, shrinker_releases_free_pages_under_memory_high, 180)
 	EXPECT_EQ(0, rmdir(cg));
 }
 
+/*
+ * The child: joins the cgroup, opens NH heaps and gets a span in each of
+ * four arenas of each (span tables, bitmaps, span structs: kernel memory
+ * only, no heap page is touched), reports memory.current, closes them all
+ * and reports it again. Writes three longs to the pipe: before, with the
+ * heaps, after.
+ */
+#define NH 32
+
+static int sa_cg_meta_child(const char *cg, int tell)
+{
+	long v[3];
+	int fds[NH];
+
+	if (sa_cg_write(cg, "cgroup.procs", "0"))
+		return 1;
+	v[0] = sa_cg_read(cg, "memory.current");
+	for (int i = 0; i < NH; i++) {
+		void *map;
+		size_t len;
+
+		fds[i] = sa_t_open_mapped(&map, &len);
+		if (fds[i] < 0)
+			return 1;
+		for (int a = 0; a < 4; a++) {
+			struct spanalloc_span s;
+
+			/* a large span fills one arena: the next one starts another */
+			if (sa_t_large(fds[i], SPANALLOC_ARENA_SIZE / SPANALLOC_PAGE_SIZE,
+				       SPANALLOC_LARGE_NOSCAN, &s))
+				return 1;
+		}
+	}
+	v[1] = sa_cg_read(cg, "memory.current");
+	for (int i = 0; i < NH; i++)
+		close(fds[i]);	/* the mappings keep the heaps: unmap too */
+	return write(tell, v, 2 * sizeof(long)) == 2 * sizeof(long) ? 0 : 1;
+}
+
+TEST_F_TIMEOUT(heap, kernel_metadata_is_charged_to_the_owners_cgroup, 120)
+{
+	char cg[128];
+	long v[2] = { 0, 0 }, after;
+	int p[2], status;
+	pid_t pid;
+
+	if (access(CG_ROOT "/cgroup.subtree_control", W_OK))
+		SKIP(return, "no writable cgroup2 hierarchy at " CG_ROOT);
+	if (sa_cg_write(CG_ROOT, "cgroup.subtree_control", "+memory"))
+		SKIP(return, "the memory controller cannot be enabled");
+	snprintf(cg, sizeof(cg), CG_ROOT "/spanalloc-meta-%d", getpid());
+	ASSERT_EQ(0, mkdir(cg, 0755));
+	ASSERT_EQ(0, pipe(p));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(sa_cg_meta_child(cg, p[1]));
+	close(p[1]);
+	EXPECT_EQ(sizeof(v), read(p[0], v, sizeof(v)));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	/* the child has exited: its heaps are gone, and their charges */
+	after = sa_cg_read(cg, "memory.current");
+	TH_LOG("memory.current: %ld KiB before, %ld KiB with %d heaps of 4 arenas, %ld KiB after exit",
+	       v[0] >> 10, v[1] >> 10, NH, after >> 10);
+	/* each arena's span table alone is 64 KiB */
+	EXPECT_LE(v[0] + (long)NH * 4 * 64 * 1024, v[1]);
+	EXPECT_GT(1L << 20, after);
+	EXPECT_EQ(0, rmdir(cg));
+}
+
 TEST_HARNESS_MAIN
