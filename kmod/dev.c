@@ -109,7 +109,6 @@ struct sa_heap *sa_heap_create(struct mm_struct *mm)
 	list_add(&heap->node, &sa_heaps);
 	mutex_unlock(&sa_heaps_mutex);
 	atomic64_inc(&sa_global_heaps);
-	sa_scavenger_kick();
 	return heap;
 
 err:

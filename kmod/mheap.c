@@ -270,6 +270,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 		heap->search_hint = find_next_zero_bit(heap->used,
 						       heap->active_pages, p);
 	heap->pages_inuse += npages;
+	heap->peak_inuse = max(heap->peak_inuse, heap->pages_inuse);
 	heap->nspans++;
 	heap->class_spans[spanclass]++;
 	if (spanclass < 2)
@@ -289,7 +290,10 @@ EXPORT_SYMBOL_IF_KUNIT(sa_mheap_alloc_span);
 /* Gives s's pages back. The caller holds s (claimed or on no list). */
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 {
+	bool first_dirty;
+
 	spin_lock(&heap->lock);
+	first_dirty = !heap->free_dirty;
 	sa_mheap_set_table(heap, s, NULL);
 	bitmap_clear(heap->used, s->start, s->npages);
 	bitmap_set(heap->dirty, s->start, s->npages);
@@ -306,6 +310,9 @@ void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 	atomic64_dec(&sa_global_spans);
 	atomic64_sub(s->npages, &sa_global_pages);
 	call_rcu(&s->rcu, sa_span_free_rcu);
+	/* the scavenger sleeps while no heap has anything to release */
+	if (first_dirty)
+		sa_scavenger_kick();
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_free_span);
 

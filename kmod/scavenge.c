@@ -148,12 +148,14 @@ u64 sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
 
 /*
  * The background scavenger: one delayed work for all heaps, every 100 ms
- * while any heap is open. For each heap it tracks the recent peak of pages
- * in use, decaying by 1/8 a period, so a heap that shrinks has its free
- * pages released over a couple of seconds, while one that just freed a
- * burst it will need again soon keeps them. It keeps that peak plus 1/8
- * (Go keeps 10% over its heap goal) and releases what is above, within a
- * time budget of scavenge_percent of the period.
+ * while some heap has dirty free pages (freeing into a heap that had none
+ * wakes it). For each heap it tracks the recent peak of pages in use (the
+ * exact peak since the last period, recorded by the page allocator, and a
+ * memory of earlier ones that decays by 1/8 a period), so a heap that
+ * shrinks has its free pages released over a couple of seconds, while one
+ * that just freed a burst it will need again soon keeps them. It keeps that
+ * peak plus 1/8 (Go keeps 10% over its heap goal) and releases what is
+ * above, within a time budget of scavenge_percent of the period.
  */
 static void sa_scavenger_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(sa_scav_work, sa_scavenger_fn);
@@ -164,34 +166,35 @@ static void sa_scavenger_fn(struct work_struct *work)
 	u64 budget = div_u64((u64)jiffies_to_nsecs(SA_SCAV_PERIOD) * pct, 100);
 	u64 t0 = ktime_get_ns(), spent;
 	struct sa_heap *heap;
-	bool any;
+	bool again = false;
 
 	mutex_lock(&sa_heaps_mutex);
 	list_for_each_entry(heap, &sa_heaps, node) {
-		u32 inuse, recent, goal, retained;
+		u32 peak, recent, goal, retained;
 
 		spin_lock(&heap->lock);
-		inuse = heap->pages_inuse;
-		retained = inuse + heap->free_dirty;
+		peak = heap->peak_inuse;
+		heap->peak_inuse = heap->pages_inuse;
+		retained = heap->pages_inuse + heap->free_dirty;
+		again |= heap->free_dirty != 0;
 		spin_unlock(&heap->lock);
-		recent = max(inuse, heap->scav_recent - heap->scav_recent / 8);
+		recent = max(peak, heap->scav_recent - heap->scav_recent / 8);
 		heap->scav_recent = recent;
 		goal = recent + recent / 8 + SA_SCAV_MIN_RETAIN;
 		if (!pct || retained <= goal)
 			continue;
 		spent = ktime_get_ns() - t0;
 		if (spent >= budget)
-			break;
+			continue;	/* still decays the others' peaks */
 		sa_scavenge(heap, retained - goal, budget - spent, SA_SCAV_WAIT);
 	}
-	any = !list_empty(&sa_heaps);
 	mutex_unlock(&sa_heaps_mutex);
-	if (any)
+	if (again)
 		queue_delayed_work(system_unbound_wq, &sa_scav_work,
 				   SA_SCAV_PERIOD);
 }
 
-/* A heap was opened: make sure the scavenger runs. */
+/* A heap has dirty free pages: make sure the scavenger runs. */
 void sa_scavenger_kick(void)
 {
 	queue_delayed_work(system_unbound_wq, &sa_scav_work, SA_SCAV_PERIOD);

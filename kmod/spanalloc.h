@@ -201,6 +201,7 @@ struct sa_heap {
 	u32 nlarge;
 	u32 class_spans[SA_NSPANCLASS];	/* spans alive per span class */
 	u32 free_dirty;			/* free pages with their dirty bit */
+	u32 peak_inuse;			/* most pages_inuse since the scavenger looked */
 	u32 scav_busy;			/* pages a release holds as used */
 
 	/*
@@ -209,7 +210,7 @@ struct sa_heap {
 	 * ever trylocks it.
 	 */
 	struct mutex scav_mutex;
-	u32 scav_recent;		/* decayed peak of pages_inuse */
+	u32 scav_recent;		/* decayed peak; the scavenger's, under sa_heaps_mutex */
 	struct sa_heap_lru *lru;	/* this heap on sa_shrinker's list_lru */
 
 	struct sa_central central[SA_NSPANCLASS];

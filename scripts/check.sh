@@ -27,41 +27,26 @@ bad() { fail=$((fail + 1)); failed+=("$1"); echo "FAIL: $1"; }
 skip() { skipped+=("$1"); echo "SKIP: $1"; }
 check() { local name=$1; shift; if "$@" > "$log/$name.log" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$log/$name.log" | tail -n 40; fi; }
 
-# Counts TAP results of one run: prefix, file. A plan with fewer results
-# than it announced (a crash) counts the missing ones as failures.
+# Counts TAP results of one run: prefix, file, and the indent of the lines
+# that count ("" for TAP; four spaces for KUnit's KTAP, whose indented
+# lines are the test cases and whose suite lines only summarize them). A
+# plan with fewer results than it announced (a crash) counts the missing
+# ones as failures.
 tap() {
-	local prefix=$1 file=$2 planned=0 seen=0 line name
+	local prefix=$1 file=$2 in=${3:-} planned=0 seen=0 line name
+	[ -f "$file" ] || { bad "$prefix no output"; return; }
 	while IFS= read -r line; do
 		case "$line" in
-		1..*) planned=$((planned + ${line#1..})) ;;
-		"ok "*"# SKIP"*) seen=$((seen + 1)); name=${line#ok }; skip "$prefix ${name#* }" ;;
-		"ok "*) seen=$((seen + 1)); name=${line#ok }; ok "$prefix ${name#* }" ;;
-		"not ok "*) seen=$((seen + 1)); name=${line#not ok }; bad "$prefix ${name#* }" ;;
+		"${in}1.."*) planned=$((planned + ${line#"${in}"1..})) ;;
+		"${in}ok "*"# SKIP"*) seen=$((seen + 1)); name=${line#"${in}"ok }; skip "$prefix ${name#* }" ;;
+		"${in}ok "*) seen=$((seen + 1)); name=${line#"${in}"ok }; ok "$prefix ${name#* }" ;;
+		"${in}not ok "*) seen=$((seen + 1)); name=${line#"${in}"not ok }; bad "$prefix ${name#* }" ;;
 		esac
 	done < <(tr -d '\r' < "$file")
 	if [ "$seen" -lt "$planned" ]; then
 		for ((i = seen; i < planned; i++)); do bad "$prefix: test $((i + 1)) of $planned never reported"; done
 	fi
 	[ "$planned" -gt 0 ] || bad "$prefix: no TAP output"
-}
-
-# Counts KUnit results (KTAP): the indented lines are the test cases; the
-# suite lines summarize them and are not counted again.
-kunit() {
-	local prefix=$1 file=$2 planned=0 seen=0 line name
-	[ -f "$file" ] || { bad "$prefix no KUnit output"; return; }
-	while IFS= read -r line; do
-		case "$line" in
-		"    1.."*) planned=$((planned + ${line#    1..})) ;;
-		"    ok "*"# SKIP"*) seen=$((seen + 1)); name=${line#    ok }; skip "$prefix ${name#* }" ;;
-		"    ok "*) seen=$((seen + 1)); name=${line#    ok }; ok "$prefix ${name#* }" ;;
-		"    not ok "*) seen=$((seen + 1)); name=${line#    not ok }; bad "$prefix ${name#* }" ;;
-		esac
-	done < <(tr -d '\r' < "$file")
-	if [ "$seen" -lt "$planned" ]; then
-		for ((i = seen; i < planned; i++)); do bad "$prefix: case $((i + 1)) of $planned never reported"; done
-	fi
-	[ "$planned" -gt 0 ] || bad "$prefix no KUnit results"
 }
 
 # Fuzzer time per VM run: short on Debian's kernels, longer on the debug
@@ -104,7 +89,7 @@ else
 	bad "vm debug: run ends clean (no KASAN, lockdep, DEBUG_VM, list or atomic-sleep report, kmemleak clean, lockdep still on, module unloads)"
 fi
 tap "vm debug:" "$log/vm-debug.log"
-kunit "kunit:" "$log/kunit.ktap"
+tap "kunit:" "$log/kunit.ktap" "    "
 
 echo
 if [ ${#skipped[@]} -gt 0 ]; then
