@@ -132,6 +132,30 @@ TEST(large_objects)
 	EXPECT_EQ(ENOMEM, errno);
 }
 
+TEST(trim_gives_freed_large_objects_back)
+{
+	struct spanalloc_stats k;
+	unsigned char *p;
+	long long got;
+
+	NEED_DEVICE();
+	p = sa_alloc(16 << 20);
+	ASSERT_NE(NULL, p);
+	memset(p, 7, 16 << 20);
+	sa_free(p);
+	got = sa_trim();
+	/* the background scavenger may have taken some first */
+	ASSERT_LE(0, got);
+	ASSERT_EQ(0, sa_kernel_stats(&k, NULL));
+	EXPECT_EQ(0, k.pages_dirty);
+	EXPECT_LE((16 << 20) / SPANALLOC_PAGE_SIZE, k.pages_released);
+	/* and the memory comes back zeroed when allocated again */
+	p = sa_alloc(16 << 20);
+	ASSERT_NE(NULL, p);
+	EXPECT_TRUE(all_zero(p, 16 << 20));
+	sa_free(p);
+}
+
 struct xfer {
 	void **objs;
 	int n;

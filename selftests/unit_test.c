@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <stddef.h>
 #include "kselftest_harness.h"
 #include "internal.h"
 
@@ -288,13 +289,19 @@ TEST(tiny_block_outlives_its_objects_while_being_carved)
 	EXPECT_EQ(0, (uint32_t)m);
 }
 
-TEST(uapi_struct_sizes_match_their_first_versions)
+/*
+ * A struct only ever grows at its end: each published size is the offset
+ * of the first field added after it, and the newest is the whole struct.
+ */
+TEST(uapi_structs_only_grow_at_the_end)
 {
 	EXPECT_EQ(SPANALLOC_INFO_SIZE_VER0, sizeof(struct spanalloc_info));
 	EXPECT_EQ(SPANALLOC_EXCHANGE_SIZE_VER0, sizeof(struct spanalloc_exchange));
 	EXPECT_EQ(SPANALLOC_LARGE_SIZE_VER0, sizeof(struct spanalloc_large));
-	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER0, sizeof(struct spanalloc_stats));
+	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER0, offsetof(struct spanalloc_stats, pages_dirty));
+	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER1, sizeof(struct spanalloc_stats));
 	EXPECT_EQ(SPANALLOC_LIMIT_SIZE_VER0, sizeof(struct spanalloc_limit));
+	EXPECT_EQ(SPANALLOC_RELEASE_SIZE_VER0, sizeof(struct spanalloc_release));
 }
 
 TEST_HARNESS_MAIN

@@ -337,10 +337,11 @@ int main(int argc, char **argv)
 		       (unsigned long long)objs, c->owned, c->cached, c->partial, c->full);
 	}
 	printf("\nKernel (this heap)\n");
-	printf("  mapped %llu MiB, limit %llu MiB, %llu arenas, %llu pages in spans, %llu free\n",
+	printf("  mapped %llu MiB, limit %llu MiB, %llu arenas, %llu pages in spans, %llu free (%llu of them still resident); %llu pages given back to the kernel so far\n",
 	       (unsigned long long)(k.mapped >> 20), (unsigned long long)(k.limit >> 20),
 	       (unsigned long long)k.arenas, (unsigned long long)k.pages_inuse,
-	       (unsigned long long)k.pages_free);
+	       (unsigned long long)k.pages_free, (unsigned long long)k.pages_dirty,
+	       (unsigned long long)k.pages_released);
 	printf("  %llu exchanges, %llu large allocations; spans handed out %llu: per-CPU cache %llu, central lists %llu, page allocator %llu; returned %llu; cache flushes %llu\n",
 	       (unsigned long long)k.exchanges, (unsigned long long)k.large_allocs,
 	       (unsigned long long)k.spans_got, (unsigned long long)k.pcp_hits,

@@ -261,6 +261,18 @@ int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d)
 	return 0;
 }
 
+long long sa_trim(void)
+{
+	struct spanalloc_release rel = { .size = sizeof(rel) };
+
+	if (sa_init())
+		return -1;
+	sa_count_syscall();
+	if (ioctl(sa_g.fd, SPANALLOC_IOC_RELEASE, &rel) < 0)
+		return -1;
+	return (long long)rel.released;
+}
+
 int sa_kernel_stats(struct spanalloc_stats *st,
 		    struct spanalloc_class_stats *classes)
 {

@@ -92,6 +92,14 @@ struct spanalloc_class_stats;
 int sa_kernel_stats(struct spanalloc_stats *st,
 		    struct spanalloc_class_stats *classes);
 
+/*
+ * Gives every free page of the heap back to the kernel now (malloc_trim's
+ * counterpart; the kernel also does it in the background and under memory
+ * pressure). Objects in use are untouched. Returns the bytes released, or
+ * -1 with errno.
+ */
+long long sa_trim(void);
+
 /* Size class helpers: the class serving size bytes, and its object size. */
 unsigned int sa_size_class(size_t size);	/* 0: large */
 size_t sa_class_size(unsigned int sizeclass);
