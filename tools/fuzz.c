@@ -55,7 +55,15 @@
 #define POOL		64
 #define PAGE		SPANALLOC_PAGE_SIZE
 
+/*
+ * A slot's mapping changes only under its lock held for writing (op_reopen);
+ * whoever touches the memory at base, or changes its layout, holds it for
+ * reading, so it never works on an address range that is no longer the
+ * heap's (it may since have become this process's own memory). The ioctls
+ * themselves take no lock: racing close with them is the point.
+ */
 struct fz_heap {
+	pthread_rwlock_t lock;
 	_Atomic int fd;			/* -1: slot empty */
 	_Atomic unsigned int gen;	/* bumped when the slot gets a new heap */
 	_Atomic uintptr_t base;		/* 0: not mapped */
@@ -245,6 +253,19 @@ static void touch(uint64_t addr, size_t len)
 	fault_armed = 0;
 }
 
+/* touch() of a span the call on slot handed out, if it is still that heap's. */
+static void touch_span(int slot, uint64_t addr, size_t len)
+{
+	struct fz_heap *h = &heaps[slot];
+
+	pthread_rwlock_rdlock(&h->lock);
+	if (atomic_load(&h->gen) == op_gen && atomic_load(&h->base) &&
+	    addr >= atomic_load(&h->base) &&
+	    addr + len <= atomic_load(&h->base) + atomic_load(&h->len))
+		touch(addr, len);
+	pthread_rwlock_unlock(&h->lock);
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
 	(void)uc;
@@ -314,7 +335,8 @@ static void op_exchange(void)
 		for (uint32_t i = 0; i < ex.get_done && i < nget; i++) {
 			check_span(slot, &got[i], sc);
 			if (below(2))
-				touch(got[i].addr, below(2) ? 64 : (size_t)got[i].npages * PAGE);
+				touch_span(slot, got[i].addr,
+					   below(2) ? 64 : (size_t)got[i].npages * PAGE);
 		}
 	}
 }
@@ -344,7 +366,7 @@ static void op_large(void)
 	if (!r) {
 		check_span(slot, &lg.span, -1);
 		if (below(2))
-			touch(lg.span.addr, (size_t)lg.span.npages * PAGE);
+			touch_span(slot, lg.span.addr, (size_t)lg.span.npages * PAGE);
 	}
 }
 
@@ -412,9 +434,19 @@ static void op_bad_cmd(void)
  * or replace it stay inside the heap: past its ends live this process's
  * own stacks and libraries.
  */
+static void op_layout_locked(struct fz_heap *h);
+
 static void op_layout(void)
 {
 	struct fz_heap *h = &heaps[below(NHEAPS)];
+
+	pthread_rwlock_rdlock(&h->lock);
+	op_layout_locked(h);
+	pthread_rwlock_unlock(&h->lock);
+}
+
+static void op_layout_locked(struct fz_heap *h)
+{
 	uintptr_t base = atomic_load(&h->base);
 	size_t len = atomic_load(&h->len);
 	uintptr_t a;
@@ -470,7 +502,11 @@ static void op_fork(void)
 
 	if (below(8))
 		return;
+	/* the child gets a copy of a consistent slot */
+	pthread_rwlock_rdlock(&heaps[slot].lock);
 	pid = fork();
+	if (pid > 0)
+		pthread_rwlock_unlock(&heaps[slot].lock);
 	if (pid == 0) {
 		struct spanalloc_info info = { .size = sizeof(info) };
 		uintptr_t base = atomic_load(&heaps[slot].base);
@@ -518,6 +554,7 @@ static void op_reopen(void)
 
 	if (below(16))
 		return;
+	pthread_rwlock_wrlock(&h->lock);
 	atomic_fetch_add(&h->gen, 1);
 	fd = atomic_exchange(&h->fd, -1);
 	if (fd >= 0)
@@ -529,6 +566,7 @@ static void op_reopen(void)
 			munmap((void *)base, atomic_load(&h->len));
 	}
 	heap_open(slot);
+	pthread_rwlock_unlock(&h->lock);
 }
 
 static void (*const ops[])(void) = {
@@ -576,6 +614,7 @@ static void victim(uint64_t seed, int nthreads, double seconds)
 	sigaction(SIGBUS, &sa, NULL);
 	rng = seed | 1;
 	for (int i = 0; i < NHEAPS; i++) {
+		pthread_rwlock_init(&heaps[i].lock, NULL);
 		atomic_store(&heaps[i].fd, -1);
 		if (below(4))
 			heap_open(i);
