@@ -81,6 +81,7 @@ static char *ro_page;			/* a read-only page for bad pointers */
 static __thread uint64_t rng;
 static __thread sigjmp_buf fault_jmp;
 static __thread volatile int fault_armed;
+static __thread int cur_op = -1;	/* for the report of an unexpected fault */
 
 static uint64_t rnd(void)
 {
@@ -272,11 +273,14 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 	if (fault_armed)
 		siglongjmp(fault_jmp, 1);
 	{
-		char msg[96];
-		int n = snprintf(msg, sizeof(msg), "fuzz: victim: signal %d at %p, not in a span write\n",
-				 sig, si->si_addr);
+		char msg[160], maps[8192];
+		int n = snprintf(msg, sizeof(msg),
+				 "fuzz: victim: signal %d at %p in op %d, not in a span write; its mappings:\n",
+				 sig, si->si_addr, cur_op);
+		int fd = open("/proc/self/maps", O_RDONLY);
+		ssize_t m = fd >= 0 ? read(fd, maps, sizeof(maps)) : 0;
 
-		if (write(2, msg, n) < 0)
+		if (write(2, msg, n) < 0 || (m > 0 && write(2, maps, m) < 0))
 			n = 0;
 	}
 	signal(sig, SIG_DFL);
@@ -589,14 +593,25 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * Workers start together, once every thread exists: a thread stack mapped
+ * while others already unmap parts of a heap could land in such a hole,
+ * where the next layout call on that heap would destroy it.
+ */
+static pthread_barrier_t start_line;
+
 static void *worker(void *arg)
 {
 	struct worker *w = arg;
 
 	rng = w->seed | 1;
+	pthread_barrier_wait(&start_line);
+	w->until += now();
 	while (now() < w->until) {
-		for (int i = 0; i < 64; i++)
-			ops[below(sizeof(ops) / sizeof(ops[0]))]();
+		for (int i = 0; i < 64; i++) {
+			cur_op = (int)below(sizeof(ops) / sizeof(ops[0]));
+			ops[cur_op]();
+		}
 		atomic_fetch_add(&stats_shm[0], 64);
 	}
 	return NULL;
@@ -619,9 +634,10 @@ static void victim(uint64_t seed, int nthreads, double seconds)
 		if (below(4))
 			heap_open(i);
 	}
+	pthread_barrier_init(&start_line, NULL, nthreads);
 	for (int i = 0; i < nthreads; i++) {
 		w[i].seed = seed * 7919 + i + 1;
-		w[i].until = now() + seconds;
+		w[i].until = seconds;
 		pthread_create(&w[i].tid, NULL, worker, &w[i]);
 	}
 	for (int i = 0; i < nthreads; i++)
