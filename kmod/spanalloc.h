@@ -173,7 +173,7 @@ struct sa_arena {
 };
 
 struct sa_heap {
-	struct mm_struct *mm;		/* owner; mmgrab()ed; set at open */
+	struct mm_struct *mm;		/* owner, mmgrab()ed; NULL: KUnit heap */
 	struct list_head node;		/* on sa_heaps, under sa_heaps_mutex */
 	u32 pcp_depth;			/* mcache depth; 0: mcache off; fixed */
 	u64 max_map;			/* longest mapping allowed; fixed */
