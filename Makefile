@@ -124,4 +124,5 @@ install: $(B)/lib/libspanalloc.so $(B)/lib/libspanalloc.a $(B)/lib/spanalloc.pc
 
 clean:
 	rm -rf $(B)
-	rm -f kmod/*.o kmod/.*.cmd *.o .*.cmd *.ko *.mod *.mod.c Module.symvers modules.order
+	rm -f kmod/*.o kmod/.*.cmd kmod/tests/*.o kmod/tests/.*.cmd *.o .*.cmd *.ko *.mod *.mod.c \
+		Module.symvers modules.order
