@@ -193,11 +193,6 @@ FIXTURE(inject) {
 	int probe;
 };
 
-static int sa_knob(const char *path, const char *val)
-{
-	return sa_t_write_file(path, val);
-}
-
 FIXTURE_SETUP(inject)
 {
 	self->probe = open(SA_DEV, O_RDWR | O_CLOEXEC);
@@ -208,12 +203,12 @@ FIXTURE_SETUP(inject)
 	if (fail_nth_fd < 0 || access(DBG "failslab/ignore-gfp-wait", W_OK))
 		SKIP(return, "no fault injection in this kernel: run on the debug kernel (scripts/vm-run --kernel debug)");
 	/* fail sleeping allocations and order-0 pages too; no stack dumps */
-	ASSERT_EQ(0, sa_knob(DBG "failslab/ignore-gfp-wait", "N"));
-	ASSERT_EQ(0, sa_knob(DBG "failslab/verbose", "0"));
-	ASSERT_EQ(0, sa_knob(DBG "fail_page_alloc/ignore-gfp-wait", "N"));
-	ASSERT_EQ(0, sa_knob(DBG "fail_page_alloc/ignore-gfp-highmem", "N"));
-	ASSERT_EQ(0, sa_knob(DBG "fail_page_alloc/min-order", "0"));
-	ASSERT_EQ(0, sa_knob(DBG "fail_page_alloc/verbose", "0"));
+	ASSERT_EQ(0, sa_t_write_file(DBG "failslab/ignore-gfp-wait", "N"));
+	ASSERT_EQ(0, sa_t_write_file(DBG "failslab/verbose", "0"));
+	ASSERT_EQ(0, sa_t_write_file(DBG "fail_page_alloc/ignore-gfp-wait", "N"));
+	ASSERT_EQ(0, sa_t_write_file(DBG "fail_page_alloc/ignore-gfp-highmem", "N"));
+	ASSERT_EQ(0, sa_t_write_file(DBG "fail_page_alloc/min-order", "0"));
+	ASSERT_EQ(0, sa_t_write_file(DBG "fail_page_alloc/verbose", "0"));
 	ASSERT_EQ(0, sa_t_info(self->probe, &self->base));
 }
 

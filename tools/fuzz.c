@@ -151,20 +151,16 @@ static uint32_t fz_size(uint32_t real, uint32_t min, bool *bad)
 }
 
 /* A pointer argument: usually good, sometimes NULL, unmapped or read-only. */
-static uint64_t fz_ptr(void *good, bool *maybe_bad)
+static uint64_t fz_ptr(void *good)
 {
 	switch (below(12)) {
 	case 0:
-		*maybe_bad = true;
 		return 0;
 	case 1:
-		*maybe_bad = true;
 		return 8;
 	case 2:
-		*maybe_bad = true;
 		return (uintptr_t)ro_page;
 	case 3:
-		*maybe_bad = true;
 		return rnd();
 	default:
 		return (uintptr_t)good;
@@ -307,7 +303,7 @@ static void op_exchange(void)
 	struct spanalloc_ret ret[40];
 	struct spanalloc_span got[40];
 	struct spanalloc_exchange ex;
-	bool bad = false, maybe = false;
+	bool bad = false;
 	int slot, fd = heap_fd(&slot), r, sc;
 	uint32_t nret = below(3) ? below(5) : below(40);
 	uint32_t nget = below(3) ? below(5) : below(40);
@@ -324,8 +320,8 @@ static void op_exchange(void)
 	ex.ret_count = nret;
 	ex.get_count = nget;
 	ex.get_spanclass = nget ? sc : (below(20) ? 0 : sc);
-	ex.ret_ptr = nret ? fz_ptr(ret, &maybe) : 0;
-	ex.get_ptr = nget ? fz_ptr(got, &maybe) : 0;
+	ex.ret_ptr = nret ? fz_ptr(ret) : 0;
+	ex.get_ptr = nget ? fz_ptr(got) : 0;
 	if (!below(30)) {
 		ex.reserved = 1;
 		bad = true;
@@ -378,13 +374,13 @@ static void op_stats(void)
 {
 	static struct spanalloc_class_stats cs[SPANALLOC_NUM_SPANCLASSES + 8];
 	struct spanalloc_stats st;
-	bool bad = false, maybe = false;
+	bool bad = false;
 	int slot, fd = heap_fd(&slot);
 
 	memset(&st, 0, sizeof(st));
 	st.size = fz_size(sizeof(st), SPANALLOC_STATS_SIZE_VER0, &bad);
 	st.classes_count = below(4) ? below(SPANALLOC_NUM_SPANCLASSES + 4) : (uint32_t)rnd();
-	st.classes_ptr = st.classes_count ? fz_ptr(cs, &maybe) : 0;
+	st.classes_ptr = st.classes_count ? fz_ptr(cs) : 0;
 	bad |= st.classes_count > SPANALLOC_NUM_SPANCLASSES;
 	check_errno("stats", ioctl(fd, SPANALLOC_IOC_STATS, &st), bad && fd >= 0);
 }
