@@ -75,7 +75,7 @@ HARNESS = $(shell bash -c '. scripts/kernel-env.sh && sa_linux_source')/tools/te
 ST_CFLAGS = $(SA_CFLAGS) -isystem $(HARNESS) -Wno-unused-parameter
 SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/stress_test $(B)/selftests/reclaim_test \
-	     $(B)/selftests/fault_test
+	     $(B)/selftests/fault_test $(B)/selftests/gc_test
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz
 
 selftests: $(SELFTESTS) $(TOOLS)

@@ -12,7 +12,7 @@ if [ "$1" = --fuzz ]; then
 	fuzz=$2
 	shift 2
 fi
-[ $# -gt 0 ] || set -- spanalloc_test reclaim_test lib_test stress_test
+[ $# -gt 0 ] || set -- spanalloc_test reclaim_test lib_test stress_test gc_test
 rc=0
 for t in "$@"; do
 	echo "# spanalloc selftest: $t"

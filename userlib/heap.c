@@ -134,7 +134,6 @@ static void *sa_meta_alloc(size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-#define SA_META_CHUNK	(256 * 1024)
 #define SA_TINY_TABLE	(SPANALLOC_PAGE_SIZE / SA_TINY_SIZE)
 
 static _Atomic(uint32_t) *sa_tiny_table_alloc(void)
@@ -161,22 +160,68 @@ static _Atomic(uint32_t) *sa_tiny_table_alloc(void)
 	return t;
 }
 
+/*
+ * Type tables (a pointer map per object of a span, for typed objects) are
+ * made on first use in a span and kept with the span record until it is
+ * recycled, chained through their first slot while free.
+ */
+#define SA_TYPES_TABLE	(SPANALLOC_MAX_NELEMS * sizeof(void *))
+
+void *sa_types_table_alloc(void)
+{
+	void *t;
+
+	pthread_mutex_lock(&sa_g.lock);
+	t = sa_g.free_types;
+	if (!t) {
+		char *chunk = sa_meta_alloc(SA_META_CHUNK);
+
+		if (!chunk) {
+			pthread_mutex_unlock(&sa_g.lock);
+			return NULL;
+		}
+		for (size_t off = 0; off + SA_TYPES_TABLE <= SA_META_CHUNK;
+		     off += SA_TYPES_TABLE) {
+			memcpy(chunk + off, &sa_g.free_types, sizeof(void *));
+			sa_g.free_types = chunk + off;
+		}
+		t = sa_g.free_types;
+	}
+	memcpy(&sa_g.free_types, t, sizeof(void *));
+	pthread_mutex_unlock(&sa_g.lock);
+	memset(t, 0, SA_TYPES_TABLE);
+	return t;
+}
+
+/* Caller holds sa_g.lock. */
+static void sa_types_table_put(void *t)
+{
+	memcpy(t, &sa_g.free_types, sizeof(void *));
+	sa_g.free_types = t;
+}
+
 struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
 {
 	struct sa_uspan *s;
 
 	pthread_mutex_lock(&sa_g.lock);
 	if (!sa_g.free_uspans) {
-		struct sa_uspan *chunk = sa_meta_alloc(SA_META_CHUNK);
+		uint32_t n = atomic_load(&sa_g.nchunks);
+		struct sa_uspan *chunk;
 
+		chunk = n < sizeof(sa_g.chunks) / sizeof(sa_g.chunks[0]) ?
+			sa_meta_alloc(SA_META_CHUNK) : NULL;
 		if (!chunk) {
 			pthread_mutex_unlock(&sa_g.lock);
 			return NULL;
 		}
-		for (size_t i = 0; i < SA_META_CHUNK / sizeof(*chunk); i++) {
+		for (size_t i = SA_USPANS_PER_CHUNK; i-- > 0;) {
 			chunk[i].next = sa_g.free_uspans;
 			sa_g.free_uspans = &chunk[i];
 		}
+		/* published last: walkers see only initialized records */
+		atomic_store_explicit(&sa_g.chunks[n], chunk, memory_order_release);
+		atomic_store_explicit(&sa_g.nchunks, n + 1, memory_order_release);
 	}
 	s = sa_g.free_uspans;
 	sa_g.free_uspans = s->next;
@@ -195,7 +240,13 @@ struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
 
 void sa_uspan_release(struct sa_uspan *s)
 {
+	atomic_store_explicit(&s->where, SA_WHERE_NONE, memory_order_release);
+	sa_gc_note_inuse(-(int64_t)((uint64_t)s->npages << SA_PAGE_SHIFT));
 	pthread_mutex_lock(&sa_g.lock);
+	if (s->types) {
+		sa_types_table_put(s->types);
+		s->types = NULL;
+	}
 	if (s->tiny) {
 		memcpy((void *)s->tiny, &sa_g.free_tiny, sizeof(void *));
 		sa_g.free_tiny = s->tiny;

@@ -51,6 +51,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "spanalloc.h"
 
 #define SA_PAGE_SHIFT	SPANALLOC_PAGE_SHIFT
@@ -95,12 +96,33 @@ struct sa_uspan {
 	/* Written by any thread: kept off the holder's cache lines. */
 	_Alignas(64) _Atomic uint64_t xfree;	/* see "Who holds a span" */
 	_Atomic uint64_t free_bits[SA_BITWORDS];
+
+	/*
+	 * Collector state (gc.h). where says who holds the span, for the
+	 * sweeper's benefit (SA_WHERE_*); sweepgen is Go's: sa_gc.sweepgen - 2
+	 * unswept, - 1 being swept, equal swept. mark_bits are set by markers
+	 * with atomic OR while the world is stopped and become allocBits when
+	 * the span is swept. types[i] is object i's pointer map, or NULL.
+	 */
+	_Atomic uint32_t sweepgen;
+	_Atomic uint8_t where;
+	const struct sa_type **types;
+	_Atomic uint64_t mark_bits[SA_BITWORDS];
+};
+
+enum {
+	SA_WHERE_NONE,		/* not a span: in the pool or being set up */
+	SA_WHERE_THREAD,	/* a thread's active or adopted span */
+	SA_WHERE_KPARTIAL,	/* returned PARTIAL: the kernel may hand it out */
+	SA_WHERE_KFULL,		/* returned FULL: adoptable (xfree) */
+	SA_WHERE_LARGE,		/* a large object */
 };
 
 /* Per-thread counters, read by sa_get_stats() while the thread runs. */
 struct sa_counters {
 	_Atomic uint64_t freed, tiny, large, large_freed, syscalls, spans_got,
 		spans_returned, local_sweeps, adopted;
+	_Atomic uint64_t tiny_bytes, large_bytes, freed_bytes;
 	_Atomic uint64_t allocated[SA_NSC];
 };
 
@@ -119,7 +141,25 @@ struct sa_tcache {
 	uint32_t nadopted;
 	struct sa_counters st;
 	struct sa_tcache *prev, *next;	/* all caches, under sa_g.lock */
+
+	/*
+	 * Safe points (world.c). nosafe is non-zero while the thread is
+	 * inside the allocator and its spans are in flux; a stop request that
+	 * arrives then is noted in stop_pending and honoured on the way out,
+	 * as is gc_due, "a collection is due", from the pacer. Plain fields:
+	 * only this thread and its signal handler write them.
+	 */
+	volatile int nosafe;
+	volatile int stop_pending;	/* set by the signal handler only */
+	int gc_due;			/* set by the pacer, on this thread */
+	int registered;			/* stopped and scanned by collections */
+	pid_t tid;
+	pthread_t self;
+	uintptr_t stack_lo, stack_hi;	/* where its stack may be */
+	volatile uintptr_t stop_sp;	/* lowest live stack word when stopped */
+	struct sa_tcache *gc_prev, *gc_next;	/* registered, under world lock */
 };
+
 
 /* The process's heap. */
 struct sa_global {
@@ -136,7 +176,14 @@ struct sa_global {
 	struct sa_counters dead;	/* counters of exited threads */
 	struct sa_uspan *free_uspans;
 	_Atomic(uint32_t) *free_tiny;	/* free tiny mask tables, chained */
+	void *free_types;		/* free type tables, chained */
+	/* every chunk of struct sa_uspan ever made: the collector walks them */
+	struct sa_uspan *_Atomic chunks[1024];
+	_Atomic uint32_t nchunks;
 };
+
+#define SA_USPANS_PER_CHUNK	(SA_META_CHUNK / sizeof(struct sa_uspan))
+#define SA_META_CHUNK		(256 * 1024)
 
 extern struct sa_global sa_g;
 extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
@@ -161,6 +208,9 @@ void sa_span_take(struct sa_uspan *s);
 uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
 void sa_span_settle(struct sa_uspan *s);
+uint32_t sa_span_collect(struct sa_uspan *s);
+void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto);
+void sa_span_restart(struct sa_uspan *s);
 int sa_span_free(struct sa_uspan *s, uint32_t idx);
 
 /* The owner frees into its own active span: no atomics. -1: double free. */
@@ -239,5 +289,48 @@ void sa_tcache_return_adopted(struct sa_tcache *c);
 
 /* malloc.c */
 void sa_tiny_retire(struct sa_tcache *c);
+struct sa_tcache *sa_tcache_current(void);	/* made on first use */
+void sa_types_set(struct sa_uspan *s, uint32_t idx, const struct sa_type *t);
+
+/*
+ * Safe points: the allocator's spans are consistent outside these. The
+ * collector stops a thread only outside (world.c); a stop or a due
+ * collection noted inside is acted on by sa_safe_exit().
+ */
+static inline void sa_safe_enter(struct sa_tcache *c)
+{
+	c->nosafe++;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+void sa_safepoint(struct sa_tcache *c);
+
+static inline void sa_safe_exit(struct sa_tcache *c)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	c->nosafe--;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (sa_unlikely(c->stop_pending | c->gc_due) && !c->nosafe)
+		sa_safepoint(c);
+}
+
+/* heap.c: the pool of span records, walked by the collector. */
+void *sa_types_table_alloc(void);
+void sa_types_table_free(void *t);
+static inline struct sa_uspan *sa_uspan_at(uint32_t i)
+{
+	struct sa_uspan *chunk = atomic_load_explicit(
+		&sa_g.chunks[i / SA_USPANS_PER_CHUNK], memory_order_acquire);
+
+	return &chunk[i % SA_USPANS_PER_CHUNK];
+}
+
+static inline uint32_t sa_uspan_count(void)
+{
+	return atomic_load_explicit(&sa_g.nchunks, memory_order_acquire) *
+	       (uint32_t)SA_USPANS_PER_CHUNK;
+}
+
+#include "gc.h"
 
 #endif /* SPANALLOC_INTERNAL_H */

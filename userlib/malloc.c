@@ -67,6 +67,11 @@ static inline struct sa_tcache *sa_tcache_get(void)
 	return sa_likely(c) ? c : sa_tcache_get_slow();
 }
 
+struct sa_tcache *sa_tcache_current(void)
+{
+	return sa_tcache_get();
+}
+
 /* One object of span class sc, zeroed; 0 with errno on failure. */
 static inline uintptr_t sa_alloc_obj(struct sa_tcache *c, uint16_t sc)
 {
@@ -166,6 +171,7 @@ static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 					 "free of a tiny block's unused part");
 		c->tiny_off = off + sz;
 		SA_STAT_ADD(c->st.tiny, 1);
+		SA_STAT_ADD(c->st.tiny_bytes, sz);
 		return (void *)(c->tiny + off);
 	}
 
@@ -179,6 +185,7 @@ static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 	c->tiny = p;
 	c->tiny_off = sz;
 	SA_STAT_ADD(c->st.tiny, 1);
+	SA_STAT_ADD(c->st.tiny_bytes, sz);
 	return (void *)p;
 }
 
@@ -210,10 +217,13 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 		return NULL;
 	}
 	sa_span_setup(s, d.addr, d.handle, d.npages, d.spanclass, d.needzero);
+	atomic_store_explicit(&s->where, SA_WHERE_LARGE, memory_order_release);
 	sa_pagemap_set(s, s);
 	if (d.needzero)
 		memset((void *)d.addr, 0, s->elemsize);
 	SA_STAT_ADD(c->st.large, 1);
+	SA_STAT_ADD(c->st.large_bytes, s->elemsize);
+	sa_gc_note_alloc(c, s->elemsize);
 	return (void *)d.addr;
 }
 
@@ -226,22 +236,24 @@ static __attribute__((noinline, cold)) void sa_free_large(struct sa_uspan *s, co
 
 	if ((uintptr_t)p != s->base)
 		sa_span_bad_free(s, p, "free of a pointer into a large object");
+	/* the sweeper must not be looking at it when the record goes */
+	sa_sweep_claim_taken(s);
+	if (c) {
+		SA_STAT_ADD(c->st.large_freed, 1);
+		SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
+	}
 	sa_pagemap_set(s, NULL);
 	sa_uspan_release(s);
 	sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
-	if (c)
-		SA_STAT_ADD(c->st.large_freed, 1);
 }
 
 /* Inlined into each entry point: the fast path is a few dozen instructions. */
-static inline __attribute__((always_inline)) void *sa_malloc(size_t size, bool noscan)
+static inline __attribute__((always_inline)) void *sa_malloc_in(struct sa_tcache *c,
+								size_t size, bool noscan)
 {
-	struct sa_tcache *c = sa_tcache_get();
 	uint16_t sc;
 	uintptr_t p;
 
-	if (sa_unlikely(!c))
-		return NULL;
 	if (noscan && size <= SA_TINY_SIZE)
 		return sa_alloc_tiny(c, size);
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
@@ -253,6 +265,19 @@ static inline __attribute__((always_inline)) void *sa_malloc(size_t size, bool n
 	return (void *)p;
 }
 
+static inline __attribute__((always_inline)) void *sa_malloc(size_t size, bool noscan)
+{
+	struct sa_tcache *c = sa_tcache_get();
+	void *p;
+
+	if (sa_unlikely(!c))
+		return NULL;
+	sa_safe_enter(c);
+	p = sa_malloc_in(c, size, noscan);
+	sa_safe_exit(c);
+	return p;
+}
+
 void *sa_alloc(size_t size)
 {
 	return sa_malloc(size, false);
@@ -261,6 +286,43 @@ void *sa_alloc(size_t size)
 void *sa_alloc_noscan(size_t size)
 {
 	return sa_malloc(size, true);
+}
+
+/* Records object idx's pointer map; without a table it stays conservative. */
+void sa_types_set(struct sa_uspan *s, uint32_t idx, const struct sa_type *t)
+{
+	if (!s->types) {
+		if (!t)
+			return;
+		s->types = sa_types_table_alloc();
+		if (!s->types)
+			return;
+	}
+	s->types[idx] = t;
+}
+
+void *sa_alloc_typed(size_t size, const struct sa_type *type)
+{
+	struct sa_tcache *c;
+	struct sa_uspan *s;
+	void *p;
+
+	if (!type || !type->size || type->size % sizeof(void *) ||
+	    size % type->size || !type->ptrmask) {
+		errno = EINVAL;
+		return NULL;
+	}
+	c = sa_tcache_get();
+	if (sa_unlikely(!c))
+		return NULL;
+	sa_safe_enter(c);
+	p = sa_malloc_in(c, size ? size : type->size, false);
+	if (p) {
+		s = sa_span_of(p);
+		sa_types_set(s, s->spanclass < 2 ? 0 : sa_span_index(s, (uintptr_t)p), type);
+	}
+	sa_safe_exit(c);
+	return p;
 }
 
 void sa_free(void *ptr)
@@ -275,27 +337,38 @@ void sa_free(void *ptr)
 	s = sa_span_of(ptr);
 	if (sa_unlikely(!s))
 		sa_bad_pointer(ptr, "free");
+	c = sa_tcache_get();
+	if (sa_unlikely(!c))
+		sa_bad_pointer(ptr, "free (no memory for a thread cache)");
 	if (sa_unlikely(s->spanclass < 2)) {
+		sa_safe_enter(c);
 		sa_free_large(s, ptr);
+		sa_safe_exit(c);
 		return;
 	}
 	idx = sa_span_index(s, p);
 	obj = s->base + (uintptr_t)idx * s->elemsize;
 	if (sa_unlikely(idx >= s->nelems))
 		sa_bad_pointer(ptr, "free");
-	c = sa_tcache_get();
-	if (sa_unlikely(!c))
-		sa_bad_pointer(ptr, "free (no memory for a thread cache)");
+	sa_safe_enter(c);
 	SA_STAT_ADD(c->st.freed, 1);
 	if (s->spanclass == SA_TINY_SC) {
+		SA_STAT_ADD(c->st.freed_bytes,
+			    sa_tiny_usable(atomic_load_explicit(&s->tiny[idx], memory_order_relaxed),
+					   (uint32_t)(p - obj)));
 		if (sa_tiny_release(&s->tiny[idx], (uint32_t)(p - obj), &freed))
 			sa_span_bad_free(s, ptr, "double free or invalid free of a tiny object");
 		if (!freed)
-			return;
+			goto out;
 	} else if (sa_unlikely(obj != p)) {
 		sa_span_bad_free(s, ptr, "free of a pointer into an object");
 	}
+	SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
+	if (s->types)
+		s->types[idx] = NULL;
 	sa_free_slot(c, s, idx);
+out:
+	sa_safe_exit(c);
 }
 
 size_t sa_usable_size(const void *ptr)
@@ -322,6 +395,11 @@ size_t sa_usable_size(const void *ptr)
 
 void sa_thread_flush(void)
 {
-	if (sa_tc)
-		sa_tcache_flush(sa_tc);
+	struct sa_tcache *c = sa_tc;
+
+	if (!c)
+		return;
+	sa_safe_enter(c);
+	sa_tcache_flush(c);
+	sa_safe_exit(c);
 }

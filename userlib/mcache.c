@@ -41,6 +41,9 @@ static void sa_batch_add(struct sa_retbatch *b, struct sa_uspan *s, uint32_t op)
 {
 	b->r[b->n] = (struct spanalloc_ret){ .handle = s->handle, .op = op };
 	b->s[b->n] = s;
+	/* before the kernel has it: it may hand it out at once */
+	atomic_store_explicit(&s->where, op == SPANALLOC_RET_FULL ? SA_WHERE_KFULL :
+			      SA_WHERE_KPARTIAL, memory_order_release);
 	if (op == SPANALLOC_RET_EMPTY) {
 		sa_pagemap_set(s, NULL);
 		sa_uspan_release(s);
@@ -63,6 +66,7 @@ static void sa_batch_add_settled(struct sa_retbatch *b, struct sa_uspan *s)
 /* c now holds s, a span returned FULL that has free objects again. */
 void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
 {
+	atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_relaxed);
 	s->next = c->adopted;
 	c->adopted = s;
 	c->nadopted++;
@@ -85,10 +89,16 @@ static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b)
 
 		c->adopted = s->next;
 		c->nadopted--;
+		if (sa_sweep_needed(s))
+			sa_sweep_held(s);
 		sa_span_settle(s);
 		if (s->alloc_count < s->nelems) {
 			sa_batch_add_settled(b, s);
-		} else if (sa_span_publish_full(s)) {
+			continue;
+		}
+		atomic_store_explicit(&s->where, SA_WHERE_KFULL, memory_order_release);
+		if (sa_span_publish_full(s)) {
+			atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_relaxed);
 			s->next = keep;
 			keep = s;
 		}
@@ -178,8 +188,12 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 	s = atomic_load_explicit(&sa_g.pagemap[page], memory_order_acquire);
 	if (s && s->handle == d->handle) {
 		/* Back from the partial lists: it keeps its objects. */
+		if (sa_sweep_claim_taken(s))
+			sa_sweep_held(s);
+		atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_relaxed);
 		sa_span_take(s);
 		atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+		sa_gc_note_alloc(c, (uint64_t)(s->nelems - s->alloc_count) * s->elemsize);
 		return s;
 	}
 	s = sa_uspan_alloc(d->spanclass);
@@ -187,7 +201,9 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 		return NULL;
 	sa_span_setup(s, d->addr, d->handle, d->npages, d->spanclass, d->needzero);
 	atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+	atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_release);
 	sa_pagemap_set(s, s);
+	sa_gc_note_alloc(c, (uint64_t)s->nelems * s->elemsize);
 	return s;
 }
 
@@ -213,6 +229,8 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	uint32_t idx, ngot;
 	int err;
 
+	if (s && sa_sweep_needed(s))
+		sa_sweep_held(s);	/* lazily: before any allocation from it */
 	if (s) {
 		idx = sa_span_next_free(s);
 		if (idx < s->nelems)
@@ -225,6 +243,8 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 		atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 		sa_batch_add(&b, s, SPANALLOC_RET_FULL);
 	}
+	if (sa_gc_on())
+		sa_sweep_help(c, 2);	/* sweep before growing, as Go does */
 	sa_batch_add_adopted(c, &b);
 	err = sa_batch_send(c, &b, sc, 1, &d, &ngot);
 	if (!ngot) {
@@ -264,6 +284,9 @@ struct sa_tcache *sa_tcache_create(void)
 	pthread_mutex_unlock(&sa_g.lock);
 	pthread_setspecific(sa_g.key, c);
 	sa_tc = c;
+	/* in a collected heap, every thread that allocates is scanned */
+	if (sa_gc_on())
+		sa_world_register(c);
 	return c;
 }
 
@@ -281,6 +304,8 @@ void sa_tcache_flush(struct sa_tcache *c)
 			continue;
 		c->alloc[sc] = NULL;
 		atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+		if (sa_sweep_needed(s))
+			sa_sweep_held(s);
 		sa_span_settle(s);
 		sa_batch_add_settled(&b, s);
 		if (b.n == SA_MAX_BATCH)
@@ -303,13 +328,21 @@ static void sa_counters_add(struct sa_counters *to, struct sa_counters *from)
 	SA_STAT_ADD(to->spans_returned, from->spans_returned);
 	SA_STAT_ADD(to->local_sweeps, from->local_sweeps);
 	SA_STAT_ADD(to->adopted, from->adopted);
+	SA_STAT_ADD(to->tiny_bytes, from->tiny_bytes);
+	SA_STAT_ADD(to->large_bytes, from->large_bytes);
+	SA_STAT_ADD(to->freed_bytes, from->freed_bytes);
 	for (int i = 0; i < SA_NSC; i++)
 		SA_STAT_ADD(to->allocated[i], from->allocated[i]);
 }
 
 void sa_tcache_destroy(struct sa_tcache *c)
 {
+	/* still stoppable while its spans go back; then no longer scanned */
+	sa_safe_enter(c);
 	sa_tcache_flush(c);
+	c->gc_due = 0;
+	sa_safe_exit(c);
+	sa_world_unregister(c);
 	pthread_mutex_lock(&sa_g.lock);
 	sa_counters_add(&sa_g.dead, &c->st);
 	if (c->prev)
@@ -341,9 +374,13 @@ int sa_get_stats(struct sa_stats *st)
 	st->heap_mapped = sa_g.maplen;
 	for (int i = 0; i < SA_NSC; i++) {
 		st->class_allocated[i] = sum.allocated[i];
-		if (i >= 2)
+		if (i >= 2) {
 			st->objects_allocated += sum.allocated[i];
+			st->bytes_allocated += sum.allocated[i] * sa_classes[i >> 1].size;
+		}
 	}
+	st->bytes_allocated += sum.tiny_bytes + sum.large_bytes;
+	st->bytes_freed = sum.freed_bytes;
 	st->tiny_allocated = sum.tiny;
 	st->objects_allocated += sum.tiny;
 	st->objects_freed = sum.freed;

@@ -37,8 +37,15 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	memset(s->local_free, 0, sizeof(s->local_free));
 	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
-	for (int w = 0; w < SA_BITWORDS; w++)
+	for (int w = 0; w < SA_BITWORDS; w++) {
 		atomic_store_explicit(&s->free_bits[w], 0, memory_order_relaxed);
+		atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
+	}
+	/* a new span has nothing to sweep */
+	atomic_store_explicit(&s->sweepgen,
+			      atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed),
+			      memory_order_relaxed);
+	sa_gc_note_inuse((int64_t)((uint64_t)npages << SA_PAGE_SHIFT));
 }
 
 void sa_span_bad_free(const struct sa_uspan *s, const void *p, const char *what)
@@ -66,7 +73,7 @@ static uint32_t sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
  * Takes the frees recorded in localFree and freeBits into allocBits;
  * returns how many.
  */
-static uint32_t sa_span_collect(struct sa_uspan *s)
+uint32_t sa_span_collect(struct sa_uspan *s)
 {
 	uint32_t local = 0, remote = 0, words = (s->nelems + 63) / 64;
 
@@ -126,7 +133,7 @@ bool sa_span_publish_full(struct sa_uspan *s)
 }
 
 /* Marks objects [0, upto) allocated in allocBits, as freeindex implies. */
-static void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
+void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
 {
 	uint32_t w;
 
@@ -136,7 +143,7 @@ static void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
 		s->alloc_bits[w] |= (1ULL << (upto % 64)) - 1;
 }
 
-static void sa_span_restart(struct sa_uspan *s)
+void sa_span_restart(struct sa_uspan *s)
 {
 	s->freeindex = 0;
 	s->alloc_cache = ~s->alloc_bits[0];

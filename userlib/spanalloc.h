@@ -77,6 +77,8 @@ struct sa_stats {
 	uint64_t local_sweeps;		/* full spans refilled by own frees */
 	uint64_t adopted;		/* full spans taken back by a freer */
 	uint64_t class_allocated[136];	/* objects per span class */
+	uint64_t bytes_allocated;	/* by object size (size class) */
+	uint64_t bytes_freed;		/* by sa_free */
 };
 
 /* Fills *st. Returns 0, or -1 with errno if the heap is not initialized. */
@@ -99,6 +101,92 @@ int sa_kernel_stats(struct spanalloc_stats *st,
  * -1 with errno.
  */
 long long sa_trim(void);
+
+/*
+ * Garbage collection.
+ *
+ * sa_gc_init() makes the heap collected: from then on every object of the
+ * heap (from sa_alloc, sa_alloc_noscan and sa_alloc_typed) lives as long
+ * as it is reachable and is reclaimed after that; sa_free() still frees an
+ * object at once. Call it in main() before other threads allocate, as with
+ * Boehm's GC_INIT(). Reachable means: pointed to (anywhere inside the
+ * object) from a root or from a reachable scan object. The roots are
+ *   - the stacks and registers of registered threads: the thread that
+ *     called sa_gc_init(), every thread that allocates (registered by its
+ *     first allocation) and threads that call sa_gc_register_thread();
+ *   - ranges added with sa_gc_add_roots();
+ *   - the data and bss of the program and its shared libraries, unless
+ *     turned off (sa_gc_set_scan_globals, SPANALLOC_GC_GLOBALS=0).
+ * Memory from malloc() or mmap() is not scanned: keep pointers to collected
+ * objects there only if they are also reachable from a root.
+ *
+ * Collections stop registered threads with a signal (SIGPWR; threads must
+ * not block it) at a point where they are not inside this library, and
+ * resume them when marking is done; sweeping happens afterwards, lazily
+ * and in a background thread. Threads blocked in system calls are stopped
+ * and resumed like any other (the call restarts, SA_RESTART).
+ *
+ * Environment, read by sa_gc_init():
+ *   SPANALLOC_GOGC=N|off        as GOGC: collect when the heap grows N%
+ *                               over what the last collection left (100)
+ *   SPANALLOC_GOMEMLIMIT=N[KiB|MiB|GiB]  as GOMEMLIMIT: collect more often
+ *                               to keep the heap's spans under N bytes
+ *   SPANALLOC_GCTRACE=1         one line per collection on stderr, in the
+ *                               format of Go's GODEBUG=gctrace=1
+ *   SPANALLOC_GC_GLOBALS=0      do not scan data and bss
+ *   SPANALLOC_GC_PROCS=N        marking threads (default: online CPUs, <= 8)
+ */
+int sa_gc_init(void);
+
+/* A pointer map for sa_alloc_typed(): bit i of ptrmask[i / 64] is set when
+ * word i (8 bytes) of an object of size bytes holds a pointer. Arrays of
+ * such objects may be allocated at once (size a multiple of type->size). */
+struct sa_type {
+	size_t size;
+	const uint64_t *ptrmask;
+};
+
+/* An object scanned precisely: only the words type says are pointers. */
+void *sa_alloc_typed(size_t size, const struct sa_type *type);
+
+/* Registers the calling thread's stack and registers as roots. 0 or -1. */
+int sa_gc_register_thread(void);
+/* The calling thread stops being scanned (its spans go back first). */
+void sa_gc_unregister_thread(void);
+
+/* [lo, hi) is scanned as roots until removed by the same lo. 0 or -1. */
+int sa_gc_add_roots(void *lo, void *hi);
+int sa_gc_remove_roots(void *lo);
+void sa_gc_set_scan_globals(int on);
+
+/* A full collection now; returns when it is done and swept. */
+void sa_gc_collect(void);
+
+/* GOGC: returns the previous value; a negative value turns pacing off. */
+int sa_gc_set_percent(int percent);
+/* GOMEMLIMIT in bytes; returns the previous one. INT64_MAX: no limit. */
+int64_t sa_gc_set_memory_limit(int64_t bytes);
+/* Automatic collections off and back on (nests); sa_gc_collect() works. */
+void sa_gc_disable(void);
+void sa_gc_enable(void);
+
+/* The start of the allocated object p points into, or NULL. */
+void *sa_base(const void *p);
+
+struct sa_gc_stats {
+	uint64_t heap_inuse;		/* bytes of spans the heap holds */
+	uint64_t heap_live;		/* marked at the last cycle + since */
+	uint64_t live_after_gc;		/* marked at the last cycle */
+	uint64_t goal;			/* next collection at this heap_live */
+	uint64_t cycles;
+	uint64_t pause_total_ns, pause_max_ns;
+	uint64_t bytes_allocated, objects_allocated;
+	uint64_t bytes_freed, objects_freed;	/* explicit and collected */
+	uint64_t collected_objects, collected_bytes;	/* by collections */
+	uint64_t mark_overflows;	/* gray stack overflows recovered */
+	uint32_t mark_workers;
+};
+int sa_gc_get_stats(struct sa_gc_stats *st);
 
 /* Size class helpers: the class serving size bytes, and its object size. */
 unsigned int sa_size_class(size_t size);	/* 0: large */

@@ -1,0 +1,932 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gc_test: the garbage collector of libspanalloc, against the real module.
+ *
+ * Reachable objects are never reclaimed and keep their contents; objects
+ * that nothing reaches are reclaimed. A conservative collector may keep an
+ * object alive through a stale word on a stack, so "is reclaimed" checks
+ * hide their pointers (XOR with a key) and wipe the stack before
+ * collecting. Each test runs in its own process (the harness forks), so
+ * each has its own collected heap.
+ */
+#include <pthread.h>
+#include <regex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "spanalloc.h"
+#include "kselftest_harness.h"
+#include "util.h"
+
+#define KEY	0x5a5a5a5a5a5a5a5aULL
+#define hide(p)	((uintptr_t)(p) ^ KEY)
+#define show(h)	((void *)((h) ^ KEY))
+
+/* Overwrites the stack below the caller with zeros. */
+static __attribute__((noinline)) void wipe_stack(void)
+{
+	volatile char junk[64 * 1024];
+
+	memset((char *)junk, 0, sizeof(junk));
+	__asm__ volatile("" : : "r"(junk) : "memory");
+}
+
+/*
+ * Runs fn 16 KiB deeper than the caller, so whatever its frames leave
+ * behind is below where clean_collect() later wipes.
+ */
+static __attribute__((noinline)) void deep(void (*fn)(void))
+{
+	volatile char pad[16384];
+
+	pad[0] = 0;
+	fn();
+	__asm__ volatile("" : : "r"(pad) : "memory");
+}
+
+static uintptr_t alive_h;
+static int alive_r;
+
+static void alive_fn(void)
+{
+	alive_r = sa_base(show(alive_h)) == show(alive_h);
+}
+
+/* Whether the hidden object is still allocated, leaving no copy behind. */
+static __attribute__((noinline)) int alive(uintptr_t h)
+{
+	alive_h = h;
+	deep(alive_fn);
+	return alive_r;
+}
+
+static const void *intact_want;
+static size_t intact_len;
+
+static void intact_fn(void)
+{
+	const void *p = show(alive_h);
+
+	alive_r = sa_base(p) != NULL && !memcmp(p, intact_want, intact_len);
+}
+
+/* Whether the hidden object is allocated and starts with want[0, len). */
+static __attribute__((noinline)) int intact(uintptr_t h, const void *want, size_t len)
+{
+	alive_h = h;
+	intact_want = want;
+	intact_len = len;
+	deep(intact_fn);
+	return alive_r;
+}
+
+/* Collects with nothing of the caller's frames left below it. */
+static __attribute__((noinline)) void clean_collect(void)
+{
+	wipe_stack();
+	sa_gc_collect();
+}
+
+static uint64_t checksum(uint64_t seed, uint64_t i)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ULL + i;
+
+	x ^= x >> 31;
+	return x * 0xbf58476d1ce4e5b9ULL;
+}
+
+/* A scan node: two pointers and a checked payload. */
+struct node {
+	struct node *left, *right;
+	uint64_t id, sum;
+};
+
+static struct node *new_node(uint64_t id, struct node *l, struct node *r)
+{
+	struct node *n = sa_alloc(sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->left = l;
+	n->right = r;
+	n->id = id;
+	n->sum = checksum(7, id);
+	return n;
+}
+
+static int node_ok(const struct node *n)
+{
+	return n->sum == checksum(7, n->id);
+}
+
+/* Allocates garbage that holds pointers, so the heap churns. */
+static __attribute__((noinline)) void churn(size_t bytes)
+{
+	for (size_t done = 0; done < bytes; done += 64) {
+		void **p = sa_alloc(64);
+
+		if (p)
+			p[0] = p;
+	}
+}
+
+FIXTURE(gc) {
+	int dummy;
+};
+
+FIXTURE_SETUP(gc)
+{
+	if (access(SA_DEV, F_OK) || sa_init())
+		SKIP(return, "libspanalloc cannot start: %s", sa_strerror());
+}
+
+FIXTURE_TEARDOWN(gc)
+{
+}
+
+static void gc_start(struct __test_metadata *_metadata)
+{
+	ASSERT_EQ(0, sa_gc_init()) TH_LOG("sa_gc_init: %s", strerror(errno));
+}
+
+static uintptr_t g_hidden;
+
+/* Makes 20000 unreachable scan objects; hides one in g_hidden. */
+static void make_garbage(void)
+{
+	for (int i = 0; i < 20000; i++) {
+		struct node *x = new_node((uint64_t)i, NULL, NULL);
+
+		if (i == 10000)
+			g_hidden = hide(x);
+	}
+}
+
+TEST_F(gc, unreachable_objects_are_reclaimed)
+{
+	struct sa_gc_stats st;
+
+	gc_start(_metadata);
+	sa_gc_disable();
+	deep(make_garbage);
+	ASSERT_TRUE(alive(g_hidden));
+	clean_collect();
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	/* a stale stack word may keep a few; not most */
+	EXPECT_GE(st.collected_objects, 19000);
+	EXPECT_FALSE(alive(g_hidden));
+	EXPECT_EQ(1, st.cycles);
+	TH_LOG("%llu of 20000 collected, pause %.3f ms",
+	       (unsigned long long)st.collected_objects, st.pause_max_ns / 1e6);
+}
+
+/* Globals are roots (data and bss). */
+static struct node *g_list, *g_tree, *g_cycle, *g_dag;
+
+static struct node *build_tree(int depth, uint64_t *id)
+{
+	struct node *l, *r;
+
+	if (!depth)
+		return NULL;
+	l = build_tree(depth - 1, id);
+	r = build_tree(depth - 1, id);
+	return new_node((*id)++, l, r);
+}
+
+static long check_tree(const struct node *n, int *bad)
+{
+	if (!n)
+		return 0;
+	if (!node_ok(n))
+		(*bad)++;
+	return 1 + check_tree(n->left, bad) + check_tree(n->right, bad);
+}
+
+/* Walks a graph that may share nodes or loop, by ids (ids < 1 << 20). */
+static long walk_graph(const struct node *n, unsigned char *seen, int *bad)
+{
+	long count = 0;
+
+	while (n && !seen[n->id]) {
+		seen[n->id] = 1;
+		if (!node_ok(n))
+			(*bad)++;
+		count++;
+		count += walk_graph(n->right, seen, bad);
+		n = n->left;
+	}
+	return count;
+}
+
+/* Builds the four graphs into globals. */
+static void build_graphs(void)
+{
+	uint64_t id = 0;
+	struct node *p, *a, *b;
+
+	for (int i = 0; i < 10000; i++)
+		g_list = new_node(id++, g_list, NULL);
+	g_tree = build_tree(12, &id);
+	/* a ring of 1000 */
+	g_cycle = p = new_node(id++, NULL, NULL);
+	for (int i = 1; i < 1000; i++)
+		p = p->left = new_node(id++, NULL, NULL);
+	p->left = g_cycle;
+	/* a DAG: each node points at the next two */
+	a = new_node(id++, NULL, NULL);
+	b = new_node(id++, NULL, NULL);
+	for (int i = 0; i < 1000; i++) {
+		struct node *c = new_node(id++, a, b);
+
+		b = a;
+		a = c;
+	}
+	g_dag = a;
+}
+
+static void drop_graphs(void)
+{
+	g_hidden = hide(g_cycle->left->left);
+	g_list = g_tree = g_cycle = g_dag = NULL;
+}
+
+TEST_F(gc, lists_trees_cycles_and_dags_survive_and_then_go)
+{
+	unsigned char *seen = calloc(1 << 20, 1);
+	int bad = 0;
+
+	gc_start(_metadata);
+	ASSERT_NE(NULL, seen);
+	deep(build_graphs);
+	for (int round = 0; round < 3; round++) {
+		churn(8 << 20);
+		clean_collect();
+		memset(seen, 0, 1 << 20);
+		EXPECT_EQ(10000, walk_graph(g_list, seen, &bad));
+		EXPECT_EQ(4095, check_tree(g_tree, &bad));
+		EXPECT_EQ(1000, walk_graph(g_cycle, seen, &bad));
+		EXPECT_EQ(1002, walk_graph(g_dag, seen, &bad));
+		EXPECT_EQ(0, bad);
+	}
+	deep(drop_graphs);
+	clean_collect();
+	EXPECT_FALSE(alive(g_hidden)) TH_LOG("a node of a dropped ring survived");
+	free(seen);
+}
+
+static char *interior;
+
+static void make_interior(void)
+{
+	char *o = sa_alloc(1000);
+
+	for (int i = 0; i < 1000; i++)
+		o[i] = (char)i;
+	interior = o + 517;
+	g_hidden = hide(new_node(1, NULL, NULL));
+}
+
+TEST_F(gc, interior_pointers_keep_objects)
+{
+	gc_start(_metadata);
+	deep(make_interior);
+	churn(4 << 20);
+	clean_collect();
+	ASSERT_EQ(interior - 517, sa_base(interior));
+	for (int i = 0; i < 1000; i++)
+		ASSERT_EQ((char)i, interior[i - 517]);
+	EXPECT_FALSE(alive(g_hidden));
+}
+
+/*
+ * A pointer only in a callee-saved register of a thread stopped by the
+ * collector: the register's copy in the signal frame must keep it alive.
+ */
+static atomic_int reg_state;
+static uintptr_t reg_hidden;
+static uint64_t reg_seen;
+
+static void *reg_thread(void *arg)
+{
+	uint64_t val;
+
+	(void)arg;
+	sa_gc_register_thread();
+	__asm__ volatile(
+		"mov %[h], %%r12\n\t"
+		"xor %[key], %%r12\n\t"		/* the pointer exists only in r12 */
+		"movl $1, %[st]\n\t"
+		"1: pause\n\t"
+		"cmpl $2, %[st]\n\t"
+		"jne 1b\n\t"
+		"mov (%%r12), %[val]\n\t"	/* first word of the object */
+		"xor %%r12, %%r12\n\t"
+		: [val] "=&r"(val), [st] "+m"(reg_state)
+		: [h] "m"(reg_hidden), [key] "r"((uint64_t)KEY)
+		: "r12", "memory");
+	reg_seen = val;
+	sa_gc_unregister_thread();
+	return NULL;
+}
+
+static void make_reg_object(void)
+{
+	uint64_t *o = sa_alloc_noscan(64);
+
+	o[0] = 0x1234567890abcdefULL;
+	reg_hidden = hide(o);
+}
+
+TEST_F(gc, pointer_only_in_a_register_keeps_object)
+{
+	pthread_t t;
+
+	gc_start(_metadata);
+	deep(make_reg_object);
+	ASSERT_EQ(0, pthread_create(&t, NULL, reg_thread, NULL));
+	while (atomic_load(&reg_state) != 1)
+		usleep(1000);
+	churn(4 << 20);
+	clean_collect();
+	clean_collect();
+	/* still allocated, still intact */
+	EXPECT_TRUE(alive(reg_hidden));
+	churn(4 << 20);	/* reuse any slot that was wrongly freed */
+	atomic_store(&reg_state, 2);
+	pthread_join(t, NULL);
+	EXPECT_EQ(0x1234567890abcdefULL, reg_seen);
+	/* control: with the register cleared it goes */
+	clean_collect();
+	EXPECT_FALSE(alive(reg_hidden));
+}
+
+/* Only on another thread's stack, while that thread sits in read(2). */
+static int stack_pipe[2];
+static atomic_int stack_ready;
+static int stack_bad = -1;
+
+static void *stack_thread(void *arg)
+{
+	volatile uintptr_t keep;
+	struct node *n = NULL;
+	char c;
+	int bad = 0;
+
+	(void)arg;
+	for (int i = 0; i < 1000; i++)
+		n = new_node((uint64_t)i, n, NULL);
+	keep = (uintptr_t)n;
+	n = NULL;
+	atomic_store(&stack_ready, 1);
+	/* blocked in a system call through the collections */
+	while (read(stack_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	n = (struct node *)keep;
+	for (int i = 999; i >= 0; i--, n = n->left)
+		if (!n || n->id != (uint64_t)i || !node_ok(n))
+			bad++;
+	stack_bad = bad;
+	return NULL;
+}
+
+TEST_F(gc, pointer_only_on_another_threads_stack_in_a_syscall)
+{
+	pthread_t t;
+
+	gc_start(_metadata);
+	ASSERT_EQ(0, pipe(stack_pipe));
+	ASSERT_EQ(0, pthread_create(&t, NULL, stack_thread, NULL));
+	while (!atomic_load(&stack_ready))
+		usleep(1000);
+	for (int i = 0; i < 3; i++) {
+		churn(4 << 20);
+		clean_collect();
+	}
+	ASSERT_EQ(1, write(stack_pipe[1], "x", 1));
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, stack_bad);
+}
+
+static uintptr_t *put_slot;
+
+static void put_node(void)
+{
+	*put_slot = (uintptr_t)new_node(42, NULL, NULL);
+	g_hidden = hide(*put_slot);
+}
+
+TEST_F(gc, registered_range_is_a_root_until_removed)
+{
+	uintptr_t *area = malloc(4096);	/* malloc memory is not scanned */
+	struct sa_gc_stats st;
+
+	gc_start(_metadata);
+	ASSERT_NE(NULL, area);
+	memset(area, 0, 4096);
+	ASSERT_EQ(0, sa_gc_add_roots(area, area + 512));
+	put_slot = &area[100];
+	deep(put_node);
+	churn(4 << 20);
+	clean_collect();
+	ASSERT_TRUE(alive(g_hidden));
+	{
+		struct node want = { NULL, NULL, 42, checksum(7, 42) };
+
+		EXPECT_TRUE(intact(g_hidden, &want, sizeof(want)));
+	}
+	ASSERT_EQ(0, sa_gc_remove_roots(area));
+	clean_collect();
+	EXPECT_FALSE(alive(g_hidden));
+	EXPECT_EQ(-1, sa_gc_remove_roots(area));
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	free(area);
+}
+
+static struct node *g_only;
+
+TEST_F(gc, globals_are_roots_unless_switched_off)
+{
+	gc_start(_metadata);
+	put_slot = (uintptr_t *)&g_only;
+	deep(put_node);
+	churn(4 << 20);
+	clean_collect();
+	{
+		struct node want = { NULL, NULL, 42, checksum(7, 42) };
+
+		EXPECT_TRUE(intact(g_hidden, &want, sizeof(want)));
+	}
+	sa_gc_set_scan_globals(0);
+	clean_collect();
+	EXPECT_FALSE(alive(g_hidden));
+	sa_gc_set_scan_globals(1);
+}
+
+static uintptr_t *holder;
+static struct node **typed;
+static const uint64_t word0[1] = { 1 };	/* word 0 only */
+static const struct sa_type two_words = { .size = 16, .ptrmask = word0 };
+static uintptr_t h_noscan_target, h_ptr, h_int;
+
+static void make_typed(void)
+{
+	holder = sa_alloc_noscan(64);
+	holder[0] = (uintptr_t)new_node(1, NULL, NULL);
+	h_noscan_target = hide(holder[0]);
+	/* an array of two typed elements: words 0 and 2 are pointers */
+	typed = sa_alloc_typed(32, &two_words);
+	typed[2] = new_node(2, NULL, NULL);	/* pointer word */
+	typed[1] = new_node(3, NULL, NULL);	/* an integer, by the map */
+	h_ptr = hide(typed[2]);
+	h_int = hide(typed[1]);
+}
+
+TEST_F(gc, noscan_objects_are_not_scanned_typed_objects_precisely)
+{
+	gc_start(_metadata);
+	deep(make_typed);
+	ASSERT_NE(NULL, holder);
+	ASSERT_NE(NULL, typed);
+	churn(4 << 20);
+	clean_collect();
+	EXPECT_FALSE(alive(h_noscan_target));
+	EXPECT_TRUE(alive(h_ptr));
+	EXPECT_TRUE(node_ok(typed[2]));
+	EXPECT_FALSE(alive(h_int));
+	EXPECT_EQ(holder, sa_base(holder));
+	EXPECT_EQ(NULL, sa_alloc_typed(24, &two_words));	/* not a multiple */
+	EXPECT_EQ(EINVAL, errno);
+}
+
+static char *keep;
+static int tiny_same_block;
+
+/* Four 4-byte objects in one block; keeps the last, hides the first. */
+static void make_tiny(void)
+{
+	char *objs[4];
+
+	sa_thread_flush();	/* start a fresh block */
+	for (int i = 0; i < 4; i++) {
+		objs[i] = sa_alloc_noscan(4);
+		memset(objs[i], 'a' + i, 4);
+	}
+	keep = objs[3];
+	g_hidden = hide(objs[0]);
+	tiny_same_block = ((uintptr_t)objs[0] & ~(uintptr_t)15) ==
+			  ((uintptr_t)objs[3] & ~(uintptr_t)15);
+	sa_thread_flush();	/* the block is no longer the current one */
+}
+
+TEST_F(gc, one_pointer_keeps_a_whole_tiny_block)
+{
+	gc_start(_metadata);
+	deep(make_tiny);
+	ASSERT_TRUE(tiny_same_block);	/* the block is no longer the thread's current one */
+	churn(4 << 20);
+	clean_collect();
+	/* the block (and so objs[0]'s bytes) is alive through keep */
+	EXPECT_TRUE(intact(g_hidden, "aaaa", 4));
+	EXPECT_TRUE(intact(hide(keep), "dddd", 4));
+	keep = NULL;
+	clean_collect();
+	EXPECT_FALSE(alive(g_hidden));
+}
+
+TEST_F(gc, explicit_free_still_works)
+{
+	struct sa_gc_stats before, after;
+	struct node *n[1000];
+
+	gc_start(_metadata);
+	for (int i = 0; i < 1000; i++)
+		n[i] = new_node((uint64_t)i, NULL, NULL);
+	ASSERT_EQ(0, sa_gc_get_stats(&before));
+	for (int i = 0; i < 1000; i += 2)
+		sa_free(n[i]);
+	clean_collect();
+	for (int i = 1; i < 1000; i += 2)
+		ASSERT_TRUE(node_ok(n[i]));
+	ASSERT_EQ(0, sa_gc_get_stats(&after));
+	EXPECT_GE(after.objects_freed - before.objects_freed, 500);
+	for (int i = 1; i < 1000; i += 2)
+		sa_free(n[i]);
+	clean_collect();
+}
+
+/* A 10-million-node list: marking must not recurse nor grow without end. */
+struct lnode {
+	struct lnode *next;
+	uint64_t v;
+};
+
+static struct lnode *g_long;
+
+TEST_F_TIMEOUT(gc, ten_million_node_list, 600)
+{
+	struct sa_gc_stats st;
+	long n = 0, bad = 0;
+
+	gc_start(_metadata);
+	sa_gc_disable();
+	for (long i = 0; i < 10000000; i++) {
+		struct lnode *x = sa_alloc(sizeof(*x));
+
+		ASSERT_NE(NULL, x);
+		x->next = g_long;
+		x->v = (uint64_t)i;
+		g_long = x;
+	}
+	clean_collect();
+	for (struct lnode *x = g_long; x; x = x->next, n++)
+		if (x->v != (uint64_t)(9999999 - n))
+			bad++;
+	EXPECT_EQ(10000000, n);
+	EXPECT_EQ(0, bad);
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	TH_LOG("marked %llu MiB in %.1f ms with %u workers",
+	       (unsigned long long)(st.live_after_gc >> 20), st.pause_max_ns / 1e6,
+	       st.mark_workers);
+	g_long = NULL;
+	clean_collect();
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	EXPECT_GE(st.collected_objects, 9900000);
+}
+
+/*
+ * A deep tree (a spine of 200,000 nodes, each with a leaf) with the gray
+ * stacks limited to 512 entries: marking overflows and must recover.
+ */
+TEST_F_TIMEOUT(gc, deep_tree_with_tiny_gray_stacks_overflows_and_recovers, 300)
+{
+	struct sa_gc_stats st;
+	struct node *spine = NULL;
+	uint64_t id = 0;
+	long count;
+	int bad = 0;
+
+	/* one marker: helpers would drain the leaves as fast as they come */
+	setenv("SPANALLOC_GC_GRAYMAX", "512", 1);
+	setenv("SPANALLOC_GC_PROCS", "1", 1);
+	gc_start(_metadata);
+	sa_gc_disable();
+	for (int i = 0; i < 200000; i++) {
+		struct node *leaf = new_node(id++, NULL, NULL);
+
+		/* leaves first on the stack, spine last: the stack fills */
+		spine = new_node(id++, leaf, spine);
+	}
+	g_tree = spine;
+	spine = NULL;
+	churn(1 << 20);
+	clean_collect();
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	count = check_tree(g_tree, &bad);
+	EXPECT_EQ(400000, count);
+	EXPECT_EQ(0, bad);
+	EXPECT_GT(st.mark_overflows, 0) TH_LOG("the gray stack never overflowed");
+	TH_LOG("%llu overflows recovered", (unsigned long long)st.mark_overflows);
+	g_tree = NULL;
+}
+
+/*
+ * Random graph mutation: N slots in a registered range point into a graph
+ * of nodes with up to two out-edges; after every cycle every node reachable
+ * from the slots is checked, and the heap stays bounded.
+ */
+#define MUT_SLOTS 256
+
+TEST_F_TIMEOUT(gc, random_mutation_keeps_every_reachable_node, 300)
+{
+	uintptr_t *slots = calloc(MUT_SLOTS, sizeof(uintptr_t));
+	unsigned char *seen = calloc(1 << 20, 1);
+	uint64_t seed = 12345, id = 0, max_inuse = 0;
+	struct sa_gc_stats st;
+	int bad = 0;
+
+	ASSERT_NE(NULL, slots);
+	ASSERT_NE(NULL, seen);
+	gc_start(_metadata);
+	ASSERT_EQ(0, sa_gc_add_roots(slots, slots + MUT_SLOTS));
+	for (int step = 0; step < 400000; step++) {
+		uint64_t r;
+
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		r = seed >> 33;
+		switch (r % 4) {
+		case 0: {	/* new node into a slot, pointing at two others */
+			struct node *a = (struct node *)slots[(r >> 8) % MUT_SLOTS];
+			struct node *b = (struct node *)slots[(r >> 16) % MUT_SLOTS];
+
+			slots[(r >> 24) % MUT_SLOTS] =
+				(uintptr_t)new_node(id++ % (1 << 20), a, b);
+			break;
+		}
+		case 1:		/* drop a slot */
+			slots[(r >> 8) % MUT_SLOTS] = 0;
+			break;
+		case 2: {	/* rewire an edge */
+			struct node *a = (struct node *)slots[(r >> 8) % MUT_SLOTS];
+
+			if (a)
+				a->right = (struct node *)slots[(r >> 16) % MUT_SLOTS];
+			break;
+		}
+		default:	/* garbage */
+			churn(256);
+		}
+		if (step % 50000 == 49999) {
+			clean_collect();
+			memset(seen, 0, 1 << 20);
+			/* ids wrap: a revisited id only shortens the walk */
+			for (int i = 0; i < MUT_SLOTS; i++)
+				walk_graph((struct node *)slots[i], seen, &bad);
+			ASSERT_EQ(0, bad) TH_LOG("a reachable node lost its contents at step %d", step);
+			ASSERT_EQ(0, sa_gc_get_stats(&st));
+			if (st.heap_inuse > max_inuse)
+				max_inuse = st.heap_inuse;
+		}
+	}
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	TH_LOG("%llu cycles, heap at most %llu KiB", (unsigned long long)st.cycles,
+	       (unsigned long long)(max_inuse >> 10));
+	EXPECT_LT(max_inuse, 64ULL << 20);
+	sa_gc_remove_roots(slots);
+	free(slots);
+	free(seen);
+}
+
+/* Threads build and check their own trees while collections run. */
+static atomic_int mt_bad, mt_stop;
+
+static void *mt_thread(void *arg)
+{
+	uint64_t id = (uint64_t)(uintptr_t)arg << 32;
+	struct node *keep[8] = { 0 };
+
+	for (int round = 0; !atomic_load(&mt_stop) && round < 400; round++) {
+		int bad = 0;
+		uint64_t start = id;
+		struct node *t = build_tree(9, &id);
+
+		keep[round % 8] = t;
+		churn(64 << 10);
+		for (int k = 0; k < 8; k++)
+			if (keep[k] && check_tree(keep[k], &bad) != 511)
+				bad++;
+		(void)start;
+		if (bad)
+			atomic_fetch_add(&mt_bad, bad);
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(gc, threads_allocate_while_collections_run, 300)
+{
+	int n = 2 * (int)sysconf(_SC_NPROCESSORS_ONLN);
+	struct sa_gc_stats st;
+	pthread_t t[16];
+
+	if (n > 16)
+		n = 16;
+	gc_start(_metadata);
+	for (int i = 0; i < n; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, mt_thread, (void *)(uintptr_t)(i + 1)));
+	for (int i = 0; i < 20; i++) {
+		usleep(50000);
+		sa_gc_collect();
+	}
+	atomic_store(&mt_stop, 1);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	EXPECT_EQ(0, atomic_load(&mt_bad));
+	EXPECT_GE(st.cycles, 20);
+	TH_LOG("%d threads, %llu cycles, max pause %.2f ms, %u mark workers", n,
+	       (unsigned long long)st.cycles, st.pause_max_ns / 1e6, st.mark_workers);
+	if (sysconf(_SC_NPROCESSORS_ONLN) > 1)
+		EXPECT_GT(st.mark_workers, 1);
+}
+
+/*
+ * Pacing: a steady state (a live tree of about 6 MiB, garbage allocated
+ * on top) keeps heap_live under the goal by one span per thread and class
+ * at most (the granularity at which it is counted), and the spans held
+ * within 25% of the goal plus 2 MiB (fragmentation).
+ */
+static struct node *g_live;
+
+TEST_F_TIMEOUT(gc, pacing_keeps_the_heap_within_the_goal, 300)
+{
+	uint64_t id = 0, max_live = 0, max_inuse = 0, goal = 0;
+	struct sa_gc_stats st;
+
+	gc_start(_metadata);
+	g_live = build_tree(17, &id);	/* 131071 nodes of 32 B: 4 MiB */
+	sa_gc_collect();
+	for (int i = 0; i < 400; i++) {
+		churn(256 << 10);
+		ASSERT_EQ(0, sa_gc_get_stats(&st));
+		if (st.heap_live > max_live)
+			max_live = st.heap_live;
+		if (st.heap_inuse > max_inuse)
+			max_inuse = st.heap_inuse;
+		if (st.goal > goal)
+			goal = st.goal;
+	}
+	{
+		int bad = 0;
+
+		EXPECT_EQ(131071, check_tree(g_live, &bad));
+		EXPECT_EQ(0, bad);
+	}
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	TH_LOG("goal %llu KiB, heap_live max %llu KiB, spans held max %llu KiB, %llu cycles",
+	       (unsigned long long)(goal >> 10), (unsigned long long)(max_live >> 10),
+	       (unsigned long long)(max_inuse >> 10), (unsigned long long)st.cycles);
+	EXPECT_GE(st.cycles, 5);
+	EXPECT_LE(max_live, goal + (256 << 10));
+	EXPECT_LE(max_inuse, goal + goal / 4 + (2 << 20));
+	/* GOGC=100: the goal is twice the live heap */
+	EXPECT_LE(goal, 2 * st.live_after_gc + (1 << 20));
+	EXPECT_GE(goal, 2 * st.live_after_gc - (1 << 20));
+}
+
+/*
+ * GOMEMLIMIT: with GOGC off and a 32 MiB limit, 256 MiB of garbage over a
+ * 4 MiB live heap never has more than the limit + 10% in spans.
+ */
+TEST_F_TIMEOUT(gc, memory_limit_is_respected_within_ten_percent, 300)
+{
+	uint64_t id = 0, max_inuse = 0;
+	struct sa_gc_stats st;
+
+	setenv("SPANALLOC_GOGC", "off", 1);
+	setenv("SPANALLOC_GOMEMLIMIT", "32MiB", 1);
+	gc_start(_metadata);
+	g_live = build_tree(17, &id);
+	for (int i = 0; i < 1024; i++) {
+		churn(256 << 10);
+		ASSERT_EQ(0, sa_gc_get_stats(&st));
+		if (st.heap_inuse > max_inuse)
+			max_inuse = st.heap_inuse;
+	}
+	TH_LOG("limit 32768 KiB, spans held max %llu KiB, %llu cycles",
+	       (unsigned long long)(max_inuse >> 10), (unsigned long long)st.cycles);
+	EXPECT_LE(max_inuse, (32ULL << 20) * 11 / 10);
+	EXPECT_GE(st.cycles, 3);
+	/* and without the limit the heap would have grown: GOGC is off */
+	sa_gc_set_memory_limit(INT64_MAX);
+	churn(64 << 20);
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	EXPECT_GT(st.heap_inuse, 48ULL << 20);
+}
+
+TEST_F(gc, disable_stops_automatic_collections)
+{
+	struct sa_gc_stats a, b;
+
+	gc_start(_metadata);
+	sa_gc_disable();
+	ASSERT_EQ(0, sa_gc_get_stats(&a));
+	churn(32 << 20);
+	ASSERT_EQ(0, sa_gc_get_stats(&b));
+	EXPECT_EQ(a.cycles, b.cycles);
+	sa_gc_collect();	/* explicit ones still run */
+	ASSERT_EQ(0, sa_gc_get_stats(&b));
+	EXPECT_EQ(a.cycles + 1, b.cycles);
+	sa_gc_enable();
+	churn(32 << 20);
+	ASSERT_EQ(0, sa_gc_get_stats(&a));
+	EXPECT_GT(a.cycles, b.cycles);
+	EXPECT_EQ(100, sa_gc_set_percent(50));
+	EXPECT_EQ(50, sa_gc_set_percent(100));
+}
+
+TEST_F(gc, statistics_add_up)
+{
+	struct sa_gc_stats st;
+
+	gc_start(_metadata);
+	churn(16 << 20);
+	sa_gc_collect();
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	EXPECT_GE(st.bytes_allocated, 16 << 20);
+	EXPECT_GE(st.objects_allocated, (16 << 20) / 64);
+	EXPECT_GE(st.objects_freed, st.collected_objects);
+	EXPECT_GT(st.collected_bytes, 8 << 20);
+	EXPECT_LE(st.pause_max_ns, st.pause_total_ns);
+	EXPECT_GT(st.pause_max_ns, 0);
+	EXPECT_GE(st.cycles, 1);
+	EXPECT_LE(st.live_after_gc, st.heap_inuse);
+}
+
+/*
+ * SPANALLOC_GCTRACE=1 prints one line per cycle in Go's gctrace format;
+ * SPANALLOC_GOGC sets the percent. Checked in a child, from its stderr.
+ */
+TEST_F(gc, trace_lines_follow_gos_format)
+{
+	const char *re_s =
+		"^gc ([0-9]+) @[0-9]+\\.[0-9]{3}s [0-9]+%: "
+		"[0-9.]+\\+[0-9.]+\\+[0-9.]+ ms clock, "
+		"[0-9.]+\\+[0-9.]+/[0-9.]+/[0-9.]+\\+[0-9.]+ ms cpu, "
+		"[0-9]+->[0-9]+->[0-9]+ MB, [0-9]+ MB goal, [0-9]+ MB stacks, "
+		"[0-9]+ MB globals, [0-9]+ P$";
+	int fds[2], st, lines = 0, last = 0;
+	char buf[65536], *line, *save;
+	regmatch_t m[2];
+	ssize_t n, got = 0;
+	regex_t re;
+	pid_t pid;
+
+	ASSERT_EQ(0, regcomp(&re, re_s, REG_EXTENDED));
+	ASSERT_EQ(0, pipe(fds));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		/* a fresh process: a forked child gets no new spans */
+		dup2(fds[1], 2);
+		setenv("GC_TEST_TRACE_CHILD", "1", 1);
+		setenv("SPANALLOC_GCTRACE", "1", 1);
+		setenv("SPANALLOC_GOGC", "50", 1);
+		execl("/proc/self/exe", "gc_test", (char *)NULL);
+		_exit(4);
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+		got += n;
+	buf[got] = 0;
+	waitpid(pid, &st, 0);
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(0, WEXITSTATUS(st));
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		EXPECT_EQ(0, regexec(&re, line, 2, m, 0)) TH_LOG("not a gctrace line: %s", line);
+		lines++;
+		if (!regexec(&re, line, 2, m, 0)) {
+			EXPECT_EQ(last + 1, atoi(line + m[1].rm_so));
+			last = atoi(line + m[1].rm_so);
+		}
+	}
+	EXPECT_GE(lines, 3);
+	regfree(&re);
+}
+
+/* The trace test's child: runs before the harness when asked to. */
+static __attribute__((constructor)) void trace_child(void)
+{
+	if (!getenv("GC_TEST_TRACE_CHILD"))
+		return;
+	if (sa_gc_init())
+		_exit(2);
+	churn(32 << 20);
+	sa_gc_collect();
+	_exit(sa_gc_set_percent(100) == 50 ? 0 : 3);
+}
+
+TEST_HARNESS_MAIN

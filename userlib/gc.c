@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: MIT
+/*
+ * gc: the collection cycle and its pacing (Go's mgc.go and mgcpacer.go),
+ * the collector's public API, statistics and tracing. gc.h says how a
+ * cycle goes and which file does what.
+ *
+ * Pacing, as GOGC: after a cycle that found L bytes live, the next one
+ * starts when heap_live (bytes marked plus bytes of the free slots of the
+ * spans taken since, which bounds what was allocated: Go counts the same
+ * way) reaches goal = L * (1 + percent/100), and not below 4 MiB *
+ * percent/100 (Go's heapMinimum). A memory limit (GOMEMLIMIT) caps the
+ * goal at limit - limit/16, the sixteenth left for fragmentation, and
+ * also triggers a cycle when the bytes of spans held reach that; it never
+ * asks for a goal under L + 1 MiB, so a live heap over the limit makes
+ * collections frequent, not continuous.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "internal.h"
+
+#define SA_MIB		(1ULL << 20)
+#define SA_HEAP_MIN	(4 * SA_MIB)
+
+struct sa_gc_state sa_gc = {
+	.cycle_lock = PTHREAD_MUTEX_INITIALIZER,
+	.percent = 100,
+	.mem_limit = INT64_MAX,
+	.goal = UINT64_MAX,
+	.scan_globals = 1,
+};
+
+/* Set with the goal: a cycle when the spans held reach it. */
+static _Atomic uint64_t inuse_trigger = UINT64_MAX;
+
+int sa_mark_setup(void);
+void sa_sweep_reset(void);
+
+double sa_gc_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double sa_cpu_now(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sa_gc_update_goal(uint64_t live)
+{
+	int percent = atomic_load(&sa_gc.percent);
+	int64_t limit = atomic_load(&sa_gc.mem_limit);
+	uint64_t goal = UINT64_MAX, cap = UINT64_MAX;
+
+	if (percent >= 0) {
+		goal = live + live / 100 * (uint64_t)percent;
+		if (goal < SA_HEAP_MIN / 100 * (uint64_t)percent)
+			goal = SA_HEAP_MIN / 100 * (uint64_t)percent;
+	}
+	if (limit != INT64_MAX) {
+		cap = (uint64_t)limit - (uint64_t)limit / 16;
+		if (cap < live + SA_MIB)
+			cap = live + SA_MIB;
+		if (goal > cap)
+			goal = cap;
+	}
+	atomic_store(&sa_gc.goal, goal);
+	atomic_store(&inuse_trigger, cap);
+}
+
+void sa_gc_note_alloc(struct sa_tcache *c, uint64_t bytes)
+{
+	uint64_t live = atomic_fetch_add_explicit(&sa_gc.heap_live, bytes,
+						  memory_order_relaxed) + bytes;
+
+	atomic_fetch_add_explicit(&sa_gc.alloc_bytes, bytes, memory_order_relaxed);
+	if (!sa_gc_on() || atomic_load_explicit(&sa_gc.disabled, memory_order_relaxed))
+		return;
+	if (live >= atomic_load_explicit(&sa_gc.goal, memory_order_relaxed) ||
+	    atomic_load_explicit(&sa_gc.heap_inuse, memory_order_relaxed) >=
+	    atomic_load_explicit(&inuse_trigger, memory_order_relaxed))
+		c->gc_due = 1;
+}
+
+static void sa_gc_trace(uint64_t n, double t_start, double t_stop, double t_mark,
+			double t_end, double cpu_stop, double cpu_mark, double cpu_term,
+			uint64_t before, uint64_t live)
+{
+	double proc = sa_cpu_now(CLOCK_PROCESS_CPUTIME_ID);
+	int share = proc > 0 ? (int)(100.0 * sa_gc.cpu_s / proc + 0.5) : 0;
+
+	fprintf(stderr,
+		"gc %llu @%.3fs %d%%: %.3f+%.3f+%.3f ms clock, %.3f+0/%.3f/0+%.3f ms cpu, %llu->%llu->%llu MB, %llu MB goal, %llu MB stacks, %llu MB globals, %d P\n",
+		(unsigned long long)n, t_start - sa_gc.start_s, share,
+		(t_stop - t_start) * 1e3, (t_mark - t_stop) * 1e3, (t_end - t_mark) * 1e3,
+		cpu_stop * 1e3, cpu_mark * 1e3, cpu_term * 1e3,
+		(unsigned long long)(before / SA_MIB), (unsigned long long)(before / SA_MIB),
+		(unsigned long long)(live / SA_MIB),
+		(unsigned long long)(atomic_load(&sa_gc.goal) / SA_MIB),
+		(unsigned long long)(sa_roots_stack_bytes() / SA_MIB),
+		(unsigned long long)(sa_roots_globals_bytes() / SA_MIB), sa_gc.nworkers);
+}
+
+/*
+ * One cycle; the caller holds cycle_lock and is a registered thread
+ * outside the allocator. noinline: the registers it saves on entry hold
+ * what the caller's frames keep in registers, and they must be on the
+ * stack we scan.
+ */
+static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
+{
+	volatile uintptr_t marker = 0;
+	double t0, t1, t2, t3, cpu0, cpu1, cpu2, helpers;
+	uint64_t before, live, pause;
+
+	__builtin_unwind_init();
+	t0 = sa_gc_now();
+	cpu0 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	sa_sweep_finish_claimed(c);
+	if (sa_mark_setup()) {
+		fprintf(stderr, "spanalloc: gc: no memory for marking; collection skipped\n");
+		return;
+	}
+	sa_roots_prepare();
+	c->stop_sp = (uintptr_t)&marker;
+
+	t1 = sa_gc_now();
+	sa_world_stop();
+	sa_sweep_finish_stopped();
+	sa_sweep_prepare_stopped();
+	before = atomic_load(&sa_gc.heap_live);
+	cpu1 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	t2 = sa_gc_now();
+	sa_mark_run();
+	cpu2 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	helpers = sa_mark_cpu_s();
+	t3 = sa_gc_now();
+	live = sa_mark_live_bytes();
+	sa_gc.live_marked = live;
+	atomic_store(&sa_gc.heap_live, live);
+	sa_gc_update_goal(live);
+	atomic_fetch_add(&sa_gc.sweepgen, 2);
+	sa_sweep_reset();
+	sa_world_start();
+	c->stop_sp = 0;
+
+	pause = (uint64_t)((sa_gc_now() - t1) * 1e9);
+	atomic_fetch_add(&sa_gc.pause_total_ns, pause);
+	if (pause > atomic_load(&sa_gc.pause_max_ns))
+		atomic_store(&sa_gc.pause_max_ns, pause);
+	sa_gc.cpu_s += sa_cpu_now(CLOCK_THREAD_CPUTIME_ID) - cpu0 + helpers;
+	atomic_fetch_add(&sa_gc.cycles, 1);
+	sa_sweep_start_background();
+	if (sa_gc.trace)
+		sa_gc_trace(atomic_load(&sa_gc.cycles), t0, t2, t3, sa_gc_now(),
+			    cpu1 - cpu0, cpu2 - cpu1 + helpers,
+			    sa_cpu_now(CLOCK_THREAD_CPUTIME_ID) - cpu2, before, live);
+	(void)marker;
+}
+
+void sa_gc_maybe_collect(struct sa_tcache *c)
+{
+	if (!sa_gc_on() || atomic_load(&sa_gc.disabled))
+		return;
+	/* someone else is collecting: they stop us, we need not wait */
+	if (pthread_mutex_trylock(&sa_gc.cycle_lock))
+		return;
+	if (atomic_load(&sa_gc.heap_live) >= atomic_load(&sa_gc.goal) ||
+	    atomic_load(&sa_gc.heap_inuse) >= atomic_load(&inuse_trigger))
+		sa_gc_cycle(c);
+	pthread_mutex_unlock(&sa_gc.cycle_lock);
+}
+
+static struct sa_tcache *sa_gc_thread(void)
+{
+	struct sa_tcache *c;
+
+	if (sa_init())
+		return NULL;
+	c = sa_tcache_current();	/* registers a new one in a collected heap */
+	return c;
+}
+
+void sa_gc_collect(void)
+{
+	struct sa_tcache *c;
+
+	if (!sa_gc_on())
+		return;
+	c = sa_gc_thread();
+	if (!c)
+		return;
+	/* waiting here, we are outside the allocator: a cycle can stop us */
+	pthread_mutex_lock(&sa_gc.cycle_lock);
+	sa_gc_cycle(c);
+	sa_sweep_finish_claimed(c);
+	pthread_mutex_unlock(&sa_gc.cycle_lock);
+	/* our own spans are swept lazily; sweep them now */
+	sa_safe_enter(c);
+	for (int sc = 0; sc < SA_NSC; sc++)
+		if (c->alloc[sc] && sa_sweep_needed(c->alloc[sc]))
+			sa_sweep_held(c->alloc[sc]);
+	sa_safe_exit(c);
+}
+
+static int64_t sa_parse_bytes(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || v < 0)
+		return -1;
+	if (!strcmp(end, "") || !strcmp(end, "B"))
+		return (int64_t)v;
+	if (!strcmp(end, "KiB"))
+		return (int64_t)(v * 1024);
+	if (!strcmp(end, "MiB"))
+		return (int64_t)(v * 1024 * 1024);
+	if (!strcmp(end, "GiB"))
+		return (int64_t)(v * 1024 * 1024 * 1024);
+	if (!strcmp(end, "TiB"))
+		return (int64_t)(v * 1024 * 1024 * 1024 * 1024);
+	return -1;
+}
+
+static void sa_gc_read_env(void)
+{
+	const char *e;
+
+	e = getenv("SPANALLOC_GOGC");
+	if (e && *e)
+		atomic_store(&sa_gc.percent, !strcmp(e, "off") ? -1 : atoi(e));
+	e = getenv("SPANALLOC_GOMEMLIMIT");
+	if (e && *e && strcmp(e, "off")) {
+		int64_t v = sa_parse_bytes(e);
+
+		if (v >= 0)
+			atomic_store(&sa_gc.mem_limit, v);
+		else
+			fprintf(stderr, "spanalloc: SPANALLOC_GOMEMLIMIT=%s: not a size (e.g. 512MiB); ignored\n",
+				e);
+	}
+	e = getenv("SPANALLOC_GCTRACE");
+	sa_gc.trace = e && atoi(e) > 0;
+	e = getenv("SPANALLOC_GC_GLOBALS");
+	if (e && *e)
+		sa_gc.scan_globals = atoi(e) != 0;
+	e = getenv("SPANALLOC_GC_PROCS");
+	sa_gc.nworkers = e && atoi(e) > 0 ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+int sa_gc_init(void)
+{
+	struct sa_tcache *c;
+	int ret = 0;
+
+	if (sa_init())
+		return -1;
+	pthread_mutex_lock(&sa_gc.cycle_lock);
+	if (sa_gc_on())
+		goto out;
+	c = sa_tc;
+	pthread_mutex_lock(&sa_g.lock);
+	/* threads that allocated before would not be scanned */
+	if (sa_g.caches && (sa_g.caches != c || c->next)) {
+		pthread_mutex_unlock(&sa_g.lock);
+		errno = EBUSY;
+		ret = -1;
+		goto out;
+	}
+	pthread_mutex_unlock(&sa_g.lock);
+	sa_gc_read_env();
+	if (sa_world_init()) {
+		ret = -1;
+		goto out;
+	}
+	sa_gc.start_s = sa_gc_now();
+	atomic_store(&sa_gc.heap_live, atomic_load(&sa_gc.heap_inuse));
+	sa_gc_update_goal(0);
+	atomic_store(&sa_gc.mode, 1);
+	if (c && sa_world_register(c))
+		ret = -1;
+out:
+	pthread_mutex_unlock(&sa_gc.cycle_lock);
+	if (!ret && !sa_tc && !sa_gc_thread())
+		ret = -1;
+	return ret;
+}
+
+int sa_gc_register_thread(void)
+{
+	struct sa_tcache *c;
+
+	if (!sa_gc_on()) {
+		errno = EINVAL;
+		return -1;
+	}
+	c = sa_gc_thread();
+	if (!c)
+		return -1;
+	return sa_world_register(c);
+}
+
+void sa_gc_unregister_thread(void)
+{
+	struct sa_tcache *c = sa_tc;
+
+	if (!c)
+		return;
+	sa_thread_flush();
+	sa_world_unregister(c);
+}
+
+int sa_gc_set_percent(int percent)
+{
+	int old = atomic_exchange(&sa_gc.percent, percent < 0 ? -1 : percent);
+
+	sa_gc_update_goal(sa_gc.live_marked);
+	return old;
+}
+
+int64_t sa_gc_set_memory_limit(int64_t bytes)
+{
+	int64_t old = atomic_exchange(&sa_gc.mem_limit, bytes < 0 ? INT64_MAX : bytes);
+
+	sa_gc_update_goal(sa_gc.live_marked);
+	return old;
+}
+
+void sa_gc_disable(void)
+{
+	atomic_fetch_add(&sa_gc.disabled, 1);
+}
+
+void sa_gc_enable(void)
+{
+	int old = atomic_load(&sa_gc.disabled);
+
+	while (old > 0 && !atomic_compare_exchange_weak(&sa_gc.disabled, &old, old - 1))
+		;
+}
+
+void *sa_base(const void *p)
+{
+	struct sa_uspan *s;
+	uintptr_t base;
+	uint32_t idx;
+
+	if (sa_init())
+		return NULL;
+	s = sa_find_object((uintptr_t)p, &idx, &base);
+	if (!s)
+		return NULL;
+	/* unswept: only what the last cycle marked is still allocated */
+	if (sa_sweep_needed(s) &&
+	    !(atomic_load(&s->mark_bits[idx / 64]) & (1ULL << (idx % 64))))
+		return NULL;
+	if (s->spanclass >= 2 && (atomic_load(&s->free_bits[idx / 64]) |
+				  s->local_free[idx / 64]) & (1ULL << (idx % 64)))
+		return NULL;
+	return (void *)base;
+}
+
+int sa_gc_get_stats(struct sa_gc_stats *st)
+{
+	struct sa_stats a;
+
+	if (sa_get_stats(&a))
+		return -1;
+	memset(st, 0, sizeof(*st));
+	st->heap_inuse = atomic_load(&sa_gc.heap_inuse);
+	st->heap_live = atomic_load(&sa_gc.heap_live);
+	st->live_after_gc = sa_gc.live_marked;
+	st->goal = atomic_load(&sa_gc.goal);
+	st->cycles = atomic_load(&sa_gc.cycles);
+	st->pause_total_ns = atomic_load(&sa_gc.pause_total_ns);
+	st->pause_max_ns = atomic_load(&sa_gc.pause_max_ns);
+	st->objects_allocated = a.objects_allocated + a.large_allocated;
+	st->bytes_allocated = a.bytes_allocated;
+	st->collected_objects = atomic_load(&sa_gc.gc_freed_objects);
+	st->collected_bytes = atomic_load(&sa_gc.gc_freed_bytes);
+	st->objects_freed = a.objects_freed + a.large_freed + st->collected_objects;
+	st->bytes_freed = a.bytes_freed + st->collected_bytes;
+	st->mark_overflows = atomic_load(&sa_gc.mark_overflows);
+	st->mark_workers = (uint32_t)sa_gc.nworkers;
+	return 0;
+}

@@ -1,0 +1,465 @@
+// SPDX-License-Identifier: MIT
+/*
+ * mark: tri-color marking (Go's mgcmark.go and mgcwork.go, Boehm's
+ * mark.c). White objects have a clear mark bit; gray ones are marked and
+ * sit on a gray stack; black ones are marked and scanned. Marking runs
+ * with the world stopped, on sa_gc.nworkers threads (the collector and
+ * helpers it keeps parked between cycles).
+ *
+ * Gray stacks are explicit arrays, never recursion. Each worker has one,
+ * growing from SA_GRAY_INIT entries up to gray_max; work is shared through
+ * a pool of fixed-size packets (bounded too) that idle workers take from.
+ * When a worker's stack and the pool are both full, the object about to be
+ * pushed is dropped and "overflow" is set, as Boehm does: the object is
+ * already marked, so once the stacks drain, the workers rescan every
+ * marked object of every scan span (pushing children still white), and
+ * repeat until a pass ends without overflow. Memory for marking is thus
+ * bounded whatever the heap's shape (a 10-million-node list, a deep tree).
+ *
+ * Objects larger than SA_OBLET are scanned in pieces (Go's oblets) so one
+ * big array spreads over several workers. Roots are sent as ranges flagged
+ * SA_GRAY_ROOT: they are scanned conservatively and never dropped.
+ *
+ * Termination (Go's getfull): a worker with no local work and nothing in
+ * the pool counts itself idle; marking ends when every worker is idle and
+ * the pool is empty. Only a worker that is not idle can add to the pool.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include "internal.h"
+
+#define SA_GRAY_ROOT	((uintptr_t)1 << 63)
+#define SA_OBLET	(128 * 1024)
+#define SA_PKT		256		/* entries per pool packet */
+#define SA_GRAY_INIT	4096
+#define SA_GRAY_MAX	(1 << 18)	/* entries: 4 MiB a worker */
+#define SA_MAX_WORKERS	8
+
+struct sa_gray {
+	uintptr_t p, n;
+};
+
+struct sa_worker {
+	struct sa_gray *stack;
+	size_t n, cap;
+	uint64_t live;
+	double cpu;
+	pthread_t thread;
+	int id;
+} __attribute__((aligned(64)));
+
+enum { SA_PHASE_DRAIN, SA_PHASE_RESCAN, SA_PHASE_EXIT };
+
+static struct {
+	struct sa_worker w[SA_MAX_WORKERS];
+	int nworkers, started;
+	size_t gray_max;
+
+	pthread_mutex_t pool_lock;	/* the packet pool */
+	struct sa_gray *pool;		/* pool_max packets of SA_PKT */
+	uint32_t npool, pool_max;
+	_Atomic uint32_t npool_hint;	/* npool, readable without the lock */
+	_Atomic int nwait;		/* idle workers in this phase */
+	_Atomic int overflow;
+
+	pthread_mutex_t phase_lock;	/* phase, gen, remaining */
+	pthread_cond_t phase_cond, done_cond;
+	int phase, remaining;
+	uint32_t gen;
+	_Atomic uint32_t rescan_next;
+	double cpu_total;
+} mk = {
+	.pool_lock = PTHREAD_MUTEX_INITIALIZER,
+	.phase_lock = PTHREAD_MUTEX_INITIALIZER,
+	.phase_cond = PTHREAD_COND_INITIALIZER,
+	.done_cond = PTHREAD_COND_INITIALIZER,
+};
+
+static double sa_thread_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *sa_mark_mmap(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Doubles w's stack; beyond gray_max only when force (roots). */
+static bool sa_gray_grow(struct sa_worker *w, bool force)
+{
+	size_t cap = w->cap * 2;
+	struct sa_gray *n;
+
+	if (cap > mk.gray_max && !force)
+		return false;
+	n = sa_mark_mmap(cap * sizeof(*n));
+	if (!n)
+		return false;
+	memcpy(n, w->stack, w->n * sizeof(*n));
+	munmap(w->stack, w->cap * sizeof(*n));
+	w->stack = n;
+	w->cap = cap;
+	return true;
+}
+
+/* Moves SA_PKT entries from the top of w's stack to the pool. */
+static bool sa_gray_share(struct sa_worker *w)
+{
+	bool ok = false;
+
+	if (w->n < SA_PKT)
+		return false;
+	pthread_mutex_lock(&mk.pool_lock);
+	if (mk.npool < mk.pool_max) {
+		w->n -= SA_PKT;
+		memcpy(&mk.pool[(size_t)mk.npool * SA_PKT], &w->stack[w->n],
+		       SA_PKT * sizeof(struct sa_gray));
+		mk.npool++;
+		atomic_store(&mk.npool_hint, mk.npool);
+		ok = true;
+	}
+	pthread_mutex_unlock(&mk.pool_lock);
+	return ok;
+}
+
+/* Takes a packet from the pool into w's (empty) stack. */
+static bool sa_gray_take(struct sa_worker *w)
+{
+	bool ok = false;
+
+	if (!atomic_load_explicit(&mk.npool_hint, memory_order_relaxed))
+		return false;
+	pthread_mutex_lock(&mk.pool_lock);
+	if (mk.npool) {
+		mk.npool--;
+		atomic_store(&mk.npool_hint, mk.npool);
+		memcpy(&w->stack[w->n], &mk.pool[(size_t)mk.npool * SA_PKT],
+		       SA_PKT * sizeof(struct sa_gray));
+		w->n += SA_PKT;
+		ok = true;
+	}
+	pthread_mutex_unlock(&mk.pool_lock);
+	return ok;
+}
+
+static void sa_gray_push(struct sa_worker *w, uintptr_t p, uintptr_t n)
+{
+	if (sa_unlikely(w->n == w->cap) && !sa_gray_grow(w, n & SA_GRAY_ROOT) &&
+	    !sa_gray_share(w)) {
+		/* Marked already: the rescan after this pass will find it. */
+		atomic_store(&mk.overflow, 1);
+		return;
+	}
+	w->stack[w->n++] = (struct sa_gray){ p, n };
+}
+
+/*
+ * The object p points into, if p is inside an allocated object of an
+ * in-use span: its span, index and start. Objects below freeindex are
+ * allocated (or freed since, which only makes us keep them a cycle);
+ * beyond it allocBits tell.
+ */
+struct sa_uspan *sa_find_object(uintptr_t p, uint32_t *idx, uintptr_t *base)
+{
+	struct sa_uspan *s = sa_span_of((void *)p);
+	uint32_t i;
+
+	if (!s || atomic_load_explicit(&s->where, memory_order_acquire) == SA_WHERE_NONE)
+		return NULL;
+	if (s->spanclass < 2) {
+		if (p - s->base >= s->elemsize)
+			return NULL;
+		*idx = 0;
+		*base = s->base;
+		return s;
+	}
+	i = sa_span_index(s, p);
+	if (i >= s->nelems)
+		return NULL;
+	if (i >= s->freeindex && !(s->alloc_bits[i / 64] & (1ULL << (i % 64))))
+		return NULL;
+	*idx = i;
+	*base = s->base + (uintptr_t)i * s->elemsize;
+	return s;
+}
+
+/* Shades the object v points into gray, if it is white. */
+static inline void sa_mark_ptr(struct sa_worker *w, uintptr_t v)
+{
+	struct sa_uspan *s;
+	uintptr_t obj;
+	uint64_t bit;
+	uint32_t idx;
+
+	s = sa_find_object(v, &idx, &obj);
+	if (!s)
+		return;
+	bit = 1ULL << (idx % 64);
+	if (atomic_load_explicit(&s->mark_bits[idx / 64], memory_order_relaxed) & bit ||
+	    atomic_fetch_or_explicit(&s->mark_bits[idx / 64], bit, memory_order_relaxed) & bit)
+		return;
+	w->live += s->elemsize;
+	if (s->spanclass & 1)
+		return;		/* noscan: black at once */
+	sa_gray_push(w, obj, s->elemsize);
+}
+
+/* Scans one gray entry: conservatively, or by the object's pointer map. */
+static void sa_scan(struct sa_worker *w, struct sa_gray e)
+{
+	uintptr_t p = e.p, n = e.n & ~SA_GRAY_ROOT, lo = sa_g.base, len = sa_g.maplen;
+	const struct sa_type *t = NULL;
+	uintptr_t obj = p;
+
+	if (n > SA_OBLET) {
+		/* the rest goes back as its own entry: other workers may take it */
+		sa_gray_push(w, p + SA_OBLET, (n - SA_OBLET) | (e.n & SA_GRAY_ROOT));
+		n = SA_OBLET;
+	}
+	if (!(e.n & SA_GRAY_ROOT)) {
+		struct sa_uspan *s = sa_span_of((void *)p);
+
+		if (s && s->types) {
+			uint32_t idx = s->spanclass < 2 ? 0 : sa_span_index(s, p);
+
+			t = s->types[idx];
+			obj = s->base + (uintptr_t)idx * s->elemsize;
+		}
+	}
+	if (t) {
+		uintptr_t words = t->size / sizeof(uintptr_t);
+
+		for (uintptr_t q = p; q + sizeof(uintptr_t) <= p + n; q += sizeof(uintptr_t)) {
+			uintptr_t k = ((q - obj) / sizeof(uintptr_t)) % words, v;
+
+			if (!(t->ptrmask[k / 64] & (1ULL << (k % 64))))
+				continue;
+			v = *(const uintptr_t *)q;
+			if (v - lo < len)
+				sa_mark_ptr(w, v);
+		}
+		return;
+	}
+	for (uintptr_t q = p; q + sizeof(uintptr_t) <= p + n; q += sizeof(uintptr_t)) {
+		uintptr_t v = *(const uintptr_t *)q;
+
+		if (v - lo < len)
+			sa_mark_ptr(w, v);
+	}
+}
+
+/* Drains until every worker is out of work. */
+static void sa_drain(struct sa_worker *w)
+{
+	for (;;) {
+		while (w->n) {
+			sa_scan(w, w->stack[--w->n]);
+			/* feed idle workers */
+			if (w->n >= 2 * SA_PKT && atomic_load_explicit(&mk.nwait, memory_order_relaxed) &&
+			    atomic_load_explicit(&mk.npool_hint, memory_order_relaxed) < 4)
+				sa_gray_share(w);
+		}
+		if (sa_gray_take(w))
+			continue;
+		atomic_fetch_add(&mk.nwait, 1);
+		for (;;) {
+			if (atomic_load(&mk.npool_hint)) {
+				atomic_fetch_sub(&mk.nwait, 1);
+				if (sa_gray_take(w))
+					break;
+				atomic_fetch_add(&mk.nwait, 1);
+			}
+			if (atomic_load(&mk.nwait) == mk.nworkers && !atomic_load(&mk.npool_hint))
+				return;
+			sched_yield();
+		}
+	}
+}
+
+/* After an overflow: scan every marked object of every scan span again. */
+static void sa_rescan(struct sa_worker *w)
+{
+	uint32_t total = sa_uspan_count(), i;
+
+	while ((i = atomic_fetch_add(&mk.rescan_next, 1)) < total) {
+		struct sa_uspan *s = sa_uspan_at(i);
+
+		if (atomic_load_explicit(&s->where, memory_order_acquire) == SA_WHERE_NONE ||
+		    (s->spanclass & 1))
+			continue;
+		for (uint32_t wd = 0; wd < (s->nelems + 63) / 64; wd++) {
+			uint64_t m = atomic_load_explicit(&s->mark_bits[wd], memory_order_relaxed);
+
+			while (m) {
+				uint32_t idx = wd * 64 + (uint32_t)__builtin_ctzll(m);
+
+				m &= m - 1;
+				sa_scan(w, (struct sa_gray){ s->base + (uintptr_t)idx * s->elemsize,
+							    s->elemsize });
+				while (w->n)
+					sa_scan(w, w->stack[--w->n]);
+			}
+		}
+	}
+}
+
+static void sa_worker_phase(struct sa_worker *w, int phase)
+{
+	double t0 = sa_thread_cpu();
+
+	if (phase == SA_PHASE_RESCAN)
+		sa_rescan(w);
+	sa_drain(w);
+	w->cpu += sa_thread_cpu() - t0;
+}
+
+static void *sa_worker_main(void *arg)
+{
+	struct sa_worker *w = arg;
+	uint32_t seen = 0;
+
+	for (;;) {
+		int phase;
+
+		pthread_mutex_lock(&mk.phase_lock);
+		while (mk.gen == seen)
+			pthread_cond_wait(&mk.phase_cond, &mk.phase_lock);
+		seen = mk.gen;
+		phase = mk.phase;
+		pthread_mutex_unlock(&mk.phase_lock);
+		if (phase == SA_PHASE_EXIT)
+			return NULL;
+		sa_worker_phase(w, phase);
+		pthread_mutex_lock(&mk.phase_lock);
+		if (--mk.remaining == 0)
+			pthread_cond_signal(&mk.done_cond);
+		pthread_mutex_unlock(&mk.phase_lock);
+	}
+}
+
+static void sa_run_phase(int phase)
+{
+	atomic_store(&mk.nwait, 0);
+	pthread_mutex_lock(&mk.phase_lock);
+	mk.phase = phase;
+	mk.remaining = mk.nworkers - 1;
+	mk.gen++;
+	pthread_cond_broadcast(&mk.phase_cond);
+	pthread_mutex_unlock(&mk.phase_lock);
+	sa_worker_phase(&mk.w[0], phase);
+	pthread_mutex_lock(&mk.phase_lock);
+	while (mk.remaining)
+		pthread_cond_wait(&mk.done_cond, &mk.phase_lock);
+	pthread_mutex_unlock(&mk.phase_lock);
+}
+
+/*
+ * Makes the stacks, the pool and the helper threads; before the world
+ * stops (creating threads takes locks a stopped thread may hold). Returns
+ * 0, or -1 when there is no memory for marking at all.
+ */
+int sa_mark_setup(void)
+{
+	const char *e;
+
+	if (mk.started)
+		return 0;
+	mk.gray_max = SA_GRAY_MAX;
+	e = getenv("SPANALLOC_GC_GRAYMAX");
+	if (e && atol(e) >= 2 * SA_PKT)
+		mk.gray_max = (size_t)atol(e);
+	mk.pool_max = (uint32_t)(mk.gray_max / SA_PKT);
+	mk.pool = sa_mark_mmap((size_t)mk.pool_max * SA_PKT * sizeof(struct sa_gray));
+	if (!mk.pool)
+		return -1;
+	mk.nworkers = sa_gc.nworkers;
+	if (mk.nworkers < 1)
+		mk.nworkers = 1;
+	if (mk.nworkers > SA_MAX_WORKERS)
+		mk.nworkers = SA_MAX_WORKERS;
+	for (int i = 0; i < mk.nworkers; i++) {
+		struct sa_worker *w = &mk.w[i];
+
+		w->id = i;
+		w->cap = SA_GRAY_INIT < mk.gray_max ? SA_GRAY_INIT : mk.gray_max;
+		w->stack = sa_mark_mmap(w->cap * sizeof(struct sa_gray));
+		if (!w->stack || (i && pthread_create(&w->thread, NULL, sa_worker_main, w))) {
+			mk.nworkers = i > 0 ? i : 1;
+			break;
+		}
+	}
+	sa_gc.nworkers = mk.nworkers;
+	mk.started = 1;
+	return 0;
+}
+
+struct sa_mark_sink {
+	struct sa_root_sink k;
+	struct sa_worker *w;
+};
+
+static void sa_mark_root_range(struct sa_root_sink *k, uintptr_t lo, uintptr_t hi)
+{
+	struct sa_mark_sink *m = (struct sa_mark_sink *)k;
+
+	if (hi > lo)
+		sa_gray_push(m->w, lo, (hi - lo) | SA_GRAY_ROOT);
+}
+
+static void sa_mark_root_object(struct sa_root_sink *k, uintptr_t p)
+{
+	sa_mark_ptr(((struct sa_mark_sink *)k)->w, p);
+}
+
+/* Marks everything reachable from the roots. The world is stopped. */
+void sa_mark_run(void)
+{
+	struct sa_mark_sink sink = {
+		.k = { .range = sa_mark_root_range, .object = sa_mark_root_object },
+		.w = &mk.w[0],
+	};
+
+	for (int i = 0; i < mk.nworkers; i++) {
+		mk.w[i].live = 0;
+		mk.w[i].cpu = 0;
+	}
+	atomic_store(&mk.overflow, 0);
+	sa_roots_scan(&sink.k);
+	sa_run_phase(SA_PHASE_DRAIN);
+	while (atomic_load(&mk.overflow)) {
+		atomic_fetch_add(&sa_gc.mark_overflows, 1);
+		atomic_store(&mk.overflow, 0);
+		atomic_store(&mk.rescan_next, 0);
+		sa_run_phase(SA_PHASE_RESCAN);
+	}
+	/* the helpers' share; the collector counts its own thread's time */
+	mk.cpu_total = 0;
+	for (int i = 1; i < mk.nworkers; i++)
+		mk.cpu_total += mk.w[i].cpu;
+}
+
+uint64_t sa_mark_live_bytes(void)
+{
+	uint64_t live = 0;
+
+	for (int i = 0; i < mk.nworkers; i++)
+		live += mk.w[i].live;
+	return live;
+}
+
+double sa_mark_cpu_s(void)
+{
+	return mk.cpu_total;
+}
