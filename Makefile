@@ -76,7 +76,7 @@ ST_CFLAGS = $(SA_CFLAGS) -isystem $(HARNESS) -Wno-unused-parameter
 SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/stress_test $(B)/selftests/reclaim_test \
 	     $(B)/selftests/fault_test $(B)/selftests/gc_test
-TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz
+TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc
 
 selftests: $(SELFTESTS) $(TOOLS)
 
@@ -87,6 +87,16 @@ $(B)/selftests/spanalloc_test: selftests/spanalloc_test.c selftests/util.h $(LIB
 $(B)/selftests/%: selftests/%.c selftests/util.h $(B)/lib/libspanalloc.a
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< $(B)/lib/libspanalloc.a -lpthread
+
+# The GC benchmarks, once per collector (Boehm's needs libgc-dev: make bench
+# installs it).
+$(B)/tools/gcbench-spanalloc: tools/gcbench.c $(B)/lib/libspanalloc.a
+	@mkdir -p $(@D)
+	$(CC) $(SA_CFLAGS) -O2 -DGCB_SPANALLOC -o $@ $< $(B)/lib/libspanalloc.a -lpthread
+
+$(B)/tools/gcbench-boehm: tools/gcbench.c
+	@mkdir -p $(@D)
+	$(CC) $(SA_CFLAGS) -O2 -DGCB_BOEHM -o $@ $< -lgc -lpthread
 
 $(B)/tools/%: tools/%.c $(B)/lib/libspanalloc.a
 	@mkdir -p $(@D)

@@ -392,5 +392,6 @@ int sa_gc_get_stats(struct sa_gc_stats *st)
 	st->bytes_freed = a.bytes_freed + st->collected_bytes;
 	st->mark_overflows = atomic_load(&sa_gc.mark_overflows);
 	st->mark_workers = (uint32_t)sa_gc.nworkers;
+	st->parallel_cycles = atomic_load(&sa_gc.parallel_cycles);
 	return 0;
 }

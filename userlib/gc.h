@@ -51,7 +51,7 @@ struct sa_gc_state {
 	_Atomic uint64_t cycles, pause_total_ns, pause_max_ns;
 	_Atomic uint64_t gc_freed_objects, gc_freed_bytes;
 	_Atomic uint64_t alloc_bytes, freed_bytes;	/* explicit and swept */
-	_Atomic uint64_t mark_overflows;
+	_Atomic uint64_t mark_overflows, parallel_cycles;
 	double start_s;			/* monotonic time at sa_gc_init */
 	double cpu_s;			/* collector CPU time, all cycles */
 	int trace;			/* SPANALLOC_GCTRACE */

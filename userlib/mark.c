@@ -29,16 +29,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include "internal.h"
 
-#define SA_GRAY_ROOT	((uintptr_t)1 << 63)
+#define SA_GRAY_ROOT	((uintptr_t)1 << 63)	/* a root range: conservative */
+#define SA_GRAY_UNTYPED	((uintptr_t)1 << 62)	/* its span has no pointer maps */
+#define SA_GRAY_FLAGS	(SA_GRAY_ROOT | SA_GRAY_UNTYPED)
 #define SA_OBLET	(128 * 1024)
 #define SA_PKT		256		/* entries per pool packet */
 #define SA_GRAY_INIT	4096
 #define SA_GRAY_MAX	(1 << 18)	/* entries: 4 MiB a worker */
 #define SA_MAX_WORKERS	8
+#define SA_PARALLEL_MIN	(8 << 20)	/* live bytes worth parallel marking */
 
 struct sa_gray {
 	uintptr_t p, n;
@@ -58,6 +64,7 @@ enum { SA_PHASE_DRAIN, SA_PHASE_RESCAN, SA_PHASE_EXIT };
 static struct {
 	struct sa_worker w[SA_MAX_WORKERS];
 	int nworkers, started;
+	int active;			/* workers marking in this cycle */
 	size_t gray_max;
 
 	pthread_mutex_t pool_lock;	/* the packet pool */
@@ -66,6 +73,8 @@ static struct {
 	_Atomic uint32_t npool_hint;	/* npool, readable without the lock */
 	_Atomic int nwait;		/* idle workers in this phase */
 	_Atomic int overflow;
+	_Atomic uint32_t work_seq;	/* bumped when work is shared or marking ends */
+	_Atomic int done;		/* this phase's marking has ended */
 
 	pthread_mutex_t phase_lock;	/* phase, gen, remaining */
 	pthread_cond_t phase_cond, done_cond;
@@ -114,6 +123,14 @@ static bool sa_gray_grow(struct sa_worker *w, bool force)
 	return true;
 }
 
+static void sa_mark_futex(_Atomic uint32_t *uaddr, int op, uint32_t val)
+{
+	struct timespec ts = { .tv_nsec = 10 * 1000 * 1000 };
+
+	syscall(SYS_futex, (uint32_t *)uaddr, op | FUTEX_PRIVATE_FLAG, val,
+		op == FUTEX_WAIT ? &ts : NULL, NULL, 0);
+}
+
 /* Moves SA_PKT entries from the top of w's stack to the pool. */
 static bool sa_gray_share(struct sa_worker *w)
 {
@@ -131,6 +148,10 @@ static bool sa_gray_share(struct sa_worker *w)
 		ok = true;
 	}
 	pthread_mutex_unlock(&mk.pool_lock);
+	if (ok && atomic_load_explicit(&mk.nwait, memory_order_relaxed)) {
+		atomic_fetch_add(&mk.work_seq, 1);
+		sa_mark_futex(&mk.work_seq, FUTEX_WAKE, 1);
+	}
 	return ok;
 }
 
@@ -195,40 +216,71 @@ struct sa_uspan *sa_find_object(uintptr_t p, uint32_t *idx, uintptr_t *base)
 	return s;
 }
 
-/* Shades the object v points into gray, if it is white. */
-static inline void sa_mark_ptr(struct sa_worker *w, uintptr_t v)
+/*
+ * Shades the object v (an address inside the heap's mapping, at offset off)
+ * points into gray, if it is white. The hottest code of a collection:
+ * what sa_find_object() checks, without its checks that cannot fail while
+ * the world is stopped (a page map entry names an in-use span).
+ */
+static inline __attribute__((always_inline)) void
+sa_mark_ptr(struct sa_worker *w, _Atomic(struct sa_uspan *) *pagemap, uintptr_t v,
+	    uintptr_t off)
 {
-	struct sa_uspan *s;
-	uintptr_t obj;
-	uint64_t bit;
+	struct sa_uspan *s = atomic_load_explicit(&pagemap[off >> SA_PAGE_SHIFT],
+						  memory_order_relaxed);
+	uintptr_t obj, size;
+	uint64_t bit, old;
 	uint32_t idx;
 
-	s = sa_find_object(v, &idx, &obj);
 	if (!s)
 		return;
-	bit = 1ULL << (idx % 64);
-	if (atomic_load_explicit(&s->mark_bits[idx / 64], memory_order_relaxed) & bit ||
-	    atomic_fetch_or_explicit(&s->mark_bits[idx / 64], bit, memory_order_relaxed) & bit)
+	size = s->elemsize;
+	if (sa_likely(s->spanclass >= 2)) {
+		idx = (uint32_t)(((uint64_t)(uint32_t)(v - s->base) * s->divmagic) >> 32);
+		if (idx >= s->nelems)
+			return;
+		bit = 1ULL << (idx % 64);
+		if (idx >= s->freeindex && !(s->alloc_bits[idx / 64] & bit))
+			return;		/* a free slot */
+		obj = s->base + (uintptr_t)idx * size;
+	} else {
+		if (v - s->base >= size)
+			return;
+		idx = 0;
+		bit = 1;
+		obj = s->base;
+	}
+	old = atomic_load_explicit(&s->mark_bits[idx / 64], memory_order_relaxed);
+	if (old & bit)
 		return;
-	w->live += s->elemsize;
+	if (sa_likely(mk.active == 1))
+		atomic_store_explicit(&s->mark_bits[idx / 64], old | bit, memory_order_relaxed);
+	else if (atomic_fetch_or_explicit(&s->mark_bits[idx / 64], bit, memory_order_relaxed) & bit)
+		return;
+	w->live += size;
 	if (s->spanclass & 1)
 		return;		/* noscan: black at once */
-	sa_gray_push(w, obj, s->elemsize);
+	if (sa_likely(w->n < w->cap)) {
+		w->stack[w->n++] = (struct sa_gray){ obj, size | (s->types ? 0 : SA_GRAY_UNTYPED) };
+		return;
+	}
+	sa_gray_push(w, obj, size | (s->types ? 0 : SA_GRAY_UNTYPED));
 }
 
 /* Scans one gray entry: conservatively, or by the object's pointer map. */
 static void sa_scan(struct sa_worker *w, struct sa_gray e)
 {
-	uintptr_t p = e.p, n = e.n & ~SA_GRAY_ROOT, lo = sa_g.base, len = sa_g.maplen;
+	uintptr_t p = e.p, n = e.n & ~SA_GRAY_FLAGS, lo = sa_g.base, len = sa_g.maplen;
+	_Atomic(struct sa_uspan *) *pagemap = sa_g.pagemap;
 	const struct sa_type *t = NULL;
 	uintptr_t obj = p;
 
 	if (n > SA_OBLET) {
 		/* the rest goes back as its own entry: other workers may take it */
-		sa_gray_push(w, p + SA_OBLET, (n - SA_OBLET) | (e.n & SA_GRAY_ROOT));
+		sa_gray_push(w, p + SA_OBLET, (n - SA_OBLET) | (e.n & SA_GRAY_FLAGS));
 		n = SA_OBLET;
 	}
-	if (!(e.n & SA_GRAY_ROOT)) {
+	if (!(e.n & SA_GRAY_FLAGS)) {
 		struct sa_uspan *s = sa_span_of((void *)p);
 
 		if (s && s->types) {
@@ -248,15 +300,16 @@ static void sa_scan(struct sa_worker *w, struct sa_gray e)
 				continue;
 			v = *(const uintptr_t *)q;
 			if (v - lo < len)
-				sa_mark_ptr(w, v);
+				sa_mark_ptr(w, pagemap, v, v - lo);
 		}
 		return;
 	}
-	for (uintptr_t q = p; q + sizeof(uintptr_t) <= p + n; q += sizeof(uintptr_t)) {
-		uintptr_t v = *(const uintptr_t *)q;
+	for (const uintptr_t *q = (const uintptr_t *)p, *end = (const uintptr_t *)(p + n);
+	     q < end; q++) {
+		uintptr_t v = *q;
 
 		if (v - lo < len)
-			sa_mark_ptr(w, v);
+			sa_mark_ptr(w, pagemap, v, v - lo);
 	}
 }
 
@@ -274,16 +327,29 @@ static void sa_drain(struct sa_worker *w)
 		if (sa_gray_take(w))
 			continue;
 		atomic_fetch_add(&mk.nwait, 1);
-		for (;;) {
+		for (int spins = 0;; spins++) {
+			uint32_t seq = atomic_load(&mk.work_seq);
+
+			if (atomic_load(&mk.done))
+				return;
 			if (atomic_load(&mk.npool_hint)) {
 				atomic_fetch_sub(&mk.nwait, 1);
 				if (sa_gray_take(w))
 					break;
 				atomic_fetch_add(&mk.nwait, 1);
+				continue;
 			}
-			if (atomic_load(&mk.nwait) == mk.nworkers && !atomic_load(&mk.npool_hint))
+			if (atomic_load(&mk.nwait) == mk.active) {
+				/* nobody works, nothing is shared: marking is over */
+				atomic_store(&mk.done, 1);
+				atomic_fetch_add(&mk.work_seq, 1);
+				sa_mark_futex(&mk.work_seq, FUTEX_WAKE, INT32_MAX);
 				return;
-			sched_yield();
+			}
+			if (spins < 64)
+				__builtin_ia32_pause();
+			else
+				sa_mark_futex(&mk.work_seq, FUTEX_WAIT, seq);
 		}
 	}
 }
@@ -341,6 +407,8 @@ static void *sa_worker_main(void *arg)
 		pthread_mutex_unlock(&mk.phase_lock);
 		if (phase == SA_PHASE_EXIT)
 			return NULL;
+		if (w->id >= mk.active)
+			continue;
 		sa_worker_phase(w, phase);
 		pthread_mutex_lock(&mk.phase_lock);
 		if (--mk.remaining == 0)
@@ -352,11 +420,14 @@ static void *sa_worker_main(void *arg)
 static void sa_run_phase(int phase)
 {
 	atomic_store(&mk.nwait, 0);
+	atomic_store(&mk.done, 0);
 	pthread_mutex_lock(&mk.phase_lock);
 	mk.phase = phase;
-	mk.remaining = mk.nworkers - 1;
-	mk.gen++;
-	pthread_cond_broadcast(&mk.phase_cond);
+	mk.remaining = mk.active - 1;
+	if (mk.active > 1) {
+		mk.gen++;
+		pthread_cond_broadcast(&mk.phase_cond);
+	}
 	pthread_mutex_unlock(&mk.phase_lock);
 	sa_worker_phase(&mk.w[0], phase);
 	pthread_mutex_lock(&mk.phase_lock);
@@ -420,7 +491,8 @@ static void sa_mark_root_range(struct sa_root_sink *k, uintptr_t lo, uintptr_t h
 
 static void sa_mark_root_object(struct sa_root_sink *k, uintptr_t p)
 {
-	sa_mark_ptr(((struct sa_mark_sink *)k)->w, p);
+	if (p - sa_g.base < sa_g.maplen)
+		sa_mark_ptr(((struct sa_mark_sink *)k)->w, sa_g.pagemap, p, p - sa_g.base);
 }
 
 /* Marks everything reachable from the roots. The world is stopped. */
@@ -431,6 +503,18 @@ void sa_mark_run(void)
 		.w = &mk.w[0],
 	};
 
+	/*
+	 * Helpers cost a wake-up each and atomic mark bits: worth it only
+	 * when there is much to mark. The last cycle's live heap (or, the
+	 * first time, the heap) says how much there will be.
+	 */
+	mk.active = 1;
+	if (mk.nworkers > 1 &&
+	    (sa_gc.live_marked ? sa_gc.live_marked :
+	     atomic_load(&sa_gc.heap_live)) >= SA_PARALLEL_MIN) {
+		mk.active = mk.nworkers;
+		atomic_fetch_add(&sa_gc.parallel_cycles, 1);
+	}
 	for (int i = 0; i < mk.nworkers; i++) {
 		mk.w[i].live = 0;
 		mk.w[i].cpu = 0;

@@ -184,7 +184,8 @@ struct sa_gc_stats {
 	uint64_t bytes_freed, objects_freed;	/* explicit and collected */
 	uint64_t collected_objects, collected_bytes;	/* by collections */
 	uint64_t mark_overflows;	/* gray stack overflows recovered */
-	uint32_t mark_workers;
+	uint64_t parallel_cycles;	/* marked by more than one thread */
+	uint32_t mark_workers;		/* marking threads available */
 };
 int sa_gc_get_stats(struct sa_gc_stats *st);
 
