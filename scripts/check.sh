@@ -3,7 +3,7 @@
 #   1. the generated size class header matches a fresh run of its generator
 #   2. kernel code lint: checkpatch --strict, sparse, W=1 on 6.1 and 6.12
 #   3. native unit tests under ASan and UBSan
-#   4. the kselftests (device, reclaim, library, stress) and a short fuzzer
+#   4. the kselftests (device, reclaim, library, stress, gc) and a short fuzzer
 #      run in a VM booting Debian's 6.1 kernel, then 6.12; the VM run itself
 #      must end clean (no kernel warning, module unloads)
 #   5. on the debug kernel (KASAN, lockdep, kmemleak, DEBUG_VM, DEBUG_LIST,
@@ -82,7 +82,7 @@ done
 echo "== KUnit, selftests, fault injection and the fuzzer on the debug kernel"
 rm -f "$log/kunit.ktap"
 if scripts/vm-run --kernel debug --kunit "$log/kunit.ktap" -- sh -c \
-	"selftests/run.sh --fuzz $FUZZ_DEBUG spanalloc_test reclaim_test fault_test lib_test stress_test; exit 0" 2>&1 |
+	"selftests/run.sh --fuzz $FUZZ_DEBUG spanalloc_test reclaim_test fault_test lib_test stress_test gc_test; exit 0" 2>&1 |
 	tee "$log/vm-debug.log"; then
 	ok "vm debug: run ends clean (no KASAN, lockdep, DEBUG_VM, list or atomic-sleep report, kmemleak clean, lockdep still on, module unloads)"
 else

@@ -12,6 +12,7 @@
 
 /* Only the pieces under test are linked: these are never reached. */
 struct sa_global sa_g;
+struct sa_gc_state sa_gc;	/* span.c keeps heap_inuse in it */
 __thread struct sa_tcache *sa_tc;
 
 static const uint32_t page = SPANALLOC_PAGE_SIZE;

@@ -46,10 +46,15 @@ static void gcb_counts(uint64_t *gcs, double *max_pause_ms)
 	sa_gc_get_stats(&st);
 	*gcs = st.cycles;
 	*max_pause_ms = (double)st.pause_max_ns / 1e6;
-	if (getenv("GCBENCH_VERBOSE"))
-		fprintf(stderr, "gcbench: pauses %.1f ms in all, %llu objects collected, %u markers\n",
+	if (getenv("GCBENCH_VERBOSE")) {
+		struct sa_stats a;
+
+		sa_get_stats(&a);
+		fprintf(stderr, "gcbench: pauses %.1f ms in all, %llu objects collected, %u markers, %llu system calls, %llu spans got\n",
 			(double)st.pause_total_ns / 1e6,
-			(unsigned long long)st.collected_objects, st.mark_workers);
+			(unsigned long long)st.collected_objects, st.mark_workers,
+			(unsigned long long)a.syscalls, (unsigned long long)a.spans_got);
+	}
 }
 #elif defined(GCB_BOEHM)
 #include <gc/gc.h>

@@ -51,6 +51,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include "spanalloc.h"
 
@@ -245,6 +246,25 @@ static inline uintptr_t sa_span_next_fast(struct sa_uspan *s)
 	s->freeindex = idx + 1;
 	s->alloc_count++;
 	return s->base + (uintptr_t)idx * s->elemsize;
+}
+
+/*
+ * Zeroes an object. Small ones with plain word stores: a call to memset
+ * costs more than the stores (the empty asm keeps the compiler from
+ * turning the loop back into that call).
+ */
+static inline void sa_zero_object(uintptr_t p, uint32_t size)
+{
+	if (size <= 256) {
+		uint64_t *w = (uint64_t *)p;
+
+		for (uint32_t i = 0; i < size / 8; i++) {
+			w[i] = 0;
+			__asm__("" : : : "memory");
+		}
+		return;
+	}
+	memset((void *)p, 0, size);
 }
 
 /* Object index of address p in s: divide by multiplying, as Go's divMul. */

@@ -80,7 +80,7 @@ static inline uintptr_t sa_alloc_obj(struct sa_tcache *c, uint16_t sc)
 
 	if (sa_likely(s) && (p = sa_span_next_fast(s)) != 0) {
 		if (s->needzero)
-			memset((void *)p, 0, s->elemsize);
+			sa_zero_object(p, s->elemsize);
 		return p;
 	}
 	return sa_tcache_refill(c, sc);

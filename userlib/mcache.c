@@ -212,7 +212,7 @@ static uintptr_t sa_span_object(struct sa_uspan *s, uint32_t idx)
 	uintptr_t p = s->base + (uintptr_t)idx * s->elemsize;
 
 	if (s->needzero)
-		memset((void *)p, 0, s->elemsize);
+		sa_zero_object(p, s->elemsize);
 	return p;
 }
 
@@ -359,17 +359,23 @@ void sa_tcache_destroy(struct sa_tcache *c)
 
 int sa_get_stats(struct sa_stats *st)
 {
+	struct sa_tcache *self = sa_tc;
 	struct sa_counters sum;
 
 	if (sa_init())
 		return -1;
 	memset(&sum, 0, sizeof(sum));
 	memset(st, 0, sizeof(*st));
+	/* a collection must not stop us holding the lock its sweep takes */
+	if (self)
+		sa_safe_enter(self);
 	pthread_mutex_lock(&sa_g.lock);
 	sa_counters_add(&sum, &sa_g.dead);
 	for (struct sa_tcache *c = sa_g.caches; c; c = c->next)
 		sa_counters_add(&sum, &c->st);
 	pthread_mutex_unlock(&sa_g.lock);
+	if (self)
+		sa_safe_exit(self);
 
 	st->heap_mapped = sa_g.maplen;
 	for (int i = 0; i < SA_NSC; i++) {

@@ -182,9 +182,16 @@ int sa_world_stop(void)
 	}
 	while ((acks = atomic_load(&world_acks)) < n) {
 		if (sa_futex(&world_acks, FUTEX_WAIT, acks, &ts) < 0 &&
-		    errno == ETIMEDOUT && !warned++)
-			fprintf(stderr, "spanalloc: gc: %u of %u threads have not stopped after 5 s (is SIGPWR blocked?)\n",
-				n - acks, n);
+		    errno == ETIMEDOUT && !warned++) {
+			/* not stdio: a stopped thread may hold stderr's lock */
+			char msg[128];
+			int len = snprintf(msg, sizeof(msg),
+					   "spanalloc: gc: %u of %u threads have not stopped after 5 s (is SIGPWR blocked?)\n",
+					   n - acks, n);
+
+			if (write(2, msg, (size_t)len) < 0)
+				warned++;
+		}
 	}
 	return (int)n;
 }
