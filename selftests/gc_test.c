@@ -650,13 +650,15 @@ TEST_F_TIMEOUT(gc, random_mutation_keeps_every_reachable_node, 300)
 {
 	uintptr_t *slots = calloc(MUT_SLOTS, sizeof(uintptr_t));
 	unsigned char *seen = calloc(1 << 20, 1);
-	uint64_t seed = 12345, id = 0, max_inuse = 0;
+	uint64_t seed = 12345, id = 0, max_inuse = 0, seen_cycles = 0;
 	struct sa_gc_stats st;
-	int bad = 0;
+	int bad = 0, checks = 0;
 
 	ASSERT_NE(NULL, slots);
 	ASSERT_NE(NULL, seen);
 	gc_start(_metadata);
+	/* a small heap: GOGC 25 has the pacer collect between our calls */
+	sa_gc_set_percent(25);
 	ASSERT_EQ(0, sa_gc_add_roots(slots, slots + MUT_SLOTS));
 	for (int step = 0; step < 400000; step++) {
 		uint64_t r;
@@ -685,6 +687,18 @@ TEST_F_TIMEOUT(gc, random_mutation_keeps_every_reachable_node, 300)
 		default:	/* garbage */
 			churn(256);
 		}
+		/* after every cycle, the pacer's included: polled every 256 steps */
+		if (step % 256 == 255) {
+			ASSERT_EQ(0, sa_gc_get_stats(&st));
+			if (st.cycles != seen_cycles) {
+				seen_cycles = st.cycles;
+				checks++;
+				memset(seen, 0, 1 << 20);
+				for (int i = 0; i < MUT_SLOTS; i++)
+					walk_graph((struct node *)slots[i], seen, &bad);
+				ASSERT_EQ(0, bad) TH_LOG("a reachable node lost its contents at step %d", step);
+			}
+		}
 		if (step % 50000 == 49999) {
 			clean_collect();
 			memset(seen, 0, 1 << 20);
@@ -698,8 +712,9 @@ TEST_F_TIMEOUT(gc, random_mutation_keeps_every_reachable_node, 300)
 		}
 	}
 	ASSERT_EQ(0, sa_gc_get_stats(&st));
-	TH_LOG("%llu cycles, heap at most %llu KiB", (unsigned long long)st.cycles,
-	       (unsigned long long)(max_inuse >> 10));
+	TH_LOG("%llu cycles (%d checked at once), heap at most %llu KiB",
+	       (unsigned long long)st.cycles, checks, (unsigned long long)(max_inuse >> 10));
+	EXPECT_GT(st.cycles, 8);	/* the pacer ran too, not only collect calls */
 	EXPECT_LT(max_inuse, 64ULL << 20);
 	sa_gc_remove_roots(slots);
 	free(slots);
