@@ -50,10 +50,14 @@ struct sa_gray {
 	uintptr_t p, n;
 };
 
+/*
+ * n, cap and live have types that gray entries' fields (unsigned long)
+ * cannot alias, so the compiler keeps them in registers across pushes.
+ */
 struct sa_worker {
 	struct sa_gray *stack;
-	size_t n, cap;
-	uint64_t live;
+	uint32_t n, cap;
+	unsigned long long live;
 	double cpu;
 	pthread_t thread;
 	int id;
@@ -108,16 +112,16 @@ static void *sa_mark_mmap(size_t len)
 /* Doubles w's stack; beyond gray_max only when force (roots). */
 static bool sa_gray_grow(struct sa_worker *w, bool force)
 {
-	size_t cap = w->cap * 2;
+	uint32_t cap = w->cap * 2;
 	struct sa_gray *n;
 
 	if (cap > mk.gray_max && !force)
 		return false;
-	n = sa_mark_mmap(cap * sizeof(*n));
+	n = sa_mark_mmap((size_t)cap * sizeof(*n));
 	if (!n)
 		return false;
-	memcpy(n, w->stack, w->n * sizeof(*n));
-	munmap(w->stack, w->cap * sizeof(*n));
+	memcpy(n, w->stack, (size_t)w->n * sizeof(*n));
+	munmap(w->stack, (size_t)w->cap * sizeof(*n));
 	w->stack = n;
 	w->cap = cap;
 	return true;
@@ -268,7 +272,7 @@ sa_mark_ptr(struct sa_worker *w, _Atomic(struct sa_uspan *) *pagemap, uintptr_t 
 }
 
 /* Scans one gray entry: conservatively, or by the object's pointer map. */
-static void sa_scan(struct sa_worker *w, struct sa_gray e)
+static inline __attribute__((always_inline)) void sa_scan(struct sa_worker *w, struct sa_gray e)
 {
 	uintptr_t p = e.p, n = e.n & ~SA_GRAY_FLAGS, lo = sa_g.base, len = sa_g.maplen;
 	_Atomic(struct sa_uspan *) *pagemap = sa_g.pagemap;
@@ -464,8 +468,8 @@ int sa_mark_setup(void)
 		struct sa_worker *w = &mk.w[i];
 
 		w->id = i;
-		w->cap = SA_GRAY_INIT < mk.gray_max ? SA_GRAY_INIT : mk.gray_max;
-		w->stack = sa_mark_mmap(w->cap * sizeof(struct sa_gray));
+		w->cap = (uint32_t)(SA_GRAY_INIT < mk.gray_max ? SA_GRAY_INIT : mk.gray_max);
+		w->stack = sa_mark_mmap((size_t)w->cap * sizeof(struct sa_gray));
 		if (!w->stack || (i && pthread_create(&w->thread, NULL, sa_worker_main, w))) {
 			mk.nworkers = i > 0 ? i : 1;
 			break;
