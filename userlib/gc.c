@@ -62,9 +62,9 @@ static void sa_gc_update_goal(uint64_t live)
 	uint64_t goal = UINT64_MAX, cap = UINT64_MAX;
 
 	if (percent >= 0) {
-		goal = live + live / 100 * (uint64_t)percent;
-		if (goal < SA_HEAP_MIN / 100 * (uint64_t)percent)
-			goal = SA_HEAP_MIN / 100 * (uint64_t)percent;
+		goal = live + live / 100 * (uint64_t)percent + live % 100 * (uint64_t)percent / 100;
+		if (goal < SA_HEAP_MIN * (uint64_t)percent / 100)
+			goal = SA_HEAP_MIN * (uint64_t)percent / 100;
 	}
 	if (limit != INT64_MAX) {
 		cap = (uint64_t)limit - (uint64_t)limit / 16;
