@@ -170,15 +170,24 @@ TEST_F(gc, unreachable_objects_are_reclaimed)
 {
 	struct sa_gc_stats st;
 
+	struct spanalloc_stats k0, k1;
+
 	gc_start(_metadata);
 	sa_gc_disable();
 	deep(make_garbage);
 	ASSERT_TRUE(alive(g_hidden));
+	sa_thread_flush();	/* every span is the kernel's: FULL or PARTIAL */
+	ASSERT_EQ(0, sa_kernel_stats(&k0, NULL));
 	clean_collect();
 	ASSERT_EQ(0, sa_gc_get_stats(&st));
 	/* a stale stack word may keep a few; not most */
 	EXPECT_GE(st.collected_objects, 19000);
 	EXPECT_FALSE(alive(g_hidden));
+	/* the emptied spans went back to the kernel's free pages */
+	ASSERT_EQ(0, sa_kernel_stats(&k1, NULL));
+	TH_LOG("pages in spans: %llu before the collection, %llu after",
+	       (unsigned long long)k0.pages_inuse, (unsigned long long)k1.pages_inuse);
+	EXPECT_LT(k1.pages_inuse * 4, k0.pages_inuse);
 	EXPECT_EQ(1, st.cycles);
 	TH_LOG("%llu of 20000 collected, pause %.3f ms",
 	       (unsigned long long)st.collected_objects, st.pause_max_ns / 1e6);
