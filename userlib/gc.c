@@ -82,7 +82,6 @@ void sa_gc_note_alloc(struct sa_tcache *c, uint64_t bytes)
 	uint64_t live = atomic_fetch_add_explicit(&sa_gc.heap_live, bytes,
 						  memory_order_relaxed) + bytes;
 
-	atomic_fetch_add_explicit(&sa_gc.alloc_bytes, bytes, memory_order_relaxed);
 	if (!sa_gc_on() || atomic_load_explicit(&sa_gc.disabled, memory_order_relaxed))
 		return;
 	if (live >= atomic_load_explicit(&sa_gc.goal, memory_order_relaxed) ||

@@ -49,8 +49,7 @@ struct sa_gc_state {
 
 	/* Statistics. */
 	_Atomic uint64_t cycles, pause_total_ns, pause_max_ns;
-	_Atomic uint64_t gc_freed_objects, gc_freed_bytes;
-	_Atomic uint64_t alloc_bytes, freed_bytes;	/* explicit and swept */
+	_Atomic uint64_t gc_freed_objects, gc_freed_bytes;	/* by sweeping */
 	_Atomic uint64_t mark_overflows, parallel_cycles;
 	double start_s;			/* monotonic time at sa_gc_init */
 	double cpu_s;			/* collector CPU time, all cycles */
@@ -87,7 +86,6 @@ void sa_world_start(void);
 int sa_world_init(void);
 /* Calls fn on every registered thread; the world must be stopped. */
 void sa_world_each(void (*fn)(struct sa_tcache *c, void *arg), void *arg);
-int sa_world_count(void);
 
 /* roots.c */
 struct sa_root_sink {

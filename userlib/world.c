@@ -34,7 +34,6 @@
 
 static pthread_mutex_t world_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sa_tcache *world_threads;	/* registered, under world_lock */
-static int world_nthreads;
 static _Atomic uint32_t world_epoch;	/* bumped to restart the world */
 static _Atomic uint32_t world_acks;	/* stopped threads this time */
 
@@ -127,7 +126,6 @@ int sa_world_register(struct sa_tcache *c)
 	if (world_threads)
 		world_threads->gc_prev = c;
 	world_threads = c;
-	world_nthreads++;
 	c->registered = 1;
 	pthread_mutex_unlock(&world_lock);
 	return 0;
@@ -144,14 +142,8 @@ void sa_world_unregister(struct sa_tcache *c)
 		world_threads = c->gc_next;
 	if (c->gc_next)
 		c->gc_next->gc_prev = c->gc_prev;
-	world_nthreads--;
 	c->registered = 0;
 	pthread_mutex_unlock(&world_lock);
-}
-
-int sa_world_count(void)
-{
-	return world_nthreads;
 }
 
 void sa_world_each(void (*fn)(struct sa_tcache *c, void *arg), void *arg)
