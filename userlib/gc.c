@@ -36,9 +36,6 @@ struct sa_gc_state sa_gc = {
 /* Set with the goal: a cycle when the spans held reach it. */
 static _Atomic uint64_t inuse_trigger = UINT64_MAX;
 
-int sa_mark_setup(void);
-void sa_sweep_reset(void);
-
 double sa_gc_now(void)
 {
 	struct timespec ts;
@@ -77,16 +74,20 @@ static void sa_gc_update_goal(uint64_t live)
 	atomic_store(&inuse_trigger, cap);
 }
 
+/* Whether the heap has reached its goal, or the spans held the limit's. */
+static bool sa_gc_due(void)
+{
+	return atomic_load_explicit(&sa_gc.heap_live, memory_order_relaxed) >=
+	       atomic_load_explicit(&sa_gc.goal, memory_order_relaxed) ||
+	       atomic_load_explicit(&sa_gc.heap_inuse, memory_order_relaxed) >=
+	       atomic_load_explicit(&inuse_trigger, memory_order_relaxed);
+}
+
 void sa_gc_note_alloc(struct sa_tcache *c, uint64_t bytes)
 {
-	uint64_t live = atomic_fetch_add_explicit(&sa_gc.heap_live, bytes,
-						  memory_order_relaxed) + bytes;
-
-	if (!sa_gc_on() || atomic_load_explicit(&sa_gc.disabled, memory_order_relaxed))
-		return;
-	if (live >= atomic_load_explicit(&sa_gc.goal, memory_order_relaxed) ||
-	    atomic_load_explicit(&sa_gc.heap_inuse, memory_order_relaxed) >=
-	    atomic_load_explicit(&inuse_trigger, memory_order_relaxed))
+	atomic_fetch_add_explicit(&sa_gc.heap_live, bytes, memory_order_relaxed);
+	if (sa_gc_on() && !atomic_load_explicit(&sa_gc.disabled, memory_order_relaxed) &&
+	    sa_gc_due())
 		c->gc_due = 1;
 }
 
@@ -173,8 +174,7 @@ void sa_gc_maybe_collect(struct sa_tcache *c)
 	/* someone else is collecting: they stop us, we need not wait */
 	if (pthread_mutex_trylock(&sa_gc.cycle_lock))
 		return;
-	if (atomic_load(&sa_gc.heap_live) >= atomic_load(&sa_gc.goal) ||
-	    atomic_load(&sa_gc.heap_inuse) >= atomic_load(&inuse_trigger))
+	if (sa_gc_due())	/* not if a cycle just ran */
 		sa_gc_cycle(c);
 	pthread_mutex_unlock(&sa_gc.cycle_lock);
 }

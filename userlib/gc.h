@@ -98,6 +98,7 @@ uint64_t sa_roots_globals_bytes(void);
 uint64_t sa_roots_stack_bytes(void);
 
 /* mark.c */
+int sa_mark_setup(void);
 void sa_mark_run(void);
 uint64_t sa_mark_live_bytes(void);
 double sa_mark_cpu_s(void);
@@ -109,6 +110,7 @@ bool sa_sweep_claim_taken(struct sa_uspan *s);
 void sa_sweep_finish_claimed(struct sa_tcache *c);
 void sa_sweep_finish_stopped(void);
 void sa_sweep_prepare_stopped(void);
+void sa_sweep_reset(void);
 void sa_sweep_start_background(void);
 void sa_sweep_help(struct sa_tcache *c, int nspans);
 bool sa_sweep_needed(const struct sa_uspan *s);

@@ -134,37 +134,40 @@ static void *sa_meta_alloc(size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-#define SA_TINY_TABLE	(SPANALLOC_PAGE_SIZE / SA_TINY_SIZE)
+#define SA_TINY_TABLE	(SPANALLOC_PAGE_SIZE / SA_TINY_SIZE * sizeof(uint32_t))
 
-static _Atomic(uint32_t) *sa_tiny_table_alloc(void)
+/*
+ * Tables that come and go with span records (tiny block masks; pointer
+ * maps of typed objects) are fixed-size blocks from SA_META_CHUNK chunks,
+ * chained through their first word while free. Caller holds sa_g.lock.
+ */
+static void *sa_block_get(void **free_list, size_t each)
 {
-	_Atomic(uint32_t) *t = sa_g.free_tiny;
+	void *b = *free_list;
 
-	if (!t) {
-		size_t each = SA_TINY_TABLE * sizeof(*t);
+	if (!b) {
 		char *chunk = sa_meta_alloc(SA_META_CHUNK);
 
 		if (!chunk)
 			return NULL;
 		for (size_t off = 0; off + each <= SA_META_CHUNK; off += each) {
-			_Atomic(uint32_t) *n = (_Atomic(uint32_t) *)(chunk + off);
-
-			/* chain through the first slot */
-			memcpy((void *)n, &sa_g.free_tiny, sizeof(void *));
-			sa_g.free_tiny = n;
+			memcpy(chunk + off, free_list, sizeof(void *));
+			*free_list = chunk + off;
 		}
-		t = sa_g.free_tiny;
+		b = *free_list;
 	}
-	memcpy(&sa_g.free_tiny, (void *)t, sizeof(void *));
-	memset((void *)t, 0, SA_TINY_TABLE * sizeof(*t));
-	return t;
+	memcpy(free_list, b, sizeof(void *));
+	memset(b, 0, each);
+	return b;
 }
 
-/*
- * Type tables (a pointer map per object of a span, for typed objects) are
- * made on first use in a span and kept with the span record until it is
- * recycled, chained through their first slot while free.
- */
+static void sa_block_put(void **free_list, void *b)
+{
+	memcpy(b, free_list, sizeof(void *));
+	*free_list = b;
+}
+
+/* A pointer map per object; made on a span's first typed allocation. */
 #define SA_TYPES_TABLE	(SPANALLOC_MAX_NELEMS * sizeof(void *))
 
 void *sa_types_table_alloc(void)
@@ -172,32 +175,9 @@ void *sa_types_table_alloc(void)
 	void *t;
 
 	pthread_mutex_lock(&sa_g.lock);
-	t = sa_g.free_types;
-	if (!t) {
-		char *chunk = sa_meta_alloc(SA_META_CHUNK);
-
-		if (!chunk) {
-			pthread_mutex_unlock(&sa_g.lock);
-			return NULL;
-		}
-		for (size_t off = 0; off + SA_TYPES_TABLE <= SA_META_CHUNK;
-		     off += SA_TYPES_TABLE) {
-			memcpy(chunk + off, &sa_g.free_types, sizeof(void *));
-			sa_g.free_types = chunk + off;
-		}
-		t = sa_g.free_types;
-	}
-	memcpy(&sa_g.free_types, t, sizeof(void *));
+	t = sa_block_get(&sa_g.free_types, SA_TYPES_TABLE);
 	pthread_mutex_unlock(&sa_g.lock);
-	memset(t, 0, SA_TYPES_TABLE);
 	return t;
-}
-
-/* Caller holds sa_g.lock. */
-static void sa_types_table_put(void *t)
-{
-	memcpy(t, &sa_g.free_types, sizeof(void *));
-	sa_g.free_types = t;
 }
 
 struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
@@ -227,7 +207,7 @@ struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
 	sa_g.free_uspans = s->next;
 	s->tiny = NULL;
 	if (spanclass == SA_TINY_SC) {
-		s->tiny = sa_tiny_table_alloc();
+		s->tiny = sa_block_get(&sa_g.free_tiny, SA_TINY_TABLE);
 		if (!s->tiny) {
 			s->next = sa_g.free_uspans;
 			sa_g.free_uspans = s;
@@ -244,12 +224,11 @@ void sa_uspan_release(struct sa_uspan *s)
 	sa_gc_note_inuse(-(int64_t)((uint64_t)s->npages << SA_PAGE_SHIFT));
 	pthread_mutex_lock(&sa_g.lock);
 	if (s->types) {
-		sa_types_table_put(s->types);
+		sa_block_put(&sa_g.free_types, s->types);
 		s->types = NULL;
 	}
 	if (s->tiny) {
-		memcpy((void *)s->tiny, &sa_g.free_tiny, sizeof(void *));
-		sa_g.free_tiny = s->tiny;
+		sa_block_put(&sa_g.free_tiny, (void *)s->tiny);
 		s->tiny = NULL;
 	}
 	s->next = sa_g.free_uspans;

@@ -176,7 +176,7 @@ struct sa_global {
 	struct sa_tcache *caches;
 	struct sa_counters dead;	/* counters of exited threads */
 	struct sa_uspan *free_uspans;
-	_Atomic(uint32_t) *free_tiny;	/* free tiny mask tables, chained */
+	void *free_tiny;		/* free tiny mask tables, chained */
 	void *free_types;		/* free type tables, chained */
 	/* every chunk of struct sa_uspan ever made: the collector walks them */
 	struct sa_uspan *_Atomic chunks[1024];
@@ -271,6 +271,33 @@ static inline void sa_zero_object(uintptr_t p, uint32_t size)
 static inline uint32_t sa_span_index(const struct sa_uspan *s, uintptr_t p)
 {
 	return (uint32_t)(((uint64_t)(uint32_t)(p - s->base) * s->divmagic) >> 32);
+}
+
+/*
+ * Whether v points into an allocated object of s; if so, its index and
+ * start. Objects below freeindex are allocated (or freed since, which only
+ * keeps them a cycle longer); beyond it, allocBits tell. The collector's
+ * pointer test (Go's findObject after spanOf).
+ */
+static inline __attribute__((always_inline)) bool
+sa_span_object_at(const struct sa_uspan *s, uintptr_t v, uint32_t *idx, uintptr_t *obj)
+{
+	uint32_t i;
+
+	if (s->spanclass < 2) {
+		if (v - s->base >= s->elemsize)
+			return false;
+		*idx = 0;
+		*obj = s->base;
+		return true;
+	}
+	i = sa_span_index(s, v);
+	if (i >= s->nelems ||
+	    (i >= s->freeindex && !(s->alloc_bits[i / 64] & (1ULL << (i % 64)))))
+		return false;
+	*idx = i;
+	*obj = s->base + (uintptr_t)i * s->elemsize;
+	return true;
 }
 
 /* tiny.c: the 16-byte block masks. */

@@ -190,33 +190,14 @@ static void sa_gray_push(struct sa_worker *w, uintptr_t p, uintptr_t n)
 	w->stack[w->n++] = (struct sa_gray){ p, n };
 }
 
-/*
- * The object p points into, if p is inside an allocated object of an
- * in-use span: its span, index and start. Objects below freeindex are
- * allocated (or freed since, which only makes us keep them a cycle);
- * beyond it allocBits tell.
- */
+/* The allocated object p points into, for sa_base(): any time, any thread. */
 struct sa_uspan *sa_find_object(uintptr_t p, uint32_t *idx, uintptr_t *base)
 {
 	struct sa_uspan *s = sa_span_of((void *)p);
-	uint32_t i;
 
-	if (!s || atomic_load_explicit(&s->where, memory_order_acquire) == SA_WHERE_NONE)
+	if (!s || atomic_load_explicit(&s->where, memory_order_acquire) == SA_WHERE_NONE ||
+	    !sa_span_object_at(s, p, idx, base))
 		return NULL;
-	if (s->spanclass < 2) {
-		if (p - s->base >= s->elemsize)
-			return NULL;
-		*idx = 0;
-		*base = s->base;
-		return s;
-	}
-	i = sa_span_index(s, p);
-	if (i >= s->nelems)
-		return NULL;
-	if (i >= s->freeindex && !(s->alloc_bits[i / 64] & (1ULL << (i % 64))))
-		return NULL;
-	*idx = i;
-	*base = s->base + (uintptr_t)i * s->elemsize;
 	return s;
 }
 
@@ -236,24 +217,10 @@ sa_mark_ptr(struct sa_worker *w, _Atomic(struct sa_uspan *) *pagemap, uintptr_t 
 	uint64_t bit, old;
 	uint32_t idx;
 
-	if (!s)
+	if (!s || !sa_span_object_at(s, v, &idx, &obj))
 		return;
 	size = s->elemsize;
-	if (sa_likely(s->spanclass >= 2)) {
-		idx = (uint32_t)(((uint64_t)(uint32_t)(v - s->base) * s->divmagic) >> 32);
-		if (idx >= s->nelems)
-			return;
-		bit = 1ULL << (idx % 64);
-		if (idx >= s->freeindex && !(s->alloc_bits[idx / 64] & bit))
-			return;		/* a free slot */
-		obj = s->base + (uintptr_t)idx * size;
-	} else {
-		if (v - s->base >= size)
-			return;
-		idx = 0;
-		bit = 1;
-		obj = s->base;
-	}
+	bit = 1ULL << (idx % 64);
 	old = atomic_load_explicit(&s->mark_bits[idx / 64], memory_order_relaxed);
 	if (old & bit)
 		return;

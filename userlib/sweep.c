@@ -180,12 +180,16 @@ void sa_sweep_help(struct sa_tcache *c, int nspans)
 		sa_tcache_return_adopted(c);
 }
 
-/* Sweeps every span it can claim; before a cycle and in sa_gc_collect. */
+/*
+ * Sweeps every span it can claim, a batch per no-safe-point region so a
+ * collection can stop the caller between batches: before a cycle, in
+ * sa_gc_collect and in the background sweeper.
+ */
 void sa_sweep_finish_claimed(struct sa_tcache *c)
 {
 	while (!atomic_load(&sa_gc.sweep_done)) {
 		sa_safe_enter(c);
-		sa_sweep_help(c, 64);
+		sa_sweep_help(c, 16);
 		sa_safe_exit(c);
 	}
 	sa_safe_enter(c);
@@ -249,21 +253,12 @@ static void *sa_sweeper_main(void *arg)
 	if (sa_gc_register_thread())
 		return NULL;
 	for (;;) {
-		struct sa_tcache *c = sa_tc;
-
 		pthread_mutex_lock(&sweeper_lock);
 		while (sweeper_gen == seen)
 			pthread_cond_wait(&sweeper_cond, &sweeper_lock);
 		seen = sweeper_gen;
 		pthread_mutex_unlock(&sweeper_lock);
-		while (!atomic_load(&sa_gc.sweep_done)) {
-			sa_safe_enter(c);
-			sa_sweep_help(c, 16);
-			sa_safe_exit(c);
-		}
-		sa_safe_enter(c);
-		sa_tcache_return_adopted(c);
-		sa_safe_exit(c);
+		sa_sweep_finish_claimed(sa_tc);
 	}
 	return NULL;
 }
