@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * stress_test: two stress tests. 2 x online CPUs threads allocate objects of every class
+ * stress_test: three stress tests. 2 x online CPUs threads allocate objects of every class
  * (tiny, small scan and noscan, some large), fill each with a pattern of
  * its own, check the pattern before freeing, and free a share of them on
  * other threads, for a bounded time (STRESS_SECONDS, default 8). At the
  * end every live object is checked against every other for overlap, and
  * the kernel must hold no span in a thread's hands or on a full list.
  * The second sends every object to a random other thread to be freed, the
- * hardest case for handing full spans back (see the comment above it).
+ * hardest case for handing full spans back (see the comment above it);
+ * the third does the same with threads keeping no used-up span aside, so
+ * that every span goes back FULL and is adopted.
  */
 #include <linux/spanalloc.h>
 #include <pthread.h>
@@ -339,21 +341,27 @@ static void *ring_work(void *arg)
 	return NULL;
 }
 
-TEST_F_TIMEOUT(stress, objects_freed_by_other_threads_leave_no_full_span, 300)
+/* Runs the ring with threads keeping held_pages of used-up spans aside. */
+static void ring_run(struct __test_metadata *_metadata, int n, double secs,
+		     unsigned int held_pages)
 {
-	int n = self->nthreads;
 	struct ring_worker *w = calloc(n, sizeof(*w));
-	uint64_t sent = 0, got = 0, errors = 0;
+	uint64_t sent = 0, got = 0, errors = 0, adopted0;
 	struct sa_stats st;
+	int old;
 
 	ASSERT_NE(NULL, w);
+	old = sa_set_held_pages(held_pages);
+	ASSERT_LE(0, old);
+	ASSERT_EQ(0, sa_get_stats(&st));
+	adopted0 = st.adopted;
 	atomic_store(&ring_running, n);
 	for (int i = 0; i < n; i++) {
 		pthread_mutex_init(&w[i].lock, NULL);
 		w[i].all = w;
 		w[i].id = i;
 		w[i].n = n;
-		w[i].deadline = now() + self->secs;
+		w[i].deadline = now() + secs;
 	}
 	for (int i = 0; i < n; i++)
 		ASSERT_EQ(0, pthread_create(&w[i].th, NULL, ring_work, &w[i]));
@@ -364,13 +372,31 @@ TEST_F_TIMEOUT(stress, objects_freed_by_other_threads_leave_no_full_span, 300)
 		errors += w[i].errors;
 	}
 	ASSERT_EQ(0, sa_get_stats(&st));
-	TH_LOG("%d threads: %llu objects passed on and freed, %llu spans adopted",
-	       n, (unsigned long long)got, (unsigned long long)st.adopted);
+	ASSERT_EQ(held_pages, sa_set_held_pages(old));
+	TH_LOG("%d threads, %u pages held per class: %llu objects passed on and freed, %llu spans adopted",
+	       n, held_pages, (unsigned long long)got,
+	       (unsigned long long)(st.adopted - adopted0));
 	EXPECT_EQ(0, errors);
 	EXPECT_EQ(sent, got);
-	EXPECT_LT(0, st.adopted);
+	if (!held_pages)
+		EXPECT_LT(adopted0 + 100, st.adopted);
 	expect_heap_settled(_metadata);
 	free(w);
+}
+
+TEST_F_TIMEOUT(stress, objects_freed_by_other_threads_leave_no_full_span, 300)
+{
+	ring_run(_metadata, self->nthreads, self->secs, 8);
+}
+
+/*
+ * The same with nothing held: every used-up span goes back FULL at once,
+ * so every span is adopted by a freeing thread (Go's way, and the
+ * adoption protocol's hardest test).
+ */
+TEST_F_TIMEOUT(stress, objects_freed_by_other_threads_with_no_span_held, 300)
+{
+	ring_run(_metadata, self->nthreads, self->secs / 2, 0);
 }
 
 TEST_HARNESS_MAIN

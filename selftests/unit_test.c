@@ -172,6 +172,34 @@ TEST(taken_span_merges_frees_made_while_unowned)
 	free(mem);
 }
 
+/*
+ * A used-up span kept aside comes back with the objects freed meanwhile,
+ * locally and from other threads, marked dirty; with none freed it stays
+ * used up.
+ */
+TEST(held_span_is_reclaimed_only_when_freed_into)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(10, &mem);	/* 64 objects */
+
+	while (alloc_one(s) < s->nelems)
+		;
+	EXPECT_FALSE(sa_span_reclaim(s));
+	EXPECT_EQ(64, alloc_one(s));
+	EXPECT_FALSE(sa_span_reclaim(s));
+	ASSERT_EQ(0, sa_span_free_local(s, 40));
+	free_one(s, 3);
+	EXPECT_TRUE(sa_span_reclaim(s));
+	EXPECT_EQ(62, s->alloc_count);
+	EXPECT_EQ(1, s->needzero);
+	EXPECT_EQ(0, atomic_load(&s->xfree));
+	EXPECT_EQ(3, alloc_one(s));
+	EXPECT_EQ(40, alloc_one(s));
+	EXPECT_EQ(64, alloc_one(s));
+	free(s);
+	free(mem);
+}
+
 /* The harness takes SIGABRT for a failed ASSERT, so abort in a child. */
 TEST(freeing_a_free_object_aborts)
 {

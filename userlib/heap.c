@@ -26,7 +26,24 @@
 struct sa_global sa_g = {
 	.fd = -1,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.held_pages = SA_HELD_PAGES,
 };
+
+static void sa_read_env(void)
+{
+	const char *e = getenv("SPANALLOC_HELD_PAGES");
+	char *end;
+	unsigned long v;
+
+	if (!e || !*e)
+		return;
+	v = strtoul(e, &end, 10);
+	if (*end || v > SA_HELD_PAGES_MAX)
+		fprintf(stderr, "spanalloc: SPANALLOC_HELD_PAGES=%s: not a number from 0 to %d; ignored\n",
+			e, SA_HELD_PAGES_MAX);
+	else
+		atomic_store(&sa_g.held_pages, (uint32_t)v);
+}
 
 static void sa_fail(int err, const char *fmt, ...)
 {
@@ -51,6 +68,7 @@ int sa_heap_init(void)
 	int fd;
 
 	sa_sizeclass_init();
+	sa_read_env();
 	if (!dev || !*dev)
 		dev = "/dev/spanalloc";
 	fd = open(dev, O_RDWR | O_CLOEXEC);

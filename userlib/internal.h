@@ -16,14 +16,15 @@
  *   freeBits    bit i set: object i was freed since the holder last looked.
  *               Any thread sets bits here (atomic OR); the holder takes
  *               them with atomic exchange and clears them from allocBits.
- *   localFree   the same for frees by the thread whose active span it is
- *               (owner): plain stores, no atomics, as mimalloc's local
- *               free list. Most frees in most programs take this path.
+ *   localFree   the same for frees by the thread whose active or held
+ *               span it is (owner): plain stores, no atomics, as mimalloc's
+ *               local free list. Most frees in most programs take this path.
  *
  * Who holds a span: its active thread (OWNED: only that thread allocates
- * from it and touches its plain fields), a thread that adopted it, the
- * kernel (on a partial or full list), or nobody but a large object. Only
- * a holder collects freeBits and decides what to return.
+ * from it and touches its plain fields), a thread that used it up and
+ * keeps it for the frees to come (held, also OWNED), a thread that
+ * adopted it, the kernel (on a partial or full list), or nobody but a
+ * large object. Only a holder collects freeBits and decides what to return.
  *
  * A span returned FULL is held by nobody while frees may still arrive. The
  * first free into it must adopt it (hold it, and hand it back as PARTIAL
@@ -86,11 +87,12 @@ struct sa_uspan {
 	uint64_t alloc_cache;
 	uint8_t needzero;		/* objects may hold old data */
 	struct sa_uspan *next;		/* holder's lists; pool free list */
+	struct sa_uspan *prev;		/* holder's held list */
 	uint64_t alloc_bits[SA_BITWORDS];
 	uint64_t local_free[SA_BITWORDS];
 	/*
-	 * The cache whose active span this is, or NULL. Only that thread
-	 * writes it; others read it only to see that it is not theirs.
+	 * The cache whose active or held span this is, or NULL. Only that
+	 * thread writes it; others read it only to see that it is not theirs.
 	 */
 	_Atomic(struct sa_tcache *) owner;
 
@@ -113,7 +115,7 @@ struct sa_uspan {
 
 enum {
 	SA_WHERE_NONE,		/* not a span: in the pool or being set up */
-	SA_WHERE_THREAD,	/* a thread's active or adopted span */
+	SA_WHERE_THREAD,	/* a thread's active, held or adopted span */
 	SA_WHERE_KPARTIAL,	/* returned PARTIAL: the kernel may hand it out */
 	SA_WHERE_KFULL,		/* returned FULL: adoptable (xfree) */
 	SA_WHERE_LARGE,		/* a large object */
@@ -133,9 +135,23 @@ struct sa_counters {
 		atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
 		memory_order_relaxed)
 
+/*
+ * Spans a thread keeps besides its active ones (mcache.c): at most
+ * sa_g.held_pages pages' worth per span class (but one span if any), and
+ * SA_HELD_MAX spans in all.
+ */
+#define SA_HELD_PAGES	8	/* the default */
+#define SA_HELD_PAGES_MAX	64
+#define SA_HELD_MAX	64
+
 /* The calling thread's cache (Go's mcache). */
 struct sa_tcache {
 	struct sa_uspan *alloc[SA_NSC];	/* active span per span class */
+	/* used-up spans kept for their next frees, newest first, per class */
+	struct sa_uspan *held[SA_NSC];
+	struct sa_uspan *held_tail[SA_NSC];
+	uint8_t nheld_class[SA_NSC];
+	uint32_t nheld;
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
 	struct sa_uspan *adopted;	/* spans to hand back, list */
@@ -175,6 +191,7 @@ struct sa_global {
 	pthread_mutex_t lock;		/* pools, cache list, dead counters */
 	struct sa_tcache *caches;
 	struct sa_counters dead;	/* counters of exited threads */
+	_Atomic uint32_t held_pages;	/* sa_set_held_pages() */
 	struct sa_uspan *free_uspans;
 	void *free_tiny;		/* free tiny mask tables, chained */
 	void *free_types;		/* free type tables, chained */
@@ -209,6 +226,7 @@ void sa_span_take(struct sa_uspan *s);
 uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
 void sa_span_settle(struct sa_uspan *s);
+bool sa_span_reclaim(struct sa_uspan *s);
 uint32_t sa_span_collect(struct sa_uspan *s);
 void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto);
 void sa_span_restart(struct sa_uspan *s);

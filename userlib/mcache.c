@@ -5,10 +5,19 @@
  * system call that moves spans between the thread and the kernel.
  *
  * When the active span of a class runs out, the thread first looks at what
- * was freed into it meanwhile (a local sweep: no system call). Only if
- * nothing was freed does it hand the span back as FULL and get the next
- * one, together with any adopted spans it owes the kernel, in one
- * exchange: at most one system call per span turnover.
+ * was freed into it meanwhile, then at the used-up spans it kept aside
+ * (held: up to SA_HELD_PAGES pages' worth per class), each a local sweep
+ * with no system call. Only if nothing was freed does it get the next
+ * span, keeping the used-up one aside (handing the oldest held span back
+ * when there is no room), together with any adopted spans it owes the
+ * kernel, in one exchange: at most one system call per span turnover, and
+ * none at all for a thread whose frees keep up with its allocations.
+ *
+ * Held spans stay owned by the thread, so its own frees into them are
+ * plain stores, as into its active spans; frees from other threads set
+ * freeBits as for any span. This is mimalloc's design (a thread keeps its
+ * full pages and their frees come back to it), where Go instead hands a
+ * used-up span to mcentral at once.
  *
  * A FULL span is not the kernel's to reuse: its objects are in use. When a
  * thread frees into one, it adopts the span (internal.h says how that is
@@ -63,7 +72,93 @@ static void sa_batch_add_settled(struct sa_retbatch *b, struct sa_uspan *s)
 		sa_batch_add(b, s, SPANALLOC_RET_PARTIAL);
 }
 
-/* c now holds s, a span returned FULL that has free objects again. */
+/* Whether c may keep one more span like s aside (SA_HELD_*). */
+static bool sa_held_room(const struct sa_tcache *c, const struct sa_uspan *s)
+{
+	uint32_t n = c->nheld_class[s->spanclass];
+	uint32_t pages = atomic_load_explicit(&sa_g.held_pages, memory_order_relaxed);
+
+	return pages && c->nheld < SA_HELD_MAX && (!n || (n + 1) * s->npages <= pages);
+}
+
+int sa_set_held_pages(unsigned int pages)
+{
+	if (sa_init())
+		return -1;
+	if (pages > SA_HELD_PAGES_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	return (int)atomic_exchange(&sa_g.held_pages, pages);
+}
+
+/* Keeps s, which c owns, for the frees to come. */
+static void sa_held_push(struct sa_tcache *c, struct sa_uspan *s)
+{
+	uint16_t sc = s->spanclass;
+
+	s->prev = NULL;
+	s->next = c->held[sc];
+	if (s->next)
+		s->next->prev = s;
+	else
+		c->held_tail[sc] = s;
+	c->held[sc] = s;
+	c->nheld_class[sc]++;
+	c->nheld++;
+}
+
+static void sa_held_unlink(struct sa_tcache *c, struct sa_uspan *s)
+{
+	uint16_t sc = s->spanclass;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->held[sc] = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		c->held_tail[sc] = s->prev;
+	s->next = s->prev = NULL;
+	c->nheld_class[sc]--;
+	c->nheld--;
+}
+
+/*
+ * A held span of class sc that has free objects again, taken off the held
+ * list and ready to allocate from; NULL if none has.
+ */
+static struct sa_uspan *sa_held_take(struct sa_tcache *c, uint16_t sc)
+{
+	for (struct sa_uspan *s = c->held[sc]; s; s = s->next) {
+		if (sa_sweep_needed(s))
+			sa_sweep_held(s);
+		if (sa_span_reclaim(s)) {
+			sa_held_unlink(c, s);
+			return s;
+		}
+	}
+	return NULL;
+}
+
+/* Hands back held span s with the op its object count calls for. */
+static void sa_held_release(struct sa_tcache *c, struct sa_uspan *s,
+			    struct sa_retbatch *b)
+{
+	sa_held_unlink(c, s);
+	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+	if (sa_sweep_needed(s))
+		sa_sweep_held(s);
+	sa_span_settle(s);
+	sa_batch_add_settled(b, s);
+}
+
+/*
+ * c now holds s, a span returned FULL that has free objects again. The
+ * kernel still lists it as full, so it can only go back (PARTIAL or
+ * EMPTY), never be allocated from or kept as a held span.
+ */
 void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
 {
 	atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_relaxed);
@@ -223,7 +318,7 @@ static uintptr_t sa_span_object(struct sa_uspan *s, uint32_t idx)
  */
 uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 {
-	struct sa_uspan *s = c->alloc[sc];
+	struct sa_uspan *s = c->alloc[sc], *h;
 	struct sa_retbatch b = { .n = 0 };
 	struct spanalloc_span d;
 	uint32_t idx, ngot;
@@ -239,9 +334,37 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 			SA_STAT_ADD(c->st.local_sweeps, 1);
 			return sa_span_object(s, sa_span_next_free(s));
 		}
+	}
+	/*
+	 * A span kept aside that was freed into since: no system call. The
+	 * used-up one is kept aside in its place, as mimalloc keeps full
+	 * pages, so that the frees to come find their way back here too.
+	 */
+	h = sa_held_take(c, sc);
+	if (h) {
+		c->alloc[sc] = h;
+		if (s && sa_held_room(c, s)) {
+			sa_held_push(c, s);
+		} else if (s) {
+			/* fewer held pages asked for since s was taken */
+			atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+			sa_batch_add(&b, s, SPANALLOC_RET_FULL);
+			sa_batch_add_adopted(c, &b);
+			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+		}
+		SA_STAT_ADD(c->st.local_sweeps, 1);
+		return sa_span_object(h, sa_span_next_free(h));
+	}
+	if (s) {
 		c->alloc[sc] = NULL;
-		atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-		sa_batch_add(&b, s, SPANALLOC_RET_FULL);
+		if (!sa_held_room(c, s) && c->held_tail[sc])
+			sa_held_release(c, c->held_tail[sc], &b);
+		if (sa_held_room(c, s)) {
+			sa_held_push(c, s);
+		} else {
+			atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+			sa_batch_add(&b, s, SPANALLOC_RET_FULL);
+		}
 	}
 	if (sa_gc_on())
 		sa_sweep_help(c, 2);	/* sweep before growing, as Go does */
@@ -300,16 +423,21 @@ void sa_tcache_flush(struct sa_tcache *c)
 	for (uint16_t sc = 0; sc < SA_NSC; sc++) {
 		struct sa_uspan *s = c->alloc[sc];
 
-		if (!s)
-			continue;
-		c->alloc[sc] = NULL;
-		atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-		if (sa_sweep_needed(s))
-			sa_sweep_held(s);
-		sa_span_settle(s);
-		sa_batch_add_settled(&b, s);
-		if (b.n == SA_MAX_BATCH)
-			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+		if (s) {
+			c->alloc[sc] = NULL;
+			atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+			if (sa_sweep_needed(s))
+				sa_sweep_held(s);
+			sa_span_settle(s);
+			sa_batch_add_settled(&b, s);
+			if (b.n == SA_MAX_BATCH)
+				sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+		}
+		while (c->held[sc]) {
+			sa_held_release(c, c->held[sc], &b);
+			if (b.n == SA_MAX_BATCH)
+				sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+		}
 	}
 	if (b.n)
 		sa_batch_send(c, &b, 0, 0, NULL, &ngot);

@@ -219,3 +219,17 @@ void sa_span_settle(struct sa_uspan *s)
 	sa_span_collect(s);
 	sa_span_restart(s);
 }
+
+/*
+ * The holder takes s up again after keeping it aside: fold in what was
+ * freed meanwhile and start over from the first free object. Returns
+ * whether s has a free object.
+ */
+bool sa_span_reclaim(struct sa_uspan *s)
+{
+	sa_span_fill_bits(s, s->freeindex);
+	if (sa_span_collect(s))
+		s->needzero = 1;
+	sa_span_restart(s);
+	return s->alloc_count < s->nelems;
+}

@@ -63,6 +63,18 @@ size_t sa_usable_size(const void *p);
  */
 void sa_thread_flush(void);
 
+/*
+ * How many pages' worth of used-up spans of each size class a thread keeps
+ * for reuse, so that a thread freeing what it allocated gets its objects
+ * back with no system call (default 8; a span class with bigger spans
+ * still keeps one). 0 hands every used-up span back at once, as Go does:
+ * the least memory held, one system call per span turnover. Takes effect
+ * at each thread's next span change. SPANALLOC_HELD_PAGES sets it at
+ * start-up. Returns the previous value, or -1 with errno EINVAL when
+ * pages is over 64.
+ */
+int sa_set_held_pages(unsigned int pages);
+
 /* Counters since sa_init(), summed over all threads. */
 struct sa_stats {
 	uint64_t heap_mapped;		/* bytes of address space reserved */
@@ -74,7 +86,7 @@ struct sa_stats {
 	uint64_t syscalls;		/* ioctls made on the heap */
 	uint64_t spans_got;		/* spans received from the kernel */
 	uint64_t spans_returned;	/* spans handed back */
-	uint64_t local_sweeps;		/* full spans refilled by own frees */
+	uint64_t local_sweeps;		/* used-up spans refilled by frees, no syscall */
 	uint64_t adopted;		/* full spans taken back by a freer */
 	uint64_t class_allocated[136];	/* objects per span class */
 	uint64_t bytes_allocated;	/* by object size (size class) */

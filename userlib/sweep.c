@@ -10,7 +10,7 @@
  *
  * Each span is swept once per cycle, before anyone allocates from it,
  * by whoever holds it, as Go's sweepgen protocol guarantees:
- *   - a thread's active or adopted span: that thread, before its next
+ *   - a thread's active, held or adopted span: that thread, before its next
  *     allocation from it or before handing it back (lazily);
  *   - a span returned PARTIAL: whoever wins the sweepgen compare-and-swap
  *     (sg - 2 -> sg - 1): the background sweeper, or the thread the kernel
