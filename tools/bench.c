@@ -14,7 +14,9 @@
  * 2. span_exchange_batch<n>: raw exchange ioctls (return n spans PARTIAL,
  *    get n back; n = 1, as the library does, and 4) at 1, 2 and 4 threads
  *    on one span class, with the per-CPU cache on and off (module
- *    parameter pcp_depth; needs root).
+ *    parameter pcp_depth; needs root), and the floor every call pays
+ *    before the module does anything (an ioctl it refuses at once, same
+ *    threads), so that the module's own share of a call shows.
  * 3. syscalls_per_span: system calls per span turnover as the library
  *    counts them while allocating.
  * 4. alloc_free_<size>B_instructions: instructions per allocate+free pair
@@ -24,7 +26,8 @@
  *    model (under QEMU TCG, time per instruction differs widely between
  *    kinds of code), so they complement the timings.
  *
- *   bench [seconds per run, default 0.5] [runs per measurement, default 5]
+ *   bench [--exchange] [seconds per run, default 0.5] [runs per measurement, default 5]
+ *         (--exchange: section 2 alone)
  *   bench --pairs SIZE IMPL N    (N batches of 100 pairs with allocator IMPL)
  *
  * Each number is the median of its runs.
@@ -57,6 +60,8 @@ struct impl {
  */
 static double secs_per_run = 0.5;
 static int reps = 5;
+static int exchange_only;	/* --exchange: section 2 alone */
+static const size_t sizes[] = { 16, 32, 64, 128, 256 };
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -164,10 +169,17 @@ static int load_peer(struct impl *im, const char *name, const char *lib,
 /* --- 2. span exchange --------------------------------------------------- */
 
 #define EX_MAX_BATCH 4
+/*
+ * A command of the module's type that it does not have: the module refuses
+ * it once it has checked the caller, so its round trip is what every
+ * exchange pays before the module does any work (system call, file
+ * lookup, security hooks, dispatch).
+ */
+#define EX_FLOOR_CMD _IO(SPANALLOC_IOC_MAGIC, 0xff)
 
 struct ex_arg {
 	int fd;
-	unsigned int batch;
+	unsigned int batch;	/* 0: the floor, an ioctl refused at once */
 	pthread_barrier_t *bar;
 	uint64_t n;
 	double secs;
@@ -187,6 +199,22 @@ static void *ex_thread(void *p)
 	uint64_t n = 0;
 	double t0, end;
 
+	if (!a->batch) {
+		pthread_barrier_wait(a->bar);
+		t0 = now();
+		end = t0 + secs_per_run;
+		do {
+			for (int i = 0; i < 64; i++)
+				if (ioctl(a->fd, EX_FLOOR_CMD, NULL) != -1 || errno != ENOTTY) {
+					a->err = EINVAL;
+					return NULL;
+				}
+			n += 64;
+		} while (now() < end);
+		a->secs = now() - t0;
+		a->n = n;
+		return NULL;
+	}
 	if (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, &ex) || ex.get_done != a->batch) {
 		a->err = errno ? errno : ENOMEM;
 		pthread_barrier_wait(a->bar);
@@ -229,7 +257,10 @@ static int set_pcp(int depth)
 	return ok ? 0 : -1;
 }
 
-/* Spans turned over per second, or -1 if the device is missing. */
+/*
+ * Spans turned over per second (batch 0: refused calls per second), or -1
+ * if the device is missing.
+ */
 static double span_exchange(int threads, unsigned int batch)
 {
 	struct spanalloc_info info = { .size = sizeof(info) };
@@ -296,9 +327,42 @@ static double instructions_per_pair(size_t size, const char *impl)
 	return (double)(c[1] - c[0]) / ((double)(n2 - n1) * BATCH);
 }
 
+/* Section 1: every size, 1 thread and as many as CPUs, every allocator. */
+static void small_objects(const struct impl *impls, int nimpl, const int *thr)
+{
+
+	printf("== small objects: alloc+free pairs per second (batches of %d), median of %d x %.1f s\n",
+	       BATCH, reps, secs_per_run);
+	printf("%-6s %-8s", "size", "threads");
+	for (int i = 0; i < nimpl; i++)
+		printf(" %14s", impls[i].name);
+	printf("   spanalloc/glibc\n");
+	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		for (unsigned int t = 0; t < 2; t++) {
+			double r[5], runs[5][16];
+			char name[32];
+
+			if (t == 1 && thr[1] == thr[0])
+				continue;
+			for (int k = 0; k < reps; k++)
+				for (int i = 0; i < nimpl; i++)
+					runs[i][k] = alloc_free(&impls[i], sizes[z], thr[t]);
+			printf("%-6zu %-8d", sizes[z], thr[t]);
+			for (int i = 0; i < nimpl; i++) {
+				r[i] = median(runs[i], reps);
+				printf(" %12.1f M", r[i] / 1e6);
+			}
+			printf("   %.2fx\n", r[0] / r[1]);
+			snprintf(name, sizeof(name), "alloc_free_%zuB", sizes[z]);
+			for (int i = 0; i < nimpl; i++)
+				printf("BENCH name=%s impl=%s threads=%d pairs_per_s=%.0f ratio_vs_glibc=%.3f\n",
+				       name, impls[i].name, thr[t], r[i], r[i] / r[1]);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
-	static const size_t sizes[] = { 16, 32, 64, 128, 256 };
 	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN), nimpl = 3;
 	int thr[] = { 1, ncpu > 16 ? 16 : ncpu };
 	struct impl impls[5] = {
@@ -332,6 +396,11 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (argc > 1 && !strcmp(argv[1], "--exchange")) {
+		exchange_only = 1;
+		argc--;
+		argv++;
+	}
 	if (argc > 1)
 		secs_per_run = atof(argv[1]);
 	if (argc > 2)
@@ -345,66 +414,54 @@ int main(int argc, char **argv)
 	if (load_peer(&impls[nimpl], "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free"))
 		nimpl++;
 
-	printf("== small objects: alloc+free pairs per second (batches of %d), median of %d x %.1f s\n",
-	       BATCH, reps, secs_per_run);
-	printf("%-6s %-8s", "size", "threads");
-	for (int i = 0; i < nimpl; i++)
-		printf(" %14s", impls[i].name);
-	printf("   spanalloc/glibc\n");
-	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
-		for (unsigned int t = 0; t < 2; t++) {
-			double r[5];
-			char name[32];
-
-			if (t == 1 && thr[1] == thr[0])
-				continue;
-			double runs[5][16];
-
-			for (int k = 0; k < reps; k++)
-				for (int i = 0; i < nimpl; i++)
-					runs[i][k] = alloc_free(&impls[i], sizes[z], thr[t]);
-			printf("%-6zu %-8d", sizes[z], thr[t]);
-			for (int i = 0; i < nimpl; i++) {
-				r[i] = median(runs[i], reps);
-				printf(" %12.1f M", r[i] / 1e6);
-			}
-			printf("   %.2fx\n", r[0] / r[1]);
-			snprintf(name, sizeof(name), "alloc_free_%zuB", sizes[z]);
-			for (int i = 0; i < nimpl; i++)
-				printf("BENCH name=%s impl=%s threads=%d pairs_per_s=%.0f ratio_vs_glibc=%.3f\n",
-				       name, impls[i].name, thr[t], r[i], r[i] / r[1]);
-		}
-	}
+	if (!exchange_only)
+		small_objects(impls, nimpl, thr);
 
 	printf("\n== span exchange: spans turned over per second (each call returns a batch PARTIAL and gets as many)\n");
 	if (set_pcp(8)) {
 		printf("   cannot set /sys/module/spanalloc/parameters/pcp_depth (not root, or no module): skipped\n");
 	} else {
-		printf("%-6s %-8s %16s %16s %10s\n", "batch", "threads", "per-CPU cache",
-		       "central only", "ratio");
+		printf("%-6s %-8s %16s %16s %10s %12s %12s %12s %10s\n", "batch", "threads",
+		       "per-CPU cache", "central only", "ratio", "floor us", "cache us",
+		       "central us", "ratio");
 		for (unsigned int batch = 1; batch <= EX_MAX_BATCH; batch *= EX_MAX_BATCH) {
 			for (int t = 1; t <= 4; t *= 2) {
-				double on, off, von[16], voff[16];
+				double on, off, fl, von[16], voff[16], vfl[16], won, woff, wfl;
 
 				for (int k = 0; k < reps; k++) {
 					set_pcp(8);
 					von[k] = span_exchange(t, batch);
 					set_pcp(0);
 					voff[k] = span_exchange(t, batch);
+					vfl[k] = span_exchange(t, 0);
 				}
 				set_pcp(8);
 				on = median(von, reps);
 				off = median(voff, reps);
-				printf("%-6u %-8d %14.0f/s %14.0f/s %9.2fx\n", batch, t, on, off,
-				       on / off);
-				printf("BENCH name=span_exchange_batch%u impl=spanalloc_pcp threads=%d spans_per_s=%.0f ratio_vs_central=%.3f\n",
-				       batch, t, on, on / off);
-				printf("BENCH name=span_exchange_batch%u impl=spanalloc_central threads=%d spans_per_s=%.0f ratio_vs_central=1.000\n",
-				       batch, t, off);
+				fl = median(vfl, reps);
+				/*
+				 * Microseconds per call on each thread; the module's
+				 * own share is what is left above the floor.
+				 */
+				wfl = 1e6 * t / fl;
+				won = 1e6 * t * batch / on - wfl;
+				woff = 1e6 * t * batch / off - wfl;
+				printf("%-6u %-8d %14.0f/s %14.0f/s %9.2fx %12.2f %12.2f %12.2f %9.2fx\n",
+				       batch, t, on, off, on / off, wfl, won, woff, woff / won);
+				printf("BENCH name=span_exchange_batch%u impl=spanalloc_pcp threads=%d spans_per_s=%.0f ratio_vs_central=%.3f us_above_floor=%.3f ratio_above_floor=%.3f\n",
+				       batch, t, on, on / off, won, woff / won);
+				printf("BENCH name=span_exchange_batch%u impl=spanalloc_central threads=%d spans_per_s=%.0f ratio_vs_central=1.000 us_above_floor=%.3f ratio_above_floor=1.000\n",
+				       batch, t, off, woff);
+				printf("BENCH name=ioctl_floor impl=spanalloc threads=%d calls_per_s=%.0f us_per_call=%.3f\n",
+				       t, fl, wfl);
 			}
 		}
+		printf("(us: per call on each thread; floor: an ioctl the module refuses at once;\n"
+		       " cache and central: what an exchange takes above the floor)\n");
 	}
 
+	if (exchange_only)
+		return 0;
 	printf("\n== system calls per span turnover (library, 1M objects of 64 B kept alive)\n");
 	{
 		enum { N = 1000000 };
