@@ -335,8 +335,8 @@ static int alloc_dirty_free(void **objs, int n, size_t size)
 /*
  * A thread that frees what it allocated gets its spans back from the ones
  * it kept aside, zeroed where they were used, without a system call; with
- * nothing held, every span turnover costs one. Either way a flush leaves
- * the kernel nothing.
+ * nothing held, every span turnover costs one. sa_trim hands the held
+ * spans back; a flush leaves the kernel nothing.
  */
 TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 {
@@ -358,6 +358,10 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 	EXPECT_EQ(0, b.syscalls - a.syscalls);
 	EXPECT_EQ(0, b.spans_got - a.spans_got);
 	EXPECT_LE(ROUNDS * 3, b.local_sweeps - a.local_sweeps);
+	/* sa_trim gives the held spans back: the active one is left */
+	ASSERT_LE(0, sa_trim());
+	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
+	EXPECT_EQ(1, kst.spans);
 
 	ASSERT_EQ(8, sa_set_held_pages(0));
 	ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));

@@ -315,6 +315,12 @@ long long sa_trim(void)
 
 	if (sa_init())
 		return -1;
+	/* the caller's spans kept aside hold free pages too */
+	if (sa_tc) {
+		sa_safe_enter(sa_tc);
+		sa_tcache_return_held(sa_tc);
+		sa_safe_exit(sa_tc);
+	}
 	sa_count_syscall();
 	if (ioctl(sa_g.fd, SPANALLOC_IOC_RELEASE, &rel) < 0)
 		return -1;

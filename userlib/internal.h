@@ -351,6 +351,7 @@ void sa_tcache_flush(struct sa_tcache *c);
 uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc);
 void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_return_adopted(struct sa_tcache *c);
+void sa_tcache_return_held(struct sa_tcache *c);
 
 /* malloc.c */
 void sa_tiny_retire(struct sa_tcache *c);

@@ -343,6 +343,8 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	h = sa_held_take(c, sc);
 	if (h) {
 		c->alloc[sc] = h;
+		/* as for a span from the kernel: its free slots count as live */
+		sa_gc_note_alloc(c, (uint64_t)(h->nelems - h->alloc_count) * h->elemsize);
 		if (s && sa_held_room(c, s)) {
 			sa_held_push(c, s);
 		} else if (s) {
@@ -423,16 +425,29 @@ void sa_tcache_flush(struct sa_tcache *c)
 	for (uint16_t sc = 0; sc < SA_NSC; sc++) {
 		struct sa_uspan *s = c->alloc[sc];
 
-		if (s) {
-			c->alloc[sc] = NULL;
-			atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-			if (sa_sweep_needed(s))
-				sa_sweep_held(s);
-			sa_span_settle(s);
-			sa_batch_add_settled(&b, s);
-			if (b.n == SA_MAX_BATCH)
-				sa_batch_send(c, &b, 0, 0, NULL, &ngot);
-		}
+		if (!s)
+			continue;
+		c->alloc[sc] = NULL;
+		atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+		if (sa_sweep_needed(s))
+			sa_sweep_held(s);
+		sa_span_settle(s);
+		sa_batch_add_settled(&b, s);
+		if (b.n == SA_MAX_BATCH)
+			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+	}
+	if (b.n)
+		sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+	sa_tcache_return_held(c);
+}
+
+/* Gives back every span c kept aside, and every span it adopted. */
+void sa_tcache_return_held(struct sa_tcache *c)
+{
+	struct sa_retbatch b = { .n = 0 };
+	uint32_t ngot;
+
+	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
 		while (c->held[sc]) {
 			sa_held_release(c, c->held[sc], &b);
 			if (b.n == SA_MAX_BATCH)

@@ -109,8 +109,9 @@ int sa_kernel_stats(struct spanalloc_stats *st,
 /*
  * Gives every free page of the heap back to the kernel now (malloc_trim's
  * counterpart; the kernel also does it in the background and under memory
- * pressure). Objects in use are untouched. Returns the bytes released, or
- * -1 with errno.
+ * pressure), after handing back the spans the calling thread kept aside
+ * (sa_set_held_pages). Objects in use are untouched. Returns the bytes
+ * released, or -1 with errno.
  */
 long long sa_trim(void);
 
