@@ -78,9 +78,11 @@ TEST(freed_objects_come_back_zeroed)
 
 TEST(tiny_objects_share_blocks_and_free_one_by_one)
 {
+	struct sa_stats s0, s1;
 	char *a, *b, *c, *d;
 
 	NEED_DEVICE();
+	ASSERT_EQ(0, sa_get_stats(&s0));
 	a = sa_alloc_noscan(3);
 	b = sa_alloc_noscan(4);
 	c = sa_alloc_noscan(2);
@@ -105,6 +107,10 @@ TEST(tiny_objects_share_blocks_and_free_one_by_one)
 	sa_free(a);
 	sa_free(c);
 	sa_free(d);
+	/* the objects' bytes, counted once each way (3 + 4 + 2 + 16) */
+	ASSERT_EQ(0, sa_get_stats(&s1));
+	EXPECT_EQ(25, s1.bytes_allocated - s0.bytes_allocated);
+	EXPECT_EQ(25, s1.bytes_freed - s0.bytes_freed);
 }
 
 TEST(large_objects)

@@ -274,10 +274,14 @@ static inline uintptr_t sa_span_next_fast(struct sa_uspan *s)
 static inline void sa_zero_object(uintptr_t p, uint32_t size)
 {
 	if (size <= 256) {
-		uint64_t *w = (uint64_t *)p;
+		uint64_t *w = (uint64_t *)p, *end = (uint64_t *)(p + size);
 
-		for (uint32_t i = 0; i < size / 8; i++) {
-			w[i] = 0;
+		/* every class from 16 B is a multiple of 16 but 24 B */
+		if (size & 8)
+			*--end = 0;
+		for (; w < end; w += 2) {
+			w[0] = 0;
+			w[1] = 0;
 			__asm__("" : : : "memory");
 		}
 		return;

@@ -325,12 +325,31 @@ void *sa_alloc_typed(size_t size, const struct sa_type *type)
 	return p;
 }
 
+/*
+ * A tiny object: its 16-byte block is freed with the last object in it.
+ * Out of line, so that the common path keeps to few registers. Only the
+ * object's bytes count as freed: the block's were never counted allocated.
+ */
+static __attribute__((noinline)) void sa_free_tiny(struct sa_tcache *c, struct sa_uspan *s,
+						   uint32_t idx, uintptr_t p, uintptr_t obj)
+{
+	uint32_t freed;
+
+	SA_STAT_ADD(c->st.freed_bytes,
+		    sa_tiny_usable(atomic_load_explicit(&s->tiny[idx], memory_order_relaxed),
+				   (uint32_t)(p - obj)));
+	if (sa_tiny_release(&s->tiny[idx], (uint32_t)(p - obj), &freed))
+		sa_span_bad_free(s, (void *)p, "double free or invalid free of a tiny object");
+	if (freed)
+		sa_free_slot(c, s, idx);
+}
+
 void sa_free(void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr, obj;
 	struct sa_uspan *s;
 	struct sa_tcache *c;
-	uint32_t idx, freed;
+	uint32_t idx;
 
 	if (!ptr)
 		return;
@@ -353,21 +372,15 @@ void sa_free(void *ptr)
 	sa_safe_enter(c);
 	SA_STAT_ADD(c->st.freed, 1);
 	if (s->spanclass == SA_TINY_SC) {
-		SA_STAT_ADD(c->st.freed_bytes,
-			    sa_tiny_usable(atomic_load_explicit(&s->tiny[idx], memory_order_relaxed),
-					   (uint32_t)(p - obj)));
-		if (sa_tiny_release(&s->tiny[idx], (uint32_t)(p - obj), &freed))
-			sa_span_bad_free(s, ptr, "double free or invalid free of a tiny object");
-		if (!freed)
-			goto out;
-	} else if (sa_unlikely(obj != p)) {
-		sa_span_bad_free(s, ptr, "free of a pointer into an object");
+		sa_free_tiny(c, s, idx, p, obj);
+	} else {
+		if (sa_unlikely(obj != p))
+			sa_span_bad_free(s, ptr, "free of a pointer into an object");
+		SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
+		if (s->types)
+			s->types[idx] = NULL;
+		sa_free_slot(c, s, idx);
 	}
-	SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
-	if (s->types)
-		s->types[idx] = NULL;
-	sa_free_slot(c, s, idx);
-out:
 	sa_safe_exit(c);
 }
 
