@@ -184,12 +184,12 @@ TEST(held_span_is_reclaimed_only_when_freed_into)
 
 	while (alloc_one(s) < s->nelems)
 		;
-	EXPECT_FALSE(sa_span_reclaim(s));
+	EXPECT_FALSE(sa_span_settle(s));
 	EXPECT_EQ(64, alloc_one(s));
-	EXPECT_FALSE(sa_span_reclaim(s));
+	EXPECT_FALSE(sa_span_settle(s));
 	ASSERT_EQ(0, sa_span_free_local(s, 40));
 	free_one(s, 3);
-	EXPECT_TRUE(sa_span_reclaim(s));
+	EXPECT_TRUE(sa_span_settle(s));
 	EXPECT_EQ(62, s->alloc_count);
 	EXPECT_EQ(1, s->needzero);
 	EXPECT_EQ(0, atomic_load(&s->xfree));

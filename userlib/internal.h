@@ -225,8 +225,7 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 void sa_span_take(struct sa_uspan *s);
 uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
-void sa_span_settle(struct sa_uspan *s);
-bool sa_span_reclaim(struct sa_uspan *s);
+bool sa_span_settle(struct sa_uspan *s);
 uint32_t sa_span_collect(struct sa_uspan *s);
 void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto);
 void sa_span_restart(struct sa_uspan *s);

@@ -134,7 +134,7 @@ static struct sa_uspan *sa_held_take(struct sa_tcache *c, uint16_t sc)
 	for (struct sa_uspan *s = c->held[sc]; s; s = s->next) {
 		if (sa_sweep_needed(s))
 			sa_sweep_held(s);
-		if (sa_span_reclaim(s)) {
+		if (sa_span_settle(s)) {
 			sa_held_unlink(c, s);
 			return s;
 		}
@@ -142,16 +142,36 @@ static struct sa_uspan *sa_held_take(struct sa_tcache *c, uint16_t sc)
 	return NULL;
 }
 
-/* Hands back held span s with the op its object count calls for. */
-static void sa_held_release(struct sa_tcache *c, struct sa_uspan *s,
-			    struct sa_retbatch *b)
+/* Queues s, which c owns, with the op its object count calls for. */
+static void sa_batch_give_back(struct sa_retbatch *b, struct sa_uspan *s)
 {
-	sa_held_unlink(c, s);
 	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 	if (sa_sweep_needed(s))
 		sa_sweep_held(s);
 	sa_span_settle(s);
 	sa_batch_add_settled(b, s);
+}
+
+/*
+ * c is done allocating from s, which is used up: keep it aside, making
+ * room by handing the class's oldest held span back if need be, or queue
+ * it FULL when there is no room (fewer held pages, or SA_HELD_MAX).
+ */
+static void sa_held_retire(struct sa_tcache *c, struct sa_uspan *s,
+			   struct sa_retbatch *b)
+{
+	struct sa_uspan *old = c->held_tail[s->spanclass];
+
+	if (!sa_held_room(c, s) && old) {
+		sa_held_unlink(c, old);
+		sa_batch_give_back(b, old);
+	}
+	if (sa_held_room(c, s)) {
+		sa_held_push(c, s);
+		return;
+	}
+	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+	sa_batch_add(b, s, SPANALLOC_RET_FULL);
 }
 
 /*
@@ -341,32 +361,20 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	 * pages, so that the frees to come find their way back here too.
 	 */
 	h = sa_held_take(c, sc);
+	if (s) {
+		c->alloc[sc] = NULL;
+		sa_held_retire(c, s, &b);
+	}
 	if (h) {
 		c->alloc[sc] = h;
 		/* as for a span from the kernel: its free slots count as live */
 		sa_gc_note_alloc(c, (uint64_t)(h->nelems - h->alloc_count) * h->elemsize);
-		if (s && sa_held_room(c, s)) {
-			sa_held_push(c, s);
-		} else if (s) {
-			/* fewer held pages asked for since s was taken */
-			atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-			sa_batch_add(&b, s, SPANALLOC_RET_FULL);
+		SA_STAT_ADD(c->st.local_sweeps, 1);
+		if (b.n) {	/* only when fewer held pages were asked for */
 			sa_batch_add_adopted(c, &b);
 			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
 		}
-		SA_STAT_ADD(c->st.local_sweeps, 1);
 		return sa_span_object(h, sa_span_next_free(h));
-	}
-	if (s) {
-		c->alloc[sc] = NULL;
-		if (!sa_held_room(c, s) && c->held_tail[sc])
-			sa_held_release(c, c->held_tail[sc], &b);
-		if (sa_held_room(c, s)) {
-			sa_held_push(c, s);
-		} else {
-			atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-			sa_batch_add(&b, s, SPANALLOC_RET_FULL);
-		}
 	}
 	if (sa_gc_on())
 		sa_sweep_help(c, 2);	/* sweep before growing, as Go does */
@@ -428,11 +436,7 @@ void sa_tcache_flush(struct sa_tcache *c)
 		if (!s)
 			continue;
 		c->alloc[sc] = NULL;
-		atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-		if (sa_sweep_needed(s))
-			sa_sweep_held(s);
-		sa_span_settle(s);
-		sa_batch_add_settled(&b, s);
+		sa_batch_give_back(&b, s);
 		if (b.n == SA_MAX_BATCH)
 			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
 	}
@@ -449,7 +453,10 @@ void sa_tcache_return_held(struct sa_tcache *c)
 
 	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
 		while (c->held[sc]) {
-			sa_held_release(c, c->held[sc], &b);
+			struct sa_uspan *s = c->held[sc];
+
+			sa_held_unlink(c, s);
+			sa_batch_give_back(&b, s);
 			if (b.n == SA_MAX_BATCH)
 				sa_batch_send(c, &b, 0, 0, NULL, &ngot);
 		}

@@ -209,27 +209,16 @@ uint32_t sa_span_sweep_full(struct sa_uspan *s)
 }
 
 /*
- * The holder is done with s: make allocBits and alloc_count exact, so that
- * whoever holds it next (or the decision to return it EMPTY, PARTIAL or
- * FULL) can trust them.
+ * The holder is done with s, or takes it up again after keeping it aside:
+ * make allocBits and alloc_count exact, so that whoever holds it next (or
+ * the decision to return it EMPTY, PARTIAL or FULL) can trust them, and
+ * start over from the first free object. Returns whether s has one.
  */
-void sa_span_settle(struct sa_uspan *s)
-{
-	sa_span_fill_bits(s, s->freeindex);
-	sa_span_collect(s);
-	sa_span_restart(s);
-}
-
-/*
- * The holder takes s up again after keeping it aside: fold in what was
- * freed meanwhile and start over from the first free object. Returns
- * whether s has a free object.
- */
-bool sa_span_reclaim(struct sa_uspan *s)
+bool sa_span_settle(struct sa_uspan *s)
 {
 	sa_span_fill_bits(s, s->freeindex);
 	if (sa_span_collect(s))
-		s->needzero = 1;
+		s->needzero = 1;	/* freed objects hold old data */
 	sa_span_restart(s);
 	return s->alloc_count < s->nelems;
 }
