@@ -164,9 +164,7 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 		sa_span_desc(heap, spans[i], &d[i]);
 		sa_span_publish(spans[i]);
 	}
-	/* one span, as the library asks: a constant size, checked at build */
-	if (got && (got == 1 ? copy_to_user(uget, d, sizeof(d[0])) :
-		    copy_to_user(uget, d, got * sizeof(d[0])))) {
+	if (got && copy_to_user(uget, d, got * sizeof(d[0]))) {
 		/*
 		 * User space made the array unwritable since access_ok(): it
 		 * cannot learn of these spans, so take them back. A span from

@@ -187,6 +187,21 @@ struct ex_arg {
 };
 
 /* Holds batch spans; each call returns them all PARTIAL and gets as many. */
+/* One call: an exchange of a->batch spans, or (batch 0) the floor. */
+static int ex_call(struct ex_arg *a, struct spanalloc_exchange *ex,
+		   struct spanalloc_ret *r, const struct spanalloc_span *s)
+{
+	if (!a->batch)
+		return ioctl(a->fd, EX_FLOOR_CMD, NULL) == -1 && errno == ENOTTY ? 0 : EINVAL;
+	for (unsigned int k = 0; k < a->batch; k++)
+		r[k] = (struct spanalloc_ret){ .handle = s[k].handle,
+					       .op = SPANALLOC_RET_PARTIAL };
+	ex->ret_done = ex->get_done = 0;
+	if (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, ex) || ex->get_done != a->batch)
+		return errno ? errno : ENOMEM;
+	return 0;
+}
+
 static void *ex_thread(void *p)
 {
 	struct ex_arg *a = p;
@@ -199,23 +214,8 @@ static void *ex_thread(void *p)
 	uint64_t n = 0;
 	double t0, end;
 
-	if (!a->batch) {
-		pthread_barrier_wait(a->bar);
-		t0 = now();
-		end = t0 + secs_per_run;
-		do {
-			for (int i = 0; i < 64; i++)
-				if (ioctl(a->fd, EX_FLOOR_CMD, NULL) != -1 || errno != ENOTTY) {
-					a->err = EINVAL;
-					return NULL;
-				}
-			n += 64;
-		} while (now() < end);
-		a->secs = now() - t0;
-		a->n = n;
-		return NULL;
-	}
-	if (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, &ex) || ex.get_done != a->batch) {
+	if (a->batch && (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, &ex) ||
+			 ex.get_done != a->batch)) {
 		a->err = errno ? errno : ENOMEM;
 		pthread_barrier_wait(a->bar);
 		return NULL;
@@ -227,17 +227,11 @@ static void *ex_thread(void *p)
 	end = t0 + secs_per_run;
 	do {
 		for (int i = 0; i < 64; i++) {
-			for (unsigned int k = 0; k < a->batch; k++)
-				r[k] = (struct spanalloc_ret){ .handle = s[k].handle,
-							       .op = SPANALLOC_RET_PARTIAL };
-			ex.ret_done = ex.get_done = 0;
-			if (ioctl(a->fd, SPANALLOC_IOC_EXCHANGE, &ex) ||
-			    ex.get_done != a->batch) {
-				a->err = errno ? errno : ENOMEM;
+			a->err = ex_call(a, &ex, r, s);
+			if (a->err)
 				return NULL;
-			}
 		}
-		n += 64 * a->batch;
+		n += 64 * (a->batch ? a->batch : 1);
 	} while (now() < end);
 	a->secs = now() - t0;
 	a->n = n;
