@@ -24,9 +24,10 @@ B	:= build
 CC	?= cc
 CFLAGS	?= -O2 -g
 SA_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
-	     -Iuapi -Iuserlib $(CFLAGS)
+	     -Iuapi -Iinclude -Iuserlib $(CFLAGS)
 LIB_SRC	:= $(wildcard userlib/*.c)
-LIB_HDR	:= $(wildcard userlib/*.h) uapi/linux/spanalloc.h uapi/linux/spanalloc-sizeclasses.h
+LIB_HDR	:= $(wildcard userlib/*.h) uapi/linux/spanalloc.h uapi/linux/spanalloc-sizeclasses.h \
+	   include/spanalloc-classtable.h
 LIB_OBJ	:= $(patsubst userlib/%.c,$(B)/lib/%.o,$(LIB_SRC))
 
 .PHONY: all modules lib selftests check demo bench install modules_install \
@@ -69,6 +70,7 @@ $(B)/mksizeclasses: tools/mksizeclasses.c
 
 sizeclasses: $(B)/mksizeclasses
 	$(B)/mksizeclasses > uapi/linux/spanalloc-sizeclasses.h
+	$(B)/mksizeclasses table > include/spanalloc-classtable.h
 
 # --- tests, demo, benchmarks -----------------------------------------------
 HARNESS = $(shell bash -c '. scripts/kernel-env.sh && sa_linux_source')/tools/testing/selftests

@@ -17,7 +17,10 @@
  * module places a mapping on an arena boundary itself unless MAP_FIXED
  * says otherwise), MAP_PRIVATE, never PROT_EXEC (VM_MAYEXEC is
  * cleared so mprotect cannot add it later), one mapping per heap, made by
- * the heap's owner. VM_DONTEXPAND stops mremap from growing it.
+ * the heap's owner. The mapping is an ordinary VMA otherwise (no
+ * VM_SPECIAL flag): mlock() and mlockall() lock it like any memory, and
+ * mremap() may move or grow it, though only the range mapped first is the
+ * heap.
  *
  * Owner: the mm of the process that opened the device. A forked child
  * inherits the fd and a copy-on-write copy of the memory, but every ioctl
@@ -35,7 +38,7 @@
 #include <linux/slab.h>
 #include "spanalloc.h"
 
-unsigned int sa_heap_limit_mb = 1024;
+static unsigned int sa_heap_limit_mb = 1024;
 module_param_named(heap_limit_mb, sa_heap_limit_mb, uint, 0644);
 MODULE_PARM_DESC(heap_limit_mb,
 		 "Largest heap in MiB, for heaps opened from now on (default 1024)");
@@ -45,105 +48,16 @@ module_param_named(pcp_depth, sa_pcp_depth, uint, 0644);
 MODULE_PARM_DESC(pcp_depth,
 		 "Spans per CPU per span class in the per-CPU cache, 0 turns it off (0-8, default 8); for heaps opened from now on");
 
-atomic64_t sa_global_heaps = ATOMIC64_INIT(0);
-atomic64_t sa_global_spans = ATOMIC64_INIT(0);
-EXPORT_SYMBOL_IF_KUNIT(sa_global_spans);
-atomic64_t sa_global_pages = ATOMIC64_INIT(0);
-EXPORT_SYMBOL_IF_KUNIT(sa_global_pages);
-atomic64_t sa_global_arenas = ATOMIC64_INIT(0);
-EXPORT_SYMBOL_IF_KUNIT(sa_global_arenas);
-
-/*
- * All open heaps, for the CPU hotplug callback, the scavenger and the
- * shrinker. A heap on the list is alive for as long as the mutex is held:
- * release takes it off the list before it frees anything.
- */
-DEFINE_MUTEX(sa_heaps_mutex);
-LIST_HEAD(sa_heaps);
-
-/* cpu is dead: move its cached spans of every heap to mcentral. */
-void sa_drain_cpu_all_heaps(unsigned int cpu)
-{
-	struct sa_heap *heap;
-
-	mutex_lock(&sa_heaps_mutex);
-	list_for_each_entry(heap, &sa_heaps, node)
-		sa_mcache_drain_cpu(heap, cpu);
-	mutex_unlock(&sa_heaps_mutex);
-}
-
-/*
- * A new heap owned by mm (NULL only for the KUnit suites, which have no
- * user mapping: nothing is ever released from such a heap).
- */
-struct sa_heap *sa_heap_create(struct mm_struct *mm)
-{
-	u64 limit = (u64)clamp(READ_ONCE(sa_heap_limit_mb), 64U, 1U << 20) << 20;
-	struct sa_heap *heap;
-	int sc;
-
-	heap = kzalloc(sizeof(*heap), GFP_KERNEL_ACCOUNT);
-	if (!heap)
-		return ERR_PTR(-ENOMEM);
-	heap->counters = alloc_percpu_gfp(struct sa_heap_counters,
-					  GFP_KERNEL_ACCOUNT);
-	if (!heap->counters || sa_mcache_init(heap))
-		goto err;
-	if (sa_shrinker_add_heap(heap)) {
-		sa_mcache_destroy(heap);
-		goto err;
-	}
-	heap->pcp_depth = min(READ_ONCE(sa_pcp_depth), (unsigned int)SA_PCP_MAX_DEPTH);
-	heap->max_map = round_up(limit, SPANALLOC_ARENA_SIZE);
-	heap->limit_pages = min_t(u64, limit >> SA_PAGE_SHIFT, U32_MAX);
-	mutex_init(&heap->grow_mutex);
-	mutex_init(&heap->scav_mutex);
-	spin_lock_init(&heap->lock);
-	for (sc = 0; sc < SA_NSPANCLASS; sc++)
-		sa_mcentral_init(&heap->central[sc]);
-	heap->mm = mm;
-	if (mm)
-		mmgrab(mm);
-
-	mutex_lock(&sa_heaps_mutex);
-	list_add(&heap->node, &sa_heaps);
-	mutex_unlock(&sa_heaps_mutex);
-	atomic64_inc(&sa_global_heaps);
-	return heap;
-
-err:
-	free_percpu(heap->counters);
-	kfree(heap);
-	return ERR_PTR(-ENOMEM);
-}
-EXPORT_SYMBOL_IF_KUNIT(sa_heap_create);
-
-/* Frees a heap and everything in it; nothing else may use it any more. */
-void sa_heap_destroy(struct sa_heap *heap)
-{
-	mutex_lock(&sa_heaps_mutex);
-	list_del(&heap->node);
-	sa_shrinker_del_heap(heap);
-	mutex_unlock(&sa_heaps_mutex);
-
-	/* Spans in every state are in the span table: freeing it frees all. */
-	sa_mheap_destroy(heap);
-	sa_mcache_destroy(heap);
-	free_percpu(heap->counters);
-	if (heap->mm)
-		mmdrop(heap->mm);
-	kfree(heap);
-	atomic64_dec(&sa_global_heaps);
-}
-EXPORT_SYMBOL_IF_KUNIT(sa_heap_destroy);
-
 static int sa_open(struct inode *inode, struct file *file)
 {
 	struct sa_heap *heap;
 
 	if (!current->mm)
 		return -EINVAL;
-	heap = sa_heap_create(current->mm);
+	heap = sa_heap_create(current->mm,
+			      (u64)clamp(READ_ONCE(sa_heap_limit_mb), 64U,
+					 SA_MAX_HEAP_MB) << 20,
+			      READ_ONCE(sa_pcp_depth));
 	if (IS_ERR(heap))
 		return PTR_ERR(heap);
 	file->private_data = heap;
@@ -160,25 +74,58 @@ static void sa_vma_set_flags(struct vm_area_struct *vma)
 {
 #ifdef SA_HAVE_VM_FLAGS_SET
 	vm_flags_clear(vma, VM_MAYEXEC);
-	vm_flags_set(vma, VM_DONTEXPAND);
 #else
 	vma->vm_flags &= ~VM_MAYEXEC;
-	vma->vm_flags |= VM_DONTEXPAND;
 #endif
 }
 
 /*
- * Places the heap on an arena boundary: spans are then aligned to their
- * size's natural boundaries up to 64 MiB, large objects get whole aligned
- * pages and THP can back whole arenas. Asks the mm for len plus one arena
- * of room (as an anonymous area: file NULL) and aligns inside it.
+ * The mapping rules that do not depend on protection. Checked first in
+ * get_unmapped_area, which do_mmap() calls before it unmaps anything a
+ * MAP_FIXED mapping would replace, so a refused mmap of the heap leaves
+ * every existing mapping, the heap's own included, as it was. Checked
+ * again in mmap, where the mapping is made. Both run under the owner's
+ * mmap lock held for writing, and only the owner may map: no two mmaps
+ * of one heap can interleave.
+ */
+static int sa_map_check(struct sa_heap *heap, unsigned long addr, u64 len,
+			unsigned long pgoff, bool shared)
+{
+	if (current->mm != heap->mm)
+		return -EPERM;
+	if (pgoff || !len || len % SPANALLOC_ARENA_SIZE || len > heap->max_map ||
+	    addr % SA_PAGE_SIZE || shared)
+		return -EINVAL;
+	/* pairs with the release below: one mapping per heap */
+	if (smp_load_acquire(&heap->mapped))
+		return -EBUSY;
+	return 0;
+}
+
+/*
+ * Places the heap on an arena boundary, so that THP can back whole arenas
+ * and an arena's pages never straddle a huge page of another mapping.
+ * (First fit does not align spans within the heap.) Asks the mm for len
+ * plus one arena of room (as an anonymous area: file NULL) and aligns
+ * inside it.
  */
 static unsigned long sa_get_unmapped_area(struct file *file, unsigned long addr,
 					  unsigned long len, unsigned long pgoff,
 					  unsigned long flags)
 {
 	unsigned long base, want = len + SPANALLOC_ARENA_SIZE;
+	int ret;
 
+	/*
+	 * mmap always says MAP_PRIVATE or MAP_SHARED; mremap moving the heap's
+	 * mapping says neither, and is not a new mapping of the heap.
+	 */
+	if (flags & MAP_TYPE) {
+		ret = sa_map_check(file->private_data, flags & MAP_FIXED ? addr : 0,
+				   len, pgoff, (flags & MAP_TYPE) != MAP_PRIVATE);
+		if (ret)
+			return ret;
+	}
 	if (flags & MAP_FIXED)
 		return addr;
 	if (len > TASK_SIZE || want > TASK_SIZE)
@@ -201,20 +148,14 @@ static int sa_mmap(struct file *file, struct vm_area_struct *vma)
 
 	if (vma->vm_mm != heap->mm)
 		return -EPERM;
-	if (vma->vm_pgoff || !len || len % SPANALLOC_ARENA_SIZE ||
-	    len > heap->max_map || vma->vm_start % SA_PAGE_SIZE)
-		return -EINVAL;
-	if (vma->vm_flags & VM_MAYSHARE)
-		return -EINVAL;
 	if (vma->vm_flags & VM_EXEC)
 		return -EPERM;
-
 	mutex_lock(&heap->grow_mutex);
-	if (heap->mapped) {
-		ret = -EBUSY;
+	ret = sa_map_check(heap, vma->vm_start, len, vma->vm_pgoff,
+			   vma->vm_flags & VM_MAYSHARE);
+	if (ret)
 		goto out;
-	}
-	ret = sa_mheap_map(heap, vma->vm_start, len);
+	ret = sa_heap_map(heap, vma->vm_start, len);
 	if (ret)
 		goto out;
 	sa_vma_set_flags(vma);
@@ -258,11 +199,13 @@ static int __init sa_init(void)
 	BUILD_BUG_ON(sizeof(struct spanalloc_info) != SPANALLOC_INFO_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_exchange) != SPANALLOC_EXCHANGE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_large) != SPANALLOC_LARGE_SIZE_VER0);
-	BUILD_BUG_ON(sizeof(struct spanalloc_stats) != SPANALLOC_STATS_SIZE_VER1);
+	BUILD_BUG_ON(sizeof(struct spanalloc_stats) != SPANALLOC_STATS_SIZE_VER2);
 	BUILD_BUG_ON(sizeof(struct spanalloc_limit) != SPANALLOC_LIMIT_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_release) != SPANALLOC_RELEASE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_span) != 24);
 	BUILD_BUG_ON(sizeof(struct spanalloc_ret) != 16);
+
+	BUILD_BUG_ON(SA_MAX_HEAP_MB > (U32_MAX >> 1));
 
 	ret = sa_mheap_cache_init();
 	if (ret)
@@ -273,11 +216,16 @@ static int __init sa_init(void)
 	ret = sa_shrinker_init();
 	if (ret)
 		goto err_hp;
-	ret = misc_register(&sa_misc);
+	ret = sa_scavenger_init();
 	if (ret)
 		goto err_shrinker;
+	ret = misc_register(&sa_misc);
+	if (ret)
+		goto err_scav;
 	return 0;
 
+err_scav:
+	sa_scavenger_exit();
 err_shrinker:
 	sa_shrinker_exit();
 err_hp:
@@ -293,6 +241,7 @@ static void __exit sa_exit(void)
 	sa_scavenger_exit();
 	sa_shrinker_exit();
 	sa_mcache_hotplug_exit();
+	sa_heaps_warn_leftover();
 	sa_mheap_cache_exit();
 }
 

@@ -10,13 +10,16 @@
  * or a process that received the fd over a socket gets -EPERM, so it can
  * neither read nor change the heap.
  */
+#include <linux/capability.h>
 #include <linux/fs.h>
+#include <linux/nospec.h>
 #include <linux/sched.h>
 #include <linux/uaccess.h>
 #include "spanalloc.h"
 
 /*
- * Copies a size-prefixed struct in; usize is the size user space claims.
+ * Copies a size-prefixed struct in; the size user space claims is read once
+ * and stored into the copy, so a size changed under us is never seen.
  * Inlined so that the common case, user space built against these headers,
  * copies a size known at compile time (no run-time usercopy check).
  */
@@ -28,14 +31,18 @@ static __always_inline int sa_copy_in(void *dst, size_t ksize, size_t minsize,
 
 	if (get_user(usize, (const u32 __user *)uarg))
 		return -EFAULT;
-	if (usize == ksize)
-		return copy_from_user(dst, uarg, ksize) ? -EFAULT : 0;
-	if (usize < minsize || usize > PAGE_SIZE)
-		return -EINVAL;
-	ret = copy_struct_from_user(dst, ksize, uarg, usize);
-	if (ret == -E2BIG)
-		return -EINVAL;
-	return ret;
+	if (usize == ksize) {
+		if (copy_from_user(dst, uarg, ksize))
+			return -EFAULT;
+	} else {
+		if (usize < minsize || usize > PAGE_SIZE)
+			return -EINVAL;
+		ret = copy_struct_from_user(dst, ksize, uarg, usize);
+		if (ret)
+			return ret == -E2BIG ? -EINVAL : ret;
+	}
+	*(u32 *)dst = usize;
+	return 0;
 }
 
 /* Writes back as much of the struct as user space has room for. */
@@ -53,11 +60,7 @@ static long sa_ioctl_info(struct sa_heap *heap, void __user *uarg)
 	ret = sa_copy_in(&info, sizeof(info), SPANALLOC_INFO_SIZE_VER0, uarg);
 	if (ret)
 		return ret;
-	/* Every field but size is output: user space must pass zeros. */
-	if (memchr_inv(&info.abi_version, 0,
-		       sizeof(info) - offsetof(typeof(info), abi_version)))
-		return -EINVAL;
-
+	/* Every field but size is output: each is written, whatever came in. */
 	info.abi_version = SPANALLOC_ABI_VERSION;
 	info.page_size = SA_PAGE_SIZE;
 	info.num_classes = SPANALLOC_NUM_CLASSES;
@@ -69,10 +72,19 @@ static long sa_ioctl_info(struct sa_heap *heap, void __user *uarg)
 	info.pcp_depth = heap->pcp_depth;
 	info.max_large_pages = min_t(u64, heap->max_map, info.heap_limit) >>
 			       SA_PAGE_SHIFT;
-	info.global_heaps = atomic64_read(&sa_global_heaps);
-	info.global_spans = atomic64_read(&sa_global_spans);
-	info.global_pages = atomic64_read(&sa_global_pages);
-	info.global_arenas = atomic64_read(&sa_global_arenas);
+	info.reserved = 0;
+	/* They tell what other users do: for the administrator only. */
+	if (capable(CAP_SYS_ADMIN)) {
+		info.global_heaps = atomic64_read(&sa_global_heaps);
+		info.global_spans = atomic64_read(&sa_global_spans);
+		info.global_pages = atomic64_read(&sa_global_pages);
+		info.global_arenas = atomic64_read(&sa_global_arenas);
+	} else {
+		info.global_heaps = 0;
+		info.global_spans = 0;
+		info.global_pages = 0;
+		info.global_arenas = 0;
+	}
 	return sa_copy_out(uarg, &info, sizeof(info), info.size);
 }
 
@@ -118,35 +130,61 @@ static int sa_claim_batch(struct sa_heap *heap, const struct spanalloc_ret __use
 	return ret;
 }
 
+/*
+ * Writes the descriptors of the spans got to user space, then publishes
+ * them. While they are HANDING no return can claim them, so if user space
+ * made the array unwritable since access_ok() (it cannot learn of these
+ * spans), they are simply put back. Returns how many were handed out.
+ */
+static u32 sa_hand_out(struct sa_heap *heap, struct spanalloc_span __user *uget,
+		       struct sa_span **spans, u32 got)
+{
+	struct spanalloc_span d;
+	u32 i;
+
+	for (i = 0; i < got; i++) {
+		sa_span_desc(heap, spans[i], &d);
+		if (copy_to_user(&uget[i], &d, sizeof(d))) {
+			for (i = 0; i < got; i++)
+				sa_span_put_ready(heap, spans[i]);
+			return 0;
+		}
+	}
+	for (i = 0; i < got; i++)
+		sa_span_publish(spans[i]);
+	return got;
+}
+
 static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 {
 	struct spanalloc_exchange __user *uex = uarg;
 	struct spanalloc_span __user *uget;
-	struct spanalloc_span d[SA_MAX_BATCH];
 	struct sa_span *spans[SA_MAX_BATCH];
 	u8 prev[SA_MAX_BATCH], ops[SA_MAX_BATCH];
 	struct spanalloc_exchange ex;
 	int ret, err = 0;
-	u32 i, got;
+	u32 i, got = 0;
+	u16 sc;
 
 	ret = sa_copy_in(&ex, sizeof(ex), SPANALLOC_EXCHANGE_SIZE_VER0, uarg);
 	if (ret)
 		return ret;
-	if (ex.flags || ex.reserved || ex.ret_done || ex.get_done ||
+	/* ret_done and get_done are out fields: ignored on input */
+	if (ex.flags || ex.reserved ||
 	    ex.ret_count > SA_MAX_BATCH || ex.get_count > SA_MAX_BATCH ||
 	    (ex.ret_count && !ex.ret_ptr) || (ex.get_count && !ex.get_ptr))
 		return -EINVAL;
-	if (ex.get_count && (ex.get_spanclass < 2 ||
-			     ex.get_spanclass >= SA_NSPANCLASS))
+	if ((ex.get_count || ex.get_spanclass) &&
+	    (ex.get_spanclass < 2 || ex.get_spanclass >= SA_NSPANCLASS))
 		return -EINVAL;
-	if (!ex.get_count && ex.get_spanclass)
-		return -EINVAL;
+	/* it indexes the class's lists and per-CPU stacks */
+	sc = array_index_nospec(ex.get_spanclass, SA_NSPANCLASS);
 	/* pairs with the release in sa_mmap(): base and arenas are set */
 	if (!smp_load_acquire(&heap->mapped))
 		return -ENXIO;
 	uget = u64_to_user_ptr(ex.get_ptr);
 	/* Check the output array is writable before anything changes. */
-	if (ex.get_count && !access_ok(uget, ex.get_count * sizeof(d[0])))
+	if (ex.get_count && !access_ok(uget, ex.get_count * sizeof(*uget)))
 		return -EFAULT;
 
 	sa_count(heap, SA_C_EXCHANGES);
@@ -156,32 +194,22 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 		return ret;
 	for (i = 0; i < ex.ret_count; i++)
 		sa_span_return(heap, spans[i], prev[i], ops[i]);
-	ex.ret_done = ex.ret_count;
-
-	got = ex.get_count ? sa_span_get(heap, ex.get_spanclass, spans,
-					 ex.get_count, &err) : 0;
-	for (i = 0; i < got; i++) {
-		sa_span_desc(heap, spans[i], &d[i]);
-		sa_span_publish(spans[i]);
-	}
-	if (got && copy_to_user(uget, d, got * sizeof(d[0]))) {
-		/*
-		 * User space made the array unwritable since access_ok(): it
-		 * cannot learn of these spans, so take them back. A span from
-		 * a partial list still holds live objects: PARTIAL is right
-		 * for it, and harmless for a fresh one.
-		 */
-		for (i = 0; i < got; i++)
-			sa_span_take_back(heap, d[i].handle, SPANALLOC_RET_PARTIAL);
+	/* Applied: say so before anything else can fail. */
+	if (ex.ret_count && put_user(ex.ret_count, &uex->ret_done))
 		return -EFAULT;
-	}
-	ex.get_done = got;
-	if (ex.get_count && !got) {
-		sa_count(heap, SA_C_ENOMEM);
+	if (!ex.get_count)
+		return put_user(0, &uex->get_done) ? -EFAULT : 0;
+
+	got = sa_span_get(heap, sc, spans, ex.get_count, &err);
+	if (got && !sa_hand_out(heap, uget, spans, got)) {
+		got = 0;
+		ret = -EFAULT;
+	} else if (!got) {
 		ret = err ? err : -ENOMEM;
 	}
-	/* the only fields the call writes */
-	if (put_user(ex.ret_done, &uex->ret_done) || put_user(ex.get_done, &uex->get_done))
+	if (ret == -ENOMEM)
+		sa_count(heap, SA_C_ENOMEM);
+	if (put_user(got, &uex->get_done))
 		return -EFAULT;
 	return ret;
 }
@@ -195,8 +223,8 @@ static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
 	ret = sa_copy_in(&lg, sizeof(lg), SPANALLOC_LARGE_SIZE_VER0, uarg);
 	if (ret)
 		return ret;
-	if (lg.flags & ~SPANALLOC_LARGE_NOSCAN || lg.reserved || !lg.npages ||
-	    memchr_inv(&lg.span, 0, sizeof(lg.span)))
+	/* span is an out field: ignored on input */
+	if (lg.flags & ~SPANALLOC_LARGE_NOSCAN || lg.reserved || !lg.npages)
 		return -EINVAL;
 	/* pairs with the release in sa_mmap(): base and arenas are set */
 	if (!smp_load_acquire(&heap->mapped))
@@ -210,11 +238,12 @@ static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
 		return PTR_ERR(s);
 	}
 	sa_span_desc(heap, s, &lg.span);
-	sa_span_publish(s);
+	/* HANDING until user space has the descriptor: nobody else has it */
 	if (sa_copy_out(uarg, &lg, sizeof(lg), lg.size)) {
-		sa_span_take_back(heap, lg.span.handle, SPANALLOC_RET_EMPTY);
+		sa_mheap_free_span(heap, s);
 		return -EFAULT;
 	}
+	sa_span_publish(s);
 	sa_count(heap, SA_C_LARGE_ALLOCS);
 	sa_count(heap, SA_C_SPANS_GOT);
 	return 0;
@@ -236,10 +265,15 @@ static void sa_sum_counters(struct sa_heap *heap, struct sa_heap_counters *sum)
 static int sa_class_stats_out(struct sa_heap *heap,
 			      struct spanalloc_class_stats __user *ucs, u32 n)
 {
-	struct spanalloc_class_stats cs;
-	u32 sc, spans;
+	struct spanalloc_class_stats cs = { 0 };
+	u32 i, spans;
 
-	for (sc = 0; sc < n; sc++) {
+	/* pairs with the release in sa_mmap(): no lists before it */
+	if (!smp_load_acquire(&heap->mapped))
+		return clear_user(ucs, n * sizeof(cs)) ? -EFAULT : 0;
+	for (i = 0; i < n; i++) {
+		/* n came from user space: no speculation past the table */
+		u32 sc = array_index_nospec(i, SA_NSPANCLASS);
 		struct sa_central *c = &heap->central[sc];
 
 		spin_lock(&c->lock);
@@ -253,7 +287,7 @@ static int sa_class_stats_out(struct sa_heap *heap,
 		/* A snapshot taken while spans move: never below zero. */
 		cs.owned = spans > cs.partial + cs.full + cs.cached ?
 			   spans - cs.partial - cs.full - cs.cached : 0;
-		if (copy_to_user(&ucs[sc], &cs, sizeof(cs)))
+		if (copy_to_user(&ucs[i], &cs, sizeof(cs)))
 			return -EFAULT;
 	}
 	return 0;
@@ -269,9 +303,9 @@ static long sa_ioctl_stats(struct sa_heap *heap, void __user *uarg)
 	if (ret)
 		return ret;
 	if (st.classes_count > SA_NSPANCLASS ||
-	    (st.classes_count && !st.classes_ptr) ||
-	    memchr_inv(&st.limit, 0, sizeof(st) - offsetof(typeof(st), limit)))
+	    (st.classes_count && !st.classes_ptr))
 		return -EINVAL;
+	/* Every field after classes_ptr is output: each is written below. */
 	if (st.classes_count) {
 		ret = sa_class_stats_out(heap, u64_to_user_ptr(st.classes_ptr),
 					 st.classes_count);
@@ -301,6 +335,7 @@ static long sa_ioctl_stats(struct sa_heap *heap, void __user *uarg)
 	st.enomem = sum.c[SA_C_ENOMEM];
 	st.pages_dirty = READ_ONCE(heap->free_dirty);
 	st.pages_released = sum.c[SA_C_RELEASED];
+	st.pages_unreleasable = READ_ONCE(heap->free_stuck);
 	return sa_copy_out(uarg, &st, sizeof(st), st.size);
 }
 
@@ -320,40 +355,50 @@ static long sa_ioctl_set_limit(struct sa_heap *heap, void __user *uarg)
 static long sa_ioctl_release(struct sa_heap *heap, void __user *uarg)
 {
 	struct spanalloc_release rel;
+	u64 pages;
 	int ret;
 
 	ret = sa_copy_in(&rel, sizeof(rel), SPANALLOC_RELEASE_SIZE_VER0, uarg);
 	if (ret)
 		return ret;
-	if (rel.flags || rel.released)
+	/* released is an out field: ignored on input */
+	if (rel.flags)
 		return -EINVAL;
-	rel.released = sa_scavenge(heap, U64_MAX, 0, SA_SCAV_WAIT) << SA_PAGE_SHIFT;
+	ret = sa_scavenge(heap, U64_MAX, 0, SA_SCAV_WAIT, &pages);
+	if (ret)
+		return ret;
+	rel.released = pages << SA_PAGE_SHIFT;
 	return sa_copy_out(uarg, &rel, sizeof(rel), rel.size);
 }
+
+/*
+ * Commands are told apart by type, number and direction only: the size
+ * field of the command is the size of the struct in the header the caller
+ * was built with, and the struct's own size field does the versioning.
+ */
+static const struct {
+	u32 dir;
+	long (*fn)(struct sa_heap *heap, void __user *uarg);
+} sa_ioctls[] = {
+	[_IOC_NR(SPANALLOC_IOC_INFO)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_info },
+	[_IOC_NR(SPANALLOC_IOC_EXCHANGE)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_exchange },
+	[_IOC_NR(SPANALLOC_IOC_ALLOC_LARGE)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_alloc_large },
+	[_IOC_NR(SPANALLOC_IOC_STATS)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_stats },
+	[_IOC_NR(SPANALLOC_IOC_SET_LIMIT)] = { _IOC_WRITE, sa_ioctl_set_limit },
+	[_IOC_NR(SPANALLOC_IOC_RELEASE)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_release },
+};
 
 long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct sa_heap *heap = file->private_data;
-	void __user *uarg = (void __user *)arg;
+	unsigned int nr = _IOC_NR(cmd);
 
-	if (_IOC_TYPE(cmd) != SPANALLOC_IOC_MAGIC)
+	if (_IOC_TYPE(cmd) != SPANALLOC_IOC_MAGIC || nr >= ARRAY_SIZE(sa_ioctls))
+		return -ENOTTY;
+	nr = array_index_nospec(nr, ARRAY_SIZE(sa_ioctls));
+	if (!sa_ioctls[nr].fn || _IOC_DIR(cmd) != sa_ioctls[nr].dir)
 		return -ENOTTY;
 	if (current->mm != heap->mm)
 		return -EPERM;
-
-	switch (cmd) {
-	case SPANALLOC_IOC_INFO:
-		return sa_ioctl_info(heap, uarg);
-	case SPANALLOC_IOC_EXCHANGE:
-		return sa_ioctl_exchange(heap, uarg);
-	case SPANALLOC_IOC_ALLOC_LARGE:
-		return sa_ioctl_alloc_large(heap, uarg);
-	case SPANALLOC_IOC_STATS:
-		return sa_ioctl_stats(heap, uarg);
-	case SPANALLOC_IOC_SET_LIMIT:
-		return sa_ioctl_set_limit(heap, uarg);
-	case SPANALLOC_IOC_RELEASE:
-		return sa_ioctl_release(heap, uarg);
-	}
-	return -ENOTTY;
+	return sa_ioctls[nr].fn(heap, (void __user *)arg);
 }

@@ -19,14 +19,18 @@
  */
 #include <linux/cpuhotplug.h>
 #include <linux/percpu.h>
+#include <linux/workqueue.h>
 #include "spanalloc.h"
 
 static enum cpuhp_state sa_mcache_hp_state;
 
+/* At mmap: a heap with the layer off (pcp_depth 0) has none. */
 int sa_mcache_init(struct sa_heap *heap)
 {
 	int cpu;
 
+	if (!heap->pcp_depth)
+		return 0;
 	heap->mcache = alloc_percpu_gfp(struct sa_mcache, GFP_KERNEL_ACCOUNT);
 	if (!heap->mcache)
 		return -ENOMEM;
@@ -38,6 +42,7 @@ int sa_mcache_init(struct sa_heap *heap)
 void sa_mcache_destroy(struct sa_heap *heap)
 {
 	free_percpu(heap->mcache);
+	heap->mcache = NULL;
 }
 
 /* Moves the oldest half of a full stack to mcentral. */
@@ -101,12 +106,17 @@ void sa_mcache_put(struct sa_heap *heap, struct sa_span *s)
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mcache_put);
 
-/* cpu is dead (or the heap is idle): move its spans to mcentral. */
+/*
+ * Moves cpu's spans to mcentral. cpu is the current one (its stacks are
+ * only touched by tasks on it: the local_lock keeps them out) or dead
+ * (nobody touches its stacks any more: the local_lock is harmless).
+ */
 void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
 {
 	struct sa_mcache *mc = per_cpu_ptr(heap->mcache, cpu);
 	u16 sc;
 
+	local_lock(&heap->mcache->lock);
 	for (sc = 0; sc < SA_NSPANCLASS; sc++) {
 		struct sa_mcache_stack *st = &mc->stacks[sc];
 
@@ -116,8 +126,49 @@ void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
 		st->n = 0;
 		sa_count(heap, SA_C_PCP_FLUSHES);
 	}
+	local_unlock(&heap->mcache->lock);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mcache_drain_cpu);
+
+/* Drains cpu's stacks of every heap that has them. */
+static void sa_mcache_drain_heaps(unsigned int cpu)
+{
+	struct sa_heap *heap;
+
+	mutex_lock(&sa_heaps_mutex);
+	list_for_each_entry(heap, &sa_heaps, node) {
+		/* pairs with the release in sa_mmap(): mcache is set up */
+		if (smp_load_acquire(&heap->mapped) && heap->mcache)
+			sa_mcache_drain_cpu(heap, cpu);
+	}
+	mutex_unlock(&sa_heaps_mutex);
+}
+
+static void sa_mcache_drain_fn(struct work_struct *work)
+{
+	/* a per-CPU work item runs on its CPU (raw: it may migrate after) */
+	sa_mcache_drain_heaps(raw_smp_processor_id());
+}
+
+static DEFINE_PER_CPU(struct work_struct, sa_mcache_drain_work);
+
+/*
+ * Asks every online CPU to drain its stacks of every heap, soon (memory
+ * is short: spans parked on one CPU should serve all). At most once a
+ * second, since the drains take sa_heaps_mutex.
+ */
+void sa_mcache_drain_all_cpus(void)
+{
+	static unsigned long last;
+	unsigned long now = jiffies;
+	int cpu;
+
+	if (time_before(now, READ_ONCE(last) + HZ))
+		return;
+	WRITE_ONCE(last, now);
+	for_each_online_cpu(cpu)
+		queue_work_on(cpu, system_wq, per_cpu_ptr(&sa_mcache_drain_work, cpu));
+}
 
 /* Spans of class sc in all CPUs' stacks; a snapshot, for statistics. */
 u32 sa_mcache_count(struct sa_heap *heap, u16 sc)
@@ -125,6 +176,8 @@ u32 sa_mcache_count(struct sa_heap *heap, u16 sc)
 	u32 n = 0;
 	int cpu;
 
+	if (!heap->mcache)
+		return 0;
 	for_each_possible_cpu(cpu)
 		n += READ_ONCE(per_cpu_ptr(heap->mcache, cpu)->stacks[sc].n);
 	return n;
@@ -133,14 +186,16 @@ EXPORT_SYMBOL_IF_KUNIT(sa_mcache_count);
 
 static int sa_mcache_cpu_dead(unsigned int cpu)
 {
-	sa_drain_cpu_all_heaps(cpu);
+	sa_mcache_drain_heaps(cpu);
 	return 0;
 }
 
 int sa_mcache_hotplug_init(void)
 {
-	int ret;
+	int ret, cpu;
 
+	for_each_possible_cpu(cpu)
+		INIT_WORK(per_cpu_ptr(&sa_mcache_drain_work, cpu), sa_mcache_drain_fn);
 	ret = cpuhp_setup_state_nocalls(CPUHP_BP_PREPARE_DYN, "spanalloc:dead",
 					NULL, sa_mcache_cpu_dead);
 	if (ret < 0)
@@ -151,5 +206,9 @@ int sa_mcache_hotplug_init(void)
 
 void sa_mcache_hotplug_exit(void)
 {
+	int cpu;
+
 	cpuhp_remove_state_nocalls(sa_mcache_hp_state);
+	for_each_possible_cpu(cpu)
+		flush_work(per_cpu_ptr(&sa_mcache_drain_work, cpu));
 }

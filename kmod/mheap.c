@@ -30,25 +30,40 @@
  */
 #include <linux/bitmap.h>
 #include <linux/mm.h>
+#include <linux/nospec.h>
+#include <linux/random.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
 #include "spanalloc.h"
 
 static struct kmem_cache *sa_span_cache;
 
 /*
- * Span generations come from one module-wide counter, so that a handle is
- * unique across heaps too: a handle of another heap never names a span here.
+ * A handle is gen << SA_HANDLE_PAGE_BITS | first page. Each heap draws
+ * generations from a counter of its own that starts at a random point and
+ * may never come round: after SA_GEN_MASK spans the heap cuts no more
+ * (-ENOMEM), so a handle can never name two spans of one heap (at a
+ * million spans a second that takes 38 hours of nothing else). The random
+ * start makes a handle of another heap miss too.
  */
-static atomic_t sa_gen = ATOMIC_INIT(0);
-
-static u32 sa_next_gen(void)
+static u64 sa_next_gen(struct sa_heap *heap)
 {
-	u32 gen;
+	u64 gen;
 
-	do {
-		gen = atomic_inc_return(&sa_gen);
-	} while (!gen);
+	lockdep_assert_held(&heap->lock);
+	if (heap->gens_left == 0)
+		return 0;
+	heap->gens_left--;
+	gen = heap->next_gen++ & SA_GEN_MASK;
+	if (!gen)	/* 0 is never a generation: 0 is never a handle */
+		gen = heap->next_gen++ & SA_GEN_MASK;
 	return gen;
+}
+
+void sa_mheap_init(struct sa_heap *heap)
+{
+	heap->next_gen = get_random_u64();
+	heap->gens_left = SA_GEN_MASK - 1;
 }
 
 int sa_mheap_cache_init(void)
@@ -73,6 +88,18 @@ void sa_mheap_cache_exit(void)
 	kmem_cache_destroy(sa_span_cache);
 }
 
+static void sa_mheap_free_maps(struct sa_heap *heap)
+{
+	kvfree(heap->arenas);
+	kvfree(heap->used);
+	kvfree(heap->dirty);
+	kvfree(heap->stuck);
+	heap->arenas = NULL;
+	heap->used = NULL;
+	heap->dirty = NULL;
+	heap->stuck = NULL;
+}
+
 /* Called by mmap under grow_mutex, before the mapping is published. */
 int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len)
 {
@@ -84,15 +111,13 @@ int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len)
 			      GFP_KERNEL_ACCOUNT);
 	heap->dirty = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
 			       GFP_KERNEL_ACCOUNT);
-	heap->arenas = kcalloc(narenas, sizeof(*heap->arenas),
+	heap->stuck = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
 			       GFP_KERNEL_ACCOUNT);
-	if (!heap->used || !heap->dirty || !heap->arenas) {
-		kvfree(heap->used);
-		kvfree(heap->dirty);
-		kfree(heap->arenas);
-		heap->used = NULL;
-		heap->dirty = NULL;
-		heap->arenas = NULL;
+	/* 128 KiB at the largest limit */
+	heap->arenas = kvcalloc(narenas, sizeof(*heap->arenas),
+				GFP_KERNEL_ACCOUNT);
+	if (!heap->used || !heap->dirty || !heap->stuck || !heap->arenas) {
+		sa_mheap_free_maps(heap);
 		return -ENOMEM;
 	}
 	heap->base = base;
@@ -100,46 +125,40 @@ int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len)
 	heap->max_arenas = narenas;
 	return 0;
 }
-EXPORT_SYMBOL_IF_KUNIT(sa_mheap_map);
 
 static struct sa_arena *sa_mheap_arena(struct sa_heap *heap, u32 page)
 {
 	return heap->arenas[page / SA_ARENA_PAGES];
 }
 
-/* Frees every span and arena. Only at release: nothing else can run. */
+/*
+ * Frees every span and arena. Only at release: nothing else can run. A span
+ * is in the table at its first page only, so each is found once.
+ */
 void sa_mheap_destroy(struct sa_heap *heap)
 {
-	u32 i, p = 0;
+	u32 i, p;
 
-	/*
-	 * By page, skipping each span whole once it is found by its first
-	 * page: its other entries (in this arena or, for a large span, in the
-	 * next ones) point at it too and must not be read once it is freed.
-	 */
-	while (heap->arenas && p < heap->active_pages) {
-		struct sa_arena *a = sa_mheap_arena(heap, p);
-		struct sa_span *s;
-
-		s = rcu_dereference_protected(a->spans[p % SA_ARENA_PAGES], 1);
-		if (!s) {
-			p++;
-			continue;
-		}
-		p = s->start + s->npages;
-		atomic64_dec(&sa_global_spans);
-		atomic64_sub(s->npages, &sa_global_pages);
-		kmem_cache_free(sa_span_cache, s);
-	}
 	for (i = 0; heap->arenas && i < heap->max_arenas; i++) {
-		if (!heap->arenas[i])
+		struct sa_arena *a = heap->arenas[i];
+
+		if (!a)
 			continue;
-		kvfree(heap->arenas[i]);
+		for (p = 0; p < SA_ARENA_PAGES; p++) {
+			struct sa_span *s = rcu_dereference_protected(a->spans[p], 1);
+
+			if (!s)
+				continue;
+			atomic64_dec(&sa_global_spans);
+			atomic64_sub(s->npages, &sa_global_pages);
+			kmem_cache_free(sa_span_cache, s);
+		}
+		kvfree(a);
 		atomic64_dec(&sa_global_arenas);
+		/* a TiB heap has 16384 arenas */
+		cond_resched();
 	}
-	kfree(heap->arenas);
-	kvfree(heap->used);
-	kvfree(heap->dirty);
+	sa_mheap_free_maps(heap);
 }
 
 /*
@@ -176,48 +195,81 @@ static bool sa_mheap_grow(struct sa_heap *heap, u32 want)
 	return ok;
 }
 
-/* Points every page of s at s (or at NULL). Caller holds heap->lock. */
+/*
+ * Points s's first page at s (or at NULL): handles name first pages, so
+ * that is the only entry anyone reads, and a span of any length costs one
+ * write. Caller holds heap->lock.
+ */
 static void sa_mheap_set_table(struct sa_heap *heap, struct sa_span *s,
 			       struct sa_span *val)
 {
-	u32 p;
-
-	for (p = s->start; p < s->start + s->npages; p++)
-		rcu_assign_pointer(sa_mheap_arena(heap, p)->spans[p % SA_ARENA_PAGES],
-				   val);
+	rcu_assign_pointer(sa_mheap_arena(heap, s->start)->spans[s->start % SA_ARENA_PAGES],
+			   val);
 }
 
+/* Bits set in map[start, start + n), a word at a time. */
 static u32 sa_bits_in_range(const unsigned long *map, u32 start, u32 n)
 {
-	u32 end = start + n, count = 0, p;
+	u32 end = start + n, count = 0, i;
 
-	for (p = find_next_bit(map, end, start); p < end;
-	     p = find_next_bit(map, end, p + 1))
-		count++;
+	if (!n)
+		return 0;
+	for (i = BIT_WORD(start); i <= BIT_WORD(end - 1); i++) {
+		unsigned long w = map[i];
+
+		if (i == BIT_WORD(start))
+			w &= BITMAP_FIRST_WORD_MASK(start);
+		if (i == BIT_WORD(end - 1))
+			w &= BITMAP_LAST_WORD_MASK(end);
+		count += hweight_long(w);
+	}
 	return count;
 }
 
-/* Returns the first page of a free run of npages, or U32_MAX. */
-static u32 sa_mheap_find(struct sa_heap *heap, u32 npages)
+/*
+ * Looks for a free run of npages that starts in [from, from + window):
+ * bounded work, so heap->lock is never held for a scan of the whole
+ * mapping. Returns its first page, or U32_MAX.
+ */
+static u32 sa_mheap_find(struct sa_heap *heap, u32 from, u32 npages)
 {
-	unsigned long p;
+	unsigned long end, p;
 
 	lockdep_assert_held(&heap->lock);
-	p = bitmap_find_next_zero_area(heap->used, heap->active_pages,
-				       heap->search_hint, npages, 0);
-	return p < heap->active_pages ? p : U32_MAX;
+	end = min_t(unsigned long, heap->active_pages,
+		    (unsigned long)from + SA_FIND_WINDOW + npages - 1);
+	p = bitmap_find_next_zero_area(heap->used, end, from, npages, 0);
+	return p < end ? p : U32_MAX;
+}
+
+/*
+ * No run fits in the arenas set up so far. The best a new arena can do is
+ * extend the free run at the top, so grow to hold npages past the last
+ * used page. Called with heap->lock held, returns with it dropped. The
+ * scan from the top stops at the first used page, and the free run it
+ * crosses is shorter than npages, else it would have been found.
+ */
+static bool sa_mheap_grow_for(struct sa_heap *heap, u32 npages)
+{
+	u32 top = find_last_bit(heap->used, heap->active_pages);
+
+	top = top < heap->active_pages ? top + 1 : 0;
+	spin_unlock(&heap->lock);
+	return sa_mheap_grow(heap, top + npages);
 }
 
 /*
  * Cuts a new span of npages pages for span class spanclass. Returns the
- * span in state HANDING, or ERR_PTR(-ENOMEM) when the limit, the mapping or
- * memory does not allow it. May sleep.
+ * span in state HANDING, or ERR_PTR(-ENOMEM) when the limit, the mapping,
+ * the heap's generations or memory do not allow it, ERR_PTR(-EINTR) if a
+ * fatal signal came while it waited. May sleep.
  */
 struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 				    u32 npages)
 {
 	struct sa_span *s;
-	u32 p, dirty;
+	u32 p, from = 0, dirty, stuck;
+	int err = -ENOMEM;
 
 	s = kmem_cache_zalloc(sa_span_cache, GFP_KERNEL_ACCOUNT);
 	if (!s)
@@ -225,33 +277,36 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 
 	for (;;) {
 		spin_lock(&heap->lock);
-		if (heap->pages_inuse + (u64)npages > heap->limit_pages) {
-			spin_unlock(&heap->lock);
-			goto nomem;
-		}
-		p = sa_mheap_find(heap, npages);
+		if (heap->pages_inuse + (u64)npages > heap->limit_pages ||
+		    !heap->gens_left)
+			goto unlock_fail;
+		from = max(from, heap->search_hint);
+		p = sa_mheap_find(heap, from, npages);
 		if (p != U32_MAX)
 			break;
+		if ((u64)from + SA_FIND_WINDOW < heap->active_pages) {
+			/* first fit, one window per lock hold */
+			from += SA_FIND_WINDOW;
+			spin_unlock(&heap->lock);
+			cond_resched();
+			continue;
+		}
+		from = 0;
 		if (heap->scav_busy) {
 			/*
 			 * The run a release holds may be what would fit:
 			 * wait for it rather than grow or fail.
 			 */
 			spin_unlock(&heap->lock);
-			mutex_lock(&heap->scav_mutex);
+			err = mutex_lock_killable(&heap->scav_mutex);
+			if (err)
+				goto fail;
 			mutex_unlock(&heap->scav_mutex);
+			err = -ENOMEM;
 			continue;
 		}
-		/*
-		 * No run fits in the arenas set up so far. The best a new
-		 * arena can do is extend the free run at the top, so ask for
-		 * enough arenas to hold npages past the last used page.
-		 */
-		p = find_last_bit(heap->used, heap->active_pages);
-		p = p < heap->active_pages ? p + 1 : 0;
-		spin_unlock(&heap->lock);
-		if (!sa_mheap_grow(heap, p + npages))
-			goto nomem;
+		if (!sa_mheap_grow_for(heap, npages))
+			goto fail;
 	}
 
 	bitmap_set(heap->used, p, npages);
@@ -259,16 +314,21 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 	s->npages = npages;
 	s->spanclass = spanclass;
 	dirty = sa_bits_in_range(heap->dirty, p, npages);
-	s->needzero = dirty != 0;
+	stuck = sa_bits_in_range(heap->stuck, p, npages);
+	s->needzero = dirty || stuck;
 	heap->free_dirty -= dirty;
-	bitmap_clear(heap->dirty, p, npages);
-	s->gen = sa_next_gen();
+	heap->free_stuck -= stuck;
+	if (dirty)
+		bitmap_clear(heap->dirty, p, npages);
+	if (stuck)
+		bitmap_clear(heap->stuck, p, npages);
+	s->gen = sa_next_gen(heap);
 	atomic_set(&s->state, SA_SPAN_HANDING);
 	INIT_LIST_HEAD(&s->list);
 	sa_mheap_set_table(heap, s, s);
+	/* every page below p is used, and so are the span's */
 	if (p == heap->search_hint)
-		heap->search_hint = find_next_zero_bit(heap->used,
-						       heap->active_pages, p);
+		heap->search_hint = p + npages;
 	heap->pages_inuse += npages;
 	heap->peak_inuse = max(heap->peak_inuse, heap->pages_inuse);
 	heap->nspans++;
@@ -281,19 +341,18 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 	atomic64_add(npages, &sa_global_pages);
 	return s;
 
-nomem:
+unlock_fail:
+	spin_unlock(&heap->lock);
+fail:
 	kmem_cache_free(sa_span_cache, s);
-	return ERR_PTR(-ENOMEM);
+	return ERR_PTR(err);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_alloc_span);
 
 /* Gives s's pages back. The caller holds s (claimed or on no list). */
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 {
-	bool first_dirty;
-
 	spin_lock(&heap->lock);
-	first_dirty = !heap->free_dirty;
 	sa_mheap_set_table(heap, s, NULL);
 	bitmap_clear(heap->used, s->start, s->npages);
 	bitmap_set(heap->dirty, s->start, s->npages);
@@ -310,9 +369,7 @@ void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 	atomic64_dec(&sa_global_spans);
 	atomic64_sub(s->npages, &sa_global_pages);
 	call_rcu(&s->rcu, sa_span_free_rcu);
-	/* the scavenger sleeps while no heap has anything to release */
-	if (first_dirty)
-		sa_scavenger_kick();
+	sa_scavenger_note(heap);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_free_span);
 
@@ -324,13 +381,16 @@ EXPORT_SYMBOL_IF_KUNIT(sa_mheap_free_span);
  */
 struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle)
 {
-	u32 page = lower_32_bits(handle), gen = upper_32_bits(handle);
+	u32 page = handle & SA_HANDLE_PAGE_MASK;
+	u64 gen = handle >> SA_HANDLE_PAGE_BITS;
 	struct sa_arena *a;
 	struct sa_span *s;
 
 	/* pairs with the release in sa_mmap(): arenas[] exists */
 	if (!smp_load_acquire(&heap->mapped) || page >= heap->max_pages)
 		return NULL;
+	/* page came from user space: no speculation past the tables */
+	page = array_index_nospec(page, heap->max_pages);
 	/* pairs with the release in sa_mheap_grow() */
 	a = smp_load_acquire(&heap->arenas[page / SA_ARENA_PAGES]);
 	if (!a)
@@ -359,46 +419,66 @@ int sa_mheap_set_limit(struct sa_heap *heap, u64 limit)
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_set_limit);
 
 /*
- * Takes the first run of at most max dirty free pages at or above from, for
- * the scavenger: the run is held as used (no span can be cut from it) and
- * no longer dirty. Returns the run's length, 0 if there is none. Caller
+ * Takes the first run of dirty free pages that starts in [*from, *from +
+ * window), for the scavenger, with the stuck free pages next to it: the
+ * run is the whole free extent of one 2 MiB block, so that a huge page is
+ * released whole or not at all, and a release refused for part of one is
+ * tried again once the rest of it is free. The run is held as used (no span
+ * can be cut from it) and is neither dirty nor stuck while held. Returns its
+ * length; 0 if the window has none, with *from moved past the window (at or
+ * past active_pages when the heap has been searched to its end). Caller
  * holds heap->scav_mutex; one run is held at a time.
  */
-u32 sa_mheap_scav_take(struct sa_heap *heap, u32 from, u32 max, u32 *start)
+u32 sa_mheap_scav_take(struct sa_heap *heap, u32 *from, u32 *start)
 {
-	u32 p, end, n = 0;
+	u32 p, end, lo, hi, n = 0;
 
 	lockdep_assert_held(&heap->scav_mutex);
 	spin_lock(&heap->lock);
-	p = find_next_bit(heap->dirty, heap->active_pages, from);
-	if (p < heap->active_pages) {
-		end = find_next_zero_bit(heap->dirty,
-					 min(heap->active_pages, p + max), p);
+	end = min_t(u64, heap->active_pages, (u64)*from + SA_FIND_WINDOW);
+	p = find_next_bit(heap->dirty, end, *from);
+	if (p < end) {
+		lo = round_down(p, SA_SCAV_ALIGN);
+		hi = min(heap->active_pages, lo + SA_SCAV_ALIGN);
+		/* at most one block each way: bounded */
+		while (p > lo && p - 1 >= *from && test_bit(p - 1, heap->stuck))
+			p--;
+		for (end = p; end < hi; end++)
+			if (!test_bit(end, heap->dirty) && !test_bit(end, heap->stuck))
+				break;
 		n = end - p;
-		bitmap_set(heap->used, p, n);
+		heap->free_dirty -= sa_bits_in_range(heap->dirty, p, n);
+		heap->free_stuck -= sa_bits_in_range(heap->stuck, p, n);
 		bitmap_clear(heap->dirty, p, n);
-		heap->free_dirty -= n;
+		bitmap_clear(heap->stuck, p, n);
+		bitmap_set(heap->used, p, n);
 		heap->scav_busy = n;
 		*start = p;
 	}
+	*from = end;
 	spin_unlock(&heap->lock);
 	return n;
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_scav_take);
 
 /*
- * Gives back a run taken by sa_mheap_scav_take(). released says whether
- * its pages were zapped; if not, they may still hold data and are dirty
- * again.
+ * Gives back a run taken by sa_mheap_scav_take(). how is what became of
+ * its pages: 0, released (clean now); -EAGAIN, not released this time
+ * (dirty again); anything else, refused where they are mapped (stuck: still
+ * holding data, not counted as releasable; tried again by a release that
+ * user space asks for, or with free pages next to them).
  */
-void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, bool released)
+void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, int how)
 {
 	lockdep_assert_held(&heap->scav_mutex);
 	spin_lock(&heap->lock);
 	bitmap_clear(heap->used, start, n);
-	if (!released) {
+	if (how == -EAGAIN) {
 		bitmap_set(heap->dirty, start, n);
 		heap->free_dirty += n;
+	} else if (how) {
+		bitmap_set(heap->stuck, start, n);
+		heap->free_stuck += n;
 	}
 	if (start < heap->search_hint)
 		heap->search_hint = start;
@@ -406,3 +486,36 @@ void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, bool released)
 	spin_unlock(&heap->lock);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_scav_done);
+
+/*
+ * Makes every stuck page releasable (dirty) again, for a release that
+ * user space asked for: it may have mapped or unlocked what was refused.
+ * A window at a time, so heap->lock is held briefly. Caller holds
+ * heap->scav_mutex, so no release runs meanwhile.
+ */
+void sa_mheap_unstick(struct sa_heap *heap)
+{
+	u32 from, end, w;
+
+	lockdep_assert_held(&heap->scav_mutex);
+	for (from = 0; ; from = end) {
+		spin_lock(&heap->lock);
+		end = min_t(u64, heap->active_pages, (u64)from + SA_FIND_WINDOW);
+		if (from >= end || !heap->free_stuck) {
+			spin_unlock(&heap->lock);
+			break;
+		}
+		/* windows are whole words: SA_FIND_WINDOW and arenas are */
+		for (w = BIT_WORD(from); w < BITS_TO_LONGS(end); w++) {
+			unsigned long b = heap->stuck[w];
+
+			heap->dirty[w] |= b;
+			heap->stuck[w] = 0;
+			heap->free_stuck -= hweight_long(b);
+			heap->free_dirty += hweight_long(b);
+		}
+		spin_unlock(&heap->lock);
+		cond_resched();
+	}
+}
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_unstick);

@@ -25,15 +25,15 @@
  * is only zapped where it still is this heap's mapping at the offset the
  * heap expects: user space may have unmapped, split or moved parts of it.
  */
+#include <linux/debugfs.h>
 #include <linux/ktime.h>
+#include <linux/sizes.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/workqueue.h>
 #include "spanalloc.h"
 
-/* A run is zapped under one mmap lock hold: bounded, so the lock is brief. */
-#define SA_SCAV_CHUNK		64
 #define SA_SCAV_PERIOD		(HZ / 10)
 /* Always keep this much resident, so a tiny heap is never churned. */
 #define SA_SCAV_MIN_RETAIN	(1U << (20 - SA_PAGE_SHIFT))
@@ -54,10 +54,37 @@ static void sa_zap(struct vm_area_struct *vma, unsigned long addr,
 }
 
 /*
+ * Whether the 2 MiB block at addr is mapped by one huge page. Zapping part
+ * of it would only split it and free nothing (the huge page stays until
+ * the rest goes), and khugepaged would collapse it again: such a run is
+ * refused, and released with the rest of its block once that is free
+ * (sa_mheap_scav_take() takes the two together). Caller holds the mmap
+ * lock, so no collapse or split happens meanwhile.
+ */
+static bool sa_block_is_huge(struct mm_struct *mm, unsigned long addr)
+{
+	pgd_t *pgd = pgd_offset(mm, addr);
+	p4d_t *p4d;
+	pud_t *pud;
+
+	if (pgd_none(*pgd) || pgd_bad(*pgd))
+		return false;
+	p4d = p4d_offset(pgd, addr);
+	if (p4d_none(*p4d) || p4d_bad(*p4d))
+		return false;
+	pud = pud_offset(p4d, addr);
+	if (pud_none(*pud) || pud_bad(*pud))
+		return false;
+	return pmd_trans_huge(READ_ONCE(*pmd_offset(pud, addr)));
+}
+
+/*
  * Zaps pages [start, start + n) from the owner's mapping. Returns 0 when
- * every page of the range was zapped, -EAGAIN when a trylock failed, and
+ * every page of the range was zapped, -EAGAIN when a trylock failed,
  * -ENOENT when part of the range is not (or no longer) the heap's mapping
- * where it should be.
+ * where it should be, -EPERM when part of it is mlock()ed (which
+ * MADV_DONTNEED refuses too), -EBUSY when it is part of a huge page. The
+ * range lies in one 2 MiB block (sa_mheap_scav_take() cuts runs there).
  */
 static int sa_scav_zap(struct sa_heap *heap, u32 start, u32 n,
 		       enum sa_scav_mode mode)
@@ -92,6 +119,18 @@ static int sa_scav_zap(struct sa_heap *heap, u32 start, u32 n,
 			ret = -ENOENT;
 			break;
 		}
+		if (vma->vm_flags & VM_LOCKED) {
+			ret = -EPERM;
+			break;
+		}
+	}
+	if (!ret && end - addr < SZ_2M &&
+	    sa_block_is_huge(mm, ALIGN_DOWN(addr, SZ_2M)))
+		ret = -EBUSY;
+	/* all or nothing: a refused run is kept whole, so it stays simple */
+	for (a = addr; !ret && a < end; a = e) {
+		vma = find_vma(mm, a);
+		e = min(end, vma->vm_end);
 		sa_zap(vma, a, e - a);
 	}
 	mmap_read_unlock(mm);
@@ -104,16 +143,21 @@ static int sa_scav_zap(struct sa_heap *heap, u32 start, u32 n,
 }
 
 /*
- * Releases up to max_pages dirty free pages of heap, lowest first, for at
- * most about budget_ns (0: no limit). Returns the pages released.
+ * Releases about max_pages dirty free pages of heap (whole 2 MiB blocks'
+ * worth: up to a block more), lowest first, for at most about budget_ns
+ * (0: no limit); *released says how many it did. Returns 0, or -EINTR if a
+ * fatal signal stopped a SA_SCAV_WAIT release. Pages whose release is
+ * refused where they are mapped become stuck (mheap.c); a SA_SCAV_WAIT
+ * release, which user space asked for, tries those again first.
  */
-u64 sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
-		enum sa_scav_mode mode)
+int sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
+		enum sa_scav_mode mode, u64 *released)
 {
-	u64 released = 0, t0 = budget_ns ? ktime_get_ns() : 0;
+	u64 t0 = budget_ns ? ktime_get_ns() : 0;
 	u32 from = 0, start, n;
-	int ret;
+	int ret = 0, how;
 
+	*released = 0;
 	/* pairs with the release in sa_mmap(): the page allocator exists */
 	if (!smp_load_acquire(&heap->mapped))
 		return 0;
@@ -121,53 +165,82 @@ u64 sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
 		if (!mutex_trylock(&heap->scav_mutex))
 			return 0;
 	} else {
-		mutex_lock(&heap->scav_mutex);
+		if (mutex_lock_killable(&heap->scav_mutex))
+			return -EINTR;
+		sa_mheap_unstick(heap);
 	}
-	while (released < max_pages) {
-		n = sa_mheap_scav_take(heap, from,
-				       min_t(u64, SA_SCAV_CHUNK, max_pages - released),
-				       &start);
-		if (!n)
-			break;
-		ret = sa_scav_zap(heap, start, n, mode);
-		sa_mheap_scav_done(heap, start, n, !ret);
-		if (!ret)
-			released += n;
-		else if (ret == -EAGAIN)
-			break;
-		from = start + n;
+	while (*released < max_pages && from < READ_ONCE(heap->active_pages)) {
+		n = sa_mheap_scav_take(heap, &from, &start);
+		if (n) {
+			how = sa_scav_zap(heap, start, n, mode);
+			sa_mheap_scav_done(heap, start, n, how);
+			if (!how)
+				*released += n;
+			else if (how == -EAGAIN)
+				break;
+		}
 		if (budget_ns && ktime_get_ns() - t0 > budget_ns)
 			break;
-		if (mode == SA_SCAV_WAIT)
-			cond_resched();
+		if (mode == SA_SCAV_WAIT && fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		cond_resched();
 	}
 	mutex_unlock(&heap->scav_mutex);
-	sa_count_add(heap, SA_C_RELEASED, released);
-	return released;
+	sa_count_add(heap, SA_C_RELEASED, *released);
+	return ret;
 }
+EXPORT_SYMBOL_IF_KUNIT(sa_scavenge);
 
 /*
  * The background scavenger: one delayed work for all heaps, every 100 ms
- * while some heap has dirty free pages (freeing into a heap that had none
- * wakes it). For each heap it tracks the recent peak of pages in use (the
- * exact peak since the last period, recorded by the page allocator, and a
- * memory of earlier ones that decays by 1/8 a period), so a heap that
- * shrinks has its free pages released over a couple of seconds, while one
- * that just freed a burst it will need again soon keeps them. It keeps that
- * peak plus 1/8 (Go keeps 10% over its heap goal) and releases what is
- * above, within a time budget of scavenge_percent of the period.
+ * while some heap has work for it, asleep otherwise. For each heap it
+ * tracks the recent peak of pages in use (the exact peak since the last
+ * period, recorded by the page allocator, and a memory of earlier ones
+ * that decays by 1/8 a period), so a heap that shrinks has its free pages
+ * released over a couple of seconds, while one that just freed a burst it
+ * will need again soon keeps them. It keeps that peak plus 1/8 (Go keeps
+ * 10% over its heap goal) and releases what is above, within a time budget
+ * of scavenge_percent of the period.
+ *
+ * It holds sa_heaps_mutex while it works, so it only trylocks what a user
+ * process can hold (a heap's scav_mutex, its owner's mmap lock): a heap
+ * that is busy is skipped this period, and an open or close elsewhere
+ * waits at most for the bounded work of one period.
  */
 static void sa_scavenger_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(sa_scav_work, sa_scavenger_fn);
+/* Periods run, for tests that check an idle module stays asleep. */
+static u64 sa_scav_runs;
+
+static unsigned int sa_scav_pct(void)
+{
+	return min(READ_ONCE(sa_scavenge_percent), 100U);
+}
+
+/*
+ * Whether the heap has pages the scavenger will release once its peak has
+ * decayed to what is in use now: more dirty free pages than the margin it
+ * always keeps. Pages that cannot be released (stuck) are not counted.
+ */
+bool sa_scav_has_work(struct sa_heap *heap)
+{
+	u32 inuse = READ_ONCE(heap->pages_inuse);
+
+	return READ_ONCE(heap->free_dirty) > inuse / 8 + SA_SCAV_MIN_RETAIN;
+}
+EXPORT_SYMBOL_IF_KUNIT(sa_scav_has_work);
 
 static void sa_scavenger_fn(struct work_struct *work)
 {
-	unsigned int pct = min(READ_ONCE(sa_scavenge_percent), 100U);
+	unsigned int pct = sa_scav_pct();
 	u64 budget = div_u64((u64)jiffies_to_nsecs(SA_SCAV_PERIOD) * pct, 100);
-	u64 t0 = ktime_get_ns(), spent;
+	u64 t0 = ktime_get_ns(), spent, done;
 	struct sa_heap *heap;
 	bool again = false;
 
+	WRITE_ONCE(sa_scav_runs, sa_scav_runs + 1);
 	mutex_lock(&sa_heaps_mutex);
 	list_for_each_entry(heap, &sa_heaps, node) {
 		u32 peak, recent, goal, retained;
@@ -176,31 +249,46 @@ static void sa_scavenger_fn(struct work_struct *work)
 		peak = heap->peak_inuse;
 		heap->peak_inuse = heap->pages_inuse;
 		retained = heap->pages_inuse + heap->free_dirty;
-		again |= heap->free_dirty != 0;
 		spin_unlock(&heap->lock);
 		recent = max(peak, heap->scav_recent - heap->scav_recent / 8);
 		heap->scav_recent = recent;
 		goal = recent + recent / 8 + SA_SCAV_MIN_RETAIN;
-		if (!pct || retained <= goal)
-			continue;
 		spent = ktime_get_ns() - t0;
-		if (spent >= budget)
-			continue;	/* still decays the others' peaks */
-		sa_scavenge(heap, retained - goal, budget - spent, SA_SCAV_WAIT);
+		if (pct && retained > goal && spent < budget)
+			sa_scavenge(heap, retained - goal, budget - spent,
+				    SA_SCAV_TRY, &done);
+		again |= sa_scav_has_work(heap);
 	}
 	mutex_unlock(&sa_heaps_mutex);
-	if (again)
+	if (again && pct)
 		queue_delayed_work(system_unbound_wq, &sa_scav_work,
 				   SA_SCAV_PERIOD);
 }
 
-/* A heap has dirty free pages: make sure the scavenger runs. */
-void sa_scavenger_kick(void)
+/*
+ * Called when heap has freed pages: wakes the scavenger if that gave it
+ * work. Cheap when it is already queued or there is nothing to do.
+ */
+void sa_scavenger_note(struct sa_heap *heap)
 {
-	queue_delayed_work(system_unbound_wq, &sa_scav_work, SA_SCAV_PERIOD);
+	if (sa_scav_pct() && sa_scav_has_work(heap) &&
+	    !delayed_work_pending(&sa_scav_work))
+		queue_delayed_work(system_unbound_wq, &sa_scav_work,
+				   SA_SCAV_PERIOD);
+}
+
+static struct dentry *sa_debugfs;
+
+int sa_scavenger_init(void)
+{
+	/* debugfs is not ABI and may be off: nothing depends on it but tests */
+	sa_debugfs = debugfs_create_dir("spanalloc", NULL);
+	debugfs_create_u64("scavenger_runs", 0400, sa_debugfs, &sa_scav_runs);
+	return 0;
 }
 
 void sa_scavenger_exit(void)
 {
+	debugfs_remove_recursive(sa_debugfs);
 	cancel_delayed_work_sync(&sa_scav_work);
 }

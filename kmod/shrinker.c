@@ -24,7 +24,6 @@
 #include <linux/list_lru.h>
 #include <linux/shrinker.h>
 #include <linux/slab.h>
-#include <linux/workqueue.h>
 #include "spanalloc.h"
 
 /* Heaps collected by one walk of the list, at most. */
@@ -45,39 +44,6 @@ static struct shrinker sa_shrinker_s;
 #endif
 /* set once sa_lru is ready: the shrinker may be called before */
 static bool sa_lru_ready;
-
-static void sa_drain_fn(struct work_struct *work)
-{
-	struct sa_heap *heap;
-
-	mutex_lock(&sa_heaps_mutex);
-	list_for_each_entry(heap, &sa_heaps, node) {
-		local_lock(&heap->mcache->lock);
-		sa_mcache_drain_cpu(heap, smp_processor_id());
-		local_unlock(&heap->mcache->lock);
-	}
-	mutex_unlock(&sa_heaps_mutex);
-}
-
-static DEFINE_PER_CPU(struct work_struct, sa_drain_work);
-
-/*
- * Asks every online CPU to drain its caches of every heap, soon; at most
- * once a second, since the drains take sa_heaps_mutex, which the scans
- * that follow must get.
- */
-static void sa_drain_all_cpus(void)
-{
-	static unsigned long last;
-	unsigned long now = jiffies;
-	int cpu;
-
-	if (time_before(now, READ_ONCE(last) + HZ))
-		return;
-	WRITE_ONCE(last, now);
-	for_each_online_cpu(cpu)
-		queue_work_on(cpu, system_wq, per_cpu_ptr(&sa_drain_work, cpu));
-}
 
 static u32 sa_heap_releasable(struct sa_heap *heap)
 {
@@ -123,8 +89,16 @@ static unsigned long sa_shrink_count(struct shrinker *s,
 	if (!smp_load_acquire(&sa_lru_ready))
 		return 0;
 	/* sc->nr_to_scan is not set for counting: walk the whole list */
+	/*
+	 * SHRINK_EMPTY only when the cgroup has no heap at all: the core then
+	 * clears this shrinker's bit for the cgroup, and only a heap added
+	 * to an empty list sets it again. Heaps with nothing to release right
+	 * now are 0: they may have some by the next round of pressure.
+	 */
+	if (!list_lru_count_one(&sa_lru, sc->nid, sc->memcg))
+		return SHRINK_EMPTY;
 	list_lru_walk_one(&sa_lru, sc->nid, sc->memcg, sa_count_cb, &pages, &nr);
-	return pages ? pages * SA_KPAGES_PER_PAGE : SHRINK_EMPTY;
+	return pages * SA_KPAGES_PER_PAGE;
 }
 
 static unsigned long sa_shrink_scan(struct shrinker *s,
@@ -143,10 +117,14 @@ static unsigned long sa_shrink_scan(struct shrinker *s,
 	if (!mutex_trylock(&sa_heaps_mutex))
 		return SHRINK_STOP;
 	list_lru_walk_one(&sa_lru, sc->nid, sc->memcg, sa_collect_cb, &c, &nr);
-	for (i = 0; i < c.n && freed < want; i++)
-		freed += sa_scavenge(c.heaps[i], want - freed, 0, SA_SCAV_TRY);
+	for (i = 0; i < c.n && freed < want; i++) {
+		u64 done;
+
+		sa_scavenge(c.heaps[i], want - freed, 0, SA_SCAV_TRY, &done);
+		freed += done;
+	}
 	mutex_unlock(&sa_heaps_mutex);
-	sa_drain_all_cpus();
+	sa_mcache_drain_all_cpus();
 	return freed ? freed * SA_KPAGES_PER_PAGE : SHRINK_STOP;
 }
 
@@ -187,10 +165,8 @@ void sa_shrinker_del_heap(struct sa_heap *heap)
 int sa_shrinker_init(void)
 {
 	struct shrinker *s;
-	int cpu, ret;
+	int ret;
 
-	for_each_possible_cpu(cpu)
-		INIT_WORK(per_cpu_ptr(&sa_drain_work, cpu), sa_drain_fn);
 	sa_heap_lru_cache = KMEM_CACHE(sa_heap_lru, SLAB_ACCOUNT);
 	if (!sa_heap_lru_cache)
 		return -ENOMEM;
@@ -238,15 +214,11 @@ err_cache:
 
 void sa_shrinker_exit(void)
 {
-	int cpu;
-
 #ifdef SA_HAVE_SHRINKER_ALLOC
 	shrinker_free(sa_shrinker);
 #else
 	unregister_shrinker(&sa_shrinker_s);
 #endif
-	for_each_possible_cpu(cpu)
-		flush_work(per_cpu_ptr(&sa_drain_work, cpu));
 	list_lru_destroy(&sa_lru);
 	kmem_cache_destroy(sa_heap_lru_cache);
 }

@@ -6,4 +6,4 @@
 #include "spanalloc.h"
 
 #define SPANALLOC_CLASS_TABLE sa_classes
-#include <linux/spanalloc-sizeclasses.h>
+#include <spanalloc-classtable.h>

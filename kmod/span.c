@@ -98,18 +98,18 @@ void sa_span_publish(struct sa_span *s)
 EXPORT_SYMBOL_IF_KUNIT(sa_span_publish);
 
 /*
- * Takes back a published span that user space never learned of (copying
- * its descriptor out failed). By handle, like any return: if user space
- * guessed the handle and returned it first, there is nothing to do.
+ * Puts back a span the getter could not hand out (user space cannot be
+ * told of it). It is still HANDING, so nobody else can have it: no claim is
+ * needed, and its pages are as they were, so needzero stays as it is.
  */
-void sa_span_take_back(struct sa_heap *heap, u64 handle, u32 op)
+void sa_span_put_ready(struct sa_heap *heap, struct sa_span *s)
 {
-	struct sa_span *s;
-	int prev;
-
-	if (!sa_span_claim(heap, handle, op, &s, &prev))
-		sa_span_return(heap, s, prev, op);
+	if (heap->pcp_depth)
+		sa_mcache_put(heap, s);
+	else
+		sa_mcentral_put_partial(&heap->central[s->spanclass], &s, 1);
 }
+EXPORT_SYMBOL_IF_KUNIT(sa_span_put_ready);
 
 /* Applies a claimed return. */
 void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op)
@@ -124,10 +124,7 @@ void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op)
 
 	switch (op) {
 	case SPANALLOC_RET_PARTIAL:
-		if (heap->pcp_depth)
-			sa_mcache_put(heap, s);
-		else
-			sa_mcentral_put_partial(c, &s, 1);
+		sa_span_put_ready(heap, s);
 		break;
 	case SPANALLOC_RET_FULL:
 		sa_mcentral_put_full(c, s);

@@ -20,17 +20,24 @@
  *            aware shrinker (shrinker.c).
  *
  * Lock order (outer first):
- *   sa_heaps_mutex			(dev.c: the list of heaps, CPU hotplug,
- *					 scavenger; the shrinker trylocks it)
- *     heap->scav_mutex			(scavenge.c: one release at a time)
- *       owner's mmap_lock		(read, to zap released pages; mmap
+ *   sa_heaps_mutex			(heap.c: the list of heaps; CPU
+ *					 drains and the background scavenger
+ *					 take it, the shrinker trylocks it)
+ *     heap->scav_mutex			(scavenge.c: one release at a time;
+ *					 trylocked under sa_heaps_mutex)
+ *       owner's mmap_lock		(read, to zap released pages; trylocked
+ *					 by background and reclaim paths; mmap
  *					 runs under it for writing)
  *         heap->grow_mutex		(mapping and arena set-up; may sleep)
  *           heap->mcache->lock		(local_lock: this CPU's stacks)
  *             heap->central[sc].lock	(spinlock)
- *               heap->lock		(spinlock: page bitmap, span table)
- * No lock is held across copy_{to,from}_user. An allocation that waits for
- * a release (mheap.c) waits for scav_mutex holding nothing.
+ *           heap->lock			(spinlock: page bitmaps, span table;
+ *					 never nested with a central lock)
+ * Background and reclaim paths (scavenger, shrinker, CPU drains) never
+ * sleep on a lock a user process can hold: under sa_heaps_mutex they only
+ * trylock scav_mutex and the mmap lock. No lock is held across
+ * copy_{to,from}_user. An allocation that waits for a release (mheap.c)
+ * waits for scav_mutex holding nothing, killably.
  *
  * Span life cycle (enum sa_span_state). A span exists from the moment the
  * page allocator cuts it until its pages are freed; in between it is in
@@ -51,9 +58,9 @@
  * until it stores the next state, so two racing returns of one span cannot
  * both succeed, and a span that is CACHED or PARTIAL can never be returned.
  * Handles are guessable, so a span being handed out is HANDING, which no
- * return can claim, until the getter has read all it needs from it; after
- * it publishes OWNED the getter never touches the span again (if it must
- * take it back, it claims it by handle like any return).
+ * return can claim, until user space has its descriptor; if that cannot be
+ * written, the getter still holds the span and puts it back. After it
+ * publishes OWNED the getter never touches the span again.
  */
 #ifndef _SPANALLOC_INTERNAL_H
 #define _SPANALLOC_INTERNAL_H
@@ -65,6 +72,7 @@
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
+#include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/spanalloc.h>
@@ -75,6 +83,19 @@
 #define SA_NSPANCLASS		SPANALLOC_NUM_SPANCLASSES
 #define SA_PCP_MAX_DEPTH	8
 #define SA_MAX_BATCH		32
+/* Pages of a 2 MiB huge page: the scavenger releases no run across one. */
+#define SA_SCAV_ALIGN		(SZ_2M >> SA_PAGE_SHIFT)
+/* Bits a search of a page bitmap covers per hold of heap->lock. */
+#define SA_FIND_WINDOW		SA_ARENA_PAGES
+
+/*
+ * A handle is gen << SA_HANDLE_PAGE_BITS | first page: the largest heap
+ * (heap_limit_mb's 1 TiB) has 2^27 pages, the generation has the rest.
+ */
+#define SA_HANDLE_PAGE_BITS	27
+#define SA_HANDLE_PAGE_MASK	(BIT_ULL(SA_HANDLE_PAGE_BITS) - 1)
+#define SA_GEN_MASK		(BIT_ULL(64 - SA_HANDLE_PAGE_BITS) - 1)
+#define SA_MAX_HEAP_MB		(1U << (SA_HANDLE_PAGE_BITS + SA_PAGE_SHIFT - 20))
 
 extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
 
@@ -107,9 +128,9 @@ struct sa_span {
 	 */
 	struct list_head list;
 	struct rcu_head rcu;	/* freed after lookups under RCU are done */
+	u64 gen;		/* with start, makes the handle; never 0 */
 	u32 start;		/* first page, counted from the heap's base */
 	u32 npages;
-	u32 gen;		/* with start, makes the handle; never 0 */
 	u16 spanclass;
 	/*
 	 * 1 once the pages may hold data: written by whoever holds the span
@@ -166,24 +187,35 @@ struct sa_central {
 
 struct sa_arena {
 	/*
-	 * The span table of this arena's pages: spans[i] is the span that page
-	 * i belongs to, or NULL. Written under heap->lock; read under RCU.
+	 * The span table of this arena's pages: spans[i] is the span that
+	 * starts at page i, or NULL (a span's other pages have no entry).
+	 * Written under heap->lock; read under RCU.
 	 */
 	struct sa_span __rcu *spans[SA_ARENA_PAGES];
 };
 
+/*
+ * A heap. Small until it is mapped: the central lists, the per-CPU caches,
+ * the bitmaps and the arena table are allocated by mmap (sa_heap_map()),
+ * so an open that never maps costs one small allocation.
+ */
 struct sa_heap {
 	struct mm_struct *mm;		/* owner, mmgrab()ed; NULL: KUnit heap */
 	struct list_head node;		/* on sa_heaps, under sa_heaps_mutex */
 	u32 pcp_depth;			/* mcache depth; 0: mcache off; fixed */
 	u64 max_map;			/* longest mapping allowed; fixed */
 
-	/* Set once under grow_mutex by mmap, published by 'mapped'. */
+	/*
+	 * Set once under grow_mutex by mmap, published by 'mapped'; nobody
+	 * reads them before they see mapped != 0 (smp_load_acquire).
+	 */
 	struct mutex grow_mutex;	/* serializes mmap and arena set-up */
 	unsigned long base;		/* user address of page 0 */
 	u64 mapped;			/* mapping length; 0: not mapped yet */
 	u32 max_pages;			/* mapped >> SA_PAGE_SHIFT */
 	u32 max_arenas;
+	struct sa_central *central;	/* [SA_NSPANCLASS] */
+	struct sa_mcache __percpu *mcache; /* NULL when pcp_depth is 0 */
 	/*
 	 * arenas[i] is set once, under grow_mutex and heap->lock, and never
 	 * changes until release; readers load it with smp_load_acquire().
@@ -192,7 +224,9 @@ struct sa_heap {
 
 	spinlock_t lock;		/* protects the page allocator below */
 	unsigned long *used;		/* bit per page: in a span */
-	unsigned long *dirty;		/* bit per page: may hold old data */
+	unsigned long *dirty;		/* bit per page: free, may be resident */
+	/* bit per page: free, may be resident, its release was refused */
+	unsigned long *stuck;
 	u32 active_pages;		/* pages in set-up arenas */
 	u32 search_hint;		/* every page below it is used */
 	u32 pages_inuse;
@@ -201,6 +235,9 @@ struct sa_heap {
 	u32 nlarge;
 	u32 class_spans[SA_NSPANCLASS];	/* spans alive per span class */
 	u32 free_dirty;			/* free pages with their dirty bit */
+	u32 free_stuck;			/* free pages with their stuck bit */
+	u64 next_gen;			/* the next span's generation */
+	u64 gens_left;			/* spans the heap may still cut */
 	u32 peak_inuse;			/* most pages_inuse since the scavenger looked */
 	u32 scav_busy;			/* pages a release holds as used */
 
@@ -213,8 +250,6 @@ struct sa_heap {
 	u32 scav_recent;		/* decayed peak; the scavenger's, under sa_heaps_mutex */
 	struct sa_heap_lru *lru;	/* this heap on sa_shrinker's list_lru */
 
-	struct sa_central central[SA_NSPANCLASS];
-	struct sa_mcache __percpu *mcache;
 	struct sa_heap_counters __percpu *counters;
 };
 
@@ -234,10 +269,16 @@ extern atomic64_t sa_global_spans;
 extern atomic64_t sa_global_pages;
 extern atomic64_t sa_global_arenas;
 
-/* Module parameters (dev.c). */
-extern unsigned int sa_heap_limit_mb;
+/* heap.c */
+extern struct mutex sa_heaps_mutex;
+extern struct list_head sa_heaps;
+struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth);
+int sa_heap_map(struct sa_heap *heap, unsigned long base, u64 len);
+void sa_heap_destroy(struct sa_heap *heap);
+void sa_heaps_warn_leftover(void);
 
 /* mheap.c */
+void sa_mheap_init(struct sa_heap *heap);
 int sa_mheap_cache_init(void);
 void sa_mheap_cache_exit(void);
 int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len);
@@ -247,12 +288,13 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s);
 struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle);
 int sa_mheap_set_limit(struct sa_heap *heap, u64 limit);
-u32 sa_mheap_scav_take(struct sa_heap *heap, u32 from, u32 max, u32 *start);
-void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, bool released);
+u32 sa_mheap_scav_take(struct sa_heap *heap, u32 *from, u32 *start);
+void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, int how);
+void sa_mheap_unstick(struct sa_heap *heap);
 
 static inline u64 sa_span_handle(const struct sa_span *s)
 {
-	return (u64)s->gen << 32 | s->start;
+	return s->gen << SA_HANDLE_PAGE_BITS | s->start;
 }
 
 /* mcentral.c */
@@ -270,6 +312,7 @@ void sa_mcache_destroy(struct sa_heap *heap);
 u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n);
 void sa_mcache_put(struct sa_heap *heap, struct sa_span *s);
 void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu);
+void sa_mcache_drain_all_cpus(void);
 u32 sa_mcache_count(struct sa_heap *heap, u16 sc);
 int sa_mcache_hotplug_init(void);
 void sa_mcache_hotplug_exit(void);
@@ -281,7 +324,7 @@ int sa_span_claim(struct sa_heap *heap, u64 handle, u32 op,
 		  struct sa_span **sp, int *prev);
 void sa_span_unclaim(struct sa_span *s, int prev);
 void sa_span_publish(struct sa_span *s);
-void sa_span_take_back(struct sa_heap *heap, u64 handle, u32 op);
+void sa_span_put_ready(struct sa_heap *heap, struct sa_span *s);
 void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op);
 
 /* scavenge.c */
@@ -290,10 +333,12 @@ enum sa_scav_mode {
 	SA_SCAV_TRY,		/* reclaim: trylocks only, never sleeps on a lock */
 };
 
-u64 sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
-		enum sa_scav_mode mode);
-void sa_scavenger_kick(void);
+int sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
+		enum sa_scav_mode mode, u64 *released);
+void sa_scavenger_note(struct sa_heap *heap);
+int sa_scavenger_init(void);
 void sa_scavenger_exit(void);
+bool sa_scav_has_work(struct sa_heap *heap);
 
 /* shrinker.c */
 struct sa_heap_lru;
@@ -303,11 +348,6 @@ int sa_shrinker_add_heap(struct sa_heap *heap);
 void sa_shrinker_del_heap(struct sa_heap *heap);
 
 /* dev.c */
-struct sa_heap *sa_heap_create(struct mm_struct *mm);
-void sa_heap_destroy(struct sa_heap *heap);
-extern struct mutex sa_heaps_mutex;
-extern struct list_head sa_heaps;
-void sa_drain_cpu_all_heaps(unsigned int cpu);
 bool sa_file_is_heap(struct file *file, struct sa_heap *heap);
 
 /* ioctl.c */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # check.sh: every test of the project (make check runs it after building).
-#   1. the generated size class header matches a fresh run of its generator
+#   1. the generated size class headers match a fresh run of their generator
 #   2. kernel code lint: checkpatch --strict, sparse, W=1 on 6.1 and 6.12
 #   3. native unit tests under ASan and UBSan
 #   4. the kselftests (device, reclaim, library, stress, gc) and a short fuzzer
@@ -54,7 +54,10 @@ tap() {
 FUZZ_SHORT=${FUZZ_SHORT:-20}
 FUZZ_DEBUG=${FUZZ_DEBUG:-60}
 
-sizeclasses_fresh() { build/mksizeclasses | diff -u uapi/linux/spanalloc-sizeclasses.h -; }
+sizeclasses_fresh() {
+	build/mksizeclasses | diff -u uapi/linux/spanalloc-sizeclasses.h - &&
+		build/mksizeclasses table | diff -u include/spanalloc-classtable.h -
+}
 check sizeclasses_header_is_generated sizeclasses_fresh
 check checkpatch_strict scripts/lint.sh checkpatch
 check sparse_6.1_and_6.12 scripts/lint.sh sparse

@@ -93,11 +93,12 @@ sa_kernel_image() {
 # Copies what the module is built from (sources only: never objects of an
 # in-tree build) into $1, keeping times so that make rebuilds what changed.
 sa_copy_module_sources() {
-	mkdir -p "$1/kmod/tests" "$1/uapi/linux"
+	mkdir -p "$1/kmod/tests" "$1/uapi/linux" "$1/include"
 	cp -p "$SA_REPO/Kbuild" "$1/"
 	cp -p "$SA_REPO"/kmod/*.[ch] "$1/kmod/"
 	cp -p "$SA_REPO"/kmod/tests/*.c "$1/kmod/tests/"
 	cp -p "$SA_REPO"/uapi/linux/*.h "$1/uapi/linux/"
+	cp -p "$SA_REPO"/include/*.h "$1/include/"
 }
 
 # Builds outside the source tree, one folder per ABI, so that builds for two

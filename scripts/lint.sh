@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lint.sh: the kernel code's style and static checks.
-#   scripts/lint.sh checkpatch      checkpatch.pl --strict --no-tree on kmod/ and uapi/
+#   scripts/lint.sh checkpatch      checkpatch.pl --strict --no-tree on kmod/, uapi/ and include/
 #   scripts/lint.sh sparse [SERIES] make C=2 against 6.1 and 6.12 (or SERIES: 6.1,
 #                                   6.12 or debug); any sparse report fails
 #   scripts/lint.sh w1 SERIES       make W=1 against SERIES (6.1, 6.12 or debug,
@@ -16,7 +16,7 @@ checkpatch() {
 	local src out
 	src=$(sa_linux_source) || return 1
 	out=$(perl "$src/scripts/checkpatch.pl" --strict --no-tree --terse --show-types \
-		-f kmod/*.c kmod/*.h kmod/tests/*.c uapi/linux/*.h 2>&1 | grep -v '^total:')
+		-f kmod/*.c kmod/*.h kmod/tests/*.c uapi/linux/*.h include/*.h 2>&1 | grep -v '^total:')
 	if [ -n "$out" ]; then
 		echo "$out"
 		return 1

@@ -19,7 +19,7 @@
 #include <linux/spanalloc.h>
 /* one table per test program */
 #define SPANALLOC_CLASS_TABLE sa_t_classes
-#include <linux/spanalloc-sizeclasses.h>
+#include <spanalloc-classtable.h>
 
 #define SA_DEV "/dev/spanalloc"
 

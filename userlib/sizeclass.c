@@ -11,7 +11,7 @@
 #include "internal.h"
 
 #define SPANALLOC_CLASS_TABLE sa_classes
-#include <linux/spanalloc-sizeclasses.h>
+#include <spanalloc-classtable.h>
 
 uint8_t sa_size_to_class8[1024 / 8 + 1];
 uint8_t sa_size_to_class128[(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];

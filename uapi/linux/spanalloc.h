@@ -11,14 +11,30 @@
  * map the heap or call the span ioctls; any other process, including a
  * forked child, gets -EPERM.
  *
- * Every struct starts with a size field: user space writes sizeof() of the
- * struct as it knows it, so the struct can grow. The kernel accepts any size
- * from the first published one (..._SIZE_VER0) up; bytes beyond what the
- * kernel knows must be zero. Reserved fields and flags must be zero, or the
- * call fails with -EINVAL and changes nothing.
+ * Versioning. Every struct starts with a size field: user space writes
+ * sizeof() of the struct as it knows it, so the struct can grow. The kernel
+ * accepts any size from the first published one (..._SIZE_VER0) up; bytes
+ * beyond what the kernel knows must be zero. The size is the struct's only
+ * version: the kernel dispatches on the ioctl's type, number and direction
+ * and ignores the size encoded in the command, so a program built against
+ * an older copy of this header (whose commands encode the older sizes)
+ * keeps working. Flags, reserved fields and every "in" field are checked:
+ * an unknown flag or a non-zero reserved field fails the call with -EINVAL
+ * and changes nothing. Fields marked "out" are ignored on input, so a
+ * struct the kernel just filled can be passed back as it is.
+ *
+ * The arrays that calls read or write through a pointer (struct
+ * spanalloc_ret, struct spanalloc_span, struct spanalloc_class_stats) have
+ * no size field and never change layout: a call that needs a different
+ * element will be a new ioctl.
  *
  * A span handle is opaque: it names one span during one life of the span
  * and never names another, so a stale handle is refused, not misapplied.
+ *
+ * Errors every call may return: -ENOTTY (not a spanalloc command), -EPERM
+ * (not the heap's owner), -EFAULT (a pointer user space passed cannot be
+ * read or written), -EINVAL (a field is wrong), -EINTR (a fatal signal
+ * arrived while the call waited).
  */
 #ifndef _UAPI_LINUX_SPANALLOC_H
 #define _UAPI_LINUX_SPANALLOC_H
@@ -52,7 +68,11 @@ struct spanalloc_info {
 	__u32 pcp_depth;	/* out: spans per CPU per span class; 0: off */
 	__u32 max_large_pages;	/* out: most pages one large span may have */
 	__u32 reserved;		/* out: 0 */
-	/* module-wide counters, for leak checks */
+	/*
+	 * Module-wide counters, for leak checks: only a caller with
+	 * CAP_SYS_ADMIN is told (they say what other users do); everyone
+	 * else reads 0.
+	 */
 	__u64 global_heaps;	/* out: heaps open */
 	__u64 global_spans;	/* out: spans alive in all heaps */
 	__u64 global_pages;	/* out: heap pages in spans, all heaps */
@@ -86,19 +106,26 @@ struct spanalloc_ret {
 
 /*
  * SPANALLOC_IOC_EXCHANGE: return ret_count spans, then get up to get_count
- * spans of span class get_spanclass (1 < class < SPANALLOC_NUM_SPANCLASSES),
- * in one call. Either count may be 0. Returns are checked as a whole before
- * any is applied: one bad entry (unknown or stale handle, a span that is not
- * in a state that op may leave, the same span twice, a large span returned
- * other than EMPTY) fails the call with -EINVAL and nothing changes.
- * A return may name a span this thread got, or one another thread returned
- * FULL (which is how a thread that frees into a full span hands it back as
- * PARTIAL or EMPTY).
+ * spans of span class get_spanclass, in one call. Either count may be 0.
+ * get_spanclass must be 0 or a small span class (1 < class <
+ * SPANALLOC_NUM_SPANCLASSES); with get_count > 0 it must be a small class.
+ * Returns are checked as a whole before any is applied: one bad entry
+ * (unknown or stale handle, a span that is not in a state that op may
+ * leave, the same span twice, a large span returned other than EMPTY)
+ * fails the call with -EINVAL and nothing changes. A return may name a span
+ * this thread got, or one another thread returned FULL (which is how a
+ * thread that frees into a full span hands it back as PARTIAL or EMPTY).
  *
- * Once the returns are applied, ret_done = ret_count and the spans got are
- * written to get_ptr[0 .. get_done). If the heap limit stops the kernel from
- * getting any span, the call fails with -ENOMEM but the struct is still
- * written back, so ret_done says whether the returns were applied.
+ * Once the returns are applied the kernel writes ret_done = ret_count, at
+ * once, before it gets any span; then the spans got are written to
+ * get_ptr[0 .. get_done) and get_done is written. So after any error a
+ * caller that set ret_done to 0 before the call knows from ret_done
+ * whether its returns were applied: 0, nothing was returned (the call
+ * failed before); ret_count, all were, whatever failed after (-ENOMEM: the
+ * heap limit or memory allowed no span; -EFAULT: get_ptr was not writable,
+ * and the spans got were taken back, so get_done is 0). Only if ret_done
+ * itself cannot be written (the struct became read-only) is the caller
+ * not told; that is -EFAULT too.
  */
 struct spanalloc_exchange {
 	__u32 size;		/* in: sizeof(struct spanalloc_exchange) */
@@ -168,10 +195,13 @@ struct spanalloc_stats {
 	/* since VER1 (a VER0 caller is simply not told) */
 	__u64 pages_dirty;	/* free pages that may still be resident */
 	__u64 pages_released;	/* free pages given back to the kernel */
+	/* since VER2 */
+	__u64 pages_unreleasable; /* free pages whose release was refused */
 };
 
 #define SPANALLOC_STATS_SIZE_VER0	144
 #define SPANALLOC_STATS_SIZE_VER1	160
+#define SPANALLOC_STATS_SIZE_VER2	168
 
 /* SPANALLOC_IOC_SET_LIMIT: lower this heap's limit (bytes, page multiple). */
 struct spanalloc_limit {
@@ -186,7 +216,15 @@ struct spanalloc_limit {
  * SPANALLOC_IOC_RELEASE: give every free page of the heap back to the
  * kernel now, as the background scavenger and the shrinker do bit by bit.
  * Released pages read as zero when next touched. Only free pages (in no
- * span) are released: memory in spans user space holds is never touched.
+ * span) are released: memory in spans user space holds is never touched,
+ * and neither are pages where the heap is no longer mapped as it was
+ * (unmapped, replaced, moved or split by user space), that are mlock()ed
+ * (as MADV_DONTNEED refuses to), or that share a transparent huge page with
+ * memory in use (releasing them would split it and free nothing). Those
+ * count as unreleasable (pages_unreleasable in the stats): the background
+ * scavenger and the shrinker leave them until pages next to them are freed,
+ * and every call of this ioctl tries them again. A fatal signal stops the
+ * call (-EINTR).
  */
 struct spanalloc_release {
 	__u32 size;		/* in: sizeof(struct spanalloc_release) */
