@@ -3,9 +3,11 @@
  * KUnit suites for spanalloc.ko's internals, in a module of their own
  * (spanalloc_kunit.ko) that calls what spanalloc.ko exports to KUnit only
  * (EXPORT_SYMBOL_IF_KUNIT): the page allocator, the span table, mcentral's
- * lists, the per-CPU cache and the span state machine. Heaps here have no
- * owner and no mapping (sa_heap_create(NULL)): the page allocator only
- * deals in page numbers, so a made-up base address is enough.
+ * lists, the per-CPU cache, the span state machine and the scavenger's
+ * bookkeeping. Heaps here have no owner and no mapping (sa_heap_create()
+ * with a NULL mm): the page allocator only deals in page numbers, so a
+ * made-up base address is enough. Every heap is a KUnit resource, so a
+ * failed assertion that ends a test early still frees it.
  *
  * Built against kernels with CONFIG_KUNIT (the debug kernel); the suites
  * run when the module is loaded and report in KTAP, in the kernel log and
@@ -22,17 +24,48 @@ MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);
 #define T_ARENAS	4
 #define T_SC		SPANALLOC_SPANCLASS(5, 0)
 
-/* A heap of T_ARENAS arenas, freed when the test ends. */
-static struct sa_heap *t_heap(struct kunit *test, u32 arenas)
+static int t_heap_init(struct kunit_resource *res, void *heap)
 {
-	struct sa_heap *heap = sa_heap_create(NULL);
+	res->data = heap;
+	return 0;
+}
+
+static void t_heap_free(struct kunit_resource *res)
+{
+	sa_heap_destroy(res->data);
+}
+
+/* A heap of that many arenas, destroyed when the test ends at the latest. */
+static struct sa_heap *t_heap_depth(struct kunit *test, u32 arenas, u32 depth)
+{
+	struct sa_heap *heap = sa_heap_create(NULL, (u64)arenas * SPANALLOC_ARENA_SIZE,
+					      depth);
 	u64 len = (u64)arenas * SPANALLOC_ARENA_SIZE;
 
 	KUNIT_ASSERT_FALSE(test, IS_ERR(heap));
-	KUNIT_ASSERT_EQ(test, 0, sa_mheap_map(heap, T_BASE, len));
+	KUNIT_ASSERT_NOT_NULL(test, kunit_alloc_resource(test, t_heap_init, t_heap_free,
+							 GFP_KERNEL, heap));
+	KUNIT_ASSERT_EQ(test, 0, sa_heap_map(heap, T_BASE, len));
 	/* what sa_mmap() publishes once the page allocator exists */
 	smp_store_release(&heap->mapped, len);
 	return heap;
+}
+
+static struct sa_heap *t_heap(struct kunit *test, u32 arenas)
+{
+	return t_heap_depth(test, arenas, SA_PCP_MAX_DEPTH);
+}
+
+static bool t_heap_match(struct kunit *test, struct kunit_resource *res,
+			 void *heap)
+{
+	return res->data == heap;
+}
+
+/* Destroys a heap before the test ends (to check what that frees). */
+static void t_destroy(struct kunit *test, struct sa_heap *heap)
+{
+	kunit_destroy_resource(test, t_heap_match, heap);
 }
 
 static struct sa_span *t_alloc(struct kunit *test, struct sa_heap *heap,
@@ -41,6 +74,16 @@ static struct sa_span *t_alloc(struct kunit *test, struct sa_heap *heap,
 	struct sa_span *s = sa_mheap_alloc_span(heap, sc, npages);
 
 	KUNIT_ASSERT_FALSE(test, IS_ERR(s));
+	return s;
+}
+
+static struct sa_span *t_lookup(struct sa_heap *heap, u64 handle)
+{
+	struct sa_span *s;
+
+	rcu_read_lock();
+	s = sa_mheap_lookup(heap, handle);
+	rcu_read_unlock();
 	return s;
 }
 
@@ -64,7 +107,7 @@ static void mheap_first_fit_takes_the_lowest_run(struct kunit *test)
 	/* and the page left in the hole is the lowest free one */
 	KUNIT_EXPECT_EQ(test, 4, t_alloc(test, heap, T_SC, 1)->start);
 	KUNIT_EXPECT_EQ(test, 10, heap->pages_inuse);
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
 }
 
 static void mheap_free_runs_coalesce(struct kunit *test)
@@ -81,7 +124,7 @@ static void mheap_free_runs_coalesce(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, 8, c->start);
 	sa_mheap_free_span(heap, c);
 	KUNIT_EXPECT_EQ(test, 8, heap->pages_inuse);
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
 }
 
 static void mheap_arenas_are_set_up_on_demand(struct kunit *test)
@@ -102,7 +145,7 @@ static void mheap_arenas_are_set_up_on_demand(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, SA_ARENA_PAGES + 2, big->start);
 	KUNIT_EXPECT_EQ(test, 3 * SA_ARENA_PAGES, heap->active_pages);
 	KUNIT_EXPECT_EQ(test, arenas0 + 3, atomic64_read(&sa_global_arenas));
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
 	KUNIT_EXPECT_EQ(test, arenas0, atomic64_read(&sa_global_arenas));
 }
 
@@ -121,7 +164,7 @@ static void mheap_limit_and_mapping_exhaustion(struct kunit *test)
 	KUNIT_EXPECT_PTR_EQ(test, ERR_PTR(-ENOMEM), sa_mheap_alloc_span(heap, T_SC, 1));
 	sa_mheap_free_span(heap, a);
 	t_alloc(test, heap, T_SC, 12);
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
 
 	/* a mapping of one arena holds one arena of pages, whatever the limit */
 	heap = t_heap(test, 1);
@@ -129,7 +172,7 @@ static void mheap_limit_and_mapping_exhaustion(struct kunit *test)
 	t_alloc(test, heap, T_SC, 1);
 	KUNIT_EXPECT_PTR_EQ(test, ERR_PTR(-ENOMEM), sa_mheap_alloc_span(heap, T_SC, 1));
 	KUNIT_EXPECT_EQ(test, SA_ARENA_PAGES, heap->active_pages);
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
 }
 
 static void mheap_needzero_follows_reuse(struct kunit *test)
@@ -150,20 +193,160 @@ static void mheap_needzero_follows_reuse(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, 1, b->needzero);
 	KUNIT_EXPECT_EQ(test, 0, t_alloc(test, heap, T_SC, 1)->needzero);
 	KUNIT_EXPECT_EQ(test, 0, heap->free_dirty);
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
+}
+
+/*
+ * The search holds heap->lock for one window of the bitmap at a time; a run
+ * that crosses windows, and one that needs a new arena, are still found
+ * where first fit puts them.
+ */
+static void mheap_search_crosses_windows(struct kunit *test)
+{
+	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	struct sa_span *a, *big;
+
+	a = t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), SA_ARENA_PAGES);
+	t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), SA_ARENA_PAGES);
+	t_alloc(test, heap, T_SC, 10);
+	KUNIT_EXPECT_EQ(test, 3 * SA_ARENA_PAGES, heap->active_pages);
+	sa_mheap_free_span(heap, a);
+	/* the hole at 0 is one page short; so is the top of the third arena */
+	big = t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), SA_ARENA_PAGES + 1);
+	KUNIT_EXPECT_EQ(test, 2 * SA_ARENA_PAGES + 10, big->start);
+	KUNIT_EXPECT_EQ(test, 4 * SA_ARENA_PAGES, heap->active_pages);
+	/* and the hole is still found first by what fits it */
+	KUNIT_EXPECT_EQ(test, 0, t_alloc(test, heap, T_SC, 5)->start);
+}
+
+/* Generations never repeat within a heap and are never 0. */
+static void mheap_generations_run_out_rather_than_repeat(struct kunit *test)
+{
+	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	struct sa_span *a, *b;
+
+	heap->next_gen = SA_GEN_MASK;
+	heap->gens_left = 2;
+	a = t_alloc(test, heap, T_SC, 1);
+	b = t_alloc(test, heap, T_SC, 1);
+	KUNIT_EXPECT_EQ(test, SA_GEN_MASK, a->gen);
+	KUNIT_EXPECT_EQ(test, 1, b->gen);
+	KUNIT_EXPECT_PTR_EQ(test, b, t_lookup(heap, sa_span_handle(b)));
+	KUNIT_EXPECT_PTR_EQ(test, ERR_PTR(-ENOMEM), sa_mheap_alloc_span(heap, T_SC, 1));
+	KUNIT_EXPECT_EQ(test, 2, heap->pages_inuse);
+}
+
+/* --- scavenger bookkeeping ------------------------------------------------ */
+
+static void scav_take_cuts_runs_and_done_sorts_pages(struct kunit *test)
+{
+	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	u32 from = 0, start = 0, n;
+	struct sa_span *a, *s1;
+
+	/* pages 0 .. SA_SCAV_ALIGN + 9 dirty: a run across a 2 MiB boundary */
+	a = t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), SA_SCAV_ALIGN + 10);
+	t_alloc(test, heap, T_SC, 1);
+	sa_mheap_free_span(heap, a);
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN + 10, heap->free_dirty);
+
+	mutex_lock(&heap->scav_mutex);
+	/* one 2 MiB block at a time */
+	n = sa_mheap_scav_take(heap, &from, &start);
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, n);
+	KUNIT_EXPECT_EQ(test, 0, start);
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, heap->scav_busy);
+	KUNIT_EXPECT_EQ(test, 10, heap->free_dirty);
+	/* held as used: no span can be cut from it meanwhile */
+	s1 = t_alloc(test, heap, T_SC, 1);
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, s1->start);
+	sa_mheap_scav_done(heap, start, n, 0);
+	KUNIT_EXPECT_EQ(test, 0, heap->scav_busy);
+	/* released: clean, so a span there needs no zeroing */
+	KUNIT_EXPECT_EQ(test, 0, t_alloc(test, heap, T_SC, 1)->needzero);
+
+	/* refused where mapped: stuck, not counted as releasable */
+	from = 0;
+	n = sa_mheap_scav_take(heap, &from, &start);
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN + 1, start);
+	KUNIT_EXPECT_EQ(test, 9, n);
+	sa_mheap_scav_done(heap, start, n, -ENOENT);
+	KUNIT_EXPECT_EQ(test, 9, heap->free_stuck);
+	KUNIT_EXPECT_EQ(test, 0, heap->free_dirty);
+	/* nothing dirty left: a search finds nothing */
+	from = 0;
+	KUNIT_EXPECT_EQ(test, 0, sa_mheap_scav_take(heap, &from, &start));
+	/* a page freed next to them: taken together with them */
+	sa_mheap_free_span(heap, s1);
+	from = 0;
+	n = sa_mheap_scav_take(heap, &from, &start);
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, start);
+	KUNIT_EXPECT_EQ(test, 10, n);
+	KUNIT_EXPECT_EQ(test, 0, heap->free_stuck);
+	/* a trylock that failed: dirty again */
+	sa_mheap_scav_done(heap, start, n, -EAGAIN);
+	KUNIT_EXPECT_EQ(test, 10, heap->free_dirty);
+	n = sa_mheap_scav_take(heap, &from, &start);
+	KUNIT_EXPECT_EQ(test, 0, n);
+	from = 0;
+	n = sa_mheap_scav_take(heap, &from, &start);
+	sa_mheap_scav_done(heap, start, n, -EBUSY);
+	KUNIT_EXPECT_EQ(test, 10, heap->free_stuck);
+	/* a release user space asks for tries stuck pages again */
+	sa_mheap_unstick(heap);
+	mutex_unlock(&heap->scav_mutex);
+	KUNIT_EXPECT_EQ(test, 0, heap->free_stuck);
+	KUNIT_EXPECT_EQ(test, 10, heap->free_dirty);
+}
+
+/* A span cut from stuck pages must be zeroed: they still hold data. */
+static void scav_stuck_pages_need_zeroing(struct kunit *test)
+{
+	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	u32 from = 0, start = 0, n;
+	struct sa_span *a;
+
+	a = t_alloc(test, heap, T_SC, 10);
+	t_alloc(test, heap, T_SC, 1);
+	sa_mheap_free_span(heap, a);
+	mutex_lock(&heap->scav_mutex);
+	n = sa_mheap_scav_take(heap, &from, &start);
+	KUNIT_EXPECT_EQ(test, 10, n);
+	sa_mheap_scav_done(heap, start, n, -ENOENT);
+	mutex_unlock(&heap->scav_mutex);
+	KUNIT_EXPECT_EQ(test, 10, heap->free_stuck);
+	a = t_alloc(test, heap, T_SC, 10);
+	KUNIT_EXPECT_EQ(test, 0, a->start);
+	KUNIT_EXPECT_EQ(test, 1, a->needzero);
+	KUNIT_EXPECT_EQ(test, 0, heap->free_stuck);
+}
+
+/*
+ * Pages that cannot be released (here: no owner to zap them from) leave
+ * the count the scavenger and the shrinker work from, so nothing retries
+ * them periodically.
+ */
+static void scav_unreleasable_pages_leave_no_work(struct kunit *test)
+{
+	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	struct sa_span *a;
+	u64 done = 1;
+
+	a = t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), 1000);
+	sa_mheap_free_span(heap, a);
+	KUNIT_EXPECT_TRUE(test, sa_scav_has_work(heap));
+	KUNIT_EXPECT_EQ(test, 0, sa_scavenge(heap, U64_MAX, 0, SA_SCAV_WAIT, &done));
+	KUNIT_EXPECT_EQ(test, 0, done);
+	KUNIT_EXPECT_EQ(test, 1000, heap->free_stuck);
+	KUNIT_EXPECT_EQ(test, 0, heap->free_dirty);
+	KUNIT_EXPECT_FALSE(test, sa_scav_has_work(heap));
+	/* a few dirty pages under the margin are no work either */
+	a = t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), 2000);
+	sa_mheap_free_span(heap, t_alloc(test, heap, T_SC, 10));
+	KUNIT_EXPECT_FALSE(test, sa_scav_has_work(heap));
 }
 
 /* --- span table --------------------------------------------------------- */
-
-static struct sa_span *t_lookup(struct sa_heap *heap, u64 handle)
-{
-	struct sa_span *s;
-
-	rcu_read_lock();
-	s = sa_mheap_lookup(heap, handle);
-	rcu_read_unlock();
-	return s;
-}
 
 static void table_names_live_spans_only(struct kunit *test)
 {
@@ -182,31 +365,37 @@ static void table_names_live_spans_only(struct kunit *test)
 	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha + 1));
 	KUNIT_EXPECT_NULL(test, t_lookup(heap, sa_span_handle(b) + SA_ARENA_PAGES));
 	/* the same page with another generation: a stale or forged handle */
-	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha + (1ULL << 32)));
-	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha & U32_MAX));
+	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha + BIT_ULL(SA_HANDLE_PAGE_BITS)));
+	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha & SA_HANDLE_PAGE_MASK));
 	/* the other heap's span at the same page */
 	KUNIT_EXPECT_EQ(test, a->start, o->start);
 	KUNIT_EXPECT_NULL(test, t_lookup(heap, sa_span_handle(o)));
 	/* past the mapping, and free pages */
-	KUNIT_EXPECT_NULL(test, t_lookup(heap, (u64)a->gen << 32 | heap->max_pages));
-	KUNIT_EXPECT_NULL(test, t_lookup(heap, (u64)a->gen << 32 | U32_MAX));
+	ha = a->gen << SA_HANDLE_PAGE_BITS;
+	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha | heap->max_pages));
+	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha | SA_HANDLE_PAGE_MASK));
+	ha = sa_span_handle(a);
 	sa_mheap_free_span(heap, a);
 	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha));
 	/* a new span on the same pages does not answer to the old handle */
 	a = t_alloc(test, heap, T_SC, 3);
-	KUNIT_EXPECT_EQ(test, (u32)ha, a->start);
+	KUNIT_EXPECT_EQ(test, (u32)(ha & SA_HANDLE_PAGE_MASK), a->start);
 	KUNIT_EXPECT_NULL(test, t_lookup(heap, ha));
 	KUNIT_EXPECT_PTR_EQ(test, a, t_lookup(heap, sa_span_handle(a)));
-	sa_heap_destroy(other);
-	sa_heap_destroy(heap);
+	t_destroy(test, other);
+	t_destroy(test, heap);
 }
 
 static void table_of_unmapped_heap_is_empty(struct kunit *test)
 {
-	struct sa_heap *heap = sa_heap_create(NULL);
+	struct sa_heap *heap = sa_heap_create(NULL, SPANALLOC_ARENA_SIZE, 8);
 
 	KUNIT_ASSERT_FALSE(test, IS_ERR(heap));
-	KUNIT_EXPECT_NULL(test, t_lookup(heap, 1ULL << 32));
+	KUNIT_EXPECT_NULL(test, t_lookup(heap, BIT_ULL(SA_HANDLE_PAGE_BITS)));
+	/* an unmapped heap has no lists or caches yet: it stays small */
+	KUNIT_EXPECT_NULL(test, heap->central);
+	KUNIT_EXPECT_NULL(test, heap->mcache);
+	KUNIT_EXPECT_LE(test, sizeof(*heap), PAGE_SIZE);
 	sa_heap_destroy(heap);
 }
 
@@ -238,49 +427,79 @@ static void mcentral_lists_move_spans_and_states(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, 0, sa_mcentral_take(c, out, 4, SA_SPAN_HANDING));
 	sa_mcentral_remove_full(c, s[0]);
 	KUNIT_EXPECT_EQ(test, 0, c->nfull);
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
 }
 
 /* --- mcache ------------------------------------------------------------- */
 
+static const u32 t_depths[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+static void t_depth_desc(const u32 *depth, char *desc)
+{
+	snprintf(desc, KUNIT_PARAM_DESC_SIZE, "pcp_depth=%u", *depth);
+}
+
+KUNIT_ARRAY_PARAM(t_depth, t_depths, t_depth_desc);
+
 static void mcache_refills_and_flushes_by_half_stacks(struct kunit *test)
 {
-	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	u32 depth = *(const u32 *)test->param_value, half = max(depth / 2, 1U);
+	struct sa_heap *heap = t_heap_depth(test, T_ARENAS, depth);
 	struct sa_central *c = &heap->central[T_SC];
-	struct sa_span *s[12], *out[2];
-	u32 depth = heap->pcp_depth;
+	struct sa_span *s[12], *out[1];
+	int i;
 
-	if (!depth)
-		kunit_skip(test, "the per-CPU cache is off (pcp_depth=0)");
-	for (int i = 0; i < 12; i++)
+	for (i = 0; i < 12; i++)
 		s[i] = t_alloc(test, heap, T_SC, 1);
 	sa_mcentral_put_partial(c, s, 6);
 
 	/* one CPU throughout, so that "this CPU's stack" means one stack */
 	migrate_disable();
 	KUNIT_EXPECT_EQ(test, 1, sa_mcache_get(heap, T_SC, out, 1));
-	KUNIT_EXPECT_EQ(test, depth / 2 - 1, sa_mcache_count(heap, T_SC));
-	KUNIT_EXPECT_EQ(test, 6 - depth / 2, c->npartial);
+	KUNIT_EXPECT_EQ(test, half - 1, sa_mcache_count(heap, T_SC));
+	KUNIT_EXPECT_EQ(test, 6 - half, c->npartial);
 	KUNIT_EXPECT_EQ(test, SA_SPAN_HANDING, atomic_read(&out[0]->state));
-	KUNIT_EXPECT_EQ(test, 1, sa_mcache_get(heap, T_SC, out, 1));
-	KUNIT_EXPECT_EQ(test, depth / 2 - 2, sa_mcache_count(heap, T_SC));
 
 	/* fill the stack to depth; one more flushes the oldest half */
-	for (int i = 6; sa_mcache_count(heap, T_SC) < depth; i++)
+	for (i = 6; sa_mcache_count(heap, T_SC) < depth; i++)
 		sa_mcache_put(heap, s[i]);
 	KUNIT_EXPECT_EQ(test, depth, sa_mcache_count(heap, T_SC));
+	KUNIT_EXPECT_EQ(test, 6 - half, c->npartial);
 	sa_mcache_put(heap, out[0]);
-	KUNIT_EXPECT_EQ(test, depth - depth / 2 + 1, sa_mcache_count(heap, T_SC));
+	KUNIT_EXPECT_EQ(test, depth - half + 1, sa_mcache_count(heap, T_SC));
+	KUNIT_EXPECT_EQ(test, 6, c->npartial);
 	KUNIT_EXPECT_EQ(test, SA_SPAN_CACHED, atomic_read(&out[0]->state));
 
 	/* draining moves every cached span to the central list */
-	local_lock(&heap->mcache->lock);
 	sa_mcache_drain_cpu(heap, smp_processor_id());
-	local_unlock(&heap->mcache->lock);
 	migrate_enable();
 	KUNIT_EXPECT_EQ(test, 0, sa_mcache_count(heap, T_SC));
 	KUNIT_EXPECT_EQ(test, SA_SPAN_PARTIAL, atomic_read(&out[0]->state));
-	sa_heap_destroy(heap);
+	KUNIT_EXPECT_EQ(test, 6 + depth - half + 1, c->npartial);
+}
+
+/* A dead CPU's stacks are drained from another CPU (the hotplug path). */
+static void mcache_drains_another_cpus_stacks(struct kunit *test)
+{
+	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	struct sa_span *s = t_alloc(test, heap, T_SC, 1);
+	struct sa_mcache_stack *st;
+	int cpu;
+
+	/* park the span on the stack of a CPU we are not on */
+	migrate_disable();
+	cpu = cpumask_any_but(cpu_possible_mask, smp_processor_id());
+	migrate_enable();
+	if (cpu >= nr_cpu_ids)
+		kunit_skip(test, "one possible CPU only");
+	st = per_cpu_ptr(&heap->mcache->stacks[T_SC], cpu);
+	st->spans[st->n++] = s;
+	atomic_set(&s->state, SA_SPAN_CACHED);
+	KUNIT_EXPECT_EQ(test, 1, sa_mcache_count(heap, T_SC));
+	sa_mcache_drain_cpu(heap, cpu);
+	KUNIT_EXPECT_EQ(test, 0, sa_mcache_count(heap, T_SC));
+	KUNIT_EXPECT_EQ(test, 1, heap->central[T_SC].npartial);
+	KUNIT_EXPECT_EQ(test, SA_SPAN_PARTIAL, atomic_read(&s->state));
 }
 
 /* --- span state machine --------------------------------------------------- */
@@ -326,7 +545,41 @@ static void span_claims_only_what_user_space_holds(struct kunit *test)
 	KUNIT_EXPECT_NE(test, SA_SPAN_OWNED, atomic_read(&s->state));
 	KUNIT_EXPECT_EQ(test, -EINVAL, t_claim(heap, s, SPANALLOC_RET_EMPTY, &prev));
 	KUNIT_EXPECT_EQ(test, -EINVAL, t_claim(heap, s, SPANALLOC_RET_PARTIAL, &prev));
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
+}
+
+/*
+ * Getting walks mcache, mcentral, then the page allocator; a span that
+ * cannot be handed out goes back as it was, needzero untouched.
+ */
+static void span_get_walks_the_hierarchy_and_puts_back(struct kunit *test)
+{
+	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	s64 spans0 = atomic64_read(&sa_global_spans);
+	s64 pages0 = atomic64_read(&sa_global_pages);
+	struct sa_span *out[4];
+	int err = 0, i;
+
+	KUNIT_ASSERT_EQ(test, 4, sa_span_get(heap, T_SC, out, 4, &err));
+	for (i = 0; i < 4; i++) {
+		KUNIT_EXPECT_EQ(test, SA_SPAN_HANDING, atomic_read(&out[i]->state));
+		KUNIT_EXPECT_EQ(test, 0, out[i]->needzero);
+	}
+	KUNIT_EXPECT_EQ(test, spans0 + 4, atomic64_read(&sa_global_spans));
+	migrate_disable();
+	for (i = 0; i < 4; i++)
+		sa_span_put_ready(heap, out[i]);
+	KUNIT_EXPECT_EQ(test, 4, sa_mcache_count(heap, T_SC));
+	KUNIT_EXPECT_EQ(test, 0, out[0]->needzero);
+	/* the same CPU gets them back, hottest first, without new pages */
+	KUNIT_EXPECT_EQ(test, 2, sa_span_get(heap, T_SC, out, 2, &err));
+	migrate_enable();
+	KUNIT_EXPECT_EQ(test, spans0 + 4, atomic64_read(&sa_global_spans));
+	KUNIT_EXPECT_EQ(test, 4 * out[0]->npages, heap->pages_inuse);
+	t_destroy(test, heap);
+	/* destroying the heap frees spans in every state */
+	KUNIT_EXPECT_EQ(test, spans0, atomic64_read(&sa_global_spans));
+	KUNIT_EXPECT_EQ(test, pages0, atomic64_read(&sa_global_pages));
 }
 
 static void span_large_ones_only_go_back_empty(struct kunit *test)
@@ -345,7 +598,7 @@ static void span_large_ones_only_go_back_empty(struct kunit *test)
 	/* gone: its handle names nothing */
 	KUNIT_EXPECT_EQ(test, -EINVAL,
 			sa_span_claim(heap, h, SPANALLOC_RET_EMPTY, &s, &prev));
-	sa_heap_destroy(heap);
+	t_destroy(test, heap);
 }
 
 static struct kunit_case mheap_cases[] = {
@@ -356,18 +609,25 @@ static struct kunit_case mheap_cases[] = {
 	KUNIT_CASE(mheap_needzero_follows_reuse),
 	KUNIT_CASE(table_names_live_spans_only),
 	KUNIT_CASE(table_of_unmapped_heap_is_empty),
+	KUNIT_CASE(mheap_search_crosses_windows),
+	KUNIT_CASE(mheap_generations_run_out_rather_than_repeat),
+	KUNIT_CASE(scav_take_cuts_runs_and_done_sorts_pages),
+	KUNIT_CASE(scav_stuck_pages_need_zeroing),
+	KUNIT_CASE(scav_unreleasable_pages_leave_no_work),
 	{}
 };
 
 static struct kunit_case cache_cases[] = {
 	KUNIT_CASE(mcentral_lists_move_spans_and_states),
-	KUNIT_CASE(mcache_refills_and_flushes_by_half_stacks),
+	KUNIT_CASE_PARAM(mcache_refills_and_flushes_by_half_stacks, t_depth_gen_params),
+	KUNIT_CASE(mcache_drains_another_cpus_stacks),
 	{}
 };
 
 static struct kunit_case span_cases[] = {
 	KUNIT_CASE(span_claims_only_what_user_space_holds),
 	KUNIT_CASE(span_large_ones_only_go_back_empty),
+	KUNIT_CASE(span_get_walks_the_hierarchy_and_puts_back),
 	{}
 };
 
