@@ -328,7 +328,8 @@ TEST(uapi_structs_only_grow_at_the_end)
 	EXPECT_EQ(SPANALLOC_EXCHANGE_SIZE_VER0, sizeof(struct spanalloc_exchange));
 	EXPECT_EQ(SPANALLOC_LARGE_SIZE_VER0, sizeof(struct spanalloc_large));
 	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER0, offsetof(struct spanalloc_stats, pages_dirty));
-	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER1, sizeof(struct spanalloc_stats));
+	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER1, offsetof(struct spanalloc_stats, pages_unreleasable));
+	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER2, sizeof(struct spanalloc_stats));
 	EXPECT_EQ(SPANALLOC_LIMIT_SIZE_VER0, sizeof(struct spanalloc_limit));
 	EXPECT_EQ(SPANALLOC_RELEASE_SIZE_VER0, sizeof(struct spanalloc_release));
 }
