@@ -14,7 +14,9 @@
  * in /sys/kernel/debug/kunit/<suite>/results.
  */
 #include <kunit/test.h>
+#include <linux/completion.h>
 #include <linux/err.h>
+#include <linux/kthread.h>
 #include <linux/module.h>
 #include "../spanalloc.h"
 
@@ -321,6 +323,59 @@ static void scav_stuck_pages_need_zeroing(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, 0, heap->free_stuck);
 }
 
+struct t_waiter {
+	struct sa_heap *heap;
+	struct sa_span *got;
+	struct completion done;
+};
+
+static int t_waiter_fn(void *arg)
+{
+	struct t_waiter *w = arg;
+
+	w->got = sa_mheap_alloc_span(w->heap, T_SC, 10);
+	complete(&w->done);
+	return 0;
+}
+
+/*
+ * An allocation that finds no room while a release holds the only free run
+ * waits for the release instead of failing, and then gets that run.
+ */
+static void scav_allocation_waits_for_a_release(struct kunit *test)
+{
+	struct sa_heap *heap = t_heap(test, 1);
+	struct t_waiter w = { .heap = heap };
+	u32 from = 0, start = 0, n;
+	struct sa_span *b;
+	struct task_struct *t;
+
+	init_completion(&w.done);
+	t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), SA_ARENA_PAGES - 10);
+	b = t_alloc(test, heap, T_SC, 10);
+	start = b->start;
+	sa_mheap_free_span(heap, b);
+	mutex_lock(&heap->scav_mutex);
+	n = sa_mheap_scav_take(heap, &from, &start);
+	KUNIT_ASSERT_EQ(test, 10, n);
+	t = kthread_run(t_waiter_fn, &w, "sa_kunit_waiter");
+	if (IS_ERR(t)) {
+		sa_mheap_scav_done(heap, start, n, 0);
+		mutex_unlock(&heap->scav_mutex);
+		KUNIT_FAIL(test, "kthread_run: %ld", PTR_ERR(t));
+		return;
+	}
+	/* it cannot get a span while the run is held */
+	KUNIT_EXPECT_EQ(test, 0, wait_for_completion_timeout(&w.done, HZ / 5));
+	sa_mheap_scav_done(heap, start, n, 0);
+	mutex_unlock(&heap->scav_mutex);
+	wait_for_completion(&w.done);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(w.got));
+	KUNIT_EXPECT_EQ(test, start, w.got->start);
+	/* released meanwhile: clean */
+	KUNIT_EXPECT_EQ(test, 0, w.got->needzero);
+}
+
 /*
  * Pages that cannot be released (here: no owner to zap them from) leave
  * the count the scavenger and the shrinker work from, so nothing retries
@@ -613,6 +668,7 @@ static struct kunit_case mheap_cases[] = {
 	KUNIT_CASE(mheap_generations_run_out_rather_than_repeat),
 	KUNIT_CASE(scav_take_cuts_runs_and_done_sorts_pages),
 	KUNIT_CASE(scav_stuck_pages_need_zeroing),
+	KUNIT_CASE(scav_allocation_waits_for_a_release),
 	KUNIT_CASE(scav_unreleasable_pages_leave_no_work),
 	{}
 };
