@@ -244,18 +244,18 @@ static u32 sa_mheap_find(struct sa_heap *heap, u32 from, u32 npages)
 
 /*
  * No run fits in the arenas set up so far. The best a new arena can do is
- * extend the free run at the top, so grow to hold npages past the last
- * used page. Called with heap->lock held, returns with it dropped. The
- * scan from the top stops at the first used page, and the free run it
- * crosses is shorter than npages, else it would have been found.
+ * extend the free run at the top, so the heap must grow to hold npages past
+ * the last used page: returns that many pages. The scan from the top stops
+ * at the first used page, and the free run it crosses is shorter than
+ * npages, else it would have been found.
  */
-static bool sa_mheap_grow_for(struct sa_heap *heap, u32 npages)
+static u32 sa_mheap_grow_target(struct sa_heap *heap, u32 npages)
 {
 	u32 top = find_last_bit(heap->used, heap->active_pages);
 
+	lockdep_assert_held(&heap->lock);
 	top = top < heap->active_pages ? top + 1 : 0;
-	spin_unlock(&heap->lock);
-	return sa_mheap_grow(heap, top + npages);
+	return top + npages;
 }
 
 /*
@@ -276,28 +276,35 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 		return ERR_PTR(-ENOMEM);
 
 	for (;;) {
+		bool busy;
+		u32 want;
+
 		spin_lock(&heap->lock);
 		if (heap->pages_inuse + (u64)npages > heap->limit_pages ||
-		    !heap->gens_left)
-			goto unlock_fail;
+		    !heap->gens_left) {
+			spin_unlock(&heap->lock);
+			goto fail;
+		}
 		from = max(from, heap->search_hint);
 		p = sa_mheap_find(heap, from, npages);
 		if (p != U32_MAX)
 			break;
 		if ((u64)from + SA_FIND_WINDOW < heap->active_pages) {
 			/* first fit, one window per lock hold */
-			from += SA_FIND_WINDOW;
 			spin_unlock(&heap->lock);
+			from += SA_FIND_WINDOW;
 			cond_resched();
 			continue;
 		}
+		busy = heap->scav_busy;
+		want = sa_mheap_grow_target(heap, npages);
+		spin_unlock(&heap->lock);
 		from = 0;
-		if (heap->scav_busy) {
+		if (busy) {
 			/*
 			 * The run a release holds may be what would fit:
 			 * wait for it rather than grow or fail.
 			 */
-			spin_unlock(&heap->lock);
 			err = mutex_lock_killable(&heap->scav_mutex);
 			if (err)
 				goto fail;
@@ -305,7 +312,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 			err = -ENOMEM;
 			continue;
 		}
-		if (!sa_mheap_grow_for(heap, npages))
+		if (!sa_mheap_grow(heap, want))
 			goto fail;
 	}
 
@@ -341,8 +348,6 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 	atomic64_add(npages, &sa_global_pages);
 	return s;
 
-unlock_fail:
-	spin_unlock(&heap->lock);
 fail:
 	kmem_cache_free(sa_span_cache, s);
 	return ERR_PTR(err);
