@@ -13,7 +13,7 @@
  * nothing user space writes can mislead it.
  *
  * Mapping rules: offset 0, a length that is a whole number of arenas and at
- * most the module's heap limit, an address on an 8 KiB boundary (the
+ * most the module's heap limit, an address on a 2 MiB boundary (the
  * module places a mapping on an arena boundary itself unless MAP_FIXED
  * says otherwise), MAP_PRIVATE, never PROT_EXEC (VM_MAYEXEC is
  * cleared so mprotect cannot add it later), one mapping per heap, made by
@@ -35,6 +35,7 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include "spanalloc.h"
 
@@ -93,11 +94,12 @@ static int sa_map_check(struct sa_heap *heap, unsigned long addr, u64 len,
 {
 	if (current->mm != heap->mm)
 		return -EPERM;
+	/* 2 MiB aligned: the scavenger's 2 MiB blocks are the huge pages */
 	if (pgoff || !len || len % SPANALLOC_ARENA_SIZE || len > heap->max_map ||
-	    addr % SA_PAGE_SIZE || shared)
+	    addr % SZ_2M || shared)
 		return -EINVAL;
 	/* pairs with the release below: one mapping per heap */
-	if (smp_load_acquire(&heap->mapped))
+	if (sa_heap_mapped(heap))
 		return -EBUSY;
 	return 0;
 }
@@ -206,6 +208,8 @@ static int __init sa_init(void)
 	BUILD_BUG_ON(sizeof(struct spanalloc_ret) != 16);
 
 	BUILD_BUG_ON(SA_MAX_HEAP_MB > (U32_MAX >> 1));
+	/* a release zaps whole kernel pages: one must never span two heap pages */
+	BUILD_BUG_ON(PAGE_SIZE > SA_PAGE_SIZE);
 
 	ret = sa_mheap_cache_init();
 	if (ret)

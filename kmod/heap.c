@@ -46,23 +46,34 @@ struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth)
 					  GFP_KERNEL_ACCOUNT);
 	if (!heap->counters)
 		goto err;
-	if (sa_shrinker_add_heap(heap))
-		goto err;
 	heap->pcp_depth = min_t(u32, pcp_depth, SA_PCP_MAX_DEPTH);
 	heap->max_map = round_up(limit, SPANALLOC_ARENA_SIZE);
 	heap->limit_pages = min_t(u64, limit >> SA_PAGE_SHIFT, U32_MAX);
 	mutex_init(&heap->grow_mutex);
 	mutex_init(&heap->scav_mutex);
+	init_waitqueue_head(&heap->scav_wait);
 	spin_lock_init(&heap->lock);
 	sa_mheap_init(heap);
-	heap->mm = mm;
-	if (mm)
-		mmgrab(mm);
+	INIT_LIST_HEAD(&heap->node);
+	atomic64_inc(&sa_global_heaps);
+	/*
+	 * A KUnit heap (no owner) is the test's alone: the background paths
+	 * never see it.
+	 */
+	if (!mm)
+		return heap;
 
+	heap->mm = mm;
+	mmgrab(mm);
+	/* set up before the shrinker and the registry can find it */
+	if (sa_shrinker_add_heap(heap)) {
+		mmdrop(mm);
+		atomic64_dec(&sa_global_heaps);
+		goto err;
+	}
 	mutex_lock(&sa_heaps_mutex);
 	list_add_tail(&heap->node, &sa_heaps);
 	mutex_unlock(&sa_heaps_mutex);
-	atomic64_inc(&sa_global_heaps);
 	return heap;
 
 err:
@@ -108,10 +119,12 @@ EXPORT_SYMBOL_IF_KUNIT(sa_heap_map);
 /* Frees a heap and everything in it; nothing else may use it any more. */
 void sa_heap_destroy(struct sa_heap *heap)
 {
-	mutex_lock(&sa_heaps_mutex);
-	list_del(&heap->node);
-	sa_shrinker_del_heap(heap);
-	mutex_unlock(&sa_heaps_mutex);
+	if (heap->mm) {
+		mutex_lock(&sa_heaps_mutex);
+		list_del(&heap->node);
+		sa_shrinker_del_heap(heap);
+		mutex_unlock(&sa_heaps_mutex);
+	}
 
 	/* Spans in every state are in the span table: freeing it frees all. */
 	sa_mheap_destroy(heap);

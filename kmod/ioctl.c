@@ -70,8 +70,9 @@ static long sa_ioctl_info(struct sa_heap *heap, void __user *uarg)
 	info.max_heap_limit = heap->max_map;
 	info.max_batch = SA_MAX_BATCH;
 	info.pcp_depth = heap->pcp_depth;
-	info.max_large_pages = min_t(u64, heap->max_map, info.heap_limit) >>
-			       SA_PAGE_SHIFT;
+	/* what the mapping (once there is one) and the limit allow */
+	info.max_large_pages = min_t(u64, sa_heap_mapped(heap) ?: heap->max_map,
+				     info.heap_limit) >> SA_PAGE_SHIFT;
 	info.reserved = 0;
 	/* They tell what other users do: for the administrator only. */
 	if (capable(CAP_SYS_ADMIN)) {
@@ -179,8 +180,7 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 		return -EINVAL;
 	/* it indexes the class's lists and per-CPU stacks */
 	sc = array_index_nospec(ex.get_spanclass, SA_NSPANCLASS);
-	/* pairs with the release in sa_mmap(): base and arenas are set */
-	if (!smp_load_acquire(&heap->mapped))
+	if (!sa_heap_mapped(heap))
 		return -ENXIO;
 	uget = u64_to_user_ptr(ex.get_ptr);
 	/* Check the output array is writable before anything changes. */
@@ -195,7 +195,7 @@ static long sa_ioctl_exchange(struct sa_heap *heap, void __user *uarg)
 	for (i = 0; i < ex.ret_count; i++)
 		sa_span_return(heap, spans[i], prev[i], ops[i]);
 	/* Applied: say so before anything else can fail. */
-	if (ex.ret_count && put_user(ex.ret_count, &uex->ret_done))
+	if (put_user(ex.ret_count, &uex->ret_done))
 		return -EFAULT;
 	if (!ex.get_count)
 		return put_user(0, &uex->get_done) ? -EFAULT : 0;
@@ -226,8 +226,7 @@ static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
 	/* span is an out field: ignored on input */
 	if (lg.flags & ~SPANALLOC_LARGE_NOSCAN || lg.reserved || !lg.npages)
 		return -EINVAL;
-	/* pairs with the release in sa_mmap(): base and arenas are set */
-	if (!smp_load_acquire(&heap->mapped))
+	if (!sa_heap_mapped(heap))
 		return -ENXIO;
 	if (lg.npages > heap->max_pages)
 		return -EINVAL;
@@ -268,8 +267,7 @@ static int sa_class_stats_out(struct sa_heap *heap,
 	struct spanalloc_class_stats cs = { 0 };
 	u32 i, spans;
 
-	/* pairs with the release in sa_mmap(): no lists before it */
-	if (!smp_load_acquire(&heap->mapped))
+	if (!sa_heap_mapped(heap))
 		return clear_user(ucs, n * sizeof(cs)) ? -EFAULT : 0;
 	for (i = 0; i < n; i++) {
 		/* n came from user space: no speculation past the table */
@@ -322,8 +320,7 @@ static long sa_ioctl_stats(struct sa_heap *heap, void __user *uarg)
 	st.spans = heap->nspans;
 	st.large_spans = heap->nlarge;
 	spin_unlock(&heap->lock);
-	/* pairs with the release in sa_mmap() */
-	st.mapped = smp_load_acquire(&heap->mapped);
+	st.mapped = sa_heap_mapped(heap);
 	st.exchanges = sum.c[SA_C_EXCHANGES];
 	st.large_allocs = sum.c[SA_C_LARGE_ALLOCS];
 	st.spans_got = sum.c[SA_C_SPANS_GOT];

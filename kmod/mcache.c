@@ -46,11 +46,9 @@ void sa_mcache_destroy(struct sa_heap *heap)
 }
 
 /* Moves the oldest half of a full stack to mcentral. */
-static void sa_mcache_flush(struct sa_heap *heap, struct sa_mcache_stack *st,
-			    u16 sc)
+static void sa_mcache_spill(struct sa_heap *heap, struct sa_mcache_stack *st,
+			    u16 sc, u32 k)
 {
-	u32 k = max(heap->pcp_depth / 2, 1U);
-
 	sa_mcentral_put_partial(&heap->central[sc], st->spans, k);
 	memmove(st->spans, st->spans + k, (st->n - k) * sizeof(st->spans[0]));
 	st->n -= k;
@@ -99,46 +97,53 @@ void sa_mcache_put(struct sa_heap *heap, struct sa_span *s)
 	local_lock(&heap->mcache->lock);
 	st = this_cpu_ptr(&heap->mcache->stacks[s->spanclass]);
 	if (st->n >= heap->pcp_depth)
-		sa_mcache_flush(heap, st, s->spanclass);
+		sa_mcache_spill(heap, st, s->spanclass, max(heap->pcp_depth / 2, 1U));
 	st->spans[st->n++] = s;
 	atomic_set(&s->state, SA_SPAN_CACHED);
 	local_unlock(&heap->mcache->lock);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mcache_put);
 
-/*
- * Moves cpu's spans to mcentral. cpu is the current one (its stacks are
- * only touched by tasks on it: the local_lock keeps them out) or dead
- * (nobody touches its stacks any more: the local_lock is harmless).
- */
-void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
+static void sa_mcache_drain_stacks(struct sa_heap *heap, struct sa_mcache *mc)
 {
-	struct sa_mcache *mc = per_cpu_ptr(heap->mcache, cpu);
 	u16 sc;
 
-	local_lock(&heap->mcache->lock);
-	for (sc = 0; sc < SA_NSPANCLASS; sc++) {
-		struct sa_mcache_stack *st = &mc->stacks[sc];
+	for (sc = 0; sc < SA_NSPANCLASS; sc++)
+		if (mc->stacks[sc].n)
+			sa_mcache_spill(heap, &mc->stacks[sc], sc, mc->stacks[sc].n);
+}
 
-		if (!st->n)
-			continue;
-		sa_mcentral_put_partial(&heap->central[sc], st->spans, st->n);
-		st->n = 0;
-		sa_count(heap, SA_C_PCP_FLUSHES);
-	}
-	local_unlock(&heap->mcache->lock);
+/* cpu is dead: nobody touches its stacks any more. Moves them to mcentral. */
+void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
+{
+	sa_mcache_drain_stacks(heap, per_cpu_ptr(heap->mcache, cpu));
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mcache_drain_cpu);
 
-/* Drains cpu's stacks of every heap that has them. */
-static void sa_mcache_drain_heaps(unsigned int cpu)
+/*
+ * Moves this CPU's spans to mcentral. The stacks are found under the
+ * local_lock, not from a CPU number read before: a task may move between.
+ */
+void sa_mcache_drain_local(struct sa_heap *heap)
+{
+	local_lock(&heap->mcache->lock);
+	sa_mcache_drain_stacks(heap, this_cpu_ptr(heap->mcache));
+	local_unlock(&heap->mcache->lock);
+}
+EXPORT_SYMBOL_IF_KUNIT(sa_mcache_drain_local);
+
+/* Drains the stacks of every heap: a dead CPU's, or (cpu < 0) this CPU's. */
+static void sa_mcache_drain_heaps(int cpu)
 {
 	struct sa_heap *heap;
 
 	mutex_lock(&sa_heaps_mutex);
 	list_for_each_entry(heap, &sa_heaps, node) {
-		/* pairs with the release in sa_mmap(): mcache is set up */
-		if (smp_load_acquire(&heap->mapped) && heap->mcache)
+		if (!sa_heap_mapped(heap) || !heap->mcache)
+			continue;
+		if (cpu < 0)
+			sa_mcache_drain_local(heap);
+		else
 			sa_mcache_drain_cpu(heap, cpu);
 	}
 	mutex_unlock(&sa_heaps_mutex);
@@ -146,8 +151,12 @@ static void sa_mcache_drain_heaps(unsigned int cpu)
 
 static void sa_mcache_drain_fn(struct work_struct *work)
 {
-	/* a per-CPU work item runs on its CPU (raw: it may migrate after) */
-	sa_mcache_drain_heaps(raw_smp_processor_id());
+	/*
+	 * Queued on one CPU, it runs there unless that CPU went offline
+	 * (then its stacks are drained by the hotplug callback): either way,
+	 * drain the CPU it runs on.
+	 */
+	sa_mcache_drain_heaps(-1);
 }
 
 static DEFINE_PER_CPU(struct work_struct, sa_mcache_drain_work);

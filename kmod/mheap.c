@@ -14,7 +14,8 @@
  * the mapping or the heap's limit is reached.
  *
  * The span table is per arena so that its memory, like the arena's, is only
- * spent when the arena is used. Entries are written under heap->lock and
+ * spent when the arena is used. It has an entry at each span's first page:
+ * what a handle names. Entries are written under heap->lock and
  * read under RCU: a return looks its handle up without any heap lock, and
  * a span is only freed (call_rcu) after its entries are cleared.
  *
@@ -34,6 +35,7 @@
 #include <linux/random.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
+#include <linux/wait.h>
 #include "spanalloc.h"
 
 static struct kmem_cache *sa_span_cache;
@@ -63,7 +65,8 @@ static u64 sa_next_gen(struct sa_heap *heap)
 void sa_mheap_init(struct sa_heap *heap)
 {
 	heap->next_gen = get_random_u64();
-	heap->gens_left = SA_GEN_MASK - 1;
+	/* every non-zero generation once, then no more */
+	heap->gens_left = SA_GEN_MASK;
 }
 
 int sa_mheap_cache_init(void)
@@ -88,6 +91,11 @@ void sa_mheap_cache_exit(void)
 	kmem_cache_destroy(sa_span_cache);
 }
 
+static unsigned long *sa_bitmap_alloc(u32 nbits)
+{
+	return kvcalloc(BITS_TO_LONGS(nbits), sizeof(long), GFP_KERNEL_ACCOUNT);
+}
+
 static void sa_mheap_free_maps(struct sa_heap *heap)
 {
 	kvfree(heap->arenas);
@@ -106,13 +114,10 @@ int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len)
 	u32 npages = len >> SA_PAGE_SHIFT;
 	u32 narenas = len >> SPANALLOC_ARENA_SHIFT;
 
-	/* kv*: a heap of a TiB needs 16 MiB of bitmap */
-	heap->used = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
-			      GFP_KERNEL_ACCOUNT);
-	heap->dirty = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
-			       GFP_KERNEL_ACCOUNT);
-	heap->stuck = kvcalloc(BITS_TO_LONGS(npages), sizeof(long),
-			       GFP_KERNEL_ACCOUNT);
+	/* kv*: a heap of a TiB needs 16 MiB for each bitmap */
+	heap->used = sa_bitmap_alloc(npages);
+	heap->dirty = sa_bitmap_alloc(npages);
+	heap->stuck = sa_bitmap_alloc(npages);
 	/* 128 KiB at the largest limit */
 	heap->arenas = kvcalloc(narenas, sizeof(*heap->arenas),
 				GFP_KERNEL_ACCOUNT);
@@ -226,6 +231,40 @@ static u32 sa_bits_in_range(const unsigned long *map, u32 start, u32 n)
 	return count;
 }
 
+/* The end of the bitmap window that starts at from. */
+static u32 sa_mheap_window_end(struct sa_heap *heap, u32 from)
+{
+	return min_t(u64, heap->active_pages, (u64)from + SA_FIND_WINDOW);
+}
+
+/*
+ * Pages [p, p + n) are taken (for a span, or for a release): they are
+ * neither dirty nor stuck any more. Returns whether any held data.
+ */
+static bool sa_mheap_forget_data(struct sa_heap *heap, u32 p, u32 n)
+{
+	u32 dirty = sa_bits_in_range(heap->dirty, p, n);
+	u32 stuck = sa_bits_in_range(heap->stuck, p, n);
+
+	lockdep_assert_held(&heap->lock);
+	heap->free_dirty -= dirty;
+	heap->free_stuck -= stuck;
+	if (dirty)
+		bitmap_clear(heap->dirty, p, n);
+	if (stuck)
+		bitmap_clear(heap->stuck, p, n);
+	return dirty || stuck;
+}
+
+/* Pages [p, p + n) are free again. */
+static void sa_mheap_free_range(struct sa_heap *heap, u32 p, u32 n)
+{
+	lockdep_assert_held(&heap->lock);
+	bitmap_clear(heap->used, p, n);
+	if (p < heap->search_hint)
+		heap->search_hint = p;
+}
+
 /*
  * Looks for a free run of npages that starts in [from, from + window):
  * bounded work, so heap->lock is never held for a scan of the whole
@@ -236,8 +275,7 @@ static u32 sa_mheap_find(struct sa_heap *heap, u32 from, u32 npages)
 	unsigned long end, p;
 
 	lockdep_assert_held(&heap->lock);
-	end = min_t(unsigned long, heap->active_pages,
-		    (unsigned long)from + SA_FIND_WINDOW + npages - 1);
+	end = min_t(u64, heap->active_pages, (u64)from + SA_FIND_WINDOW + npages - 1);
 	p = bitmap_find_next_zero_area(heap->used, end, from, npages, 0);
 	return p < end ? p : U32_MAX;
 }
@@ -268,7 +306,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 				    u32 npages)
 {
 	struct sa_span *s;
-	u32 p, from = 0, dirty, stuck;
+	u32 p, from = 0;
 	int err = -ENOMEM;
 
 	s = kmem_cache_zalloc(sa_span_cache, GFP_KERNEL_ACCOUNT);
@@ -276,8 +314,8 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 		return ERR_PTR(-ENOMEM);
 
 	for (;;) {
+		u32 want, seq;
 		bool busy;
-		u32 want;
 
 		spin_lock(&heap->lock);
 		if (heap->pages_inuse + (u64)npages > heap->limit_pages ||
@@ -290,25 +328,30 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 		if (p != U32_MAX)
 			break;
 		if ((u64)from + SA_FIND_WINDOW < heap->active_pages) {
-			/* first fit, one window per lock hold */
+			/*
+			 * First fit, one window per lock hold: a run freed
+			 * behind the window meanwhile is missed this time.
+			 */
 			spin_unlock(&heap->lock);
 			from += SA_FIND_WINDOW;
 			cond_resched();
 			continue;
 		}
 		busy = heap->scav_busy;
+		seq = heap->scav_seq;
 		want = sa_mheap_grow_target(heap, npages);
 		spin_unlock(&heap->lock);
 		from = 0;
 		if (busy) {
 			/*
 			 * The run a release holds may be what would fit:
-			 * wait for it rather than grow or fail.
+			 * wait for that run (not the whole release) rather
+			 * than grow or fail.
 			 */
-			err = mutex_lock_killable(&heap->scav_mutex);
+			err = wait_event_killable(heap->scav_wait,
+						  READ_ONCE(heap->scav_seq) != seq);
 			if (err)
 				goto fail;
-			mutex_unlock(&heap->scav_mutex);
 			err = -ENOMEM;
 			continue;
 		}
@@ -320,15 +363,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 	s->start = p;
 	s->npages = npages;
 	s->spanclass = spanclass;
-	dirty = sa_bits_in_range(heap->dirty, p, npages);
-	stuck = sa_bits_in_range(heap->stuck, p, npages);
-	s->needzero = dirty || stuck;
-	heap->free_dirty -= dirty;
-	heap->free_stuck -= stuck;
-	if (dirty)
-		bitmap_clear(heap->dirty, p, npages);
-	if (stuck)
-		bitmap_clear(heap->stuck, p, npages);
+	s->needzero = sa_mheap_forget_data(heap, p, npages);
 	s->gen = sa_next_gen(heap);
 	atomic_set(&s->state, SA_SPAN_HANDING);
 	INIT_LIST_HEAD(&s->list);
@@ -340,7 +375,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 	heap->peak_inuse = max(heap->peak_inuse, heap->pages_inuse);
 	heap->nspans++;
 	heap->class_spans[spanclass]++;
-	if (spanclass < 2)
+	if (sa_spanclass_is_large(spanclass))
 		heap->nlarge++;
 	spin_unlock(&heap->lock);
 
@@ -359,15 +394,13 @@ void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 {
 	spin_lock(&heap->lock);
 	sa_mheap_set_table(heap, s, NULL);
-	bitmap_clear(heap->used, s->start, s->npages);
+	sa_mheap_free_range(heap, s->start, s->npages);
 	bitmap_set(heap->dirty, s->start, s->npages);
 	heap->free_dirty += s->npages;
-	if (s->start < heap->search_hint)
-		heap->search_hint = s->start;
 	heap->pages_inuse -= s->npages;
 	heap->nspans--;
 	heap->class_spans[s->spanclass]--;
-	if (s->spanclass < 2)
+	if (sa_spanclass_is_large(s->spanclass))
 		heap->nlarge--;
 	spin_unlock(&heap->lock);
 
@@ -391,8 +424,7 @@ struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle)
 	struct sa_arena *a;
 	struct sa_span *s;
 
-	/* pairs with the release in sa_mmap(): arenas[] exists */
-	if (!smp_load_acquire(&heap->mapped) || page >= heap->max_pages)
+	if (!sa_heap_mapped(heap) || page >= heap->max_pages)
 		return NULL;
 	/* page came from user space: no speculation past the tables */
 	page = array_index_nospec(page, heap->max_pages);
@@ -424,71 +456,75 @@ int sa_mheap_set_limit(struct sa_heap *heap, u64 limit)
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_set_limit);
 
 /*
- * Takes the first run of dirty free pages that starts in [*from, *from +
- * window), for the scavenger, with the stuck free pages next to it: the
- * run is the whole free extent of one 2 MiB block, so that a huge page is
- * released whole or not at all, and a release refused for part of one is
- * tried again once the rest of it is free. The run is held as used (no span
- * can be cut from it) and is neither dirty nor stuck while held. Returns its
- * length; 0 if the window has none, with *from moved past the window (at or
- * past active_pages when the heap has been searched to its end). Caller
- * holds heap->scav_mutex; one run is held at a time.
+ * Takes a run for the scavenger: the free pages around the first dirty free
+ * page that starts in [*from, *from + window), within its 2 MiB block. So a
+ * huge page is released whole or not at all, whatever mix of dirty, stuck
+ * and clean free pages it holds, and a release refused for part of one is
+ * tried again once the rest of it is free. run->data records which of the
+ * run's pages may hold data (were dirty or stuck). The run is held as used
+ * (no span can be cut from it) and is neither dirty nor stuck while held.
+ * Returns its length; 0 if the window has none, with *from moved past the
+ * window (at or past active_pages when the heap has been searched to its
+ * end). Caller holds heap->scav_mutex; one run is held at a time.
  */
-u32 sa_mheap_scav_take(struct sa_heap *heap, u32 *from, u32 *start)
+u32 sa_mheap_scav_take(struct sa_heap *heap, u32 *from, struct sa_scav_run *run)
 {
-	u32 p, end, lo, hi, n = 0;
+	u32 p, end, lo, hi, i;
 
 	lockdep_assert_held(&heap->scav_mutex);
+	run->n = 0;
 	spin_lock(&heap->lock);
-	end = min_t(u64, heap->active_pages, (u64)*from + SA_FIND_WINDOW);
+	end = sa_mheap_window_end(heap, *from);
 	p = find_next_bit(heap->dirty, end, *from);
 	if (p < end) {
-		lo = round_down(p, SA_SCAV_ALIGN);
-		hi = min(heap->active_pages, lo + SA_SCAV_ALIGN);
-		/* at most one block each way: bounded */
-		while (p > lo && p - 1 >= *from && test_bit(p - 1, heap->stuck))
+		lo = max(round_down(p, SA_SCAV_ALIGN), *from);
+		hi = min(heap->active_pages, round_down(p, SA_SCAV_ALIGN) + SA_SCAV_ALIGN);
+		/* within one block: bounded */
+		while (p > lo && !test_bit(p - 1, heap->used))
 			p--;
-		for (end = p; end < hi; end++)
-			if (!test_bit(end, heap->dirty) && !test_bit(end, heap->stuck))
-				break;
-		n = end - p;
-		heap->free_dirty -= sa_bits_in_range(heap->dirty, p, n);
-		heap->free_stuck -= sa_bits_in_range(heap->stuck, p, n);
-		bitmap_clear(heap->dirty, p, n);
-		bitmap_clear(heap->stuck, p, n);
-		bitmap_set(heap->used, p, n);
-		heap->scav_busy = n;
-		*start = p;
+		for (end = p; end < hi && !test_bit(end, heap->used); end++)
+			;
+		run->start = p;
+		run->n = end - p;
+		bitmap_zero(run->data, SA_SCAV_ALIGN);
+		for (i = 0; i < run->n; i++)
+			if (test_bit(p + i, heap->dirty) || test_bit(p + i, heap->stuck))
+				__set_bit(i, run->data);
+		sa_mheap_forget_data(heap, p, run->n);
+		bitmap_set(heap->used, p, run->n);
+		heap->scav_busy = run->n;
 	}
 	*from = end;
 	spin_unlock(&heap->lock);
-	return n;
+	return run->n;
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_scav_take);
 
 /*
- * Gives back a run taken by sa_mheap_scav_take(). how is what became of
- * its pages: 0, released (clean now); -EAGAIN, not released this time
- * (dirty again); anything else, refused where they are mapped (stuck: still
- * holding data, not counted as releasable; tried again by a release that
- * user space asks for, or with free pages next to them).
+ * Gives back a run taken by sa_mheap_scav_take(). released says whether its
+ * pages were zapped (clean now); if not, the pages that held data are
+ * stuck: still possibly resident, not counted as releasable, tried again by
+ * a release user space asks for or with free pages next to them. Wakes
+ * allocations that waited for the run. Returns how many pages that may
+ * have held data were released.
  */
-void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, int how)
+u32 sa_mheap_scav_done(struct sa_heap *heap, struct sa_scav_run *run, bool released)
 {
+	u32 data = bitmap_weight(run->data, SA_SCAV_ALIGN), i;
+
 	lockdep_assert_held(&heap->scav_mutex);
 	spin_lock(&heap->lock);
-	bitmap_clear(heap->used, start, n);
-	if (how == -EAGAIN) {
-		bitmap_set(heap->dirty, start, n);
-		heap->free_dirty += n;
-	} else if (how) {
-		bitmap_set(heap->stuck, start, n);
-		heap->free_stuck += n;
+	if (!released) {
+		for_each_set_bit(i, run->data, SA_SCAV_ALIGN)
+			__set_bit(run->start + i, heap->stuck);
+		heap->free_stuck += data;
 	}
-	if (start < heap->search_hint)
-		heap->search_hint = start;
+	sa_mheap_free_range(heap, run->start, run->n);
 	heap->scav_busy = 0;
+	heap->scav_seq++;
 	spin_unlock(&heap->lock);
+	wake_up_all(&heap->scav_wait);
+	return released ? data : 0;
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_scav_done);
 
@@ -505,7 +541,7 @@ void sa_mheap_unstick(struct sa_heap *heap)
 	lockdep_assert_held(&heap->scav_mutex);
 	for (from = 0; ; from = end) {
 		spin_lock(&heap->lock);
-		end = min_t(u64, heap->active_pages, (u64)from + SA_FIND_WINDOW);
+		end = sa_mheap_window_end(heap, from);
 		if (from >= end || !heap->free_stuck) {
 			spin_unlock(&heap->lock);
 			break;

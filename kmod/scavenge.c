@@ -19,11 +19,13 @@
  * Locking. heap->scav_mutex serializes releases of one heap; a release
  * holds one run of pages as used (sa_mheap_scav_take()) while it zaps
  * them, so no span can be cut from a run that is being zapped. The zap
- * needs the owner's mmap lock for reading, taken after scav_mutex; the
- * owner's mm is pinned with mmget_not_zero() for the time of the zap, and
- * an owner that is exiting has nothing left to release. The address range
- * is only zapped where it still is this heap's mapping at the offset the
- * heap expects: user space may have unmapped, split or moved parts of it.
+ * needs the owner's mmap lock for reading, taken after scav_mutex and
+ * before the run is taken; the owner's mm is pinned with mmget_not_zero()
+ * meanwhile, and an owner that is exiting has nothing left to release.
+ * The background scavenger and the shrinker only trylock both. The address
+ * range is only zapped where it still is this heap's mapping at the offset
+ * the heap expects: user space may have unmapped, split or moved parts of
+ * it.
  */
 #include <linux/debugfs.h>
 #include <linux/ktime.h>
@@ -58,8 +60,9 @@ static void sa_zap(struct vm_area_struct *vma, unsigned long addr,
  * of it would only split it and free nothing (the huge page stays until
  * the rest goes), and khugepaged would collapse it again: such a run is
  * refused, and released with the rest of its block once that is free
- * (sa_mheap_scav_take() takes the two together). Caller holds the mmap
- * lock, so no collapse or split happens meanwhile.
+ * (sa_mheap_scav_take() takes the two together). A lockless look under the
+ * mmap lock: a split or collapse may race with it, which only makes one
+ * release refuse or split what it need not have.
  */
 static bool sa_block_is_huge(struct mm_struct *mm, unsigned long addr)
 {
@@ -79,87 +82,103 @@ static bool sa_block_is_huge(struct mm_struct *mm, unsigned long addr)
 }
 
 /*
- * Zaps pages [start, start + n) from the owner's mapping. Returns 0 when
- * every page of the range was zapped, -EAGAIN when a trylock failed,
- * -ENOENT when part of the range is not (or no longer) the heap's mapping
- * where it should be, -EPERM when part of it is mlock()ed (which
- * MADV_DONTNEED refuses too), -EBUSY when it is part of a huge page. The
- * range lies in one 2 MiB block (sa_mheap_scav_take() cuts runs there).
+ * Pins the owner's mm and takes its mmap lock for reading, before a run is
+ * taken (so a lock that cannot be had leaves the heap as it was). *mmp is
+ * NULL when there is no mm to zap from (KUnit heaps, an owner that is
+ * exiting): nothing can be released then. Returns 0, -EAGAIN (SA_SCAV_TRY
+ * and the lock is busy) or -EINTR (a fatal signal while waiting).
  */
-static int sa_scav_zap(struct sa_heap *heap, u32 start, u32 n,
-		       enum sa_scav_mode mode)
+static int sa_scav_lock_mm(struct sa_heap *heap, enum sa_scav_mode mode,
+			   struct mm_struct **mmp)
 {
-	unsigned long addr = heap->base + ((unsigned long)start << SA_PAGE_SHIFT);
-	unsigned long end = addr + ((unsigned long)n << SA_PAGE_SHIFT);
 	struct mm_struct *mm = heap->mm;
-	struct vm_area_struct *vma;
-	unsigned long a, e;
 	int ret = 0;
 
+	*mmp = NULL;
 	if (!mm || !mmget_not_zero(mm))
-		return -ENOENT;
-	if (mode == SA_SCAV_TRY) {
-		if (!mmap_read_trylock(mm)) {
-			mmput_async(mm);
-			return -EAGAIN;
-		}
-	} else {
-		mmap_read_lock(mm);
+		return 0;
+	if (mode == SA_SCAV_TRY)
+		ret = mmap_read_trylock(mm) ? 0 : -EAGAIN;
+	else
+		ret = mmap_read_lock_killable(mm);
+	if (ret) {
+		mmput_async(mm);
+		return ret;
 	}
-	for (a = addr; a < end; a = e) {
-		vma = find_vma(mm, a);
-		if (!vma || vma->vm_start > a) {
-			ret = -ENOENT;
-			break;
-		}
-		e = min(end, vma->vm_end);
-		/* the heap's own mapping, at the heap's own offset */
-		if (!sa_file_is_heap(vma->vm_file, heap) ||
-		    vma->vm_start - (vma->vm_pgoff << PAGE_SHIFT) != heap->base) {
-			ret = -ENOENT;
-			break;
-		}
-		if (vma->vm_flags & VM_LOCKED) {
-			ret = -EPERM;
-			break;
-		}
-	}
-	if (!ret && end - addr < SZ_2M &&
-	    sa_block_is_huge(mm, ALIGN_DOWN(addr, SZ_2M)))
-		ret = -EBUSY;
-	/* all or nothing: a refused run is kept whole, so it stays simple */
-	for (a = addr; !ret && a < end; a = e) {
-		vma = find_vma(mm, a);
-		e = min(end, vma->vm_end);
-		sa_zap(vma, a, e - a);
-	}
+	*mmp = mm;
+	return 0;
+}
+
+static void sa_scav_unlock_mm(struct mm_struct *mm)
+{
+	if (!mm)
+		return;
 	mmap_read_unlock(mm);
 	/*
 	 * The last reference may be ours if the owner exits meanwhile: never
 	 * tear an mm down here, in reclaim or under sa_heaps_mutex.
 	 */
 	mmput_async(mm);
-	return ret;
 }
 
 /*
- * Releases about max_pages dirty free pages of heap (whole 2 MiB blocks'
- * worth: up to a block more), lowest first, for at most about budget_ns
- * (0: no limit); *released says how many it did. Returns 0, or -EINTR if a
- * fatal signal stopped a SA_SCAV_WAIT release. Pages whose release is
- * refused where they are mapped become stuck (mheap.c); a SA_SCAV_WAIT
- * release, which user space asked for, tries those again first.
+ * Zaps a run from the owner's mapping, whose mmap lock the caller holds.
+ * Returns whether it did: a run is zapped whole or not at all. Not where
+ * part of it is not (or no longer) the heap's mapping at the heap's
+ * offset, not where part of it is mlock()ed (as MADV_DONTNEED refuses),
+ * not as part of a huge page in use.
+ */
+static bool sa_scav_zap(struct sa_heap *heap, struct mm_struct *mm,
+			const struct sa_scav_run *run)
+{
+	unsigned long addr = heap->base + ((unsigned long)run->start << SA_PAGE_SHIFT);
+	unsigned long end = addr + ((unsigned long)run->n << SA_PAGE_SHIFT);
+	struct vm_area_struct *vma;
+	unsigned long a, e;
+
+	if (!mm)
+		return false;
+	for (a = addr; a < end; a = e) {
+		vma = find_vma(mm, a);
+		if (!vma || vma->vm_start > a)
+			return false;
+		e = min(end, vma->vm_end);
+		/* the heap's own mapping, at the heap's own offset */
+		if (!sa_file_is_heap(vma->vm_file, heap) ||
+		    vma->vm_start - (vma->vm_pgoff << PAGE_SHIFT) != heap->base ||
+		    (vma->vm_flags & VM_LOCKED))
+			return false;
+	}
+	/* runs lie in one 2 MiB block, and the heap is 2 MiB aligned */
+	if (run->n < SA_SCAV_ALIGN && sa_block_is_huge(mm, ALIGN_DOWN(addr, SZ_2M)))
+		return false;
+	for (a = addr; a < end; a = e) {
+		vma = find_vma(mm, a);
+		e = min(end, vma->vm_end);
+		sa_zap(vma, a, e - a);
+	}
+	return true;
+}
+
+/*
+ * Releases about max_pages dirty free pages of heap (a 2 MiB block more at
+ * most), lowest first, for at most about budget_ns (0: no limit);
+ * *released says how many it did. Returns 0, or -EINTR if a fatal signal
+ * stopped a SA_SCAV_WAIT release. Pages whose release is refused where
+ * they are mapped become stuck (mheap.c); a SA_SCAV_WAIT release, which
+ * user space asked for, tries those again first.
  */
 int sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
 		enum sa_scav_mode mode, u64 *released)
 {
 	u64 t0 = budget_ns ? ktime_get_ns() : 0;
-	u32 from = 0, start, n;
-	int ret = 0, how;
+	struct sa_scav_run run;
+	struct mm_struct *mm;
+	u32 from = 0;
+	int ret = 0;
 
 	*released = 0;
-	/* pairs with the release in sa_mmap(): the page allocator exists */
-	if (!smp_load_acquire(&heap->mapped))
+	if (!sa_heap_mapped(heap))
 		return 0;
 	if (mode == SA_SCAV_TRY) {
 		if (!mutex_trylock(&heap->scav_mutex))
@@ -170,15 +189,16 @@ int sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
 		sa_mheap_unstick(heap);
 	}
 	while (*released < max_pages && from < READ_ONCE(heap->active_pages)) {
-		n = sa_mheap_scav_take(heap, &from, &start);
-		if (n) {
-			how = sa_scav_zap(heap, start, n, mode);
-			sa_mheap_scav_done(heap, start, n, how);
-			if (!how)
-				*released += n;
-			else if (how == -EAGAIN)
-				break;
+		ret = sa_scav_lock_mm(heap, mode, &mm);
+		if (ret) {
+			if (ret == -EAGAIN)
+				ret = 0;
+			break;
 		}
+		if (sa_mheap_scav_take(heap, &from, &run))
+			*released += sa_mheap_scav_done(heap, &run,
+							sa_scav_zap(heap, mm, &run));
+		sa_scav_unlock_mm(mm);
 		if (budget_ns && ktime_get_ns() - t0 > budget_ns)
 			break;
 		if (mode == SA_SCAV_WAIT && fatal_signal_pending(current)) {

@@ -72,8 +72,14 @@ static enum lru_status sa_collect_cb(struct list_head *item,
 	struct sa_heap_lru *l = container_of(item, struct sa_heap_lru, node);
 	struct sa_collect *c = arg;
 
+	unsigned int i;
+
 	if (c->n == SA_SHRINK_BATCH)
 		return LRU_SKIP;
+	/* a rotated entry comes round again in the same walk */
+	for (i = 0; i < c->n; i++)
+		if (c->heaps[i] == l->heap)
+			return LRU_SKIP;
 	if (sa_heap_releasable(l->heap))
 		c->heaps[c->n++] = l->heap;
 	/* so that the next scan starts with other heaps */
@@ -83,22 +89,29 @@ static enum lru_status sa_collect_cb(struct list_head *item,
 static unsigned long sa_shrink_count(struct shrinker *s,
 				     struct shrink_control *sc)
 {
-	unsigned long pages = 0, nr = ULONG_MAX;
+	unsigned long pages = 0, heaps = 0, nr;
+	int nid;
 
 	/* pairs with the release in sa_shrinker_init() */
 	if (!smp_load_acquire(&sa_lru_ready))
 		return 0;
-	/* sc->nr_to_scan is not set for counting: walk the whole list */
+	/*
+	 * Not NUMA aware: a heap's pages are wherever its owner touched them,
+	 * whatever node its list entry is on, so every node's list counts.
+	 * sc->nr_to_scan is not set for counting: walk the whole lists.
+	 */
+	for_each_node(nid) {
+		heaps += list_lru_count_one(&sa_lru, nid, sc->memcg);
+		nr = ULONG_MAX;
+		list_lru_walk_one(&sa_lru, nid, sc->memcg, sa_count_cb, &pages, &nr);
+	}
 	/*
 	 * SHRINK_EMPTY only when the cgroup has no heap at all: the core then
 	 * clears this shrinker's bit for the cgroup, and only a heap added
 	 * to an empty list sets it again. Heaps with nothing to release right
 	 * now are 0: they may have some by the next round of pressure.
 	 */
-	if (!list_lru_count_one(&sa_lru, sc->nid, sc->memcg))
-		return SHRINK_EMPTY;
-	list_lru_walk_one(&sa_lru, sc->nid, sc->memcg, sa_count_cb, &pages, &nr);
-	return pages * SA_KPAGES_PER_PAGE;
+	return heaps ? pages * SA_KPAGES_PER_PAGE : SHRINK_EMPTY;
 }
 
 static unsigned long sa_shrink_scan(struct shrinker *s,
@@ -107,16 +120,20 @@ static unsigned long sa_shrink_scan(struct shrinker *s,
 	unsigned long want = DIV_ROUND_UP(sc->nr_to_scan, SA_KPAGES_PER_PAGE);
 	unsigned long freed = 0;
 	struct sa_collect c = { .n = 0 };
-	/* rotated entries come round again: bound the walk */
-	unsigned long nr = 4 * SA_SHRINK_BATCH;
+	unsigned long nr;
 	unsigned int i;
+	int nid;
 
 	/* pairs with the release in sa_shrinker_init() */
 	if (!smp_load_acquire(&sa_lru_ready))
 		return SHRINK_STOP;
 	if (!mutex_trylock(&sa_heaps_mutex))
 		return SHRINK_STOP;
-	list_lru_walk_one(&sa_lru, sc->nid, sc->memcg, sa_collect_cb, &c, &nr);
+	for_each_node(nid) {
+		/* rotated entries come round again: bound the walk */
+		nr = 4 * SA_SHRINK_BATCH;
+		list_lru_walk_one(&sa_lru, nid, sc->memcg, sa_collect_cb, &c, &nr);
+	}
 	for (i = 0; i < c.n && freed < want; i++) {
 		u64 done;
 

@@ -63,7 +63,7 @@ int sa_span_claim(struct sa_heap *heap, u64 handle, u32 op,
 	if (!s)
 		goto out;
 	/* Large spans hold one object: they are only ever given back. */
-	if (s->spanclass < 2 && op != SPANALLOC_RET_EMPTY)
+	if (sa_spanclass_is_large(s->spanclass) && op != SPANALLOC_RET_EMPTY)
 		goto out;
 	old = atomic_read(&s->state);
 	if (old != SA_SPAN_OWNED && old != SA_SPAN_FULL)

@@ -7,7 +7,8 @@
  *   mheap    the page allocator over the heap's arenas: a bitmap of 8 KiB
  *            pages searched first fit from the lowest address, so freed
  *            runs coalesce by construction; and the span table, mapping
- *            every page of every span to its struct sa_span (mheap.c).
+ *            each span's first page (what a handle names) to its struct
+ *            sa_span (mheap.c).
  *   mcentral per span class, the spans that live in the kernel between
  *            users: a partial list (spans with free objects, ready to hand
  *            out) and a full list (spans whose objects are all in use)
@@ -75,6 +76,7 @@
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/wait.h>
 #include <linux/spanalloc.h>
 
 #define SA_PAGE_SHIFT		SPANALLOC_PAGE_SHIFT
@@ -240,18 +242,38 @@ struct sa_heap {
 	u64 gens_left;			/* spans the heap may still cut */
 	u32 peak_inuse;			/* most pages_inuse since the scavenger looked */
 	u32 scav_busy;			/* pages a release holds as used */
+	u32 scav_seq;			/* runs given back by releases */
 
 	/*
-	 * One release of free pages at a time (scavenge.c). Taken with
-	 * nothing else held, before the owner's mmap lock; the shrinker only
-	 * ever trylocks it.
+	 * One release of free pages at a time (scavenge.c). The release ioctl
+	 * takes it with nothing else held, before the owner's mmap lock; the
+	 * scavenger and the shrinker only trylock it, under sa_heaps_mutex.
 	 */
 	struct mutex scav_mutex;
+	/* allocations waiting for a run a release holds; see scav_seq */
+	wait_queue_head_t scav_wait;
 	u32 scav_recent;		/* decayed peak; the scavenger's, under sa_heaps_mutex */
 	struct sa_heap_lru *lru;	/* this heap on sa_shrinker's list_lru */
 
 	struct sa_heap_counters __percpu *counters;
 };
+
+/*
+ * The mapping's length, 0 before mmap. Pairs with the release in sa_mmap():
+ * once it is seen, base, the page allocator, the central lists and the
+ * per-CPU caches are set up.
+ */
+static inline u64 sa_heap_mapped(struct sa_heap *heap)
+{
+	/* pairs with the smp_store_release() in sa_mmap() */
+	return smp_load_acquire(&heap->mapped);
+}
+
+/* Span classes 0 and 1 are large objects: one object, a span of its own. */
+static inline bool sa_spanclass_is_large(u16 spanclass)
+{
+	return spanclass < 2;
+}
 
 static inline void sa_count_add(struct sa_heap *heap, enum sa_counter i, u64 n)
 {
@@ -288,8 +310,15 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s);
 struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle);
 int sa_mheap_set_limit(struct sa_heap *heap, u64 limit);
-u32 sa_mheap_scav_take(struct sa_heap *heap, u32 *from, u32 *start);
-void sa_mheap_scav_done(struct sa_heap *heap, u32 start, u32 n, int how);
+/* A run of free pages a release holds: within one 2 MiB block. */
+struct sa_scav_run {
+	u32 start;
+	u32 n;
+	DECLARE_BITMAP(data, SA_SCAV_ALIGN);	/* pages that may hold data */
+};
+
+u32 sa_mheap_scav_take(struct sa_heap *heap, u32 *from, struct sa_scav_run *run);
+u32 sa_mheap_scav_done(struct sa_heap *heap, struct sa_scav_run *run, bool released);
 void sa_mheap_unstick(struct sa_heap *heap);
 
 static inline u64 sa_span_handle(const struct sa_span *s)
@@ -312,6 +341,7 @@ void sa_mcache_destroy(struct sa_heap *heap);
 u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n);
 void sa_mcache_put(struct sa_heap *heap, struct sa_span *s);
 void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu);
+void sa_mcache_drain_local(struct sa_heap *heap);
 void sa_mcache_drain_all_cpus(void);
 u32 sa_mcache_count(struct sa_heap *heap, u16 sc);
 int sa_mcache_hotplug_init(void);

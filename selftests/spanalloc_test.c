@@ -350,8 +350,14 @@ TEST_F(bare, mmap_rules_are_enforced)
 	ASSERT_NE(MAP_FAILED, p);
 	munmap(p, 2 * a);
 	p = (void *)((((uintptr_t)p + SPANALLOC_PAGE_SIZE - 1) & ~(SPANALLOC_PAGE_SIZE - 1)) + 4096);
-	p = mmap(p, a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, self->fd, 0);
-	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(MAP_FAILED, mmap(p, a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+				   self->fd, 0));
+	EXPECT_EQ(EINVAL, errno);
+	/* on the 8 KiB grid but off the 2 MiB one (huge pages) */
+	p = (void *)(((uintptr_t)p + (2 << 20)) & ~(uintptr_t)((2 << 20) - 1)) +
+	    SPANALLOC_PAGE_SIZE;
+	EXPECT_EQ(MAP_FAILED, mmap(p, a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+				   self->fd, 0));
 	EXPECT_EQ(EINVAL, errno);
 
 	p = mmap(NULL, a, PROT_READ | PROT_WRITE, MAP_PRIVATE, self->fd, 0);

@@ -240,11 +240,17 @@ static void mheap_generations_run_out_rather_than_repeat(struct kunit *test)
 
 /* --- scavenger bookkeeping ------------------------------------------------ */
 
-static void scav_take_cuts_runs_and_done_sorts_pages(struct kunit *test)
+/*
+ * A release takes the whole free extent of one 2 MiB block around a dirty
+ * page (clean and stuck free pages included), holds it as used, and sorts
+ * it into clean (released) or stuck (refused).
+ */
+static void scav_runs_are_free_extents_of_2m_blocks(struct kunit *test)
 {
 	struct sa_heap *heap = t_heap(test, T_ARENAS);
-	u32 from = 0, start = 0, n;
-	struct sa_span *a, *s1;
+	struct sa_span *a, *s0, *s1;
+	struct sa_scav_run run;
+	u32 from = 0;
 
 	/* pages 0 .. SA_SCAV_ALIGN + 9 dirty: a run across a 2 MiB boundary */
 	a = t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), SA_SCAV_ALIGN + 10);
@@ -254,46 +260,49 @@ static void scav_take_cuts_runs_and_done_sorts_pages(struct kunit *test)
 
 	mutex_lock(&heap->scav_mutex);
 	/* one 2 MiB block at a time */
-	n = sa_mheap_scav_take(heap, &from, &start);
-	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, n);
-	KUNIT_EXPECT_EQ(test, 0, start);
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, sa_mheap_scav_take(heap, &from, &run));
+	KUNIT_EXPECT_EQ(test, 0, run.start);
 	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, heap->scav_busy);
 	KUNIT_EXPECT_EQ(test, 10, heap->free_dirty);
 	/* held as used: no span can be cut from it meanwhile */
 	s1 = t_alloc(test, heap, T_SC, 1);
 	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, s1->start);
-	sa_mheap_scav_done(heap, start, n, 0);
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, sa_mheap_scav_done(heap, &run, true));
 	KUNIT_EXPECT_EQ(test, 0, heap->scav_busy);
 	/* released: clean, so a span there needs no zeroing */
-	KUNIT_EXPECT_EQ(test, 0, t_alloc(test, heap, T_SC, 1)->needzero);
+	s0 = t_alloc(test, heap, T_SC, 1);
+	KUNIT_EXPECT_EQ(test, 0, s0->start);
+	KUNIT_EXPECT_EQ(test, 0, s0->needzero);
 
 	/* refused where mapped: stuck, not counted as releasable */
 	from = 0;
-	n = sa_mheap_scav_take(heap, &from, &start);
-	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN + 1, start);
-	KUNIT_EXPECT_EQ(test, 9, n);
-	sa_mheap_scav_done(heap, start, n, -ENOENT);
+	KUNIT_EXPECT_EQ(test, 9, sa_mheap_scav_take(heap, &from, &run));
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN + 1, run.start);
+	KUNIT_EXPECT_EQ(test, 0, sa_mheap_scav_done(heap, &run, false));
 	KUNIT_EXPECT_EQ(test, 9, heap->free_stuck);
 	KUNIT_EXPECT_EQ(test, 0, heap->free_dirty);
 	/* nothing dirty left: a search finds nothing */
 	from = 0;
-	KUNIT_EXPECT_EQ(test, 0, sa_mheap_scav_take(heap, &from, &start));
+	KUNIT_EXPECT_EQ(test, 0, sa_mheap_scav_take(heap, &from, &run));
 	/* a page freed next to them: taken together with them */
 	sa_mheap_free_span(heap, s1);
 	from = 0;
-	n = sa_mheap_scav_take(heap, &from, &start);
-	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, start);
-	KUNIT_EXPECT_EQ(test, 10, n);
+	KUNIT_EXPECT_EQ(test, 10, sa_mheap_scav_take(heap, &from, &run));
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, run.start);
+	KUNIT_EXPECT_EQ(test, 10, bitmap_weight(run.data, SA_SCAV_ALIGN));
 	KUNIT_EXPECT_EQ(test, 0, heap->free_stuck);
-	/* a trylock that failed: dirty again */
-	sa_mheap_scav_done(heap, start, n, -EAGAIN);
-	KUNIT_EXPECT_EQ(test, 10, heap->free_dirty);
-	n = sa_mheap_scav_take(heap, &from, &start);
-	KUNIT_EXPECT_EQ(test, 0, n);
-	from = 0;
-	n = sa_mheap_scav_take(heap, &from, &start);
-	sa_mheap_scav_done(heap, start, n, -EBUSY);
+	KUNIT_EXPECT_EQ(test, 0, sa_mheap_scav_done(heap, &run, false));
 	KUNIT_EXPECT_EQ(test, 10, heap->free_stuck);
+	/*
+	 * One dirty page in a block otherwise free and clean: the whole block
+	 * goes (a huge page behind it is freed whole), and only the page that
+	 * held data counts as released.
+	 */
+	sa_mheap_free_span(heap, s0);
+	from = 0;
+	KUNIT_EXPECT_EQ(test, SA_SCAV_ALIGN, sa_mheap_scav_take(heap, &from, &run));
+	KUNIT_EXPECT_EQ(test, 0, run.start);
+	KUNIT_EXPECT_EQ(test, 1, sa_mheap_scav_done(heap, &run, true));
 	/* a release user space asks for tries stuck pages again */
 	sa_mheap_unstick(heap);
 	mutex_unlock(&heap->scav_mutex);
@@ -305,16 +314,16 @@ static void scav_take_cuts_runs_and_done_sorts_pages(struct kunit *test)
 static void scav_stuck_pages_need_zeroing(struct kunit *test)
 {
 	struct sa_heap *heap = t_heap(test, T_ARENAS);
-	u32 from = 0, start = 0, n;
+	struct sa_scav_run run;
 	struct sa_span *a;
+	u32 from = 0;
 
 	a = t_alloc(test, heap, T_SC, 10);
 	t_alloc(test, heap, T_SC, 1);
 	sa_mheap_free_span(heap, a);
 	mutex_lock(&heap->scav_mutex);
-	n = sa_mheap_scav_take(heap, &from, &start);
-	KUNIT_EXPECT_EQ(test, 10, n);
-	sa_mheap_scav_done(heap, start, n, -ENOENT);
+	KUNIT_EXPECT_EQ(test, 10, sa_mheap_scav_take(heap, &from, &run));
+	sa_mheap_scav_done(heap, &run, false);
 	mutex_unlock(&heap->scav_mutex);
 	KUNIT_EXPECT_EQ(test, 10, heap->free_stuck);
 	a = t_alloc(test, heap, T_SC, 10);
@@ -346,9 +355,10 @@ static void scav_allocation_waits_for_a_release(struct kunit *test)
 {
 	struct sa_heap *heap = t_heap(test, 1);
 	struct t_waiter w = { .heap = heap };
-	u32 from = 0, start = 0, n;
-	struct sa_span *b;
+	struct sa_scav_run run;
 	struct task_struct *t;
+	struct sa_span *b;
+	u32 from = 0, start;
 
 	init_completion(&w.done);
 	t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), SA_ARENA_PAGES - 10);
@@ -356,18 +366,17 @@ static void scav_allocation_waits_for_a_release(struct kunit *test)
 	start = b->start;
 	sa_mheap_free_span(heap, b);
 	mutex_lock(&heap->scav_mutex);
-	n = sa_mheap_scav_take(heap, &from, &start);
-	KUNIT_ASSERT_EQ(test, 10, n);
+	KUNIT_ASSERT_EQ(test, 10, sa_mheap_scav_take(heap, &from, &run));
 	t = kthread_run(t_waiter_fn, &w, "sa_kunit_waiter");
 	if (IS_ERR(t)) {
-		sa_mheap_scav_done(heap, start, n, 0);
+		sa_mheap_scav_done(heap, &run, true);
 		mutex_unlock(&heap->scav_mutex);
 		KUNIT_FAIL(test, "kthread_run: %ld", PTR_ERR(t));
 		return;
 	}
 	/* it cannot get a span while the run is held */
 	KUNIT_EXPECT_EQ(test, 0, wait_for_completion_timeout(&w.done, HZ / 5));
-	sa_mheap_scav_done(heap, start, n, 0);
+	sa_mheap_scav_done(heap, &run, true);
 	mutex_unlock(&heap->scav_mutex);
 	wait_for_completion(&w.done);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(w.got));
@@ -526,7 +535,7 @@ static void mcache_refills_and_flushes_by_half_stacks(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, SA_SPAN_CACHED, atomic_read(&out[0]->state));
 
 	/* draining moves every cached span to the central list */
-	sa_mcache_drain_cpu(heap, smp_processor_id());
+	sa_mcache_drain_local(heap);
 	migrate_enable();
 	KUNIT_EXPECT_EQ(test, 0, sa_mcache_count(heap, T_SC));
 	KUNIT_EXPECT_EQ(test, SA_SPAN_PARTIAL, atomic_read(&out[0]->state));
@@ -666,7 +675,7 @@ static struct kunit_case mheap_cases[] = {
 	KUNIT_CASE(table_of_unmapped_heap_is_empty),
 	KUNIT_CASE(mheap_search_crosses_windows),
 	KUNIT_CASE(mheap_generations_run_out_rather_than_repeat),
-	KUNIT_CASE(scav_take_cuts_runs_and_done_sorts_pages),
+	KUNIT_CASE(scav_runs_are_free_extents_of_2m_blocks),
 	KUNIT_CASE(scav_stuck_pages_need_zeroing),
 	KUNIT_CASE(scav_allocation_waits_for_a_release),
 	KUNIT_CASE(scav_unreleasable_pages_leave_no_work),

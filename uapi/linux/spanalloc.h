@@ -34,7 +34,17 @@
  * Errors every call may return: -ENOTTY (not a spanalloc command), -EPERM
  * (not the heap's owner), -EFAULT (a pointer user space passed cannot be
  * read or written), -EINVAL (a field is wrong), -EINTR (a fatal signal
- * arrived while the call waited).
+ * arrived while the call waited). The calls that need the heap's memory
+ * (EXCHANGE, ALLOC_LARGE) fail with -ENXIO before it is mapped.
+ *
+ * The mapping: offset 0, a whole number of arenas, MAP_PRIVATE, never
+ * executable, at most max_heap_limit bytes; with MAP_FIXED the address must
+ * be 2 MiB aligned (without it the kernel picks an arena-aligned one). It
+ * is ordinary anonymous memory: transparent huge pages back it where the
+ * system allows, and mlock() locks it (pages locked are never released;
+ * note that mlockall(MCL_FUTURE) populates and locks the whole mapping
+ * when it is made, as for any mapping: use MCL_ONFAULT, or map the heap
+ * first).
  */
 #ifndef _UAPI_LINUX_SPANALLOC_H
 #define _UAPI_LINUX_SPANALLOC_H
