@@ -7,6 +7,7 @@
  *
  * Needs /dev/spanalloc (run it through scripts/vm-run); says SKIP without.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <stdbool.h>
@@ -701,6 +702,22 @@ static long sa_rss_of(pid_t pid)
 	return rss < 0 ? -1 : rss * getpagesize();
 }
 
+#define SA_CPU1_ONLINE "/sys/devices/system/cpu/cpu1/online"
+
+/* A second into the stall, takes cpu1 offline and back; *arg: how long. */
+static void *sa_offliner(void *arg)
+{
+	double t0;
+
+	usleep(1000 * 1000);
+	t0 = sa_now();
+	if (!sa_t_write_file(SA_CPU1_ONLINE, "0")) {
+		*(double *)arg = sa_now() - t0;
+		sa_t_write_file(SA_CPU1_ONLINE, "1");
+	}
+	return NULL;
+}
+
 /*
  * Background paths never sleep on a lock a user process holds while they
  * hold the list of all heaps: a process that keeps its own heap's locks
@@ -715,7 +732,9 @@ TEST_F_TIMEOUT(heap, a_stalled_heap_owner_does_not_stall_other_processes, 120)
 	double cpu = 0;
 	char quota[48];
 	long rss0;
-	double worst = 0, took = 0, end;
+	double worst = 0, took = 0, offline = -1, end;
+	bool offliner_started;
+	pthread_t offliner;
 	struct spanalloc_span s;
 	char cg[128], oldval[24];
 	size_t kick_len = 0;
@@ -743,9 +762,9 @@ TEST_F_TIMEOUT(heap, a_stalled_heap_owner_does_not_stall_other_processes, 120)
 	ASSERT_EQ(sizeof(cpu), read(to_parent[0], &cpu, sizeof(cpu)));
 	rss0 = sa_rss_of(pid);
 	ASSERT_LT(0, rss0);
-	/* a share of a CPU that makes the release last about 4 s */
+	/* a share of a CPU that makes the release last about 8 s */
 	snprintf(quota, sizeof(quota), "%ld 1000000",
-		 cpu * 250000 > 1000 ? (long)(cpu * 250000) : 1000L);
+		 cpu * 125000 > 1000 ? (long)(cpu * 125000) : 1000L);
 	ASSERT_EQ(0, sa_cg_write(cg, "cpu.max", quota));
 	ASSERT_EQ(1, write(to_child[1], &c, 1));
 	/* its memory shrinking says it is inside its release */
@@ -758,6 +777,9 @@ TEST_F_TIMEOUT(heap, a_stalled_heap_owner_does_not_stall_other_processes, 120)
 	ASSERT_LE(0, kick);
 	ASSERT_EQ(0, sa_t_large(kick, 1024, 0, &s));
 	ASSERT_EQ(0, sa_t_ret(kick, s.handle, SPANALLOC_RET_EMPTY));
+	/* a CPU going offline drains every heap's caches: it must not wait either */
+	offliner_started = !access(SA_CPU1_ONLINE, W_OK) &&
+			   !pthread_create(&offliner, NULL, sa_offliner, &offline);
 	for (end = sa_now() + 4; sa_now() < end; usleep(20 * 1000)) {
 		double t0 = sa_now(), dt;
 		int fd = open(SA_DEV, O_RDWR | O_CLOEXEC);
@@ -767,15 +789,18 @@ TEST_F_TIMEOUT(heap, a_stalled_heap_owner_does_not_stall_other_processes, 120)
 		dt = sa_now() - t0;
 		worst = dt > worst ? dt : worst;
 	}
+	if (offliner_started)
+		EXPECT_EQ(0, pthread_join(offliner, NULL));
 	EXPECT_EQ(sizeof(took), read(to_parent[0], &took, sizeof(took)));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(0, WEXITSTATUS(status));
-	TH_LOG("the owner's release: %.3f s of CPU alone, %.2f s stalled (cpu.max %s); the slowest open+close meanwhile %.3f s",
-	       cpu, took, quota, worst);
+	TH_LOG("the owner's release: %.3f s of CPU alone, %.2f s stalled (cpu.max %s); meanwhile the slowest open+close %.3f s, cpu1 offline %.3f s",
+	       cpu, took, quota, worst, offline);
 	/* the setup must really stall the owner, or this shows nothing */
 	EXPECT_LE(1.5, took);
 	EXPECT_GT(0.5, worst);
+	EXPECT_GT(0.5 * took, offline);
 	munmap(kick_map, kick_len);
 	close(kick);
 	snprintf(oldval, sizeof(oldval), "%ld", old);
