@@ -576,6 +576,36 @@ struct lnode {
 
 static struct lnode *g_long;
 
+/*
+ * In a collected heap, sweeping a span takes in explicit frees as well as
+ * the dead: an object freed with sa_free() must come back zeroed from
+ * sa_alloc(), as one the collector freed does.
+ */
+TEST_F(gc, objects_freed_explicitly_come_back_zeroed_after_a_collection)
+{
+	enum { N = 30, SIZE = 200 };	/* one span of the 208-byte class */
+	unsigned char *o[N];
+
+	gc_start(_metadata);
+	for (int i = 0; i < N; i++) {
+		o[i] = sa_alloc(SIZE);
+		ASSERT_NE(NULL, o[i]);
+		memset(o[i], 0xa5, SIZE);
+	}
+	for (int i = 0; i < N; i++)
+		sa_free(o[i]);
+	clean_collect();
+	for (int i = 0; i < N; i++) {
+		unsigned char *p = sa_alloc(SIZE);
+		int dirty = 0;
+
+		ASSERT_NE(NULL, p);
+		for (int b = 0; b < SIZE; b++)
+			dirty += p[b] != 0;
+		EXPECT_EQ(0, dirty) TH_LOG("object %d (%p) not zeroed", i, p);
+	}
+}
+
 TEST_F_TIMEOUT(gc, ten_million_node_list, 600)
 {
 	struct sa_gc_stats st;

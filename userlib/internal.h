@@ -222,12 +222,12 @@ static inline unsigned int sa_class_of(size_t size)
 /* span.c: allocation state of one span; no I/O, no locks. */
 void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 		   uint32_t npages, uint16_t spanclass, bool needzero);
+uint32_t sa_span_refresh(struct sa_uspan *s, uint32_t upto);
 void sa_span_take(struct sa_uspan *s);
 uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
 bool sa_span_settle(struct sa_uspan *s);
 uint32_t sa_span_collect(struct sa_uspan *s);
-void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto);
 void sa_span_restart(struct sa_uspan *s);
 int sa_span_free(struct sa_uspan *s, uint32_t idx);
 
@@ -306,10 +306,11 @@ sa_span_object_at(const struct sa_uspan *s, uintptr_t v, uint32_t *idx, uintptr_
 	uint32_t i;
 
 	if (s->spanclass < 2) {
-		if (v - s->base >= s->elemsize)
+		/* a large object starts freeindex bytes in (sa_aligned_alloc) */
+		if (v - s->base >= s->elemsize || v - s->base < s->freeindex)
 			return false;
 		*idx = 0;
-		*obj = s->base;
+		*obj = s->base + s->freeindex;
 		return true;
 	}
 	i = sa_span_index(s, v);

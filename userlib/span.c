@@ -133,7 +133,7 @@ bool sa_span_publish_full(struct sa_uspan *s)
 }
 
 /* Marks objects [0, upto) allocated in allocBits, as freeindex implies. */
-void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
+static void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
 {
 	uint32_t w;
 
@@ -149,10 +149,28 @@ void sa_span_restart(struct sa_uspan *s)
 	s->alloc_cache = ~s->alloc_bits[0];
 }
 
+/*
+ * Brings allocBits up to date for the holder: objects below upto are
+ * allocated as freeindex implies, minus every free recorded since. The one
+ * zeroing rule: once an object was freed, the span's objects may hold old
+ * data (needzero). Returns how many frees were taken in.
+ */
+uint32_t sa_span_refresh(struct sa_uspan *s, uint32_t upto)
+{
+	uint32_t n;
+
+	sa_span_fill_bits(s, upto);
+	n = sa_span_collect(s);
+	if (n)
+		s->needzero = 1;
+	return n;
+}
+
 /* The calling thread just got s back from the kernel's partial lists. */
 void sa_span_take(struct sa_uspan *s)
 {
-	sa_span_collect(s);
+	sa_span_refresh(s, 0);
+	/* its objects were handed out before, whatever was freed since */
 	s->needzero = 1;
 	sa_span_restart(s);
 }
@@ -197,14 +215,10 @@ uint32_t sa_span_next_free(struct sa_uspan *s)
  */
 uint32_t sa_span_sweep_full(struct sa_uspan *s)
 {
-	uint32_t n;
+	uint32_t n = sa_span_refresh(s, s->nelems);
 
-	sa_span_fill_bits(s, s->nelems);
-	n = sa_span_collect(s);
-	if (n) {
-		s->needzero = 1;
+	if (n)
 		sa_span_restart(s);
-	}
 	return n;
 }
 
@@ -216,9 +230,7 @@ uint32_t sa_span_sweep_full(struct sa_uspan *s)
  */
 bool sa_span_settle(struct sa_uspan *s)
 {
-	sa_span_fill_bits(s, s->freeindex);
-	if (sa_span_collect(s))
-		s->needzero = 1;	/* freed objects hold old data */
+	sa_span_refresh(s, s->freeindex);
 	sa_span_restart(s);
 	return s->alloc_count < s->nelems;
 }

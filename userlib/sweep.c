@@ -46,8 +46,8 @@ void sa_sweep_held(struct sa_uspan *s)
 {
 	uint32_t words = (s->nelems + 63) / 64, live = 0, dead = 0;
 
-	sa_span_fill_bits(s, s->freeindex);
-	sa_span_collect(s);
+	/* explicit frees first: they need zeroing as much as the dead do */
+	sa_span_refresh(s, s->freeindex);
 	for (uint32_t w = 0; w < words; w++) {
 		uint64_t a = s->alloc_bits[w];
 		uint64_t m = atomic_load_explicit(&s->mark_bits[w], memory_order_relaxed);
