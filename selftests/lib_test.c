@@ -76,6 +76,123 @@ TEST(freed_objects_come_back_zeroed)
 	}
 }
 
+/* calloc: zeroed, also where a freed object was; overflow is ENOMEM. */
+TEST(calloc_zeroes_and_checks_overflow)
+{
+	unsigned char *p;
+
+	NEED_DEVICE();
+	for (int round = 0; round < 2; round++) {
+		p = sa_calloc(10, 30);
+		ASSERT_NE(NULL, p);
+		ASSERT_TRUE(all_zero(p, 300));
+		memset(p, 0x77, 300);
+		sa_free(p);
+	}
+	p = sa_calloc(3, 20000);	/* large */
+	ASSERT_NE(NULL, p);
+	ASSERT_TRUE(all_zero(p, 60000));
+	sa_free(p);
+	errno = 0;
+	EXPECT_EQ(NULL, sa_calloc(SIZE_MAX / 2, 3));
+	EXPECT_EQ(ENOMEM, errno);
+	errno = 0;
+	EXPECT_EQ(NULL, sa_calloc((size_t)1 << 40, (size_t)1 << 40));
+	EXPECT_EQ(ENOMEM, errno);
+}
+
+/* malloc's counterpart: usable, freeable; its memory need not be zeroed. */
+TEST(malloc_returns_usable_memory_of_every_size)
+{
+	static const size_t sizes[] = { 0, 1, 7, 15, 16, 17, 100, 1000, 8192, 32768, 32769, 100000 };
+
+	NEED_DEVICE();
+	for (unsigned int i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		unsigned char *p = sa_malloc(sizes[i]);
+
+		ASSERT_NE(NULL, p);
+		EXPECT_LE(sizes[i], sa_malloc_usable_size(p));
+		memset(p, 0x5a, sizes[i]);
+		sa_free(p);
+	}
+}
+
+/* realloc: in place within the size class or span, moved otherwise, data kept. */
+TEST(realloc_keeps_data_and_moves_only_when_it_must)
+{
+	unsigned char *p, *q;
+
+	NEED_DEVICE();
+	p = sa_realloc(NULL, 100);		/* as malloc */
+	ASSERT_NE(NULL, p);
+	for (int i = 0; i < 100; i++)
+		p[i] = (unsigned char)i;
+	q = sa_realloc(p, sa_usable_size(p));	/* the same class: in place */
+	EXPECT_EQ(p, q);
+	q = sa_realloc(p, 5000);		/* grows: moves, keeps the data */
+	ASSERT_NE(NULL, q);
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ((unsigned char)i, q[i]);
+	EXPECT_LE(5000, sa_usable_size(q));
+	p = sa_realloc(q, 40);			/* shrinks to another class: moves */
+	ASSERT_NE(NULL, p);
+	for (int i = 0; i < 40; i++)
+		ASSERT_EQ((unsigned char)i, p[i]);
+	q = sa_realloc(p, 1 << 20);		/* large */
+	ASSERT_NE(NULL, q);
+	for (int i = 0; i < 40; i++)
+		ASSERT_EQ((unsigned char)i, q[i]);
+	memset(q, 0x33, 1 << 20);
+	p = sa_realloc(q, 900000);		/* still over half its span: in place */
+	EXPECT_EQ(q, p);
+	q = sa_realloc(p, 100000);		/* far smaller: moves */
+	ASSERT_NE(NULL, q);
+	EXPECT_NE(p, q);
+	EXPECT_EQ(0x33, q[99999]);
+	/* a scanned object stays scanned and zeroed past its old end */
+	p = sa_alloc(24);
+	ASSERT_NE(NULL, p);
+	memset(p, 1, 24);
+	p = sa_realloc(p, 3000);
+	ASSERT_NE(NULL, p);
+	EXPECT_TRUE(all_zero(p + 24, 3000 - 24));
+	EXPECT_EQ(NULL, sa_realloc(p, 0));	/* frees, as glibc */
+	errno = 0;
+	EXPECT_EQ(NULL, sa_realloc(q, SIZE_MAX / 2));
+	EXPECT_EQ(ENOMEM, errno);
+	EXPECT_EQ(0x33, q[0]);			/* untouched on failure */
+	sa_free(q);
+}
+
+/* Any power of two, from 1 byte to 4 MiB; freed like any object. */
+TEST(aligned_allocation_of_every_power_of_two)
+{
+	static const size_t sizes[] = { 1, 8, 24, 100, 5000, 40000 };
+	void *p;
+
+	NEED_DEVICE();
+	for (size_t align = 1; align <= ((size_t)4 << 20); align <<= 1) {
+		for (unsigned int i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			p = sa_aligned_alloc(align, sizes[i]);
+			ASSERT_NE(NULL, p) TH_LOG("align %zu size %zu", align, sizes[i]);
+			EXPECT_EQ(0, (uintptr_t)p % align) TH_LOG("align %zu size %zu", align, sizes[i]);
+			EXPECT_LE(sizes[i], sa_usable_size(p));
+			memset(p, 0x11, sizes[i]);
+			sa_free(p);
+		}
+		if (align >= sizeof(void *)) {
+			ASSERT_EQ(0, sa_posix_memalign(&p, align, 3000));
+			EXPECT_EQ(0, (uintptr_t)p % align);
+			sa_free(p);
+		}
+	}
+	errno = 0;
+	EXPECT_EQ(NULL, sa_aligned_alloc(24, 100));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(EINVAL, sa_posix_memalign(&p, 4, 100));
+	EXPECT_EQ(EINVAL, sa_posix_memalign(&p, 48, 100));
+}
+
 TEST(tiny_objects_share_blocks_and_free_one_by_one)
 {
 	struct sa_stats s0, s1;

@@ -72,18 +72,24 @@ struct sa_tcache *sa_tcache_current(void)
 	return sa_tcache_get();
 }
 
-/* One object of span class sc, zeroed; 0 with errno on failure. */
-static inline uintptr_t sa_alloc_obj(struct sa_tcache *c, uint16_t sc)
+/*
+ * One object of span class sc, zeroed when zero is set (else as the span
+ * has it); 0 with errno on failure.
+ */
+static inline uintptr_t sa_alloc_obj(struct sa_tcache *c, uint16_t sc, bool zero)
 {
 	struct sa_uspan *s = c->alloc[sc];
 	uintptr_t p;
 
-	if (sa_likely(s) && (p = sa_span_next_fast(s)) != 0) {
-		if (s->needzero)
-			sa_zero_object(p, s->elemsize);
-		return p;
+	if (sa_unlikely(!s) || (p = sa_span_next_fast(s)) == 0) {
+		p = sa_tcache_refill(c, sc);
+		if (!p)
+			return 0;
+		s = c->alloc[sc];
 	}
-	return sa_tcache_refill(c, sc);
+	if (zero && s->needzero)
+		sa_zero_object(p, s->elemsize);
+	return p;
 }
 
 static void sa_bad_pointer(const void *p, const char *what)
@@ -176,7 +182,8 @@ static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 	}
 
 	sa_tiny_retire(c);
-	p = sa_alloc_obj(c, SA_TINY_SC);
+	/* always zeroed: later tiny objects from the block must be */
+	p = sa_alloc_obj(c, SA_TINY_SC, true);
 	if (!p)
 		return NULL;
 	s = sa_tiny_span(p, &idx);
@@ -189,17 +196,26 @@ static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 	return (void *)p;
 }
 
+/*
+ * A large object of size bytes at an address aligned to align (a power of
+ * two; up to a heap page, every large object is), zeroed if zero is set.
+ * A larger alignment takes a span that much longer and starts the object
+ * inside it; the span records the offset (freeindex, unused otherwise).
+ */
 static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c, size_t size,
-						       bool noscan)
+						       bool noscan, bool zero, size_t align)
 {
+	size_t extra = align > SA_PAGE_SIZE ? align - SA_PAGE_SIZE : 0;
 	struct spanalloc_span d;
 	struct sa_uspan *s;
+	uintptr_t p;
 	int err;
 
-	if (size > sa_g.maplen) {
+	if (size > sa_g.maplen || extra > sa_g.maplen - size) {
 		errno = ENOMEM;
 		return NULL;
 	}
+	size += extra;
 	err = sa_kernel_large((uint32_t)((size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT),
 			      noscan, &d);
 	if (err) {
@@ -217,14 +233,16 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 		return NULL;
 	}
 	sa_span_setup(s, d.addr, d.handle, d.npages, d.spanclass, d.needzero);
+	p = (d.addr + align - 1) & ~(uintptr_t)(align - 1);
+	s->freeindex = (uint32_t)(p - d.addr);
 	atomic_store_explicit(&s->where, SA_WHERE_LARGE, memory_order_release);
 	sa_pagemap_set(s, s);
-	if (d.needzero)
-		memset((void *)d.addr, 0, s->elemsize);
+	if (zero && d.needzero)
+		memset((void *)p, 0, s->elemsize - s->freeindex);
 	SA_STAT_ADD(c->st.large, 1);
 	SA_STAT_ADD(c->st.large_bytes, s->elemsize);
 	sa_gc_note_alloc(c, s->elemsize);
-	return (void *)d.addr;
+	return (void *)p;
 }
 
 static __attribute__((noinline, cold)) void sa_free_large(struct sa_uspan *s, const void *p)
@@ -234,7 +252,7 @@ static __attribute__((noinline, cold)) void sa_free_large(struct sa_uspan *s, co
 	uint32_t ngot;
 	bool applied;
 
-	if ((uintptr_t)p != s->base)
+	if ((uintptr_t)p != s->base + s->freeindex)
 		sa_span_bad_free(s, p, "free of a pointer into a large object");
 	/* the sweeper must not be looking at it when the record goes */
 	sa_sweep_claim_taken(s);
@@ -249,7 +267,8 @@ static __attribute__((noinline, cold)) void sa_free_large(struct sa_uspan *s, co
 
 /* Inlined into each entry point: the fast path is a few dozen instructions. */
 static inline __attribute__((always_inline)) void *sa_malloc_in(struct sa_tcache *c,
-								size_t size, bool noscan)
+								size_t size, bool noscan,
+								bool zero)
 {
 	uint16_t sc;
 	uintptr_t p;
@@ -257,15 +276,16 @@ static inline __attribute__((always_inline)) void *sa_malloc_in(struct sa_tcache
 	if (noscan && size <= SA_TINY_SIZE)
 		return sa_alloc_tiny(c, size);
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
-		return sa_alloc_large(c, size, noscan);
+		return sa_alloc_large(c, size, noscan, zero, SA_PAGE_SIZE);
 	sc = (uint16_t)SPANALLOC_SPANCLASS(sa_class_of(size), noscan);
-	p = sa_alloc_obj(c, sc);
+	p = sa_alloc_obj(c, sc, zero);
 	if (sa_likely(p))
 		SA_STAT_ADD(c->st.allocated[sc], 1);
 	return (void *)p;
 }
 
-static inline __attribute__((always_inline)) void *sa_malloc(size_t size, bool noscan)
+static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool noscan,
+							       bool zero)
 {
 	struct sa_tcache *c = sa_tcache_get();
 	void *p;
@@ -273,19 +293,109 @@ static inline __attribute__((always_inline)) void *sa_malloc(size_t size, bool n
 	if (sa_unlikely(!c))
 		return NULL;
 	sa_safe_enter(c);
-	p = sa_malloc_in(c, size, noscan);
+	p = sa_malloc_in(c, size, noscan, zero);
 	sa_safe_exit(c);
 	return p;
 }
 
 void *sa_alloc(size_t size)
 {
-	return sa_malloc(size, false);
+	return sa_allocate(size, false, true);
 }
 
 void *sa_alloc_noscan(size_t size)
 {
-	return sa_malloc(size, true);
+	return sa_allocate(size, true, true);
+}
+
+void *sa_malloc(size_t size)
+{
+	return sa_allocate(size, true, false);
+}
+
+void *sa_calloc(size_t n, size_t size)
+{
+	size_t bytes;
+
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return sa_allocate(bytes, false, true);
+}
+
+/*
+ * The smallest size class whose objects are all aligned to align (a power
+ * of two up to a heap page) and hold size bytes: spans start on heap pages,
+ * so a class whose size is a multiple of align has every object aligned.
+ * 0 when no small class does (the object is large).
+ */
+static unsigned int sa_aligned_class(size_t size, size_t align)
+{
+	if (size < align)
+		size = align;
+	for (unsigned int k = size <= SPANALLOC_MAX_SMALL_SIZE ? sa_class_of(size) : 0;
+	     k && k < SPANALLOC_NUM_CLASSES; k++)
+		/* noscan 16-byte spans are the tiny allocator's */
+		if (sa_class_size(k) % align == 0 && SPANALLOC_SPANCLASS(k, 1) != SA_TINY_SC)
+			return k;
+	return 0;
+}
+
+/* align: a power of two (not checked here); not zeroed, never scanned. */
+static void *sa_aligned(size_t align, size_t size)
+{
+	struct sa_tcache *c;
+	unsigned int k;
+	uintptr_t p;
+	void *r;
+
+	c = sa_tcache_get();
+	if (sa_unlikely(!c))
+		return NULL;
+	/* never the tiny allocator: it packs objects at any offset */
+	k = align <= SA_PAGE_SIZE ? sa_aligned_class(size ? size : 1, align) : 0;
+	sa_safe_enter(c);
+	if (k) {
+		uint16_t sc = (uint16_t)SPANALLOC_SPANCLASS(k, 1);
+
+		p = sa_alloc_obj(c, sc, false);
+		if (p)
+			SA_STAT_ADD(c->st.allocated[sc], 1);
+		r = (void *)p;
+	} else {
+		r = sa_alloc_large(c, size ? size : 1, true, false,
+				   align < SA_PAGE_SIZE ? SA_PAGE_SIZE : align);
+	}
+	sa_safe_exit(c);
+	return r;
+}
+
+void *sa_aligned_alloc(size_t align, size_t size)
+{
+	if (!align || (align & (align - 1))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return sa_aligned(align, size);
+}
+
+int sa_posix_memalign(void **out, size_t align, size_t size)
+{
+	int saved = errno;
+	void *p;
+
+	if (!align || (align & (align - 1)) || align % sizeof(void *))
+		return EINVAL;
+	p = sa_aligned(align, size);
+	if (!p) {
+		int err = errno;
+
+		errno = saved;
+		return err;
+	}
+	*out = p;
+	return 0;
 }
 
 /* Records object idx's pointer map; without a table it stays conservative. */
@@ -316,7 +426,7 @@ void *sa_alloc_typed(size_t size, const struct sa_type *type)
 	if (sa_unlikely(!c))
 		return NULL;
 	sa_safe_enter(c);
-	p = sa_malloc_in(c, size ? size : type->size, false);
+	p = sa_malloc_in(c, size ? size : type->size, false, true);
 	if (p) {
 		s = sa_span_of(p);
 		sa_types_set(s, s->spanclass < 2 ? 0 : sa_span_index(s, (uintptr_t)p), type);
@@ -404,6 +514,54 @@ size_t sa_usable_size(const void *ptr)
 	if (s->spanclass == SA_TINY_SC)
 		return sa_tiny_usable(atomic_load(&s->tiny[idx]), (uint32_t)(p - obj));
 	return s->elemsize - (p - obj);
+}
+
+/*
+ * Whether an object of usable bytes at p may stay where it is for size
+ * bytes: the same size class (a smaller one would save nothing a span does
+ * not already hold), or a large object that still fills over half its span.
+ */
+static bool sa_fits_in_place(const struct sa_uspan *s, size_t usable, size_t size)
+{
+	if (size > usable)
+		return false;
+	if (s->spanclass < 2)
+		return size > SPANALLOC_MAX_SMALL_SIZE && size > usable / 2;
+	if (s->spanclass == SA_TINY_SC)
+		return true;
+	return size > SA_TINY_SIZE && sa_class_of(size) == s->spanclass >> 1;
+}
+
+void *sa_realloc(void *ptr, size_t size)
+{
+	struct sa_uspan *s;
+	size_t usable;
+	void *q;
+
+	if (!ptr)
+		return sa_malloc(size);
+	if (!size) {		/* as glibc: free, and no object */
+		sa_free(ptr);
+		return NULL;
+	}
+	s = sa_span_of(ptr);
+	if (sa_unlikely(!s))
+		sa_bad_pointer(ptr, "realloc");
+	usable = sa_usable_size(ptr);
+	if (sa_fits_in_place(s, usable, size))
+		return ptr;
+	/* the copy keeps the kind: a scanned object stays scanned (and zeroed) */
+	q = s->spanclass & 1 ? sa_malloc(size) : sa_alloc(size);
+	if (!q)
+		return NULL;
+	memcpy(q, ptr, usable < size ? usable : size);
+	sa_free(ptr);
+	return q;
+}
+
+size_t sa_malloc_usable_size(void *p)
+{
+	return sa_usable_size(p);
 }
 
 void sa_thread_flush(void)

@@ -324,17 +324,14 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 
 static uintptr_t sa_span_object(struct sa_uspan *s, uint32_t idx)
 {
-	uintptr_t p = s->base + (uintptr_t)idx * s->elemsize;
-
-	if (s->needzero)
-		sa_zero_object(p, s->elemsize);
-	return p;
+	return s->base + (uintptr_t)idx * s->elemsize;
 }
 
 /*
  * The active span of class sc has no free object in its cache: find one
- * further in it, in what was freed into it, or in the next span. Returns a
- * zeroed object, or 0 with errno set.
+ * further in it, in what was freed into it, or in the next span. Returns an
+ * object of what is c->alloc[sc] on return (not zeroed: the caller zeroes
+ * it if it must and the span says needzero), or 0 with errno set.
  */
 uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 {

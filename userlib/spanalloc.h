@@ -51,6 +51,43 @@ void *sa_alloc(size_t size);
  */
 void *sa_alloc_noscan(size_t size);
 
+/*
+ * size bytes, not zeroed, never scanned by the collector: malloc's
+ * counterpart, for memory the program frees itself (in a collected heap,
+ * what it points to is not kept alive by it). Objects under 16 bytes share
+ * 16-byte blocks as sa_alloc_noscan()'s do.
+ */
+void *sa_malloc(size_t size);
+
+/*
+ * n objects of size bytes, zeroed and scanned like sa_alloc(); NULL with
+ * errno ENOMEM when n * size overflows.
+ */
+void *sa_calloc(size_t n, size_t size);
+
+/*
+ * Resizes p to size bytes, in place when its size class (or, for a large
+ * object, its span still over half used) allows, else by moving it: the
+ * copy keeps p's kind (scanned and zeroed past the old end, or not).
+ * sa_realloc(NULL, n) is sa_malloc(n); sa_realloc(p, 0) frees p and
+ * returns NULL, as glibc does. On failure p is untouched and NULL returned.
+ */
+void *sa_realloc(void *p, size_t size);
+
+/*
+ * size bytes at an address aligned to align, any power of two (errno
+ * EINVAL otherwise); not zeroed, never scanned. Up to 8 KiB the object
+ * comes from the smallest size class whose objects are all so aligned;
+ * beyond, from a span of its own that much longer. Freed with sa_free().
+ */
+void *sa_aligned_alloc(size_t align, size_t size);
+
+/* posix_memalign(): align also a multiple of sizeof(void *); 0 or an errno. */
+int sa_posix_memalign(void **out, size_t align, size_t size);
+
+/* malloc_usable_size(): sa_usable_size(). */
+size_t sa_malloc_usable_size(void *p);
+
 /* Frees p (NULL is ignored), from any thread. */
 void sa_free(void *p);
 
