@@ -92,7 +92,7 @@ int sa_heap_map(struct sa_heap *heap, unsigned long base, u64 len)
 {
 	int sc, ret;
 
-	/* 136 cache lines: more than a page, so kv */
+	/* a cache line per span class: more than a page, so kv */
 	heap->central = kvcalloc(SA_NSPANCLASS, sizeof(*heap->central),
 				 GFP_KERNEL_ACCOUNT);
 	if (!heap->central)

@@ -48,7 +48,7 @@ TEST(every_size_class_scan_and_noscan)
 				if (noscan && size <= 16)
 					continue;
 				EXPECT_EQ(size, sa_usable_size(p[i]));
-				EXPECT_EQ(0, (uintptr_t)p[i] % (size % 16 ? 8 : 16));
+				EXPECT_EQ(0, (uintptr_t)p[i] % (size < 16 ? 8 : 16));
 				ASSERT_TRUE(all_zero(p[i], size));
 				memset(p[i], 0xc0 + i, size);
 			}

@@ -29,6 +29,9 @@ TEST(class_table_keeps_go_rules)
 		EXPECT_EQ(span / ci->size, ci->nelems);
 		EXPECT_LE((span % ci->size) * 8, span);	/* tail waste <= 1/8 */
 		EXPECT_EQ(0, ci->size % 8);
+		/* malloc's promise: 16-byte alignment from 16 bytes on */
+		if (ci->size >= 16)
+			EXPECT_EQ(0, ci->size % 16);
 		if (ci->size > 1024)
 			EXPECT_EQ(0, ci->size % 128);
 		EXPECT_LE(ci->nelems, SPANALLOC_MAX_NELEMS);
@@ -65,6 +68,13 @@ TEST(size_maps_to_smallest_fitting_class)
 }
 
 /* A span over ordinary memory, as if the kernel had handed it out. */
+/* The size class of size bytes (a class index moves when the table does). */
+static unsigned int cls_of(size_t size)
+{
+	sa_sizeclass_init();
+	return sa_class_of(size);
+}
+
 static struct sa_uspan *fake_span(unsigned int cls, void **mem)
 {
 	struct sa_uspan *s = aligned_alloc(64, sizeof(*s));
@@ -112,7 +122,7 @@ TEST(span_hands_out_every_object_once_in_order)
 TEST(full_span_reuses_exactly_what_was_freed)
 {
 	void *mem;
-	struct sa_uspan *s = fake_span(1, &mem);	/* 1024 objects */
+	struct sa_uspan *s = fake_span(cls_of(8), &mem);	/* 1024 objects */
 	uint32_t freed[] = { 0, 1, 63, 64, 65, 500, 1023 };
 	uint32_t n = sizeof(freed) / sizeof(freed[0]);
 
@@ -133,7 +143,7 @@ TEST(full_span_reuses_exactly_what_was_freed)
 TEST(settle_makes_bits_and_count_exact)
 {
 	void *mem;
-	struct sa_uspan *s = fake_span(5, &mem);	/* 170 objects */
+	struct sa_uspan *s = fake_span(cls_of(48), &mem);	/* 170 objects */
 
 	for (int i = 0; i < 100; i++)
 		alloc_one(s);
@@ -156,7 +166,7 @@ TEST(settle_makes_bits_and_count_exact)
 TEST(taken_span_merges_frees_made_while_unowned)
 {
 	void *mem;
-	struct sa_uspan *s = fake_span(10, &mem);	/* 64 objects */
+	struct sa_uspan *s = fake_span(cls_of(128), &mem);	/* 64 objects */
 
 	for (int i = 0; i < 64; i++)
 		alloc_one(s);
@@ -180,7 +190,7 @@ TEST(taken_span_merges_frees_made_while_unowned)
 TEST(held_span_is_reclaimed_only_when_freed_into)
 {
 	void *mem;
-	struct sa_uspan *s = fake_span(10, &mem);	/* 64 objects */
+	struct sa_uspan *s = fake_span(cls_of(128), &mem);	/* 64 objects */
 
 	while (alloc_one(s) < s->nelems)
 		;
@@ -209,7 +219,7 @@ TEST(freeing_a_free_object_aborts)
 	ASSERT_LE(0, pid);
 	if (!pid) {
 		void *mem;
-		struct sa_uspan *s = fake_span(4, &mem);
+		struct sa_uspan *s = fake_span(cls_of(32), &mem);
 
 		alloc_one(s);
 		sa_span_settle(s);
@@ -227,7 +237,7 @@ TEST(freeing_a_free_object_aborts)
 TEST(first_free_after_full_return_adopts_exactly_once)
 {
 	void *mem;
-	struct sa_uspan *s = fake_span(10, &mem);	/* 64 objects */
+	struct sa_uspan *s = fake_span(cls_of(128), &mem);	/* 64 objects */
 
 	while (alloc_one(s) < s->nelems)
 		;
@@ -247,7 +257,7 @@ TEST(first_free_after_full_return_adopts_exactly_once)
 TEST(free_before_publishing_keeps_span_with_its_holder)
 {
 	void *mem;
-	struct sa_uspan *s = fake_span(10, &mem);
+	struct sa_uspan *s = fake_span(cls_of(128), &mem);
 
 	while (alloc_one(s) < s->nelems)
 		;
@@ -262,7 +272,7 @@ TEST(free_before_publishing_keeps_span_with_its_holder)
 TEST(owner_frees_need_no_atomics_and_are_collected)
 {
 	void *mem;
-	struct sa_uspan *s = fake_span(10, &mem);	/* 64 objects */
+	struct sa_uspan *s = fake_span(cls_of(128), &mem);	/* 64 objects */
 
 	while (alloc_one(s) < s->nelems)
 		;

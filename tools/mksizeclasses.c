@@ -5,8 +5,11 @@
  * (uapi/linux/spanalloc-sizeclasses.h), and the table itself, which is not
  * (include/spanalloc-classtable.h: a uapi header defines no data).
  *
- * The rules are Go's (runtime/mksizeclasses.go), re-derived here:
- *  - objects are 8-byte aligned; from 32 B on 16-byte aligned, from 128 B on
+ * The rules are Go's (runtime/mksizeclasses.go), re-derived here, but for
+ * one: Go aligns objects under 32 B to 8 bytes (its 24-byte class), while C
+ * programs count on malloc's max_align_t guarantee (16 bytes on x86-64, as
+ * glibc, jemalloc and mimalloc give), so there is no 24-byte class:
+ *  - objects are 8-byte aligned; from 16 B on 16-byte aligned, from 128 B on
  *    aligned to size/8, from 2 KiB on 256-byte aligned (the alignment is
  *    bumped each time the size reaches a power of two), aiming at 12.5%
  *    rounding waste from 128 B on (the merge step below lets a few classes
@@ -17,7 +20,7 @@
  *    previous class replaces it instead of adding a class;
  *  - finally each class grows to the largest multiple of 128 B that still
  *    fits the same object count in the same span.
- * That yields 67 small classes plus class 0 (large objects, whole pages).
+ * That yields 66 small classes plus class 0 (large objects, whole pages).
  *
  * For each class it also emits divmagic = ceil(2^32 / size): for every
  * offset n inside a span, (n * divmagic) >> 32 == n / size. The generator
@@ -40,7 +43,7 @@
 #define MIN_ALIGN	8u
 #define MAX_SMALL	32768u
 #define LARGE_DIV	128u
-#define NUM_CLASSES	68
+#define NUM_CLASSES	67
 
 struct class {
 	uint32_t size;
@@ -82,8 +85,8 @@ int main(int argc, char **argv)
 				align = 256;
 			else if (size >= 128)
 				align = size / 8;
-			else if (size >= 32)
-				align = 16;
+			else if (size >= 16)
+				align = 16;	/* Go: from 32 on */
 		}
 		if (!is_pow2(align))
 			die("alignment is not a power of two");

@@ -275,7 +275,7 @@ static inline void sa_zero_object(uintptr_t p, uint32_t size)
 	if (size <= 256) {
 		uint64_t *w = (uint64_t *)p, *end = (uint64_t *)(p + size);
 
-		/* every class from 16 B is a multiple of 16 but 24 B */
+		/* every class from 16 B is a multiple of 16; 8 B is not */
 		if (size & 8)
 			*--end = 0;
 		for (; w < end; w += 2) {

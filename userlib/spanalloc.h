@@ -9,9 +9,14 @@
  * and gets the next one in a single system call.
  *
  * Every function is thread-safe. Memory from sa_alloc() and friends is
- * zeroed, aligned to 8 bytes (16 from 32 bytes up, the size class's
- * alignment above that, 8 KiB for large objects), and may be freed from
- * any thread. Freeing a pointer twice or one this library did not return
+ * zeroed (but for sa_malloc() and the aligned calls) and may be freed from
+ * any thread. Alignment, exactly: every object of 16 bytes or more is
+ * 16-byte aligned (malloc's max_align_t promise), 8 KiB for large objects
+ * (over 32 KiB); a smaller sa_alloc() object is 8-byte aligned; a noscan
+ * object under 16 bytes shares a 16-byte block (the tiny allocator) and is
+ * aligned to the largest of 8, 4 and 2 that divides its size (every type
+ * that fits in it is aligned: a type's size is a multiple of its
+ * alignment). Freeing a pointer twice or one this library did not return
  * aborts the process with a message, as glibc does for what it can detect.
  *
  * After fork() the child keeps a private copy of its parent's objects and
@@ -125,7 +130,8 @@ struct sa_stats {
 	uint64_t spans_returned;	/* spans handed back */
 	uint64_t local_sweeps;		/* used-up spans refilled by frees, no syscall */
 	uint64_t adopted;		/* full spans taken back by a freer */
-	uint64_t class_allocated[136];	/* objects per span class */
+	/* objects per span class (SPANALLOC_NUM_SPANCLASSES of them) */
+	uint64_t class_allocated[134];
 	uint64_t bytes_allocated;	/* by object size (size class) */
 	uint64_t bytes_freed;		/* by sa_free */
 };
@@ -135,7 +141,8 @@ int sa_get_stats(struct sa_stats *st);
 
 /*
  * The kernel's counters for this heap (struct spanalloc_stats and, when
- * classes is not NULL, 136 struct spanalloc_class_stats), for tools and
+ * classes is not NULL, SPANALLOC_NUM_SPANCLASSES (134) struct
+ * spanalloc_class_stats), for tools and
  * tests; see <linux/spanalloc.h>. Returns 0 or -1 with errno.
  */
 struct spanalloc_stats;

@@ -11,12 +11,12 @@
 #include <linux/types.h>
 
 #define SPANALLOC_PAGE_SHIFT		13
-#define SPANALLOC_NUM_CLASSES		68
-#define SPANALLOC_NUM_SPANCLASSES	136
+#define SPANALLOC_NUM_CLASSES		67
+#define SPANALLOC_NUM_SPANCLASSES	134
 #define SPANALLOC_MAX_SMALL_SIZE	32768
 #define SPANALLOC_MAX_CLASS_PAGES	10
 #define SPANALLOC_MAX_NELEMS		1024
-#define SPANALLOC_CLASS_HASH		0x6429d43c9e711d23ULL
+#define SPANALLOC_CLASS_HASH		0xea995a49355e26dbULL
 
 struct spanalloc_class {
 	__u32 size;		/* object bytes; 0 for class 0 (large) */
