@@ -491,6 +491,19 @@ static int sa_cg_write(const char *dir, const char *file, const char *val)
 	return sa_t_write_file(path, val);
 }
 
+/* Enables controller for child cgroups; NULL, or why the test cannot run. */
+static const char *sa_cg_enable(const char *controller)
+{
+	char ctl[32];
+
+	if (access(CG_ROOT "/cgroup.subtree_control", W_OK))
+		return "no writable cgroup2 hierarchy at " CG_ROOT;
+	snprintf(ctl, sizeof(ctl), "+%s", controller);
+	if (sa_cg_write(CG_ROOT, "cgroup.subtree_control", ctl))
+		return "the controller cannot be enabled";
+	return NULL;
+}
+
 static long sa_cg_read(const char *dir, const char *file)
 {
 	char path[256];
@@ -561,6 +574,7 @@ static long sa_cg_squeeze(const char *cg, long limit)
  */
 TEST_F_TIMEOUT(heap, shrinker_releases_free_pages_under_memory_high_every_round, 240)
 {
+	const char *why;
 	const char *param = SCAV_PARAM;
 	long old = sa_t_read_long(param), cur, after;
 	char cg[128], oldval[24];
@@ -569,10 +583,9 @@ TEST_F_TIMEOUT(heap, shrinker_releases_free_pages_under_memory_high_every_round,
 	pid_t pid;
 	char c = 0;
 
-	if (access(CG_ROOT "/cgroup.subtree_control", W_OK))
-		SKIP(return, "no writable cgroup2 hierarchy at " CG_ROOT);
-	if (sa_cg_write(CG_ROOT, "cgroup.subtree_control", "+memory"))
-		SKIP(return, "the memory controller cannot be enabled");
+	why = sa_cg_enable("memory");
+	if (why)
+		SKIP(return, "%s (memory)", why);
 	ASSERT_LE(0, old);
 	snprintf(cg, sizeof(cg), CG_ROOT "/spanalloc-reclaim-%d", getpid());
 	ASSERT_EQ(0, mkdir(cg, 0755));
@@ -727,6 +740,7 @@ static void *sa_offliner(void *arg)
  */
 TEST_F_TIMEOUT(heap, a_stalled_heap_owner_does_not_stall_other_processes, 120)
 {
+	const char *why;
 	long old = sa_t_read_long(SCAV_PARAM);
 	int to_parent[2], to_child[2], status, kick, waited = 0;
 	double cpu = 0;
@@ -742,10 +756,9 @@ TEST_F_TIMEOUT(heap, a_stalled_heap_owner_does_not_stall_other_processes, 120)
 	pid_t pid;
 	char c = 0;
 
-	if (access(CG_ROOT "/cgroup.subtree_control", W_OK))
-		SKIP(return, "no writable cgroup2 hierarchy at " CG_ROOT);
-	if (sa_cg_write(CG_ROOT, "cgroup.subtree_control", "+cpu"))
-		SKIP(return, "the cpu controller cannot be enabled");
+	why = sa_cg_enable("cpu");
+	if (why)
+		SKIP(return, "%s (cpu)", why);
 	ASSERT_LE(0, old);
 	/* asleep until the owner is inside its release */
 	ASSERT_EQ(0, sa_t_write_file(SCAV_PARAM, "0"));
@@ -849,15 +862,15 @@ static int sa_cg_meta_child(const char *cg, int tell)
 
 TEST_F_TIMEOUT(heap, kernel_metadata_is_charged_to_the_owners_cgroup, 120)
 {
+	const char *why;
 	char cg[128];
 	long v[2] = { 0, 0 }, after;
 	int p[2], status;
 	pid_t pid;
 
-	if (access(CG_ROOT "/cgroup.subtree_control", W_OK))
-		SKIP(return, "no writable cgroup2 hierarchy at " CG_ROOT);
-	if (sa_cg_write(CG_ROOT, "cgroup.subtree_control", "+memory"))
-		SKIP(return, "the memory controller cannot be enabled");
+	why = sa_cg_enable("memory");
+	if (why)
+		SKIP(return, "%s (memory)", why);
 	snprintf(cg, sizeof(cg), CG_ROOT "/spanalloc-meta-%d", getpid());
 	ASSERT_EQ(0, mkdir(cg, 0755));
 	ASSERT_EQ(0, pipe(p));
