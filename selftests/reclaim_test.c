@@ -645,19 +645,25 @@ static double sa_cpu_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* 32 MiB of dirty free pages in b's place, next to a's 64 MiB in use. */
+/*
+ * 128 MiB of dirty free pages in b's place, next to a's 64 MiB in use: a
+ * release long enough that a CPU share of a few ms a second (the tick lets
+ * a throttled task overrun its quota by a few ms) stretches it to seconds.
+ */
+#define SLOW_PAGES (4 * BIG_PAGES)
+
 static int sa_slow_owner_dirty(int fd, struct spanalloc_span *b)
 {
-	if (sa_t_large(fd, BIG_PAGES, 0, b))
+	if (sa_t_large(fd, SLOW_PAGES, 0, b))
 		return 1;
-	memset((void *)(uintptr_t)b->addr, 1, (size_t)BIG_PAGES * SPANALLOC_PAGE_SIZE);
+	memset((void *)(uintptr_t)b->addr, 1, (size_t)SLOW_PAGES * SPANALLOC_PAGE_SIZE);
 	return sa_t_ret(fd, b->handle, SPANALLOC_RET_EMPTY);
 }
 
 /*
  * The child: a heap owner whose own release is slow because its cgroup
  * gets a small share of a CPU: it holds the heap's scav_mutex for seconds.
- * Makes 32 MiB of dirty free pages in 4 KiB pages next to 64 MiB in use (so
+ * Makes 128 MiB of dirty free pages in 4 KiB pages next to 64 MiB in use (so
  * the background scavenger wants some of them), releases them once to
  * measure the CPU time that takes, makes them again, says so (with that
  * time), waits for the go, releases, and writes how long that took.
