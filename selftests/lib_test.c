@@ -112,6 +112,8 @@ TEST(malloc_returns_usable_memory_of_every_size)
 
 		ASSERT_NE(NULL, p);
 		EXPECT_LE(sizes[i], sa_malloc_usable_size(p));
+		/* 16 from 16 bytes on (max_align_t), 8 below: never an odd address */
+		EXPECT_EQ(0, (uintptr_t)p % (sizes[i] >= 16 ? 16 : 8)) TH_LOG("size %zu", sizes[i]);
 		memset(p, 0x5a, sizes[i]);
 		sa_free(p);
 	}
@@ -181,7 +183,9 @@ TEST(aligned_allocation_of_every_power_of_two)
 			sa_free(p);
 		}
 		if (align >= sizeof(void *)) {
+			errno = 1234;	/* posix_memalign leaves errno alone */
 			ASSERT_EQ(0, sa_posix_memalign(&p, align, 3000));
+			EXPECT_EQ(1234, errno);
 			EXPECT_EQ(0, (uintptr_t)p % align);
 			sa_free(p);
 		}

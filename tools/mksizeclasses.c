@@ -8,7 +8,7 @@
  * The rules are Go's (runtime/mksizeclasses.go), re-derived here, but for
  * one: Go aligns objects under 32 B to 8 bytes (its 24-byte class), while C
  * programs count on malloc's max_align_t guarantee (16 bytes on x86-64, as
- * glibc, jemalloc and mimalloc give), so there is no 24-byte class:
+ * glibc and jemalloc give), so there is no 24-byte class:
  *  - objects are 8-byte aligned; from 16 B on 16-byte aligned, from 128 B on
  *    aligned to size/8, from 2 KiB on 256-byte aligned (the alignment is
  *    bumped each time the size reaches a power of two), aiming at 12.5%
@@ -132,8 +132,10 @@ int main(int argc, char **argv)
 		 * rounding waste; merging classes of the same span shape lets a
 		 * few exceed it (worst: 15.8% at 4864 B, as in Go's table), so
 		 * the check is 1/6. Below 128 B the 8 and 16 byte alignment
-		 * floor dominates (24 B serves 17 B requests), as in Go.
+		 * floor dominates (32 B serves 17 B requests).
 		 */
+		if (size >= 16 && size % 16)
+			die("a class from 16 B on is not 16-byte aligned");
 		if (c[i - 1].size >= 128 && (size - c[i - 1].size - 1) * 6 > size)
 			die("rounding waste over 1/6");
 		if (c[i - 1].size >= 128) {

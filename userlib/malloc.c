@@ -201,6 +201,8 @@ static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
  * two; up to a heap page, every large object is), zeroed if zero is set.
  * A larger alignment takes a span that much longer and starts the object
  * inside it; the span records the offset (freeindex, unused otherwise).
+ * Only noscan objects get an offset (sa_aligned): the marker scans a large
+ * object from its span's base.
  */
 static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c, size_t size,
 						       bool noscan, bool zero, size_t align)
@@ -211,7 +213,9 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 	uintptr_t p;
 	int err;
 
-	if (size > sa_g.maplen || extra > sa_g.maplen - size) {
+	/* a span record keeps 32-bit sizes: 4 GiB less a page at most */
+	if (size > sa_g.maplen || extra > sa_g.maplen - size ||
+	    size + extra > UINT32_MAX - SA_PAGE_SIZE + 1) {
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -310,6 +314,9 @@ void *sa_alloc_noscan(size_t size)
 
 void *sa_malloc(size_t size)
 {
+	/* 8-byte aligned at least, as jemalloc and mimalloc: no odd tiny offsets */
+	if (size < SA_TINY_SIZE)
+		size = size ? (size + 7) & ~(size_t)7 : 8;
 	return sa_allocate(size, true, false);
 }
 
@@ -388,12 +395,10 @@ int sa_posix_memalign(void **out, size_t align, size_t size)
 	if (!align || (align & (align - 1)) || align % sizeof(void *))
 		return EINVAL;
 	p = sa_aligned(align, size);
-	if (!p) {
-		int err = errno;
-
-		errno = saved;
-		return err;
-	}
+	/* POSIX: errno untouched; no memory is the one other failure */
+	errno = saved;
+	if (!p)
+		return ENOMEM;
 	*out = p;
 	return 0;
 }
@@ -529,7 +534,7 @@ static bool sa_fits_in_place(const struct sa_uspan *s, size_t usable, size_t siz
 		return size > SPANALLOC_MAX_SMALL_SIZE && size > usable / 2;
 	if (s->spanclass == SA_TINY_SC)
 		return true;
-	return size > SA_TINY_SIZE && sa_class_of(size) == s->spanclass >> 1;
+	return sa_class_of(size) == s->spanclass >> 1;
 }
 
 void *sa_realloc(void *ptr, size_t size)
@@ -547,6 +552,11 @@ void *sa_realloc(void *ptr, size_t size)
 	s = sa_span_of(ptr);
 	if (sa_unlikely(!s))
 		sa_bad_pointer(ptr, "realloc");
+	/* the start of an object (a tiny one may start anywhere in its block) */
+	if (s->spanclass < 2 ? (uintptr_t)ptr != s->base + s->freeindex :
+	    s->spanclass != SA_TINY_SC &&
+	    ((uintptr_t)ptr - s->base) % s->elemsize)
+		sa_span_bad_free(s, ptr, "realloc of a pointer into an object");
 	usable = sa_usable_size(ptr);
 	if (sa_fits_in_place(s, usable, size))
 		return ptr;

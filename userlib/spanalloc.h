@@ -130,8 +130,12 @@ struct sa_stats {
 	uint64_t spans_returned;	/* spans handed back */
 	uint64_t local_sweeps;		/* used-up spans refilled by frees, no syscall */
 	uint64_t adopted;		/* full spans taken back by a freer */
-	/* objects per span class (SPANALLOC_NUM_SPANCLASSES of them) */
-	uint64_t class_allocated[134];
+	/*
+	 * Objects per span class: the first SPANALLOC_NUM_SPANCLASSES (134)
+	 * are used; the array keeps its first size, so the layout does not
+	 * change with the size class table.
+	 */
+	uint64_t class_allocated[136];
 	uint64_t bytes_allocated;	/* by object size (size class) */
 	uint64_t bytes_freed;		/* by sa_free */
 };

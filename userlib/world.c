@@ -85,12 +85,16 @@ static void sa_world_on_signal(int sig, siginfo_t *si, void *uc)
 
 void sa_safepoint(struct sa_tcache *c)
 {
+	/* what the call that ends here reports must survive a stop or a cycle */
+	int saved = errno;
+
 	if (c->stop_pending)
 		sa_world_park(c);
 	if (c->gc_due) {
 		c->gc_due = 0;
 		sa_gc_maybe_collect(c);
 	}
+	errno = saved;
 }
 
 int sa_world_init(void)
