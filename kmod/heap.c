@@ -19,7 +19,8 @@
 #include "spanalloc.h"
 
 /* Protects sa_heaps; see the lock order in spanalloc.h. */
-DEFINE_MUTEX(sa_heaps_mutex);
+struct mutex sa_heaps_mutex = __MUTEX_INITIALIZER(sa_heaps_mutex);
+EXPORT_SYMBOL_IF_KUNIT(sa_heaps_mutex);
 LIST_HEAD(sa_heaps);
 
 atomic64_t sa_global_heaps = ATOMIC64_INIT(0);
@@ -119,12 +120,10 @@ EXPORT_SYMBOL_IF_KUNIT(sa_heap_map);
 /* Frees a heap and everything in it; nothing else may use it any more. */
 void sa_heap_destroy(struct sa_heap *heap)
 {
-	if (heap->mm) {
-		mutex_lock(&sa_heaps_mutex);
-		list_del(&heap->node);
-		sa_shrinker_del_heap(heap);
-		mutex_unlock(&sa_heaps_mutex);
-	}
+	mutex_lock(&sa_heaps_mutex);
+	list_del(&heap->node);	/* a KUnit heap's node is empty: harmless */
+	sa_shrinker_del_heap(heap);
+	mutex_unlock(&sa_heaps_mutex);
 
 	/* Spans in every state are in the span table: freeing it frees all. */
 	sa_mheap_destroy(heap);

@@ -86,8 +86,7 @@ static enum lru_status sa_collect_cb(struct list_head *item,
 	return LRU_ROTATE;
 }
 
-static unsigned long sa_shrink_count(struct shrinker *s,
-				     struct shrink_control *sc)
+unsigned long sa_shrink_count(struct shrinker *s, struct shrink_control *sc)
 {
 	unsigned long pages = 0, heaps = 0, nr;
 	int nid;
@@ -113,9 +112,9 @@ static unsigned long sa_shrink_count(struct shrinker *s,
 	 */
 	return heaps ? pages * SA_KPAGES_PER_PAGE : SHRINK_EMPTY;
 }
+EXPORT_SYMBOL_IF_KUNIT(sa_shrink_count);
 
-static unsigned long sa_shrink_scan(struct shrinker *s,
-				    struct shrink_control *sc)
+unsigned long sa_shrink_scan(struct shrinker *s, struct shrink_control *sc)
 {
 	unsigned long want = DIV_ROUND_UP(sc->nr_to_scan, SA_KPAGES_PER_PAGE);
 	unsigned long freed = 0;
@@ -144,6 +143,7 @@ static unsigned long sa_shrink_scan(struct shrinker *s,
 	sa_mcache_drain_all_cpus();
 	return freed ? freed * SA_KPAGES_PER_PAGE : SHRINK_STOP;
 }
+EXPORT_SYMBOL_IF_KUNIT(sa_shrink_scan);
 
 /* Puts a new heap on the list, charged to the current task's cgroup. */
 int sa_shrinker_add_heap(struct sa_heap *heap)
@@ -164,6 +164,7 @@ int sa_shrinker_add_heap(struct sa_heap *heap)
 #endif
 	return 0;
 }
+EXPORT_SYMBOL_IF_KUNIT(sa_shrinker_add_heap);
 
 /* Caller holds sa_heaps_mutex, so no scan has the heap in hand. */
 void sa_shrinker_del_heap(struct sa_heap *heap)
@@ -178,6 +179,7 @@ void sa_shrinker_del_heap(struct sa_heap *heap)
 	kmem_cache_free(sa_heap_lru_cache, heap->lru);
 	heap->lru = NULL;
 }
+EXPORT_SYMBOL_IF_KUNIT(sa_shrinker_del_heap);
 
 int sa_shrinker_init(void)
 {

@@ -376,6 +376,10 @@ int sa_shrinker_init(void);
 void sa_shrinker_exit(void);
 int sa_shrinker_add_heap(struct sa_heap *heap);
 void sa_shrinker_del_heap(struct sa_heap *heap);
+struct shrinker;
+struct shrink_control;
+unsigned long sa_shrink_count(struct shrinker *s, struct shrink_control *sc);
+unsigned long sa_shrink_scan(struct shrinker *s, struct shrink_control *sc);
 
 /* dev.c */
 bool sa_file_is_heap(struct file *file, struct sa_heap *heap);

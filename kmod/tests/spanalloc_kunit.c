@@ -18,6 +18,7 @@
 #include <linux/err.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
+#include <linux/shrinker.h>
 #include "../spanalloc.h"
 
 MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);
@@ -410,6 +411,37 @@ static void scav_unreleasable_pages_leave_no_work(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, sa_scav_has_work(heap));
 }
 
+/* --- shrinker ------------------------------------------------------------ */
+
+/*
+ * The shrinker's callbacks, on a heap put on its list by hand (a KUnit heap
+ * is on no list by itself; at module load no other heap exists): a heap
+ * with nothing to release counts 0, never SHRINK_EMPTY, which the core
+ * would take as "no heap here" and stop asking; pages it cannot release
+ * leave the count; only an empty list is SHRINK_EMPTY.
+ */
+static void shrinker_answers_empty_only_without_any_heap(struct kunit *test)
+{
+	struct shrink_control sc = { .gfp_mask = GFP_KERNEL };
+	struct sa_heap *heap = t_heap(test, T_ARENAS);
+	struct sa_span *a;
+
+	KUNIT_ASSERT_EQ(test, 0, sa_shrinker_add_heap(heap));
+	KUNIT_EXPECT_EQ(test, 0, sa_shrink_count(NULL, &sc));
+	a = t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), 100);
+	sa_mheap_free_span(heap, a);
+	KUNIT_EXPECT_EQ(test, 100 * (SA_PAGE_SIZE / PAGE_SIZE), sa_shrink_count(NULL, &sc));
+	/* no owner to zap from: nothing freed, the pages are stuck */
+	sc.nr_to_scan = 128;
+	KUNIT_EXPECT_EQ(test, SHRINK_STOP, sa_shrink_scan(NULL, &sc));
+	KUNIT_EXPECT_EQ(test, 100, heap->free_stuck);
+	KUNIT_EXPECT_EQ(test, 0, sa_shrink_count(NULL, &sc));
+	mutex_lock(&sa_heaps_mutex);
+	sa_shrinker_del_heap(heap);
+	mutex_unlock(&sa_heaps_mutex);
+	KUNIT_EXPECT_EQ(test, SHRINK_EMPTY, sa_shrink_count(NULL, &sc));
+}
+
 /* --- span table --------------------------------------------------------- */
 
 static void table_names_live_spans_only(struct kunit *test)
@@ -679,6 +711,7 @@ static struct kunit_case mheap_cases[] = {
 	KUNIT_CASE(scav_stuck_pages_need_zeroing),
 	KUNIT_CASE(scav_allocation_waits_for_a_release),
 	KUNIT_CASE(scav_unreleasable_pages_leave_no_work),
+	KUNIT_CASE(shrinker_answers_empty_only_without_any_heap),
 	{}
 };
 
