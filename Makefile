@@ -25,7 +25,8 @@ CC	?= cc
 CFLAGS	?= -O2 -g
 SA_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
 	     -Iuapi -Iinclude -Iuserlib $(CFLAGS)
-LIB_SRC	:= $(wildcard userlib/*.c)
+# override.c is the drop-in's alone (libspanalloc-malloc)
+LIB_SRC	:= $(filter-out userlib/override.c,$(wildcard userlib/*.c))
 LIB_HDR	:= $(wildcard userlib/*.h) uapi/linux/spanalloc.h uapi/linux/spanalloc-sizeclasses.h \
 	   include/spanalloc-classtable.h
 LIB_OBJ	:= $(patsubst userlib/%.c,$(B)/lib/%.o,$(LIB_SRC))
@@ -42,7 +43,8 @@ modules_install:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules_install
 
 # --- libspanalloc ----------------------------------------------------------
-lib: $(B)/lib/libspanalloc.so $(B)/lib/libspanalloc.a $(B)/lib/spanalloc.pc
+lib: $(B)/lib/libspanalloc.so $(B)/lib/libspanalloc.a $(B)/lib/spanalloc.pc \
+     $(B)/lib/libspanalloc-malloc.so $(B)/lib/libspanalloc-malloc.a
 
 $(B)/lib/%.o: userlib/%.c $(LIB_HDR)
 	@mkdir -p $(@D)
@@ -54,6 +56,17 @@ $(B)/lib/libspanalloc.so: $(LIB_OBJ) userlib/libspanalloc.map
 	ln -sf libspanalloc.so.0 $@
 
 $(B)/lib/libspanalloc.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+# The drop-in: the library plus the malloc family (override.c). Its own
+# calls bind inside it (-Bsymbolic-functions); malloc and friends are
+# unversioned, so that they interpose on glibc's versioned ones.
+$(B)/lib/libspanalloc-malloc.so: $(LIB_OBJ) $(B)/lib/override.o userlib/libspanalloc-malloc.map
+	$(CC) $(SA_CFLAGS) -shared -Wl,-soname,libspanalloc-malloc.so \
+		-Wl,-Bsymbolic-functions -Wl,--version-script=userlib/libspanalloc-malloc.map \
+		-o $@ $(LIB_OBJ) $(B)/lib/override.o -ldl
+
+$(B)/lib/libspanalloc-malloc.a: $(LIB_OBJ) $(B)/lib/override.o
 	$(AR) rcs $@ $^
 
 # Written on every run: PREFIX may differ between make lib and make install.
@@ -77,14 +90,30 @@ HARNESS = $(shell bash -c '. scripts/kernel-env.sh && sa_linux_source')/tools/te
 ST_CFLAGS = $(SA_CFLAGS) -isystem $(HARNESS) -Wno-unused-parameter
 SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/stress_test $(B)/selftests/reclaim_test \
-	     $(B)/selftests/fault_test $(B)/selftests/gc_test
+	     $(B)/selftests/fault_test $(B)/selftests/gc_test \
+	     $(B)/selftests/dropin_test $(B)/selftests/cxx_test \
+	     $(B)/selftests/heaps_gone
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc
 
 selftests: $(SELFTESTS) $(TOOLS)
 
+$(B)/selftests/heaps_gone: selftests/heaps_gone.c selftests/util.h $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ST_CFLAGS) -o $@ $<
+
 $(B)/selftests/spanalloc_test: selftests/spanalloc_test.c selftests/util.h $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< -lpthread
+
+# Linked with the drop-in: every malloc in the program is spanalloc's.
+$(B)/selftests/dropin_test: selftests/dropin_test.c $(B)/lib/libspanalloc-malloc.a
+	@mkdir -p $(@D)
+	$(CC) $(ST_CFLAGS) -o $@ $< $(B)/lib/libspanalloc-malloc.a -ldl -lpthread
+
+# A C++ program of ours, run under LD_PRELOAD of the drop-in (programs.sh).
+$(B)/selftests/cxx_test: selftests/cxx_test.cc
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -pthread -o $@ $< -ldl
 
 $(B)/selftests/%: selftests/%.c selftests/util.h $(B)/lib/libspanalloc.a
 	@mkdir -p $(@D)
@@ -124,9 +153,10 @@ lint:
 	bash scripts/lint.sh
 
 # --- install ---------------------------------------------------------------
-install: $(B)/lib/libspanalloc.so $(B)/lib/libspanalloc.a $(B)/lib/spanalloc.pc
+install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/linux
-	install -m 644 $(B)/lib/libspanalloc.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(B)/lib/libspanalloc.a $(B)/lib/libspanalloc-malloc.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/lib/libspanalloc-malloc.so $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(B)/lib/libspanalloc.so.0 $(DESTDIR)$(LIBDIR)/
 	ln -sf libspanalloc.so.0 $(DESTDIR)$(LIBDIR)/libspanalloc.so
 	install -m 644 userlib/spanalloc.h $(DESTDIR)$(INCDIR)/

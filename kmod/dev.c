@@ -25,7 +25,8 @@
  * Owner: the mm of the process that opened the device. A forked child
  * inherits the fd and a copy-on-write copy of the memory, but every ioctl
  * and mmap from it fails with -EPERM, so it cannot change the parent's
- * heap; the child opens the device again for a heap of its own. The heap
+ * heap; the child opens the device again for a heap of its own, and may
+ * make the memory it inherited that heap's (adopt.c). The heap
  * lives until the last reference to the file goes: the fd and the mapping
  * (which holds the file) both count, so a process that exits, or closes the
  * fd and unmaps, frees everything, whatever state its spans were in.
@@ -39,10 +40,15 @@
 #include <linux/slab.h>
 #include "spanalloc.h"
 
-static unsigned int sa_heap_limit_mb = 1024;
+/*
+ * The mapping is address space: its memory is spent only as spans use
+ * it, and the kernel's own tables for it grow with the arenas in use, so
+ * the default leaves room for any program this machine can run.
+ */
+static unsigned int sa_heap_limit_mb = 65536;
 module_param_named(heap_limit_mb, sa_heap_limit_mb, uint, 0644);
 MODULE_PARM_DESC(heap_limit_mb,
-		 "Largest heap in MiB, for heaps opened from now on (default 1024)");
+		 "Largest heap in MiB, for heaps opened from now on (default 65536)");
 
 static unsigned int sa_pcp_depth = SA_PCP_MAX_DEPTH;
 module_param_named(pcp_depth, sa_pcp_depth, uint, 0644);
@@ -61,6 +67,7 @@ static int sa_open(struct inode *inode, struct file *file)
 			      READ_ONCE(sa_pcp_depth));
 	if (IS_ERR(heap))
 		return PTR_ERR(heap);
+	heap->file = file;
 	file->private_data = heap;
 	return 0;
 }
@@ -184,6 +191,12 @@ static const struct file_operations sa_fops = {
 bool sa_file_is_heap(struct file *file, struct sa_heap *heap)
 {
 	return file && file->f_op == &sa_fops && file->private_data == heap;
+}
+
+/* The heap of file if it is an open file of this device, else NULL. */
+struct sa_heap *sa_file_heap(struct file *file)
+{
+	return file && file->f_op == &sa_fops ? file->private_data : NULL;
 }
 
 static struct miscdevice sa_misc = {

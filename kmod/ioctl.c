@@ -8,7 +8,8 @@
  *
  * Only the heap's owner (the mm that opened it) may use it: a forked child
  * or a process that received the fd over a socket gets -EPERM, so it can
- * neither read nor change the heap.
+ * neither read nor change the heap (a child adopts what it inherited into
+ * a heap of its own: adopt.c).
  */
 #include <linux/capability.h>
 #include <linux/fs.h>
@@ -368,6 +369,25 @@ static long sa_ioctl_release(struct sa_heap *heap, void __user *uarg)
 	return sa_copy_out(uarg, &rel, sizeof(rel), rel.size);
 }
 
+static long sa_ioctl_adopt(struct sa_heap *heap, void __user *uarg)
+{
+	struct spanalloc_adopt ad;
+	u64 released = 0;
+	int ret;
+
+	ret = sa_copy_in(&ad, sizeof(ad), SPANALLOC_ADOPT_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	/* released is an out field: ignored on input */
+	if (ad.flags || ad.reserved)
+		return -EINVAL;
+	ret = sa_heap_adopt(heap, &ad, &released);
+	if (ret)
+		return ret;
+	ad.released = released;
+	return sa_copy_out(uarg, &ad, sizeof(ad), ad.size);
+}
+
 /*
  * Commands are told apart by type, number and direction only: the size
  * field of the command is the size of the struct in the header the caller
@@ -383,6 +403,7 @@ static const struct {
 	[_IOC_NR(SPANALLOC_IOC_STATS)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_stats },
 	[_IOC_NR(SPANALLOC_IOC_SET_LIMIT)] = { _IOC_WRITE, sa_ioctl_set_limit },
 	[_IOC_NR(SPANALLOC_IOC_RELEASE)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_release },
+	[_IOC_NR(SPANALLOC_IOC_ADOPT)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_adopt },
 };
 
 long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg)

@@ -108,27 +108,78 @@ static void sa_mheap_free_maps(struct sa_heap *heap)
 	heap->stuck = NULL;
 }
 
+/*
+ * The page bitmaps cover the arenas set up so far, not the whole mapping,
+ * so that a heap mapped large (its reservation is only address space)
+ * costs kernel memory in proportion to what it uses: they start at one
+ * arena and double as arenas are set up (sa_mheap_grow_maps()).
+ */
+static int sa_mheap_alloc_maps(u32 nbits, unsigned long **used,
+			       unsigned long **dirty, unsigned long **stuck)
+{
+	*used = sa_bitmap_alloc(nbits);
+	*dirty = sa_bitmap_alloc(nbits);
+	*stuck = sa_bitmap_alloc(nbits);
+	if (*used && *dirty && *stuck)
+		return 0;
+	kvfree(*used);
+	kvfree(*dirty);
+	kvfree(*stuck);
+	return -ENOMEM;
+}
+
 /* Called by mmap under grow_mutex, before the mapping is published. */
 int sa_mheap_map(struct sa_heap *heap, unsigned long base, u64 len)
 {
 	u32 npages = len >> SA_PAGE_SHIFT;
 	u32 narenas = len >> SPANALLOC_ARENA_SHIFT;
 
-	/* kv*: a heap of a TiB needs 16 MiB for each bitmap */
-	heap->used = sa_bitmap_alloc(npages);
-	heap->dirty = sa_bitmap_alloc(npages);
-	heap->stuck = sa_bitmap_alloc(npages);
+	if (sa_mheap_alloc_maps(SA_ARENA_PAGES, &heap->used, &heap->dirty,
+				&heap->stuck))
+		return -ENOMEM;
 	/* 128 KiB at the largest limit */
 	heap->arenas = kvcalloc(narenas, sizeof(*heap->arenas),
 				GFP_KERNEL_ACCOUNT);
-	if (!heap->used || !heap->dirty || !heap->stuck || !heap->arenas) {
+	if (!heap->arenas) {
 		sa_mheap_free_maps(heap);
 		return -ENOMEM;
 	}
+	heap->map_pages = SA_ARENA_PAGES;
 	heap->base = base;
 	heap->max_pages = npages;
 	heap->max_arenas = narenas;
 	return 0;
+}
+
+/*
+ * Makes the page bitmaps cover at least want pages, doubling them. Under
+ * grow_mutex, which is what changes their size; the copy and the switch
+ * happen under heap->lock, which every reader of the bitmaps holds.
+ */
+static bool sa_mheap_grow_maps(struct sa_heap *heap, u32 want)
+{
+	unsigned long *used, *dirty, *stuck;
+	u32 n = heap->map_pages;
+
+	lockdep_assert_held(&heap->grow_mutex);
+	if (want <= n)
+		return true;
+	n = min_t(u64, max_t(u64, want, 2ULL * n), heap->max_pages);
+	if (sa_mheap_alloc_maps(n, &used, &dirty, &stuck))
+		return false;
+	spin_lock(&heap->lock);
+	bitmap_copy(used, heap->used, heap->map_pages);
+	bitmap_copy(dirty, heap->dirty, heap->map_pages);
+	bitmap_copy(stuck, heap->stuck, heap->map_pages);
+	swap(used, heap->used);
+	swap(dirty, heap->dirty);
+	swap(stuck, heap->stuck);
+	heap->map_pages = n;
+	spin_unlock(&heap->lock);
+	kvfree(used);
+	kvfree(dirty);
+	kvfree(stuck);
+	return true;
 }
 
 static struct sa_arena *sa_mheap_arena(struct sa_heap *heap, u32 page)
@@ -181,6 +232,10 @@ static bool sa_mheap_grow(struct sa_heap *heap, u32 want)
 
 		if (i >= heap->max_arenas ||
 		    (u64)i * SA_ARENA_PAGES >= READ_ONCE(heap->limit_pages)) {
+			ok = false;
+			break;
+		}
+		if (!sa_mheap_grow_maps(heap, (i + 1) * SA_ARENA_PAGES)) {
 			ok = false;
 			break;
 		}
@@ -297,6 +352,40 @@ static u32 sa_mheap_grow_target(struct sa_heap *heap, u32 npages)
 }
 
 /*
+ * Makes s the span of the free pages [p, p + npages), in state HANDING.
+ * Caller holds heap->lock and has checked the limit and the generations.
+ */
+static void sa_mheap_cut(struct sa_heap *heap, struct sa_span *s, u32 p,
+			 u32 npages, u16 spanclass)
+{
+	lockdep_assert_held(&heap->lock);
+	bitmap_set(heap->used, p, npages);
+	s->start = p;
+	s->npages = npages;
+	s->spanclass = spanclass;
+	s->needzero = sa_mheap_forget_data(heap, p, npages);
+	s->gen = sa_next_gen(heap);
+	atomic_set(&s->state, SA_SPAN_HANDING);
+	INIT_LIST_HEAD(&s->list);
+	sa_mheap_set_table(heap, s, s);
+	/* every page below p is used, and so are the span's */
+	if (p == heap->search_hint)
+		heap->search_hint = p + npages;
+	heap->pages_inuse += npages;
+	heap->peak_inuse = max(heap->peak_inuse, heap->pages_inuse);
+	heap->nspans++;
+	heap->class_spans[spanclass]++;
+	if (sa_spanclass_is_large(spanclass))
+		heap->nlarge++;
+}
+
+static void sa_mheap_count_span(const struct sa_span *s)
+{
+	atomic64_inc(&sa_global_spans);
+	atomic64_add(s->npages, &sa_global_pages);
+}
+
+/*
  * Cuts a new span of npages pages for span class spanclass. Returns the
  * span in state HANDING, or ERR_PTR(-ENOMEM) when the limit, the mapping,
  * the heap's generations or memory do not allow it, ERR_PTR(-EINTR) if a
@@ -359,28 +448,9 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 			goto fail;
 	}
 
-	bitmap_set(heap->used, p, npages);
-	s->start = p;
-	s->npages = npages;
-	s->spanclass = spanclass;
-	s->needzero = sa_mheap_forget_data(heap, p, npages);
-	s->gen = sa_next_gen(heap);
-	atomic_set(&s->state, SA_SPAN_HANDING);
-	INIT_LIST_HEAD(&s->list);
-	sa_mheap_set_table(heap, s, s);
-	/* every page below p is used, and so are the span's */
-	if (p == heap->search_hint)
-		heap->search_hint = p + npages;
-	heap->pages_inuse += npages;
-	heap->peak_inuse = max(heap->peak_inuse, heap->pages_inuse);
-	heap->nspans++;
-	heap->class_spans[spanclass]++;
-	if (sa_spanclass_is_large(spanclass))
-		heap->nlarge++;
+	sa_mheap_cut(heap, s, p, npages, spanclass);
 	spin_unlock(&heap->lock);
-
-	atomic64_inc(&sa_global_spans);
-	atomic64_add(npages, &sa_global_pages);
+	sa_mheap_count_span(s);
 	return s;
 
 fail:
@@ -388,6 +458,67 @@ fail:
 	return ERR_PTR(err);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_alloc_span);
+
+/*
+ * Cuts the span of npages pages for spanclass that starts at page p, for a
+ * heap adopting memory it inherited (SPANALLOC_IOC_ADOPT): the pages are
+ * named by user space, so they must be in the mapping and free. Returns
+ * the span in state HANDING, with needzero set (its pages hold data), or
+ * ERR_PTR(-EINVAL) (pages out of range or in use) or ERR_PTR(-ENOMEM).
+ */
+struct sa_span *sa_mheap_adopt_span(struct sa_heap *heap, u32 p, u32 npages,
+				    u16 spanclass)
+{
+	struct sa_span *s;
+	int err = -EINVAL;
+
+	if (!npages || p >= heap->max_pages || npages > heap->max_pages - p)
+		return ERR_PTR(-EINVAL);
+	if (!sa_mheap_grow(heap, p + npages))
+		return ERR_PTR(-ENOMEM);
+	s = kmem_cache_zalloc(sa_span_cache, GFP_KERNEL_ACCOUNT);
+	if (!s)
+		return ERR_PTR(-ENOMEM);
+	spin_lock(&heap->lock);
+	if (find_next_bit(heap->used, p + npages, p) < p + npages)
+		goto fail;
+	err = -ENOMEM;
+	if (heap->pages_inuse + (u64)npages > heap->limit_pages || !heap->gens_left)
+		goto fail;
+	sa_mheap_cut(heap, s, p, npages, spanclass);
+	s->needzero = 1;
+	spin_unlock(&heap->lock);
+	sa_mheap_count_span(s);
+	return s;
+
+fail:
+	spin_unlock(&heap->lock);
+	kmem_cache_free(sa_span_cache, s);
+	return ERR_PTR(err);
+}
+
+/*
+ * The next run of free pages [*start, *start + *n) at or after page *from,
+ * lowest first, a window of the bitmap per call; past the arenas set up,
+ * the rest of the mapping is one free run. Moves *from past it. Returns
+ * false when there is none. For a heap no one else can use yet
+ * (SPANALLOC_IOC_ADOPT): runs do not change between calls.
+ */
+bool sa_mheap_next_free(struct sa_heap *heap, u32 *from, u32 *start, u32 *n)
+{
+	u32 end, p;
+
+	if (*from >= heap->max_pages)
+		return false;
+	spin_lock(&heap->lock);
+	end = heap->active_pages;
+	p = *from < end ? find_next_zero_bit(heap->used, end, *from) : *from;
+	*from = p < end ? find_next_bit(heap->used, end, p) : heap->max_pages;
+	spin_unlock(&heap->lock);
+	*start = p;
+	*n = *from - p;
+	return true;
+}
 
 /* Gives s's pages back. The caller holds s (claimed or on no list). */
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)

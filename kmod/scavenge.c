@@ -45,8 +45,8 @@ module_param_named(scavenge_percent, sa_scavenge_percent, uint, 0644);
 MODULE_PARM_DESC(scavenge_percent,
 		 "CPU share of one CPU the background scavenger may spend releasing free pages (0 turns it off, at most 100; default 1)");
 
-static void sa_zap(struct vm_area_struct *vma, unsigned long addr,
-		   unsigned long len)
+/* Drops the pages of [addr, addr + len): they read as zero next time. */
+void sa_zap(struct vm_area_struct *vma, unsigned long addr, unsigned long len)
 {
 #ifdef SA_HAVE_ZAP_PAGE_RANGE
 	zap_page_range(vma, addr, len);

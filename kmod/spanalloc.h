@@ -203,6 +203,7 @@ struct sa_arena {
  */
 struct sa_heap {
 	struct mm_struct *mm;		/* owner, mmgrab()ed; NULL: KUnit heap */
+	struct file *file;		/* the open file that is this heap */
 	struct list_head node;		/* on sa_heaps, under sa_heaps_mutex */
 	u32 pcp_depth;			/* mcache depth; 0: mcache off; fixed */
 	u64 max_map;			/* longest mapping allowed; fixed */
@@ -225,6 +226,11 @@ struct sa_heap {
 	struct sa_arena **arenas;
 
 	spinlock_t lock;		/* protects the page allocator below */
+	/*
+	 * The bitmaps hold map_pages bits (at least active_pages); they are
+	 * replaced by bigger ones under grow_mutex and heap->lock.
+	 */
+	u32 map_pages;
 	unsigned long *used;		/* bit per page: in a span */
 	unsigned long *dirty;		/* bit per page: free, may be resident */
 	/* bit per page: free, may be resident, its release was refused */
@@ -308,6 +314,9 @@ void sa_mheap_destroy(struct sa_heap *heap);
 struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 				    u32 npages);
 void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s);
+struct sa_span *sa_mheap_adopt_span(struct sa_heap *heap, u32 p, u32 npages,
+				    u16 spanclass);
+bool sa_mheap_next_free(struct sa_heap *heap, u32 *from, u32 *start, u32 *n);
 struct sa_span *sa_mheap_lookup(struct sa_heap *heap, u64 handle);
 int sa_mheap_set_limit(struct sa_heap *heap, u64 limit);
 /* A run of free pages a release holds: within one 2 MiB block. */
@@ -363,6 +372,8 @@ enum sa_scav_mode {
 	SA_SCAV_TRY,		/* reclaim: trylocks only, never sleeps on a lock */
 };
 
+struct vm_area_struct;
+void sa_zap(struct vm_area_struct *vma, unsigned long addr, unsigned long len);
 int sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
 		enum sa_scav_mode mode, u64 *released);
 void sa_scavenger_note(struct sa_heap *heap);
@@ -383,6 +394,11 @@ unsigned long sa_shrink_scan(struct shrinker *s, struct shrink_control *sc);
 
 /* dev.c */
 bool sa_file_is_heap(struct file *file, struct sa_heap *heap);
+struct sa_heap *sa_file_heap(struct file *file);
+
+/* adopt.c */
+int sa_heap_adopt(struct sa_heap *heap, const struct spanalloc_adopt *ad,
+		  u64 *released);
 
 /* ioctl.c */
 long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg);

@@ -84,7 +84,7 @@ static int sa_prep_opened(struct fctx *c)
 
 static int sa_op_mmap(struct fctx *c)
 {
-	c->map = mmap(NULL, c->len, PROT_READ | PROT_WRITE, MAP_PRIVATE, c->fd, 0);
+	c->map = mmap(NULL, c->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, c->fd, 0);
 	return c->map == MAP_FAILED ? -errno : 0;
 }
 

@@ -606,6 +606,54 @@ TEST_F(gc, objects_freed_explicitly_come_back_zeroed_after_a_collection)
 	}
 }
 
+static void *gc_fork_churn(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 200; i++)
+		make_garbage();
+	return NULL;
+}
+
+/*
+ * A child forked while other threads allocate (and collections run)
+ * collects on its own: its collector and sweeper start over, the threads
+ * it did not inherit are not waited for, and reachable objects survive.
+ */
+TEST_F_TIMEOUT(gc, forked_child_of_a_collected_heap_collects, 120)
+{
+	struct sa_gc_stats a, b;
+	pthread_t th[2];
+	int st;
+	pid_t pid;
+
+	gc_start(_metadata);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, gc_fork_churn, NULL));
+	for (int k = 0; k < 3; k++) {
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (!pid) {
+			struct node *keep = new_node(42, NULL, NULL);
+
+			alarm(60);	/* a collection that waits for dead threads hangs */
+			sa_gc_get_stats(&a);
+			make_garbage();
+			sa_gc_collect();
+			make_garbage();
+			sa_gc_collect();
+			sa_gc_get_stats(&b);
+			_exit(b.cycles < a.cycles + 2 ? 1 : keep->id != 42 ? 2 :
+			      b.collected_objects <= a.collected_objects ? 3 : 0);
+		}
+		ASSERT_EQ(pid, waitpid(pid, &st, 0));
+		ASSERT_TRUE(WIFEXITED(st)) TH_LOG("child killed by signal %d",
+						   WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+		EXPECT_EQ(0, WEXITSTATUS(st));
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+}
+
 TEST_F_TIMEOUT(gc, ten_million_node_list, 600)
 {
 	struct sa_gc_stats st;

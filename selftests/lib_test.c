@@ -406,10 +406,7 @@ static int child_status(void (*fn)(void))
 	return st;
 }
 
-/*
- * A forked child gets no new spans, so the objects the bad frees use are
- * allocated before the fork.
- */
+/* The objects the bad frees use are allocated before the fork. */
 static char *obj, *tiny1, *tiny2;
 
 static void do_double_free(void)
@@ -572,31 +569,179 @@ TEST(wrong_device_is_refused)
 	expect_child_passes(_metadata, do_not_a_heap);
 }
 
-TEST(forked_child_keeps_its_objects_but_gets_no_new_spans)
+/*
+ * fork() from a parent whose threads hold spans of every kind (active,
+ * kept aside, full, partial, large, tiny blocks, frees from other threads
+ * not yet collected): the child has a heap of its own. It reads and frees
+ * everything it inherited, allocates well past what it inherited, and
+ * gives it all back; the parent's objects and heap are untouched.
+ */
+#define FK_THREADS	4
+#define FK_OBJS		3000
+
+static char *fk_objs[FK_THREADS][FK_OBJS];
+static uint64_t fk_parent_pages;	/* the parent's heap when it forked */
+static pthread_barrier_t fk_ready;
+static int fk_pipe[2];
+
+static size_t fk_size(int t, int i)
+{
+	/* tiny, small of many classes, and now and then large */
+	return i % 97 == 0 ? 40000 + (size_t)t * 1000 : (size_t)((i * 37 + t * 11) % 2000) + 1;
+}
+
+static void fk_fill(char *p, size_t n, int t, int i)
+{
+	memset(p, 'a' + (t * 7 + i) % 26, n);
+}
+
+static int fk_check(const char *p, size_t n, int t, int i)
+{
+	for (size_t k = 0; k < n; k++)
+		if (p[k] != 'a' + (t * 7 + i) % 26)
+			return 0;
+	return 1;
+}
+
+static void *fk_thread(void *arg)
+{
+	int t = (int)(intptr_t)arg;
+	char c;
+
+	for (int i = 0; i < FK_OBJS; i++) {
+		size_t n = fk_size(t, i);
+
+		fk_objs[t][i] = i % 3 ? sa_malloc(n) : sa_alloc(n);
+		fk_fill(fk_objs[t][i], n, t, i);
+	}
+	/* frees of its own and of the next thread's: remote frees pending */
+	for (int i = 0; i < FK_OBJS; i += 5) {
+		sa_free(fk_objs[t][i]);
+		fk_objs[t][i] = NULL;
+	}
+	pthread_barrier_wait(&fk_ready);
+	if (t == 0)
+		for (int i = 1; i < FK_OBJS; i += 5) {
+			sa_free(fk_objs[1][i]);
+			fk_objs[1][i] = NULL;
+		}
+	pthread_barrier_wait(&fk_ready);
+	/* stay alive, holding the spans, until the parent is done */
+	if (read(fk_pipe[0], &c, 1) < 0)
+		return NULL;
+	return NULL;
+}
+
+static int fk_child(void)
+{
+	struct spanalloc_stats kst;
+	enum { N = 20000 };
+	static char *mine[N];
+
+	for (int t = 0; t < FK_THREADS; t++)
+		for (int i = 0; i < FK_OBJS; i++)
+			if (fk_objs[t][i] && !fk_check(fk_objs[t][i], fk_size(t, i), t, i))
+				return 10;
+	for (int t = 0; t < FK_THREADS; t++)
+		for (int i = 0; i < FK_OBJS; i++)
+			sa_free(fk_objs[t][i]);
+	/* well past the inherited spans: new ones from the child's heap */
+	for (int i = 0; i < N; i++) {
+		size_t n = (size_t)(i * 53 % 3000) + 1 + (i % 500 == 0 ? 100000 : 0);
+
+		mine[i] = sa_malloc(n);
+		if (!mine[i])
+			return 11;
+		memset(mine[i], i & 0xff, n);
+	}
+	for (int i = 0; i < N; i++)
+		sa_free(mine[i]);
+	sa_thread_flush();
+	if (sa_kernel_stats(&kst, NULL))
+		return 12;
+	/*
+	 * Everything freed went back but the inherited partial spans (the
+	 * kernel keeps those for reuse, as any partial span): the child holds
+	 * no more than it inherited, though it allocated more.
+	 */
+	if (kst.pages_inuse > fk_parent_pages || kst.mapped == 0)
+		return 13;
+	if (sa_trim() < 0)
+		return 14;
+	return 0;
+}
+
+TEST(forked_child_of_a_threaded_parent_has_a_heap_of_its_own)
+{
+	struct spanalloc_stats before, after;
+	pthread_t th[FK_THREADS];
+	int st;
+	pid_t pid;
+
+	NEED_DEVICE();
+	ASSERT_EQ(0, pipe(fk_pipe));
+	pthread_barrier_init(&fk_ready, NULL, FK_THREADS + 1);
+	for (int t = 0; t < FK_THREADS; t++)
+		ASSERT_EQ(0, pthread_create(&th[t], NULL, fk_thread, (void *)(intptr_t)t));
+	pthread_barrier_wait(&fk_ready);
+	pthread_barrier_wait(&fk_ready);
+	ASSERT_EQ(0, sa_kernel_stats(&before, NULL));
+	fk_parent_pages = before.pages_inuse;
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(fk_child());
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(0, WEXITSTATUS(st));
+	ASSERT_EQ(0, sa_kernel_stats(&after, NULL));
+	EXPECT_EQ(before.spans, after.spans);
+	EXPECT_EQ(before.spans_got, after.spans_got);
+	for (int t = 0; t < FK_THREADS; t++)
+		for (int i = 0; i < FK_OBJS; i++)
+			if (fk_objs[t][i])
+				EXPECT_TRUE(fk_check(fk_objs[t][i], fk_size(t, i), t, i));
+	close(fk_pipe[1]);
+	for (int t = 0; t < FK_THREADS; t++)
+		pthread_join(th[t], NULL);
+	for (int t = 0; t < FK_THREADS; t++)
+		for (int i = 0; i < FK_OBJS; i++)
+			sa_free(fk_objs[t][i]);
+}
+
+/* A child's child: the adopted heap is forked and adopted in turn. */
+TEST(grandchild_has_a_heap_of_its_own_too)
 {
 	char *p;
 	int st;
 	pid_t pid;
 
 	NEED_DEVICE();
-	p = sa_alloc(200);
-	ASSERT_NE(NULL, p);
-	strcpy(p, "parent");
+	p = sa_malloc(100);
+	strcpy(p, "gen0");
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (!pid) {
-		if (strcmp(p, "parent"))
+		pid_t g;
+		char *q = sa_malloc(1 << 20);
+
+		if (!q || strcmp(p, "gen0"))
 			_exit(1);
-		strcpy(p, "child");
-		/* a large object needs the kernel: refused */
-		if (sa_alloc(1 << 20) || errno != EPERM)
+		strcpy(q, "gen1");
+		g = fork();
+		if (!g) {
+			char *r = sa_malloc(1 << 20);
+
+			_exit(!r || strcmp(q, "gen1") || strcmp(p, "gen0") ? 1 : 0);
+		}
+		if (g < 0 || waitpid(g, &st, 0) != g || !WIFEXITED(st))
 			_exit(2);
-		_exit(0);
+		_exit(WEXITSTATUS(st) ? 3 : strcmp(q, "gen1") ? 4 : 0);
 	}
 	ASSERT_EQ(pid, waitpid(pid, &st, 0));
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(0, WEXITSTATUS(st));
-	EXPECT_STREQ("parent", p);
+	EXPECT_STREQ("gen0", p);
 	sa_free(p);
 }
 

@@ -176,9 +176,14 @@ TEST_F(heap, every_ioctl_takes_every_published_struct_size)
 	u.rel.size = SPANALLOC_RELEASE_SIZE_VER0;
 	EXPECT_EQ(0, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 5,
 						 SPANALLOC_RELEASE_SIZE_VER0), &u));
+	/* ADOPT's number and size reach it: a mapped heap is refused as such */
+	memset(&u, 0, sizeof(u));
+	u.rel.size = SPANALLOC_ADOPT_SIZE_VER0;
+	EXPECT_EQ(-EINVAL, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 6,
+						      SPANALLOC_ADOPT_SIZE_VER0), &u));
 	/* the direction is part of the command; unknown numbers are not ours */
 	EXPECT_EQ(-ENOTTY, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ, 3, 144), &u));
-	EXPECT_EQ(-ENOTTY, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 6, 16), &u));
+	EXPECT_EQ(-ENOTTY, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 7, 16), &u));
 	EXPECT_EQ(-ENOTTY, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 0xff, 16), &u));
 }
 
@@ -1131,6 +1136,185 @@ static int sa_recv_fd(int sock)
 		return -1;
 	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
 	return fd;
+}
+
+static struct spanalloc_adopt_span sa_t_adopt_of(const struct spanalloc_span *s,
+						  uint16_t op)
+{
+	return (struct spanalloc_adopt_span){
+		.addr = s->addr, .npages = s->npages, .spanclass = s->spanclass, .op = op,
+	};
+}
+
+static int sa_t_all(const void *p, int c, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (((const unsigned char *)p)[i] != c)
+			return 0;
+	return 1;
+}
+
+/*
+ * The child's copy becomes a heap of its own: the spans it lists keep
+ * their contents under new handles and states, every other page is given
+ * back (reads zero), the new heap works, and the parent's is untouched.
+ */
+TEST_F(heap, forked_child_adopts_its_copy_into_a_heap_of_its_own)
+{
+	struct spanalloc_span own, big, part, gone;
+	struct spanalloc_stats before, after;
+	int st;
+	pid_t pid;
+
+	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(6, 0), &own));
+	ASSERT_EQ(0, sa_t_large(self->fd, 3, 0, &big));
+	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(9, 1), &part));
+	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(6, 0), &gone));
+	memset((void *)(uintptr_t)own.addr, 'O', 64);
+	memset((void *)(uintptr_t)big.addr, 'B', 3 * SPANALLOC_PAGE_SIZE);
+	memset((void *)(uintptr_t)part.addr, 'Q', 64);
+	memset((void *)(uintptr_t)gone.addr, 'G', 64);
+	ASSERT_EQ(0, sa_t_stats(self->fd, &before, NULL));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct spanalloc_adopt_span d[3] = {
+			sa_t_adopt_of(&own, SPANALLOC_ADOPT_OWNED),
+			sa_t_adopt_of(&big, SPANALLOC_ADOPT_OWNED),
+			sa_t_adopt_of(&part, SPANALLOC_RET_PARTIAL),
+		};
+		struct spanalloc_stats cst;
+		struct spanalloc_span c;
+		uint64_t released = 0, listed;
+		int fd = open(SA_DEV, O_RDWR | O_CLOEXEC), fails = 0;
+
+		if (fd < 0)
+			_exit(100);
+		if (sa_t_adopt(fd, (uintptr_t)self->map, self->len, d, 3, &released))
+			_exit(101);
+		listed = ((uint64_t)own.npages + big.npages + part.npages) * SPANALLOC_PAGE_SIZE;
+		fails += released != self->len - listed;
+		/* listed spans keep the child's copy; the rest reads zero */
+		fails += !sa_t_all((void *)(uintptr_t)own.addr, 'O', 64);
+		fails += !sa_t_all((void *)(uintptr_t)big.addr, 'B', 3 * SPANALLOC_PAGE_SIZE);
+		fails += !sa_t_all((void *)(uintptr_t)part.addr, 'Q', 64);
+		fails += !sa_t_all((void *)(uintptr_t)gone.addr, 0, 64);
+		/* new handles; the old ones name nothing in the new heap */
+		fails += !d[0].handle || !d[1].handle || !d[2].handle;
+		fails += sa_t_ret(fd, own.handle, SPANALLOC_RET_EMPTY) != -EINVAL;
+		fails += sa_t_stats(fd, &cst, NULL) != 0 || cst.spans != 3 ||
+			 cst.mapped != self->len;
+		/* the partial span is handed out again, as a returned one is */
+		fails += sa_t_get1(fd, SPANALLOC_SPANCLASS(9, 1), &c) != 0 ||
+			 c.addr != part.addr || !c.needzero;
+		fails += sa_t_ret(fd, d[0].handle, SPANALLOC_RET_EMPTY) != 0;
+		fails += sa_t_ret(fd, d[1].handle, SPANALLOC_RET_EMPTY) != 0;
+		fails += sa_t_ret(fd, c.handle, SPANALLOC_RET_EMPTY) != 0;
+		/* a new span, and the parent's heap is still not the child's */
+		fails += sa_t_get1(fd, SPANALLOC_SPANCLASS(6, 0), &c) != 0;
+		fails += sa_t_get1(self->fd, SPANALLOC_SPANCLASS(6, 0), &c) != -EPERM;
+		/* one adoption per heap */
+		fails += sa_t_adopt(fd, (uintptr_t)self->map, self->len, NULL, 0, NULL) != -EBUSY;
+		_exit(fails);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(0, WEXITSTATUS(st));
+	EXPECT_TRUE(sa_t_all((void *)(uintptr_t)own.addr, 'O', 64));
+	EXPECT_TRUE(sa_t_all((void *)(uintptr_t)big.addr, 'B', 3 * SPANALLOC_PAGE_SIZE));
+	EXPECT_TRUE(sa_t_all((void *)(uintptr_t)gone.addr, 'G', 64));
+	ASSERT_EQ(0, sa_t_stats(self->fd, &after, NULL));
+	EXPECT_EQ(before.spans, after.spans);
+	EXPECT_EQ(before.spans_got, after.spans_got);
+	EXPECT_EQ(before.spans_returned, after.spans_returned);
+	EXPECT_EQ(0, sa_t_ret(self->fd, own.handle, SPANALLOC_RET_EMPTY));
+	EXPECT_EQ(0, sa_t_ret(self->fd, big.handle, SPANALLOC_RET_EMPTY));
+}
+
+/* ADOPT takes only the inherited mapping, as it is, with sane spans. */
+TEST_F(heap, adopt_rejects_anything_but_the_inherited_mapping)
+{
+	struct spanalloc_span a, b, lg;
+	struct spanalloc_adopt ad;
+	uintptr_t base = (uintptr_t)self->map;
+	int fd, st;
+	pid_t pid;
+
+	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(6, 0), &a));
+	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(6, 0), &b));
+	ASSERT_EQ(0, sa_t_large(self->fd, 2, 0, &lg));
+	memset((void *)(uintptr_t)a.addr, 'A', 64);
+	/* the owner's own mapping is not inherited */
+	fd = open(SA_DEV, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(-EINVAL, sa_t_adopt(fd, base, self->len, NULL, 0, NULL));
+	close(fd);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct spanalloc_adopt_span one = sa_t_adopt_of(&a, SPANALLOC_ADOPT_OWNED);
+		struct spanalloc_adopt_span two[2] = { one, one };
+		struct spanalloc_adopt_span bad;
+		int fails = 0, i = 0;
+
+#define SA_T_REFUSED(want, ...) do {					\
+		int _fd = open(SA_DEV, O_RDWR | O_CLOEXEC);		\
+		int _r = sa_t_adopt(_fd, __VA_ARGS__);			\
+		if (_r != (want)) {					\
+			fprintf(stderr, "# case %d: %d, not %d\n", i, _r, want); \
+			fails++;					\
+		}							\
+		i++;							\
+		close(_fd);						\
+	} while (0)
+		SA_T_REFUSED(-EINVAL, base, self->len - SPANALLOC_ARENA_SIZE, &one, 1, NULL);
+		SA_T_REFUSED(-EINVAL, base + SPANALLOC_ARENA_SIZE, self->len - SPANALLOC_ARENA_SIZE,
+			     &one, 1, NULL);
+		SA_T_REFUSED(-EINVAL, base + 4096, self->len, &one, 1, NULL);
+		SA_T_REFUSED(-EINVAL, base, self->len, two, 2, NULL);	/* overlap */
+		bad = one;
+		bad.npages++;						/* class length */
+		SA_T_REFUSED(-EINVAL, base, self->len, &bad, 1, NULL);
+		bad = one;
+		bad.op = SPANALLOC_RET_EMPTY;
+		SA_T_REFUSED(-EINVAL, base, self->len, &bad, 1, NULL);
+		bad = sa_t_adopt_of(&lg, SPANALLOC_RET_PARTIAL);	/* large: owned only */
+		SA_T_REFUSED(-EINVAL, base, self->len, &bad, 1, NULL);
+		bad = one;
+		bad.addr = base + self->len;				/* outside */
+		SA_T_REFUSED(-EINVAL, base, self->len, &bad, 1, NULL);
+		bad = one;
+		bad.addr += 512;					/* not a page */
+		SA_T_REFUSED(-EINVAL, base, self->len, &bad, 1, NULL);
+		bad = one;
+		bad.spanclass = NSC;
+		SA_T_REFUSED(-EINVAL, base, self->len, &bad, 1, NULL);
+		SA_T_REFUSED(-EFAULT, base, self->len, (void *)8, 1, NULL);
+#undef SA_T_REFUSED
+		/* fields and flags */
+		fd = open(SA_DEV, O_RDWR | O_CLOEXEC);
+		memset(&ad, 0, sizeof(ad));
+		ad.size = sizeof(ad);
+		ad.addr = base;
+		ad.len = self->len;
+		ad.flags = 1;
+		fails += sa_t_ioctl(fd, SPANALLOC_IOC_ADOPT, &ad) != -EINVAL;
+		ad.flags = 0;
+		ad.reserved = 1;
+		fails += sa_t_ioctl(fd, SPANALLOC_IOC_ADOPT, &ad) != -EINVAL;
+		/* a split mapping is not the inherited one */
+		fails += mprotect((void *)base, SPANALLOC_PAGE_SIZE, PROT_READ) != 0;
+		ad.reserved = 0;
+		fails += sa_t_ioctl(fd, SPANALLOC_IOC_ADOPT, &ad) != -EINVAL;
+		close(fd);
+		/* none of it changed the child's copy */
+		fails += !sa_t_all((void *)(uintptr_t)a.addr, 'A', 64);
+		_exit(fails);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(0, WEXITSTATUS(st));
+	EXPECT_TRUE(sa_t_all((void *)(uintptr_t)a.addr, 'A', 64));
 }
 
 TEST(fd_passed_to_another_process_is_refused)

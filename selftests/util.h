@@ -50,7 +50,7 @@ static inline int sa_t_open_mapped(void **map, size_t *len)
 		return r;
 	}
 	*len = info.max_heap_limit;
-	*map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	*map = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
 	if (*map == MAP_FAILED) {
 		r = -errno;
 		close(fd);
@@ -112,6 +112,22 @@ static inline int sa_t_stats(int fd, struct spanalloc_stats *st,
 		st->classes_count = SPANALLOC_NUM_SPANCLASSES;
 	}
 	return sa_t_ioctl(fd, SPANALLOC_IOC_STATS, st);
+}
+
+/* ADOPT of [addr, addr + len) with n spans; -errno or 0, *released set. */
+static inline int sa_t_adopt(int fd, uintptr_t addr, size_t len,
+			     struct spanalloc_adopt_span *d, uint32_t n,
+			     uint64_t *released)
+{
+	struct spanalloc_adopt ad = {
+		.size = sizeof(ad), .addr = addr, .len = len,
+		.spans_ptr = (uintptr_t)d, .span_count = n,
+	};
+	int r = sa_t_ioctl(fd, SPANALLOC_IOC_ADOPT, &ad);
+
+	if (released)
+		*released = ad.released;
+	return r;
 }
 
 static inline int sa_t_pin(int cpu)

@@ -267,7 +267,7 @@ static double span_exchange(int threads, unsigned int batch)
 
 	if (fd < 0 || ioctl(fd, SPANALLOC_IOC_INFO, &info))
 		return -1;
-	map = mmap(NULL, info.max_heap_limit, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	map = mmap(NULL, info.max_heap_limit, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
 	if (map == MAP_FAILED)
 		return -1;
 	pthread_barrier_init(&bar, NULL, threads);

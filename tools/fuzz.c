@@ -512,6 +512,56 @@ static void op_layout_locked(struct fz_heap *h)
 	}
 }
 
+/*
+ * In a forked child: a new heap adopts the inherited mapping, with spans
+ * that are partly sensible (class lengths, in the mapping) and partly
+ * not. Whatever the kernel accepts, the parent's heap must stay as it was
+ * (the parent goes on using it) and the child may use its new heap.
+ */
+static void fz_adopt(uintptr_t base, size_t len)
+{
+	struct spanalloc_adopt_span d[16];
+	struct spanalloc_adopt ad;
+	struct spanalloc_exchange ex;
+	struct spanalloc_span got;
+	bool bad = false;
+	int fd = open("/dev/spanalloc", O_RDWR | O_CLOEXEC), r;
+	uint32_t n = (uint32_t)below(17);
+
+	if (fd < 0)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t sc = (uint16_t)below(SPANALLOC_NUM_SPANCLASSES + 2);
+		uint32_t np = sc >= 2 && sc < SPANALLOC_NUM_SPANCLASSES && below(4) ?
+			      fz_classes[sc >> 1].npages : (uint32_t)below(40);
+
+		d[i] = (struct spanalloc_adopt_span){
+			.addr = below(8) ? base + below(len / PAGE) * PAGE : rnd(),
+			.npages = np, .spanclass = sc, .op = (uint16_t)below(4),
+			.handle = rnd(),
+		};
+	}
+	memset(&ad, 0, sizeof(ad));
+	ad.size = fz_size(sizeof(ad), SPANALLOC_ADOPT_SIZE_VER0, &bad);
+	ad.addr = below(8) ? base : rnd();
+	ad.len = below(8) ? len : rnd();
+	ad.spans_ptr = below(8) ? (uintptr_t)d : fz_ptr(d);
+	ad.span_count = below(8) ? n : (uint32_t)rnd();
+	ad.flags = below(16) ? 0 : (uint32_t)rnd();
+	r = ioctl(fd, fz_cmd(SPANALLOC_IOC_ADOPT, ad.size), &ad);
+	if (r == 0) {
+		/* the new heap works: a span of the smallest class */
+		memset(&ex, 0, sizeof(ex));
+		ex.size = sizeof(ex);
+		ex.get_ptr = (uintptr_t)&got;
+		ex.get_count = 1;
+		ex.get_spanclass = SPANALLOC_SPANCLASS(1, 0);
+		if (ioctl(fd, SPANALLOC_IOC_EXCHANGE, &ex) == 0 && ex.get_done == 1)
+			touch(got.addr, PAGE);
+	}
+	close(fd);
+}
+
 static void op_fork(void)
 {
 	int slot, fd = heap_fd(&slot), st;
@@ -540,6 +590,8 @@ static void op_fork(void)
 			_exit(4);
 		if (base)
 			touch(base, PAGE);	/* its own copy */
+		if (base && below(2))
+			fz_adopt(base, atomic_load(&heaps[slot].len));
 		_exit(0);
 	}
 	if (pid > 0) {

@@ -78,7 +78,15 @@ static inline void sa_gc_note_inuse(int64_t bytes)
 void sa_gc_maybe_collect(struct sa_tcache *c);
 double sa_gc_now(void);
 
+/* fork.c: what each part does around fork(), in this order */
+enum sa_fork_phase {
+	SA_FORK_PREPARE,	/* in the parent, before: take the locks */
+	SA_FORK_PARENT,		/* in the parent, after: release them */
+	SA_FORK_CHILD,		/* in the child: the only thread left */
+};
+
 /* world.c */
+void sa_world_fork(enum sa_fork_phase phase);
 int sa_world_register(struct sa_tcache *c);
 void sa_world_unregister(struct sa_tcache *c);
 int sa_world_stop(void);
@@ -88,6 +96,7 @@ int sa_world_init(void);
 void sa_world_each(void (*fn)(struct sa_tcache *c, void *arg), void *arg);
 
 /* roots.c */
+void sa_roots_fork(enum sa_fork_phase phase);
 struct sa_root_sink {
 	void (*range)(struct sa_root_sink *k, uintptr_t lo, uintptr_t hi);
 	void (*object)(struct sa_root_sink *k, uintptr_t p);
@@ -98,6 +107,7 @@ uint64_t sa_roots_globals_bytes(void);
 uint64_t sa_roots_stack_bytes(void);
 
 /* mark.c */
+void sa_mark_fork_child(void);
 int sa_mark_setup(void);
 void sa_mark_run(void);
 uint64_t sa_mark_live_bytes(void);
@@ -105,6 +115,7 @@ double sa_mark_cpu_s(void);
 struct sa_uspan *sa_find_object(uintptr_t p, uint32_t *idx, uintptr_t *base);
 
 /* sweep.c */
+void sa_sweep_fork(enum sa_fork_phase phase);
 void sa_sweep_held(struct sa_uspan *s);
 bool sa_sweep_claim_taken(struct sa_uspan *s);
 void sa_sweep_finish_claimed(struct sa_tcache *c);

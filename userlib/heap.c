@@ -4,6 +4,10 @@
  * mapping, the page map (heap page -> struct sa_uspan), the pools that
  * struct sa_uspan and tiny masks come from, and the system calls.
  *
+ * Initialising calls no function that may allocate or take a C library
+ * lock a malloc caller may hold (no stdio, no strerror(), which takes the
+ * locale's lock): it runs inside malloc() in libspanalloc-malloc.
+ *
  * sa_init() refuses a module that speaks another ABI or was built from
  * another size class table: objects would be carved at the wrong offsets
  * otherwise. The checks are by number (ABI version, the table's hash), and
@@ -22,6 +26,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "internal.h"
+
+struct sa_uspan *_Atomic sa_chunks[SA_MAX_CHUNKS];
 
 struct sa_global sa_g = {
 	.fd = -1,
@@ -64,6 +70,7 @@ int sa_heap_init(void)
 {
 	const char *dev = getenv("SPANALLOC_DEVICE");
 	struct spanalloc_info info;
+	uint64_t len;
 	void *map;
 	int fd;
 
@@ -71,11 +78,13 @@ int sa_heap_init(void)
 	sa_read_env();
 	if (!dev || !*dev)
 		dev = "/dev/spanalloc";
+	/* a forked child opens it again (fork.c) */
+	snprintf(sa_g.dev, sizeof(sa_g.dev), "%s", dev);
 	fd = open(dev, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
 
-		sa_fail(e, "spanalloc: cannot open %s: %s%s", dev, strerror(e),
+		sa_fail(e, "spanalloc: cannot open %s: %s%s", dev, strerrordesc_np(e),
 			e == ENOENT ? " (is spanalloc.ko loaded? see README, \"Loading the module\")" :
 			e == EACCES ? " (no permission: see README, \"Device permissions\")" : "");
 		return -e;
@@ -86,7 +95,7 @@ int sa_heap_init(void)
 		int e = errno;
 
 		sa_fail(e, "spanalloc: %s does not answer the info ioctl (%s): is it spanalloc.ko?",
-			dev, strerror(e));
+			dev, strerrordesc_np(e));
 		close(fd);
 		return -e;
 	}
@@ -107,16 +116,25 @@ int sa_heap_init(void)
 		close(fd);
 		return -EPROTO;
 	}
-	map = mmap(NULL, info.max_heap_limit, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE, fd, 0);
+	/*
+	 * The mapping is a reservation: MAP_NORESERVE, so that it is not
+	 * charged to the commit limit before it is used. Where the system
+	 * charges it all the same (vm.overcommit_memory=2), a smaller one.
+	 */
+	len = info.max_heap_limit;
+	while ((map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_NORESERVE, fd, 0)) == MAP_FAILED &&
+	       errno == ENOMEM && len / 2 >= SPANALLOC_ARENA_SIZE)
+		len = len / 2 / SPANALLOC_ARENA_SIZE * SPANALLOC_ARENA_SIZE;
 	if (map == MAP_FAILED) {
 		int e = errno;
 
 		sa_fail(e, "spanalloc: cannot map the heap (%llu MiB): %s",
-			(unsigned long long)(info.max_heap_limit >> 20), strerror(e));
+			(unsigned long long)(len >> 20), strerrordesc_np(e));
 		close(fd);
 		return -e;
 	}
+	info.max_heap_limit = len;
 	sa_g.npages = (uint32_t)(info.max_heap_limit >> SA_PAGE_SHIFT);
 	sa_g.pagemap = mmap(NULL, sa_g.npages * sizeof(*sa_g.pagemap),
 			    PROT_READ | PROT_WRITE,
@@ -124,7 +142,7 @@ int sa_heap_init(void)
 	if (sa_g.pagemap == MAP_FAILED) {
 		int e = errno;
 
-		sa_fail(e, "spanalloc: cannot reserve the page map: %s", strerror(e));
+		sa_fail(e, "spanalloc: cannot reserve the page map: %s", strerrordesc_np(e));
 		munmap(map, info.max_heap_limit);
 		close(fd);
 		return -e;
@@ -140,6 +158,7 @@ int sa_heap_init(void)
 	sa_g.fd = fd;
 	sa_g.base = (uintptr_t)map;
 	sa_g.maplen = info.max_heap_limit;
+	sa_fork_init();
 	return 0;
 }
 
@@ -207,7 +226,7 @@ struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
 		uint32_t n = atomic_load(&sa_g.nchunks);
 		struct sa_uspan *chunk;
 
-		chunk = n < sizeof(sa_g.chunks) / sizeof(sa_g.chunks[0]) ?
+		chunk = n < sizeof(sa_chunks) / sizeof(sa_chunks[0]) ?
 			sa_meta_alloc(SA_META_CHUNK) : NULL;
 		if (!chunk) {
 			pthread_mutex_unlock(&sa_g.lock);
@@ -218,7 +237,7 @@ struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
 			sa_g.free_uspans = &chunk[i];
 		}
 		/* published last: walkers see only initialized records */
-		atomic_store_explicit(&sa_g.chunks[n], chunk, memory_order_release);
+		atomic_store_explicit(&sa_chunks[n], chunk, memory_order_release);
 		atomic_store_explicit(&sa_g.nchunks, n + 1, memory_order_release);
 	}
 	s = sa_g.free_uspans;

@@ -178,9 +178,16 @@ struct sa_tcache {
 };
 
 
+/*
+ * Chunks of span records: 24 M records at most, a span each (a 64 GiB heap
+ * of 8 KiB spans has 8 M).
+ */
+#define SA_MAX_CHUNKS		65536
+
 /* The process's heap. */
 struct sa_global {
 	int fd;
+	char dev[108];			/* the device's path, for a forked child */
 	int err;			/* errno of a failed init, else 0 */
 	char msg[256];			/* what failed and what to do */
 	uintptr_t base;			/* heap mapping */
@@ -195,15 +202,15 @@ struct sa_global {
 	struct sa_uspan *free_uspans;
 	void *free_tiny;		/* free tiny mask tables, chained */
 	void *free_types;		/* free type tables, chained */
-	/* every chunk of struct sa_uspan ever made: the collector walks them */
-	struct sa_uspan *_Atomic chunks[1024];
-	_Atomic uint32_t nchunks;
+	_Atomic uint32_t nchunks;		/* chunks in sa_chunks */
 };
 
 #define SA_USPANS_PER_CHUNK	(SA_META_CHUNK / sizeof(struct sa_uspan))
 #define SA_META_CHUNK		(256 * 1024)
 
 extern struct sa_global sa_g;
+/* every chunk of struct sa_uspan ever made: the collector walks them */
+extern struct sa_uspan *_Atomic sa_chunks[SA_MAX_CHUNKS];
 extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
 
 /* sizeclass.c */
@@ -348,6 +355,9 @@ int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
 		       uint32_t nget, uint32_t *ngot, bool *applied);
 int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d);
 
+/* fork.c */
+void sa_fork_init(void);
+
 /* mcache.c */
 struct sa_tcache *sa_tcache_create(void);
 void sa_tcache_destroy(struct sa_tcache *c);
@@ -356,6 +366,7 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc);
 void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_return_adopted(struct sa_tcache *c);
 void sa_tcache_return_held(struct sa_tcache *c);
+void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
 
 /* malloc.c */
 void sa_tiny_retire(struct sa_tcache *c);
@@ -390,7 +401,7 @@ void sa_types_table_free(void *t);
 static inline struct sa_uspan *sa_uspan_at(uint32_t i)
 {
 	struct sa_uspan *chunk = atomic_load_explicit(
-		&sa_g.chunks[i / SA_USPANS_PER_CHUNK], memory_order_acquire);
+		&sa_chunks[i / SA_USPANS_PER_CHUNK], memory_order_acquire);
 
 	return &chunk[i % SA_USPANS_PER_CHUNK];
 }

@@ -447,6 +447,24 @@ int sa_mark_setup(void)
 	return 0;
 }
 
+/*
+ * fork(): no cycle runs (the forking thread holds cycle_lock), but the
+ * child has none of the marking threads: its collector marks alone. The
+ * locks the workers may have held between cycles are made anew.
+ */
+void sa_mark_fork_child(void)
+{
+	pthread_mutex_init(&mk.pool_lock, NULL);
+	pthread_mutex_init(&mk.phase_lock, NULL);
+	pthread_cond_init(&mk.phase_cond, NULL);
+	pthread_cond_init(&mk.done_cond, NULL);
+	mk.remaining = 0;
+	if (mk.started) {
+		mk.nworkers = 1;
+		sa_gc.nworkers = 1;
+	}
+}
+
 struct sa_mark_sink {
 	struct sa_root_sink k;
 	struct sa_worker *w;

@@ -412,8 +412,9 @@ struct sa_tcache *sa_tcache_create(void)
 		c->next->prev = c;
 	sa_g.caches = c;
 	pthread_mutex_unlock(&sa_g.lock);
-	pthread_setspecific(sa_g.key, c);
+	/* first: glibc may allocate for a key, and that must find c */
 	sa_tc = c;
+	pthread_setspecific(sa_g.key, c);
 	/* in a collected heap, every thread that allocates is scanned */
 	if (sa_gc_on())
 		sa_world_register(c);
@@ -464,7 +465,7 @@ void sa_tcache_return_held(struct sa_tcache *c)
 	sa_tcache_return_adopted(c);
 }
 
-static void sa_counters_add(struct sa_counters *to, struct sa_counters *from)
+void sa_counters_add(struct sa_counters *to, struct sa_counters *from)
 {
 	SA_STAT_ADD(to->freed, from->freed);
 	SA_STAT_ADD(to->tiny, from->tiny);

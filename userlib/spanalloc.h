@@ -19,10 +19,24 @@
  * alignment). Freeing a pointer twice or one this library did not return
  * aborts the process with a message, as glibc does for what it can detect.
  *
- * After fork() the child keeps a private copy of its parent's objects and
- * may keep allocating from the spans its threads held, but the kernel
- * refuses the child any new span (the heap belongs to the parent): calls
- * that need one fail with errno EPERM.
+ * fork(): the child gets a heap of its own, made of its copy of the
+ * parent's (SPANALLOC_IOC_ADOPT): it keeps every object it inherited, may
+ * free any of them (whichever parent thread allocated it), allocates and
+ * gives memory back as any process, and shares nothing with the parent,
+ * whose heap is untouched. The library's pthread_atfork() handlers hold
+ * its locks across the fork (so no collection runs during it); the caches
+ * of the parent's other threads are taken over by the child. A collected
+ * heap stays collected in the child, which marks with one thread. If the
+ * child cannot adopt (an older module), that is said on stderr and the
+ * child allocates only from the spans it inherited.
+ *
+ * The drop-in (libspanalloc-malloc.so: LD_PRELOAD it, or link
+ * libspanalloc-malloc.a) replaces malloc, free, calloc, realloc,
+ * reallocarray, the aligned allocators, malloc_usable_size, malloc_trim,
+ * mallinfo2, mallopt, the __libc_* names and C++ new and delete with this
+ * library: malloc is sa_malloc, calloc zeroes a noscan object. Without a
+ * usable /dev/spanalloc it says why once on stderr and uses glibc's
+ * allocator, unless SPANALLOC_REQUIRE=1, which makes that fatal.
  */
 #ifndef SPANALLOC_H
 #define SPANALLOC_H

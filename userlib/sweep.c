@@ -263,6 +263,24 @@ static void *sa_sweeper_main(void *arg)
 	return NULL;
 }
 
+/* fork(): the child has no sweeper thread; the next cycle starts one. */
+void sa_sweep_fork(enum sa_fork_phase phase)
+{
+	switch (phase) {
+	case SA_FORK_PREPARE:
+		pthread_mutex_lock(&sweeper_lock);
+		break;
+	case SA_FORK_PARENT:
+		pthread_mutex_unlock(&sweeper_lock);
+		break;
+	case SA_FORK_CHILD:
+		pthread_mutex_init(&sweeper_lock, NULL);
+		pthread_cond_init(&sweeper_cond, NULL);
+		sweeper_started = 0;
+		break;
+	}
+}
+
 /* Wakes the background sweeper (starting it the first time). */
 void sa_sweep_start_background(void)
 {

@@ -150,6 +150,31 @@ void sa_world_unregister(struct sa_tcache *c)
 	pthread_mutex_unlock(&world_lock);
 }
 
+/*
+ * fork(): the caller takes world_lock (after cycle_lock, before the
+ * others: a cycle takes them in that order), so no thread registers or
+ * leaves while the address space is copied. In the child, the threads
+ * that were not copied are unregistered by fork.c; the one that forked
+ * has a new thread id.
+ */
+void sa_world_fork(enum sa_fork_phase phase)
+{
+	switch (phase) {
+	case SA_FORK_PREPARE:
+		pthread_mutex_lock(&world_lock);
+		break;
+	case SA_FORK_PARENT:
+		pthread_mutex_unlock(&world_lock);
+		break;
+	case SA_FORK_CHILD:
+		pthread_mutex_init(&world_lock, NULL);
+		atomic_store(&world_acks, 0);
+		if (sa_tc)
+			sa_tc->tid = (pid_t)syscall(SYS_gettid);
+		break;
+	}
+}
+
 void sa_world_each(void (*fn)(struct sa_tcache *c, void *arg), void *arg)
 {
 	for (struct sa_tcache *c = world_threads; c; c = c->gc_next)

@@ -9,7 +9,8 @@
  * class) and hands them out and takes them back through the ioctls below;
  * user space carves spans into objects. Only the opening process (its mm) may
  * map the heap or call the span ioctls; any other process, including a
- * forked child, gets -EPERM.
+ * forked child, gets -EPERM (a child makes a heap of its own of what it
+ * inherited: SPANALLOC_IOC_ADOPT).
  *
  * Versioning. Every struct starts with a size field: user space writes
  * sizeof() of the struct as it knows it, so the struct can grow. The kernel
@@ -244,6 +245,58 @@ struct spanalloc_release {
 
 #define SPANALLOC_RELEASE_SIZE_VER0	16
 
+/*
+ * SPANALLOC_IOC_ADOPT: after fork(), the child's own heap. The child
+ * inherits a copy of its parent's heap mapping, but not the heap: every
+ * call on the parent's heap fails in the child with -EPERM. To allocate,
+ * free and give memory back, the child opens the device (a new heap, not
+ * mapped yet) and calls ADOPT on the new file with the inherited mapping
+ * [addr, addr + len) and the spans of it that it still uses. The call
+ *   - cuts each listed span in the new heap at the same pages, with a new
+ *     handle (written back), in the state op says: held by user space
+ *     (SPANALLOC_ADOPT_OWNED), or given back as by EXCHANGE
+ *     (SPANALLOC_RET_PARTIAL, SPANALLOC_RET_FULL; small classes only);
+ *   - gives every page of the mapping that is in no listed span back to
+ *     the kernel (it reads as zero from then on): the child's copy of what
+ *     it does not use costs nothing;
+ *   - makes the inherited mapping the new heap's: the mapping no longer
+ *     refers to the parent's heap at all, and the new heap is used as one
+ *     the child mapped itself.
+ * The parent's heap is never read or changed. The mapping must be exactly
+ * the inherited one (not moved, split, resized or mlock()ed since) and
+ * within this heap's max_heap_limit; spans must lie in it, not overlap,
+ * and have their class's length (any length for the large classes 0, 1).
+ * Errors: -EBUSY (this heap is mapped already, or the mapping is locked),
+ * -EINVAL, -ENOMEM (the heap's limit), -EFAULT, -EINTR. On any error but
+ * -EBUSY from a mapped heap, the new heap is left unusable: close it (the
+ * inherited mapping is untouched until the last step succeeds).
+ */
+enum spanalloc_adopt_op {
+	SPANALLOC_ADOPT_OWNED = 0,	/* the child holds the span */
+	/* SPANALLOC_RET_PARTIAL, SPANALLOC_RET_FULL as for EXCHANGE */
+};
+
+struct spanalloc_adopt_span {
+	__u64 addr;		/* in: user address of its first byte */
+	__u32 npages;		/* in: length in heap pages */
+	__u16 spanclass;	/* in: SPANALLOC_SPANCLASS() */
+	__u16 op;		/* in: enum spanalloc_adopt_op or a ret op */
+	__u64 handle;		/* out: its handle in the new heap */
+};
+
+struct spanalloc_adopt {
+	__u32 size;		/* in: sizeof(struct spanalloc_adopt) */
+	__u32 flags;		/* in: 0 */
+	__u64 addr;		/* in: the inherited mapping's first byte */
+	__u64 len;		/* in: its length */
+	__u64 spans_ptr;	/* in: struct spanalloc_adopt_span[span_count] */
+	__u32 span_count;	/* in: at most len / SPANALLOC_PAGE_SIZE */
+	__u32 reserved;		/* 0 */
+	__u64 released;		/* out: bytes of the mapping in no span */
+};
+
+#define SPANALLOC_ADOPT_SIZE_VER0	48
+
 #define SPANALLOC_IOC_MAGIC	0xb6
 #define SPANALLOC_IOC_INFO	_IOWR(SPANALLOC_IOC_MAGIC, 0x00, struct spanalloc_info)
 #define SPANALLOC_IOC_EXCHANGE	_IOWR(SPANALLOC_IOC_MAGIC, 0x01, struct spanalloc_exchange)
@@ -251,5 +304,6 @@ struct spanalloc_release {
 #define SPANALLOC_IOC_STATS	_IOWR(SPANALLOC_IOC_MAGIC, 0x03, struct spanalloc_stats)
 #define SPANALLOC_IOC_SET_LIMIT	_IOW(SPANALLOC_IOC_MAGIC, 0x04, struct spanalloc_limit)
 #define SPANALLOC_IOC_RELEASE	_IOWR(SPANALLOC_IOC_MAGIC, 0x05, struct spanalloc_release)
+#define SPANALLOC_IOC_ADOPT	_IOWR(SPANALLOC_IOC_MAGIC, 0x06, struct spanalloc_adopt)
 
 #endif /* _UAPI_LINUX_SPANALLOC_H */

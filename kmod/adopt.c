@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * adopt: a forked child's heap, made of the copy of its parent's heap
+ * mapping that fork() gave it (SPANALLOC_IOC_ADOPT; the uapi header says
+ * what user space sees).
+ *
+ * fork() copies the heap's VMA into the child like any private anonymous
+ * mapping: the child gets copy-on-write pages and a VMA whose vm_file is
+ * still the parent's heap file, while the heap itself stays the parent's
+ * (its ioctls refuse the child). A new heap, opened by the child, takes
+ * that VMA over:
+ *
+ *   1. it is mapped as if the child had mmap()ed it at the same place, and
+ *      cuts the spans user space lists at their pages, in the states asked
+ *      for; nothing else can use the heap yet (it is the child's new file,
+ *      and the mapping is not its own until step 3), so a failure leaves it
+ *      half built, for user space to close;
+ *   2. under the child's mmap lock held for writing, it checks that the VMA
+ *      is still exactly the inherited one and zaps every page of it in no
+ *      span: the child's copies of pages it does not use go now, and every
+ *      free page of the new heap reads as zero (clean, as a new heap's);
+ *   3. vma_set_file() points the VMA at the new heap's file, dropping the
+ *      child's last reference to the parent's heap through it.
+ *
+ * The parent's heap is never touched: the VMA's file is only compared with
+ * this device's, and its heap's owner with the caller.
+ */
+#include <linux/err.h>
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include "spanalloc.h"
+
+/* Descriptors read from user space per copy: bounded stack use. */
+#define SA_ADOPT_CHUNK	32
+
+/* Cuts one listed span and puts it in the state asked for. */
+static int sa_adopt_one(struct sa_heap *heap, const struct spanalloc_adopt_span *d,
+			u64 *handle)
+{
+	unsigned long off = d->addr - heap->base;
+	struct sa_span *s;
+	u16 sc;
+
+	if (d->addr < heap->base || off >= heap->mapped || off % SA_PAGE_SIZE ||
+	    d->spanclass >= SA_NSPANCLASS)
+		return -EINVAL;
+	sc = d->spanclass;
+	if (sa_spanclass_is_large(sc)) {
+		if (d->op != SPANALLOC_ADOPT_OWNED)
+			return -EINVAL;
+	} else if (d->npages != sa_classes[sc >> 1].npages ||
+		   (d->op != SPANALLOC_ADOPT_OWNED && d->op != SPANALLOC_RET_PARTIAL &&
+		    d->op != SPANALLOC_RET_FULL)) {
+		return -EINVAL;
+	}
+	s = sa_mheap_adopt_span(heap, off >> SA_PAGE_SHIFT, d->npages, sc);
+	if (IS_ERR(s))
+		return PTR_ERR(s);
+	*handle = sa_span_handle(s);
+	if (d->op == SPANALLOC_ADOPT_OWNED)
+		sa_span_publish(s);
+	else
+		sa_span_return(heap, s, SA_SPAN_HANDING, d->op);
+	return 0;
+}
+
+static int sa_adopt_spans(struct sa_heap *heap, struct spanalloc_adopt_span __user *u,
+			  u32 n)
+{
+	struct spanalloc_adopt_span d[SA_ADOPT_CHUNK];
+	u32 i, k, m;
+	int ret;
+
+	for (i = 0; i < n; i += m) {
+		m = min_t(u32, n - i, SA_ADOPT_CHUNK);
+		if (copy_from_user(d, &u[i], m * sizeof(d[0])))
+			return -EFAULT;
+		for (k = 0; k < m; k++) {
+			ret = sa_adopt_one(heap, &d[k], &d[k].handle);
+			if (ret)
+				return ret;
+		}
+		for (k = 0; k < m; k++)
+			if (put_user(d[k].handle, &u[i + k].handle))
+				return -EFAULT;
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * Steps 2 and 3: the inherited VMA becomes the heap's. Returns 0 and the
+ * bytes zapped, or -EINVAL when the VMA is not the inherited heap mapping
+ * as it was, -EBUSY when it is mlock()ed (its pages cannot be zapped).
+ */
+static int sa_adopt_vma(struct sa_heap *heap, struct file *file, u64 *released)
+{
+	struct mm_struct *mm = heap->mm;
+	u32 from = 0, start, n;
+	struct vm_area_struct *vma;
+	struct sa_heap *old;
+	int ret = -EINVAL;
+
+	if (mmap_write_lock_killable(mm))
+		return -EINTR;
+	vma = vma_lookup(mm, heap->base);
+	if (!vma || vma->vm_start != heap->base ||
+	    vma->vm_end - vma->vm_start != heap->mapped || vma->vm_pgoff ||
+	    (vma->vm_flags & (VM_SHARED | VM_MAYSHARE)))
+		goto out;
+	old = sa_file_heap(vma->vm_file);
+	/* a heap of another process: the one this child was forked from */
+	if (!old || old == heap || old->mm == mm)
+		goto out;
+	ret = -EBUSY;
+	if (vma->vm_flags & VM_LOCKED)
+		goto out;
+	*released = 0;
+	while (sa_mheap_next_free(heap, &from, &start, &n)) {
+		if (n)
+			sa_zap(vma, heap->base + ((unsigned long)start << SA_PAGE_SHIFT),
+			       (unsigned long)n << SA_PAGE_SHIFT);
+		*released += (u64)n << SA_PAGE_SHIFT;
+		cond_resched();
+	}
+	vma_set_file(vma, file);
+	ret = 0;
+out:
+	mmap_write_unlock(mm);
+	return ret;
+}
+
+int sa_heap_adopt(struct sa_heap *heap, const struct spanalloc_adopt *ad,
+		  u64 *released)
+{
+	int ret;
+
+	if (ad->addr % SZ_2M || !ad->len || ad->len % SPANALLOC_ARENA_SIZE ||
+	    ad->len > heap->max_map || ad->addr > TASK_SIZE - ad->len ||
+	    ad->span_count > ad->len >> SA_PAGE_SHIFT ||
+	    (ad->span_count && !ad->spans_ptr))
+		return -EINVAL;
+	mutex_lock(&heap->grow_mutex);
+	if (sa_heap_mapped(heap)) {
+		mutex_unlock(&heap->grow_mutex);
+		return -EBUSY;
+	}
+	ret = sa_heap_map(heap, ad->addr, ad->len);
+	if (!ret)
+		/* pairs with sa_heap_mapped(): as in sa_mmap() */
+		smp_store_release(&heap->mapped, ad->len);
+	mutex_unlock(&heap->grow_mutex);
+	if (ret)
+		return ret;
+	ret = sa_adopt_spans(heap, u64_to_user_ptr(ad->spans_ptr), ad->span_count);
+	if (ret)
+		return ret;
+	return sa_adopt_vma(heap, heap->file, released);
+}

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fork: the heap across fork(). The child gets a copy of the parent's heap
+ * mapping but not the heap (the kernel refuses it every call on the
+ * parent's), and only the thread that forked. So, in the child:
+ *
+ *   1. every span record the parent had is settled as the thread holding
+ *      it would settle it: the forking thread keeps its own active and
+ *      held spans; every other span (other threads' caches, spans the
+ *      kernel held as partial or full, spans adopted) is made exact from
+ *      its bitmaps and becomes EMPTY (dropped), PARTIAL or FULL (adoptable
+ *      again), as a return would make it;
+ *   2. a new heap is opened and adopts the inherited mapping with those
+ *      spans (SPANALLOC_IOC_ADOPT): the kernel drops every other page of
+ *      the child's copy, and from then on the child allocates, frees and
+ *      gives memory back in a heap of its own, sharing nothing with its
+ *      parent's;
+ *   3. the caches of the threads that were not copied are emptied and
+ *      freed, the collector's threads and locks made anew.
+ *
+ * Around the copy, the parent's library locks are held by the forking
+ * thread (the cycle lock first, so no collection runs), so the child's
+ * records are not in the middle of a change those locks guard. Threads
+ * that were inside the allocator when the copy was made do not exist in
+ * the child; what they left half done is only ever in their own spans,
+ * which step 1 settles from the bitmaps (a free that was announced but
+ * not recorded is simply lost, the object stays allocated: a leak of one
+ * object, never a corruption).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "internal.h"
+
+static void sa_fork_prepare(void)
+{
+	pthread_mutex_lock(&sa_gc.cycle_lock);
+	sa_world_fork(SA_FORK_PREPARE);
+	sa_roots_fork(SA_FORK_PREPARE);
+	sa_sweep_fork(SA_FORK_PREPARE);
+	pthread_mutex_lock(&sa_g.lock);
+}
+
+static void sa_fork_parent(void)
+{
+	pthread_mutex_unlock(&sa_g.lock);
+	sa_sweep_fork(SA_FORK_PARENT);
+	sa_roots_fork(SA_FORK_PARENT);
+	sa_world_fork(SA_FORK_PARENT);
+	pthread_mutex_unlock(&sa_gc.cycle_lock);
+}
+
+/* Not stdio: the child of a multi-threaded parent may find its lock held. */
+static void sa_fork_say(const char *what, int err)
+{
+	char msg[256];
+	int n = snprintf(msg, sizeof(msg),
+			 "spanalloc: pid %d: a forked child cannot have a heap of its own (%s: %s); it allocates only from the spans it inherited\n",
+			 (int)getpid(), what, strerror(err));
+
+	if (n > 0 && write(2, msg, (size_t)n) < 0)
+		return;
+}
+
+/*
+ * Step 1 for one span: settles it, and says what the new heap should make
+ * of it (a struct spanalloc_adopt_span op), or -1 when it is empty and
+ * goes (its record is freed).
+ */
+static int sa_fork_settle(struct sa_uspan *s, struct sa_tcache *self)
+{
+	if (atomic_load_explicit(&s->where, memory_order_relaxed) == SA_WHERE_LARGE)
+		return SPANALLOC_ADOPT_OWNED;
+	if (sa_sweep_needed(s))
+		sa_sweep_held(s);
+	sa_span_settle(s);
+	/* announced frees that never finished are lost with their threads */
+	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
+	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == self && self)
+		return SPANALLOC_ADOPT_OWNED;
+	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+	if (!s->alloc_count) {
+		sa_pagemap_set(s, NULL);
+		sa_uspan_release(s);
+		return -1;
+	}
+	if (s->alloc_count == s->nelems) {
+		atomic_store_explicit(&s->where, SA_WHERE_KFULL, memory_order_relaxed);
+		atomic_store_explicit(&s->xfree, SA_XFREE_ADOPTABLE, memory_order_relaxed);
+		return SPANALLOC_RET_FULL;
+	}
+	atomic_store_explicit(&s->where, SA_WHERE_KPARTIAL, memory_order_relaxed);
+	return SPANALLOC_RET_PARTIAL;
+}
+
+/* The caches of threads the child does not have: emptied, then freed. */
+static void sa_fork_drop_caches(struct sa_tcache *self)
+{
+	struct sa_tcache *c = sa_g.caches, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (c == self)
+			continue;
+		sa_world_unregister(c);
+		sa_counters_add(&sa_g.dead, &c->st);
+		munmap(c, sizeof(*c));
+	}
+	sa_g.caches = self;
+	if (self)
+		self->prev = self->next = NULL;
+}
+
+/* What every cache but self holds goes back to the spans' bitmaps. */
+static void sa_fork_detach_caches(struct sa_tcache *self)
+{
+	for (struct sa_tcache *c = sa_g.caches; c; c = c->next) {
+		/* adopted spans are owed to the kernel: settled like the rest */
+		c->adopted = NULL;
+		c->nadopted = 0;
+		if (c == self)
+			continue;
+		sa_tiny_retire(c);
+		memset(c->alloc, 0, sizeof(c->alloc));
+		memset(c->held, 0, sizeof(c->held));
+		memset(c->held_tail, 0, sizeof(c->held_tail));
+		memset(c->nheld_class, 0, sizeof(c->nheld_class));
+		c->nheld = 0;
+	}
+}
+
+static void sa_fork_child(void)
+{
+	struct sa_tcache *self = sa_tc;
+	uint32_t nrec = sa_uspan_count(), n = 0;
+	struct spanalloc_adopt_span *d = NULL;
+	struct sa_uspan **rec = NULL;
+	size_t dlen = (size_t)nrec * sizeof(*d), rlen = (size_t)nrec * sizeof(*rec);
+	struct spanalloc_adopt ad;
+	int fd;
+
+	pthread_mutex_init(&sa_g.lock, NULL);
+	pthread_mutex_init(&sa_gc.cycle_lock, NULL);
+	sa_world_fork(SA_FORK_CHILD);
+	sa_roots_fork(SA_FORK_CHILD);
+	sa_sweep_fork(SA_FORK_CHILD);
+	sa_mark_fork_child();
+
+	/* no free may adopt a span while records are settled */
+	for (uint32_t i = 0; i < nrec; i++)
+		atomic_fetch_and(&sa_uspan_at(i)->xfree, ~SA_XFREE_ADOPTABLE);
+	sa_fork_detach_caches(self);
+
+	if (nrec) {
+		d = mmap(NULL, dlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		rec = mmap(NULL, rlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (d == MAP_FAILED || rec == MAP_FAILED) {
+			sa_fork_say("memory for the list of spans", ENOMEM);
+			goto out;
+		}
+	}
+	for (uint32_t i = 0; i < nrec; i++) {
+		struct sa_uspan *s = sa_uspan_at(i);
+		int op;
+
+		if (atomic_load_explicit(&s->where, memory_order_relaxed) == SA_WHERE_NONE)
+			continue;
+		op = sa_fork_settle(s, self);
+		if (op < 0)
+			continue;
+		/* a record set up when the copy was made may lack its entries */
+		sa_pagemap_set(s, s);
+		d[n] = (struct spanalloc_adopt_span){
+			.addr = s->base, .npages = s->npages,
+			.spanclass = s->spanclass, .op = (uint16_t)op,
+		};
+		rec[n++] = s;
+	}
+
+	fd = open(sa_g.dev, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		sa_fork_say(sa_g.dev, errno);
+		goto out;
+	}
+	memset(&ad, 0, sizeof(ad));
+	ad.size = sizeof(ad);
+	ad.addr = sa_g.base;
+	ad.len = sa_g.maplen;
+	ad.spans_ptr = (uintptr_t)d;
+	ad.span_count = n;
+	if (ioctl(fd, SPANALLOC_IOC_ADOPT, &ad) < 0) {
+		sa_fork_say("SPANALLOC_IOC_ADOPT", errno);
+		close(fd);
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		rec[i]->handle = d[i].handle;
+	close(sa_g.fd);
+	sa_g.fd = fd;
+out:
+	sa_fork_drop_caches(self);
+	if (d && d != MAP_FAILED)
+		munmap(d, dlen);
+	if (rec && rec != MAP_FAILED)
+		munmap(rec, rlen);
+}
+
+/* Called once the heap is set up: before that, a child has nothing to adopt. */
+void sa_fork_init(void)
+{
+	pthread_atfork(sa_fork_prepare, sa_fork_parent, sa_fork_child);
+}
