@@ -93,7 +93,8 @@ SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/fault_test $(B)/selftests/gc_test \
 	     $(B)/selftests/dropin_test $(B)/selftests/cxx_test \
 	     $(B)/selftests/heaps_gone
-TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc
+TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc \
+	   $(B)/tools/allocbench
 
 selftests: $(SELFTESTS) $(TOOLS)
 
@@ -128,6 +129,11 @@ $(B)/tools/gcbench-spanalloc: tools/gcbench.c $(B)/lib/libspanalloc.a
 $(B)/tools/gcbench-boehm: tools/gcbench.c
 	@mkdir -p $(@D)
 	$(CC) $(SA_CFLAGS) -O2 -DGCB_BOEHM -o $@ $< -lgc -lpthread
+
+# Plain malloc: the allocator under test comes with LD_PRELOAD.
+$(B)/tools/allocbench: tools/allocbench.c
+	@mkdir -p $(@D)
+	$(CC) $(SA_CFLAGS) -O2 -o $@ $< -lpthread
 
 $(B)/tools/%: tools/%.c $(B)/lib/libspanalloc.a
 	@mkdir -p $(@D)

@@ -53,6 +53,11 @@ tap() {
 # kernel where it matters most. Longer runs by hand: see README.
 FUZZ_SHORT=${FUZZ_SHORT:-20}
 FUZZ_DEBUG=${FUZZ_DEBUG:-60}
+# Real programs under the drop-in, on every kernel. CPython's tests take
+# minutes under emulation: the debug kernel (KASAN makes it several times
+# slower) runs a few of them, Debian's kernels the whole subset.
+PROGRAMS=${PROGRAMS:-cxx sqlite redis python}
+PY_TESTS_DEBUG=${PY_TESTS_DEBUG:-test_dict test_list test_gc test_weakref test_threading}
 
 sizeclasses_fresh() {
 	build/mksizeclasses | diff -u uapi/linux/spanalloc-sizeclasses.h - &&
@@ -69,11 +74,16 @@ check sparse_debug_with_kunit scripts/lint.sh sparse debug
 build/native/unit_test > "$log/unit.tap" 2>&1
 tap "native(asan,ubsan):" "$log/unit.tap"
 
+# The real programs the drop-in runs in the VMs (programs.sh), from Debian.
+. scripts/kernel-env.sh
+sa_need_pkgs python3.11 libpython3.11-testsuite sqlite3 redis-server redis-tools ||
+	bad "the real programs' Debian packages are installed"
+
 for series in 6.1 6.12; do
 	echo "== selftests in a VM, Linux $series"
 	# The TAP lines carry the tests' verdicts; vm-run's own status says
 	# whether the guest kernel stayed clean and the module unloaded.
-	if scripts/vm-run --kernel "$series" -- sh -c "selftests/run.sh --fuzz $FUZZ_SHORT; exit 0" 2>&1 |
+	if scripts/vm-run --kernel "$series" -- sh -c "selftests/run.sh --fuzz $FUZZ_SHORT --programs '$PROGRAMS'; exit 0" 2>&1 |
 		tee "$log/vm-$series.log"; then
 		ok "vm $series: run ends clean (no kernel warning, module unloads)"
 	else
@@ -85,7 +95,7 @@ done
 echo "== KUnit, selftests, fault injection and the fuzzer on the debug kernel"
 rm -f "$log/kunit.ktap"
 if scripts/vm-run --kernel debug --kunit "$log/kunit.ktap" -- sh -c \
-	"selftests/run.sh --fuzz $FUZZ_DEBUG spanalloc_test reclaim_test fault_test lib_test stress_test gc_test; exit 0" 2>&1 |
+	"PY_TESTS='$PY_TESTS_DEBUG' selftests/run.sh --fuzz $FUZZ_DEBUG --programs '$PROGRAMS' spanalloc_test reclaim_test fault_test lib_test stress_test gc_test dropin_test; exit 0" 2>&1 |
 	tee "$log/vm-debug.log"; then
 	ok "vm debug: run ends clean (no KASAN, lockdep, DEBUG_VM, list or atomic-sleep report, kmemleak clean, lockdep still on, module unloads)"
 else

@@ -4,15 +4,22 @@
 #   scripts/vm-run selftests/run.sh [--fuzz SECONDS] [test ...]
 # Without test names it runs the suite every kernel runs; fault_test (which
 # needs the debug kernel's fault injection) is named explicitly. --fuzz
-# also runs tools/fuzz for that long, reported as one more TAP result.
-# Binaries come from build/ (make selftests).
-build=$(cd "$(dirname "$0")/.." && pwd)/build
+# also runs tools/fuzz for that long, reported as one more TAP result;
+# --programs "cxx sqlite redis python" runs those real programs under the
+# drop-in (programs.sh) after the tests. Binaries come from build/ (make
+# selftests).
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "$here/.." && pwd)/build
 fuzz=0
-if [ "$1" = --fuzz ]; then
-	fuzz=$2
-	shift 2
-fi
-[ $# -gt 0 ] || set -- spanalloc_test reclaim_test lib_test stress_test gc_test
+programs=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--fuzz) fuzz=$2; shift 2 ;;
+	--programs) programs=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
+[ $# -gt 0 ] || set -- spanalloc_test reclaim_test lib_test stress_test gc_test dropin_test
 rc=0
 for t in "$@"; do
 	echo "# spanalloc selftest: $t"
@@ -32,5 +39,10 @@ if [ "$fuzz" -gt 0 ]; then
 		echo "not ok 1 fuzz: $summary"
 		rc=1
 	fi
+fi
+if [ -n "$programs" ]; then
+	echo "# real programs under the drop-in: $programs"
+	# shellcheck disable=SC2086
+	"$here/programs.sh" $programs || rc=1
 fi
 exit $rc
