@@ -10,17 +10,19 @@
  * (its ioctls refuse the child). A new heap, opened by the child, takes
  * that VMA over:
  *
- *   1. it is mapped as if the child had mmap()ed it at the same place, and
+ *   1. it is set up as if the child had mmap()ed it at the same place, but
+ *      not published as mapped: every other call on it fails until step 3
+ *      is done, and for good if a step fails (the heap is "adopting"); it
  *      cuts the spans user space lists at their pages, in the states asked
- *      for; nothing else can use the heap yet (it is the child's new file,
- *      and the mapping is not its own until step 3), so a failure leaves it
- *      half built, for user space to close;
+ *      for;
  *   2. under the child's mmap lock held for writing, it checks that the VMA
  *      is still exactly the inherited one and zaps every page of it in no
  *      span: the child's copies of pages it does not use go now, and every
  *      free page of the new heap reads as zero (clean, as a new heap's);
  *   3. vma_set_file() points the VMA at the new heap's file, dropping the
- *      child's last reference to the parent's heap through it.
+ *      child's last reference to the parent's heap through it, and the heap
+ *      is published as mapped. Both files are of the same device node, so
+ *      the VMA stays in the right file mapping's tree.
  *
  * The parent's heap is never touched: the VMA's file is only compared with
  * this device's, and its heap's owner with the caller.
@@ -28,6 +30,7 @@
 #include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
+#include <linux/nospec.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -36,18 +39,26 @@
 /* Descriptors read from user space per copy: bounded stack use. */
 #define SA_ADOPT_CHUNK	32
 
+/* The inherited mapping's length: what sa_heap_map() was given. */
+static u64 sa_adopt_len(const struct sa_heap *heap)
+{
+	return (u64)heap->max_pages << SA_PAGE_SHIFT;
+}
+
 /* Cuts one listed span and puts it in the state asked for. */
 static int sa_adopt_one(struct sa_heap *heap, const struct spanalloc_adopt_span *d,
 			u64 *handle)
 {
-	unsigned long off = d->addr - heap->base;
 	struct sa_span *s;
+	u64 off;
 	u16 sc;
 
-	if (d->addr < heap->base || off >= heap->mapped || off % SA_PAGE_SIZE ||
-	    d->spanclass >= SA_NSPANCLASS)
+	if (d->addr < heap->base || d->addr - heap->base >= sa_adopt_len(heap) ||
+	    d->addr % SA_PAGE_SIZE || d->spanclass >= SA_NSPANCLASS)
 		return -EINVAL;
-	sc = d->spanclass;
+	off = d->addr - heap->base;
+	/* it indexes the class table, the lists and the per-CPU stacks */
+	sc = array_index_nospec(d->spanclass, SA_NSPANCLASS);
 	if (sa_spanclass_is_large(sc)) {
 		if (d->op != SPANALLOC_ADOPT_OWNED)
 			return -EINVAL;
@@ -94,9 +105,10 @@ static int sa_adopt_spans(struct sa_heap *heap, struct spanalloc_adopt_span __us
 }
 
 /*
- * Steps 2 and 3: the inherited VMA becomes the heap's. Returns 0 and the
- * bytes zapped, or -EINVAL when the VMA is not the inherited heap mapping
- * as it was, -EBUSY when it is mlock()ed (its pages cannot be zapped).
+ * Steps 2 and 3: the inherited VMA becomes the heap's, and the heap is
+ * published as mapped. Returns 0 and the bytes zapped, or -EINVAL when
+ * the VMA is not the inherited heap mapping as it was (moved, split,
+ * resized, mlock()ed since, or of another device node), -EINTR.
  */
 static int sa_adopt_vma(struct sa_heap *heap, struct file *file, u64 *released)
 {
@@ -110,15 +122,17 @@ static int sa_adopt_vma(struct sa_heap *heap, struct file *file, u64 *released)
 		return -EINTR;
 	vma = vma_lookup(mm, heap->base);
 	if (!vma || vma->vm_start != heap->base ||
-	    vma->vm_end - vma->vm_start != heap->mapped || vma->vm_pgoff ||
-	    (vma->vm_flags & (VM_SHARED | VM_MAYSHARE)))
+	    vma->vm_end - vma->vm_start != sa_adopt_len(heap) || vma->vm_pgoff ||
+	    (vma->vm_flags & (VM_SHARED | VM_MAYSHARE | VM_LOCKED)))
 		goto out;
 	old = sa_file_heap(vma->vm_file);
-	/* a heap of another process: the one this child was forked from */
-	if (!old || old == heap || old->mm == mm)
-		goto out;
-	ret = -EBUSY;
-	if (vma->vm_flags & VM_LOCKED)
+	/*
+	 * A heap of another process (the one this child was forked from),
+	 * through the same device node: the VMA stays in the same file
+	 * mapping's tree when its file changes.
+	 */
+	if (!old || old == heap || old->mm == mm ||
+	    vma->vm_file->f_mapping != file->f_mapping)
 		goto out;
 	*released = 0;
 	while (sa_mheap_next_free(heap, &from, &start, &n)) {
@@ -126,15 +140,32 @@ static int sa_adopt_vma(struct sa_heap *heap, struct file *file, u64 *released)
 			sa_zap(vma, heap->base + ((unsigned long)start << SA_PAGE_SHIFT),
 			       (unsigned long)n << SA_PAGE_SHIFT);
 		*released += (u64)n << SA_PAGE_SHIFT;
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			goto out;
+		}
 		cond_resched();
 	}
+#ifdef SA_HAVE_VMA_START_WRITE
+	/* page faults under the per-VMA lock read vm_file */
+	vma_start_write(vma);
+#endif
 	vma_set_file(vma, file);
+	mutex_lock(&heap->grow_mutex);
+	/* pairs with sa_heap_mapped(): as in sa_mmap() */
+	smp_store_release(&heap->mapped, sa_adopt_len(heap));
+	mutex_unlock(&heap->grow_mutex);
 	ret = 0;
 out:
 	mmap_write_unlock(mm);
 	return ret;
 }
 
+/*
+ * While it runs, the heap is "adopting": not mapped for any ioctl (they
+ * fail with -ENXIO), refused to mmap and to a second ADOPT (-EBUSY). It
+ * stays so if any step fails: a half-built heap is never used.
+ */
 int sa_heap_adopt(struct sa_heap *heap, const struct spanalloc_adopt *ad,
 		  u64 *released)
 {
@@ -146,14 +177,13 @@ int sa_heap_adopt(struct sa_heap *heap, const struct spanalloc_adopt *ad,
 	    (ad->span_count && !ad->spans_ptr))
 		return -EINVAL;
 	mutex_lock(&heap->grow_mutex);
-	if (sa_heap_mapped(heap)) {
+	if (sa_heap_mapped(heap) || heap->adopting) {
 		mutex_unlock(&heap->grow_mutex);
 		return -EBUSY;
 	}
 	ret = sa_heap_map(heap, ad->addr, ad->len);
 	if (!ret)
-		/* pairs with sa_heap_mapped(): as in sa_mmap() */
-		smp_store_release(&heap->mapped, ad->len);
+		WRITE_ONCE(heap->adopting, true);
 	mutex_unlock(&heap->grow_mutex);
 	if (ret)
 		return ret;

@@ -106,7 +106,7 @@ static int sa_map_check(struct sa_heap *heap, unsigned long addr, u64 len,
 	    addr % SZ_2M || shared)
 		return -EINVAL;
 	/* pairs with the release below: one mapping per heap */
-	if (sa_heap_mapped(heap))
+	if (sa_heap_mapped(heap) || READ_ONCE(heap->adopting))
 		return -EBUSY;
 	return 0;
 }
@@ -217,6 +217,8 @@ static int __init sa_init(void)
 	BUILD_BUG_ON(sizeof(struct spanalloc_stats) != SPANALLOC_STATS_SIZE_VER2);
 	BUILD_BUG_ON(sizeof(struct spanalloc_limit) != SPANALLOC_LIMIT_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_release) != SPANALLOC_RELEASE_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_adopt) != SPANALLOC_ADOPT_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_adopt_span) != 24);
 	BUILD_BUG_ON(sizeof(struct spanalloc_span) != 24);
 	BUILD_BUG_ON(sizeof(struct spanalloc_ret) != 16);
 

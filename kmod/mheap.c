@@ -474,6 +474,11 @@ struct sa_span *sa_mheap_adopt_span(struct sa_heap *heap, u32 p, u32 npages,
 
 	if (!npages || p >= heap->max_pages || npages > heap->max_pages - p)
 		return ERR_PTR(-EINVAL);
+	/* it indexes the arena table and the bitmaps */
+	p = array_index_nospec(p, heap->max_pages);
+	/* before arenas are set up for it */
+	if (READ_ONCE(heap->pages_inuse) + (u64)npages > READ_ONCE(heap->limit_pages))
+		return ERR_PTR(-ENOMEM);
 	if (!sa_mheap_grow(heap, p + npages))
 		return ERR_PTR(-ENOMEM);
 	s = kmem_cache_zalloc(sa_span_cache, GFP_KERNEL_ACCOUNT);
@@ -498,11 +503,13 @@ fail:
 }
 
 /*
- * The next run of free pages [*start, *start + *n) at or after page *from,
- * lowest first, a window of the bitmap per call; past the arenas set up,
- * the rest of the mapping is one free run. Moves *from past it. Returns
- * false when there is none. For a heap no one else can use yet
- * (SPANALLOC_IOC_ADOPT): runs do not change between calls.
+ * The free pages [*start, *start + *n) from page *from on, within one
+ * window of the bitmap (bounded work under heap->lock): the first free run
+ * that starts in the window, cut at its end, or an empty run (*n == 0)
+ * when the window has none. Past the arenas set up, the rest of the
+ * mapping is one free run. Moves *from past it. Returns false once the
+ * mapping is done. For a heap no one else can use yet (ADOPT): runs do not
+ * change between calls.
  */
 bool sa_mheap_next_free(struct sa_heap *heap, u32 *from, u32 *start, u32 *n)
 {
@@ -511,9 +518,14 @@ bool sa_mheap_next_free(struct sa_heap *heap, u32 *from, u32 *start, u32 *n)
 	if (*from >= heap->max_pages)
 		return false;
 	spin_lock(&heap->lock);
-	end = heap->active_pages;
-	p = *from < end ? find_next_zero_bit(heap->used, end, *from) : *from;
-	*from = p < end ? find_next_bit(heap->used, end, p) : heap->max_pages;
+	if (*from >= heap->active_pages) {
+		p = *from;
+		*from = heap->max_pages;
+	} else {
+		end = sa_mheap_window_end(heap, *from);
+		p = find_next_zero_bit(heap->used, end, *from);
+		*from = p < end ? find_next_bit(heap->used, end, p) : end;
+	}
 	spin_unlock(&heap->lock);
 	*start = p;
 	*n = *from - p;

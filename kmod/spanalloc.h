@@ -215,6 +215,12 @@ struct sa_heap {
 	struct mutex grow_mutex;	/* serializes mmap and arena set-up */
 	unsigned long base;		/* user address of page 0 */
 	u64 mapped;			/* mapping length; 0: not mapped yet */
+	/*
+	 * Set under grow_mutex by SPANALLOC_IOC_ADOPT before it sets the heap
+	 * up: from then on mmap and ADOPT are refused, and the heap is only
+	 * used once ADOPT publishes 'mapped' (adopt.c).
+	 */
+	bool adopting;
 	u32 max_pages;			/* mapped >> SA_PAGE_SHIFT */
 	u32 max_arenas;
 	struct sa_central *central;	/* [SA_NSPANCLASS] */

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include "kselftest_harness.h"
 #include "util.h"
 
@@ -1315,6 +1316,64 @@ TEST_F(heap, adopt_rejects_anything_but_the_inherited_mapping)
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(0, WEXITSTATUS(st));
 	EXPECT_TRUE(sa_t_all((void *)(uintptr_t)a.addr, 'A', 64));
+}
+
+/*
+ * A heap whose ADOPT failed half way is never used: every call fails, and
+ * it can be neither mapped nor adopted again. And the new heap must come
+ * from the same device node as the inherited mapping's.
+ */
+TEST_F(heap, a_failed_adopt_leaves_a_heap_nothing_can_use)
+{
+	struct spanalloc_span a;
+	uintptr_t base = (uintptr_t)self->map;
+	struct stat sb;
+	int st;
+	pid_t pid;
+
+	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(6, 0), &a));
+	ASSERT_EQ(0, stat(SA_DEV, &sb));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct spanalloc_adopt_span two[2] = {
+			sa_t_adopt_of(&a, SPANALLOC_ADOPT_OWNED),
+			sa_t_adopt_of(&a, SPANALLOC_ADOPT_OWNED),
+		};
+		struct spanalloc_span c;
+		int fd = open(SA_DEV, O_RDWR | O_CLOEXEC), fails = 0;
+		const char *node = "/dev/spanalloc-adopt-test";
+
+		/* overlapping spans: refused after the heap was set up */
+		fails += sa_t_adopt(fd, base, self->len, two, 2, NULL) != -EINVAL;
+		fails += sa_t_get1(fd, SPANALLOC_SPANCLASS(6, 0), &c) != -ENXIO;
+		fails += sa_t_large(fd, 1, 0, &c) != -ENXIO;
+		fails += sa_t_adopt(fd, base, self->len, two, 1, NULL) != -EBUSY;
+		fails += mmap(NULL, SPANALLOC_ARENA_SIZE, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_NORESERVE, fd, 0) != MAP_FAILED || errno != EBUSY;
+		close(fd);
+		/* another node of the same device: another file mapping */
+		unlink(node);
+		if (mknod(node, S_IFCHR | 0600, sb.st_rdev) == 0) {
+			fd = open(node, O_RDWR | O_CLOEXEC);
+			fails += sa_t_adopt(fd, base, self->len, two, 1, NULL) != -EINVAL;
+			close(fd);
+			unlink(node);
+		} else {
+			fprintf(stderr, "# mknod %s: %s\n", node, strerror(errno));
+			fails++;
+		}
+		/* and the right node still works */
+		fd = open(SA_DEV, O_RDWR | O_CLOEXEC);
+		fails += sa_t_adopt(fd, base, self->len, two, 1, NULL) != 0;
+		fails += sa_t_get1(fd, SPANALLOC_SPANCLASS(6, 0), &c) != 0;
+		close(fd);
+		_exit(fails);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	EXPECT_EQ(0, WEXITSTATUS(st));
+	EXPECT_EQ(0, sa_t_ret(self->fd, a.handle, SPANALLOC_RET_EMPTY));
 }
 
 TEST(fd_passed_to_another_process_is_refused)

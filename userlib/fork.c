@@ -22,10 +22,13 @@
  * thread (the cycle lock first, so no collection runs), so the child's
  * records are not in the middle of a change those locks guard. Threads
  * that were inside the allocator when the copy was made do not exist in
- * the child; what they left half done is only ever in their own spans,
- * which step 1 settles from the bitmaps (a free that was announced but
- * not recorded is simply lost, the object stays allocated: a leak of one
- * object, never a corruption).
+ * the child, and what they left half done is trusted no further than the
+ * bitmaps: a span is settled from allocBits as its freeindex implies, less
+ * the frees recorded for objects still marked allocated, with the count
+ * recomputed (sa_span_settle_forked); a span a dead sweeper was halfway
+ * through keeps every object that may be live (sa_sweep_forked). What is
+ * lost is at worst a free that was never recorded or an object kept a
+ * cycle longer: a leak, never an object handed out twice.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,12 +45,14 @@ static void sa_fork_prepare(void)
 	sa_world_fork(SA_FORK_PREPARE);
 	sa_roots_fork(SA_FORK_PREPARE);
 	sa_sweep_fork(SA_FORK_PREPARE);
+	sa_orphan_fork(SA_FORK_PREPARE);
 	pthread_mutex_lock(&sa_g.lock);
 }
 
 static void sa_fork_parent(void)
 {
 	pthread_mutex_unlock(&sa_g.lock);
+	sa_orphan_fork(SA_FORK_PARENT);
 	sa_sweep_fork(SA_FORK_PARENT);
 	sa_roots_fork(SA_FORK_PARENT);
 	sa_world_fork(SA_FORK_PARENT);
@@ -60,10 +65,25 @@ static void sa_fork_say(const char *what, int err)
 	char msg[256];
 	int n = snprintf(msg, sizeof(msg),
 			 "spanalloc: pid %d: a forked child cannot have a heap of its own (%s: %s); it allocates only from the spans it inherited\n",
-			 (int)getpid(), what, strerror(err));
+			 (int)getpid(), what, strerrordesc_np(err));
 
 	if (n > 0 && write(2, msg, (size_t)n) < 0)
 		return;
+}
+
+/*
+ * The device again, as a new heap: through the inherited fd's node (the
+ * same device node, whatever the working directory or the path was), or
+ * by its path where /proc is not mounted.
+ */
+static int sa_fork_reopen(void)
+{
+	char path[32];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", sa_g.fd);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	return fd >= 0 ? fd : open(sa_g.dev, O_RDWR | O_CLOEXEC);
 }
 
 /*
@@ -73,13 +93,13 @@ static void sa_fork_say(const char *what, int err)
  */
 static int sa_fork_settle(struct sa_uspan *s, struct sa_tcache *self)
 {
-	if (atomic_load_explicit(&s->where, memory_order_relaxed) == SA_WHERE_LARGE)
+	if (atomic_load_explicit(&s->where, memory_order_relaxed) == SA_WHERE_LARGE) {
+		sa_sweep_forked(s);
 		return SPANALLOC_ADOPT_OWNED;
-	if (sa_sweep_needed(s))
-		sa_sweep_held(s);
-	sa_span_settle(s);
-	/* announced frees that never finished are lost with their threads */
-	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
+	}
+	sa_span_settle_forked(s);
+	if (sa_gc_on())
+		sa_sweep_forked(s);
 	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == self && self)
 		return SPANALLOC_ADOPT_OWNED;
 	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
@@ -148,21 +168,27 @@ static void sa_fork_child(void)
 	sa_world_fork(SA_FORK_CHILD);
 	sa_roots_fork(SA_FORK_CHILD);
 	sa_sweep_fork(SA_FORK_CHILD);
+	sa_orphan_fork(SA_FORK_CHILD);
 	sa_mark_fork_child();
-
-	/* no free may adopt a span while records are settled */
-	for (uint32_t i = 0; i < nrec; i++)
-		atomic_fetch_and(&sa_uspan_at(i)->xfree, ~SA_XFREE_ADOPTABLE);
-	sa_fork_detach_caches(self);
 
 	if (nrec) {
 		d = mmap(NULL, dlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		rec = mmap(NULL, rlen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (d == MAP_FAILED || rec == MAP_FAILED) {
+			/* the records stay as they were: nothing adopted */
 			sa_fork_say("memory for the list of spans", ENOMEM);
 			goto out;
 		}
 	}
+	/* no free may adopt a span while records are settled */
+	for (uint32_t i = 0; i < nrec; i++) {
+		_Atomic uint64_t *x = &sa_uspan_at(i)->xfree;
+
+		/* only where set: a write to each record would copy them all */
+		if (atomic_load_explicit(x, memory_order_relaxed) & SA_XFREE_ADOPTABLE)
+			atomic_fetch_and(x, ~SA_XFREE_ADOPTABLE);
+	}
+	sa_fork_detach_caches(self);
 	for (uint32_t i = 0; i < nrec; i++) {
 		struct sa_uspan *s = sa_uspan_at(i);
 		int op;
@@ -181,10 +207,10 @@ static void sa_fork_child(void)
 		rec[n++] = s;
 	}
 
-	fd = open(sa_g.dev, O_RDWR | O_CLOEXEC);
+	fd = sa_fork_reopen();
 	if (fd < 0) {
 		sa_fork_say(sa_g.dev, errno);
-		goto out;
+		goto drop;
 	}
 	memset(&ad, 0, sizeof(ad));
 	ad.size = sizeof(ad);
@@ -195,14 +221,16 @@ static void sa_fork_child(void)
 	if (ioctl(fd, SPANALLOC_IOC_ADOPT, &ad) < 0) {
 		sa_fork_say("SPANALLOC_IOC_ADOPT", errno);
 		close(fd);
-		goto out;
+		goto drop;
 	}
 	for (uint32_t i = 0; i < n; i++)
 		rec[i]->handle = d[i].handle;
 	close(sa_g.fd);
 	sa_g.fd = fd;
-out:
+drop:
+	/* their spans were settled above: nothing points at them any more */
 	sa_fork_drop_caches(self);
+out:
 	if (d && d != MAP_FAILED)
 		munmap(d, dlen);
 	if (rec && rec != MAP_FAILED)

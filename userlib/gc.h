@@ -78,12 +78,7 @@ static inline void sa_gc_note_inuse(int64_t bytes)
 void sa_gc_maybe_collect(struct sa_tcache *c);
 double sa_gc_now(void);
 
-/* fork.c: what each part does around fork(), in this order */
-enum sa_fork_phase {
-	SA_FORK_PREPARE,	/* in the parent, before: take the locks */
-	SA_FORK_PARENT,		/* in the parent, after: release them */
-	SA_FORK_CHILD,		/* in the child: the only thread left */
-};
+enum sa_fork_phase;	/* internal.h */
 
 /* world.c */
 void sa_world_fork(enum sa_fork_phase phase);
@@ -116,6 +111,7 @@ struct sa_uspan *sa_find_object(uintptr_t p, uint32_t *idx, uintptr_t *base);
 
 /* sweep.c */
 void sa_sweep_fork(enum sa_fork_phase phase);
+void sa_sweep_forked(struct sa_uspan *s);
 void sa_sweep_held(struct sa_uspan *s);
 bool sa_sweep_claim_taken(struct sa_uspan *s);
 void sa_sweep_finish_claimed(struct sa_tcache *c);

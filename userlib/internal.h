@@ -212,6 +212,8 @@ extern struct sa_global sa_g;
 /* every chunk of struct sa_uspan ever made: the collector walks them */
 extern struct sa_uspan *_Atomic sa_chunks[SA_MAX_CHUNKS];
 extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
+/* set when the thread's cache was destroyed (thread exit): see sa_free() */
+extern __thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
 
 /* sizeclass.c */
 extern uint8_t sa_size_to_class8[1024 / 8 + 1];
@@ -234,6 +236,7 @@ void sa_span_take(struct sa_uspan *s);
 uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
 bool sa_span_settle(struct sa_uspan *s);
+bool sa_span_settle_forked(struct sa_uspan *s);
 uint32_t sa_span_collect(struct sa_uspan *s);
 void sa_span_restart(struct sa_uspan *s);
 int sa_span_free(struct sa_uspan *s, uint32_t idx);
@@ -355,7 +358,12 @@ int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
 		       uint32_t nget, uint32_t *ngot, bool *applied);
 int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d);
 
-/* fork.c */
+/* fork.c: what each part does around fork(), in this order */
+enum sa_fork_phase {
+	SA_FORK_PREPARE,	/* in the parent, before: take the locks */
+	SA_FORK_PARENT,		/* in the parent, after: release them */
+	SA_FORK_CHILD,		/* in the child: the only thread left */
+};
 void sa_fork_init(void);
 
 /* mcache.c */
@@ -369,6 +377,7 @@ void sa_tcache_return_held(struct sa_tcache *c);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
 
 /* malloc.c */
+void sa_orphan_fork(enum sa_fork_phase phase);
 void sa_tiny_retire(struct sa_tcache *c);
 struct sa_tcache *sa_tcache_current(void);	/* made on first use */
 void sa_types_set(struct sa_uspan *s, uint32_t idx, const struct sa_type *t);

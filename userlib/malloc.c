@@ -249,10 +249,10 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 	return (void *)p;
 }
 
-static __attribute__((noinline, cold)) void sa_free_large(struct sa_uspan *s, const void *p)
+static __attribute__((noinline, cold)) void sa_free_large(struct sa_tcache *c, struct sa_uspan *s,
+							  const void *p)
 {
 	struct spanalloc_ret r = { .handle = s->handle, .op = SPANALLOC_RET_EMPTY };
-	struct sa_tcache *c = sa_tcache_get();
 	uint32_t ngot;
 	bool applied;
 
@@ -260,10 +260,8 @@ static __attribute__((noinline, cold)) void sa_free_large(struct sa_uspan *s, co
 		sa_span_bad_free(s, p, "free of a pointer into a large object");
 	/* the sweeper must not be looking at it when the record goes */
 	sa_sweep_claim_taken(s);
-	if (c) {
-		SA_STAT_ADD(c->st.large_freed, 1);
-		SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
-	}
+	SA_STAT_ADD(c->st.large_freed, 1);
+	SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
 	sa_pagemap_set(s, NULL);
 	sa_uspan_release(s);
 	sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
@@ -459,24 +457,16 @@ static __attribute__((noinline)) void sa_free_tiny(struct sa_tcache *c, struct s
 		sa_free_slot(c, s, idx);
 }
 
-void sa_free(void *ptr)
+/* Frees ptr, an object of s, with c's counters and span lists. */
+static inline __attribute__((always_inline)) void sa_free_in(struct sa_tcache *c,
+							     struct sa_uspan *s, void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr, obj;
-	struct sa_uspan *s;
-	struct sa_tcache *c;
 	uint32_t idx;
 
-	if (!ptr)
-		return;
-	s = sa_span_of(ptr);
-	if (sa_unlikely(!s))
-		sa_bad_pointer(ptr, "free");
-	c = sa_tcache_get();
-	if (sa_unlikely(!c))
-		sa_bad_pointer(ptr, "free (no memory for a thread cache)");
 	if (sa_unlikely(s->spanclass < 2)) {
 		sa_safe_enter(c);
-		sa_free_large(s, ptr);
+		sa_free_large(c, s, ptr);
 		sa_safe_exit(c);
 		return;
 	}
@@ -497,6 +487,67 @@ void sa_free(void *ptr)
 		sa_free_slot(c, s, idx);
 	}
 	sa_safe_exit(c);
+}
+
+/*
+ * A thread whose cache is gone may still free: TSD destructors that run
+ * after the library's, and glibc's own thread-exit cleanup. A cache made
+ * for those frees would never be destroyed (the destructors have run), so
+ * they go through one shared cache, under a lock, which hands back at once
+ * any span they adopt. Only threads that are exiting come here.
+ */
+static struct sa_tcache sa_orphan;
+static pthread_mutex_t sa_orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static __attribute__((noinline, cold)) void sa_free_orphan(struct sa_uspan *s, void *ptr)
+{
+	pthread_mutex_lock(&sa_orphan_lock);
+	sa_free_in(&sa_orphan, s, ptr);
+	sa_tcache_return_adopted(&sa_orphan);
+	pthread_mutex_lock(&sa_g.lock);
+	sa_counters_add(&sa_g.dead, &sa_orphan.st);
+	memset(&sa_orphan.st, 0, sizeof(sa_orphan.st));
+	pthread_mutex_unlock(&sa_g.lock);
+	pthread_mutex_unlock(&sa_orphan_lock);
+}
+
+/* fork(): taken before sa_g.lock, which the orphan path takes inside it. */
+void sa_orphan_fork(enum sa_fork_phase phase)
+{
+	switch (phase) {
+	case SA_FORK_PREPARE:
+		pthread_mutex_lock(&sa_orphan_lock);
+		break;
+	case SA_FORK_PARENT:
+		pthread_mutex_unlock(&sa_orphan_lock);
+		break;
+	case SA_FORK_CHILD:
+		pthread_mutex_init(&sa_orphan_lock, NULL);
+		break;
+	}
+}
+
+void sa_free(void *ptr)
+{
+	struct sa_uspan *s;
+	struct sa_tcache *c;
+
+	if (!ptr)
+		return;
+	s = sa_span_of(ptr);
+	if (sa_unlikely(!s))
+		sa_bad_pointer(ptr, "free");
+	c = sa_tc;
+	if (sa_unlikely(!c)) {
+		if (sa_tc_gone) {
+			sa_free_orphan(s, ptr);
+			return;
+		}
+		c = sa_tcache_get_slow();
+		if (!c)
+			sa_bad_pointer(ptr, "free (no memory for a thread cache)");
+	}
+	sa_free_in(c, s, ptr);
 }
 
 size_t sa_usable_size(const void *ptr)

@@ -34,6 +34,7 @@
 #include "internal.h"
 
 __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
+__thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
 
 /* Returns queued for one exchange. */
 struct sa_retbatch {
@@ -414,6 +415,7 @@ struct sa_tcache *sa_tcache_create(void)
 	pthread_mutex_unlock(&sa_g.lock);
 	/* first: glibc may allocate for a key, and that must find c */
 	sa_tc = c;
+	sa_tc_gone = 0;
 	pthread_setspecific(sa_g.key, c);
 	/* in a collected heap, every thread that allocates is scanned */
 	if (sa_gc_on())
@@ -500,8 +502,10 @@ void sa_tcache_destroy(struct sa_tcache *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	pthread_mutex_unlock(&sa_g.lock);
-	if (sa_tc == c)
+	if (sa_tc == c) {
 		sa_tc = NULL;
+		sa_tc_gone = 1;
+	}
 	munmap(c, sizeof(*c));
 }
 

@@ -63,9 +63,11 @@ static void sa_say(const char *msg)
 		return;
 }
 
+/* NULL (ENOMEM) when the arena cannot hold it: it is for the C library's few needs. */
 static void *sa_boot_alloc(size_t size, size_t align)
 {
-	size_t off, need, old;
+	uintptr_t base = (uintptr_t)sa_boot, at;
+	size_t old, need;
 
 	if (align < 16)
 		align = 16;
@@ -73,16 +75,17 @@ static void *sa_boot_alloc(size_t size, size_t align)
 		goto full;
 	old = atomic_load(&sa_boot_used);
 	do {
-		off = (old + 16 + align - 1) & ~(align - 1);
-		need = off + size;
+		/* aligned as an address, not as an offset into the arena */
+		at = (base + old + 16 + align - 1) & ~(uintptr_t)(align - 1);
+		need = at - base + size;
 		if (need > SA_BOOT_SIZE)
 			goto full;
 	} while (!atomic_compare_exchange_weak(&sa_boot_used, &old, need));
-	memcpy(sa_boot + off - sizeof(size_t), &size, sizeof(size_t));
-	return sa_boot + off;
+	memcpy((void *)(at - sizeof(size_t)), &size, sizeof(size_t));
+	return (void *)at;
 full:
-	sa_say("spanalloc: the start-up arena is used up: a program allocates that much while the allocator initialises; aborting\n");
-	abort();
+	errno = ENOMEM;
+	return NULL;
 }
 
 static bool sa_is_boot(const void *p)
@@ -159,6 +162,7 @@ static inline int sa_which(void)
 static void sa_foreign(const void *p, const char *what)
 {
 	static _Atomic int said;
+	int saved = errno;
 	char msg[200];
 
 	if (atomic_exchange(&said, 1))
@@ -167,9 +171,13 @@ static void sa_foreign(const void *p, const char *what)
 		 "spanalloc: %s(%p): not a pointer this allocator handed out; left alone (reported once)\n",
 		 what, p);
 	sa_say(msg);
+	errno = saved;
 }
 
-/* Objects under 16 bytes are 8-byte aligned, 16 bytes and up 16-byte. */
+/*
+ * Objects under 16 bytes are rounded to a multiple of 8 (8-byte aligned);
+ * every size class from 16 bytes up is a multiple of 16 (16-byte aligned).
+ */
 static inline size_t sa_round_small(size_t size)
 {
 	return size < SA_TINY_SIZE ? (size ? (size + 7) & ~(size_t)7 : 8) : size;
@@ -221,10 +229,12 @@ void free(void *p)
 	}
 	if (sa_is_boot(p))
 		return;
+	saved = errno;
 	if (sa_which() == SA_MODE_GLIBC)
 		sa_libc.free(p);
 	else
 		sa_foreign(p, "free");
+	errno = saved;
 }
 
 static void *sa_aligned_any(size_t align, size_t size)
@@ -427,7 +437,10 @@ void *__libc_pvalloc(size_t size)
  * std::bad_alloc come from its libstdc++ (weak references, resolved only
  * there). A failing throwing new calls the new handler until it gives up,
  * then throws std::bad_alloc; the nothrow forms return NULL instead of
- * throwing (a new handler that throws propagates through them).
+ * throwing. Two gaps of doing this in C: a new handler that throws
+ * propagates through the nothrow forms (which are noexcept: the program
+ * terminates where the standard says NULL), and under a C++ runtime other
+ * than libstdc++ (libc++) a failing throwing new aborts with a message.
  */
 typedef void (*sa_new_handler)(void);
 sa_new_handler _ZSt15get_new_handlerv(void) __attribute__((weak));

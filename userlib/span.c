@@ -223,6 +223,35 @@ uint32_t sa_span_sweep_full(struct sa_uspan *s)
 }
 
 /*
+ * In a forked child, a span another thread may have been changing when the
+ * address space was copied (it no longer exists to finish): allocBits as
+ * freeindex implies, less the frees recorded for objects still marked
+ * allocated (a free half taken in may already be out of allocBits; it is
+ * not taken twice), and the count from the bits. Returns whether s has a
+ * free object; s starts over from its first.
+ */
+bool sa_span_settle_forked(struct sa_uspan *s)
+{
+	uint32_t words = (s->nelems + 63) / 64, live = 0;
+
+	sa_span_fill_bits(s, s->freeindex);
+	for (uint32_t w = 0; w < words; w++) {
+		uint64_t f = s->local_free[w] |
+			     atomic_exchange_explicit(&s->free_bits[w], 0, memory_order_relaxed);
+
+		if (f & s->alloc_bits[w])
+			s->needzero = 1;
+		s->alloc_bits[w] &= ~f;
+		s->local_free[w] = 0;
+		live += (uint32_t)__builtin_popcountll(s->alloc_bits[w]);
+	}
+	s->alloc_count = live;
+	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
+	sa_span_restart(s);
+	return live < s->nelems;
+}
+
+/*
  * The holder is done with s, or takes it up again after keeping it aside:
  * make allocBits and alloc_count exact, so that whoever holds it next (or
  * the decision to return it EMPTY, PARTIAL or FULL) can trust them, and

@@ -263,6 +263,37 @@ static void *sa_sweeper_main(void *arg)
 	return NULL;
 }
 
+/*
+ * fork(): s in the child, settled (sa_span_settle_forked). Unswept, it is
+ * swept now. Being swept by a thread the child does not have, it is half
+ * swept: in the words done, allocBits are what was marked and the marks
+ * are cleared; in the others, allocBits still hold every marked object.
+ * Their union is what may be live: kept, the rest goes at the next cycle.
+ */
+void sa_sweep_forked(struct sa_uspan *s)
+{
+	uint32_t sg = atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed);
+	uint32_t words = (s->nelems + 63) / 64;
+
+	if (!sa_sweep_needed(s))
+		return;
+	if (atomic_load_explicit(&s->where, memory_order_relaxed) == SA_WHERE_LARGE) {
+		/* unswept, the sweepers take it; half swept, it lives */
+		if (atomic_load_explicit(&s->sweepgen, memory_order_relaxed) != sg - 2)
+			atomic_store_explicit(&s->sweepgen, sg, memory_order_relaxed);
+		return;
+	}
+	if (atomic_load_explicit(&s->sweepgen, memory_order_relaxed) == sg - 2) {
+		sa_sweep_held(s);
+		return;
+	}
+	for (uint32_t w = 0; w < words; w++)
+		s->alloc_bits[w] |= atomic_exchange_explicit(&s->mark_bits[w], 0,
+							      memory_order_relaxed);
+	atomic_store_explicit(&s->sweepgen, sg, memory_order_relaxed);
+	sa_span_settle_forked(s);
+}
+
 /* fork(): the child has no sweeper thread; the next cycle starts one. */
 void sa_sweep_fork(enum sa_fork_phase phase)
 {

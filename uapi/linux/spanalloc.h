@@ -263,13 +263,16 @@ struct spanalloc_release {
  *     refers to the parent's heap at all, and the new heap is used as one
  *     the child mapped itself.
  * The parent's heap is never read or changed. The mapping must be exactly
- * the inherited one (not moved, split, resized or mlock()ed since) and
- * within this heap's max_heap_limit; spans must lie in it, not overlap,
- * and have their class's length (any length for the large classes 0, 1).
- * Errors: -EBUSY (this heap is mapped already, or the mapping is locked),
- * -EINVAL, -ENOMEM (the heap's limit), -EFAULT, -EINTR. On any error but
- * -EBUSY from a mapped heap, the new heap is left unusable: close it (the
- * inherited mapping is untouched until the last step succeeds).
+ * the inherited one (not moved, split, resized or mlock()ed since), the new
+ * heap opened through the same device node, and the mapping within this
+ * heap's max_heap_limit; spans must lie in it, not overlap, and have their
+ * class's length (any length for the large classes 0, 1). Until the call
+ * returns, every other call on the new heap fails (-ENXIO; mmap -EBUSY).
+ * Errors: -EBUSY (this heap is mapped, or an ADOPT was made on it before),
+ * -EINVAL, -ENOMEM (the heap's limit), -EFAULT, -EINTR. After any error
+ * but the first -EBUSY the new heap stays unusable: close it. The
+ * inherited mapping's spans are untouched by a failure; its free pages may
+ * have been dropped already.
  */
 enum spanalloc_adopt_op {
 	SPANALLOC_ADOPT_OWNED = 0,	/* the child holds the span */
