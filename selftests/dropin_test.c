@@ -262,8 +262,11 @@ TEST(threads_that_exit_and_their_destructors_free)
 	}
 }
 
-/* Runs fn in a child with stderr captured; returns its status. */
-static int in_child(void (*fn)(void), char *err, size_t errlen)
+/*
+ * Forks a child whose stderr goes to err; in it, fn(arg) runs and the
+ * child exits 0 if fn returns. Returns the child's wait status.
+ */
+static int in_child(void (*fn)(const char *), const char *arg, char *err, size_t errlen)
 {
 	int fds[2], st;
 	ssize_t n, got = 0;
@@ -274,7 +277,7 @@ static int in_child(void (*fn)(void), char *err, size_t errlen)
 	pid = fork();
 	if (!pid) {
 		dup2(fds[1], 2);
-		fn();
+		fn(arg);
 		_exit(0);
 	}
 	close(fds[1]);
@@ -288,8 +291,9 @@ static int in_child(void (*fn)(void), char *err, size_t errlen)
 
 static char not_ours[64] = "untouched";
 
-static void free_foreign(void)
+static void free_foreign(const char *unused)
 {
+	(void)unused;
 	free(launder(not_ours + 16));
 	free(launder(not_ours + 32));
 	if (realloc(launder(not_ours + 16), 10) || strcmp(not_ours, "untouched"))
@@ -303,7 +307,7 @@ TEST(a_pointer_it_did_not_hand_out_is_reported_once_and_left_alone)
 	int st;
 
 	NEED_HEAP();
-	st = in_child(free_foreign, err, sizeof(err));
+	st = in_child(free_foreign, NULL, err, sizeof(err));
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(0, WEXITSTATUS(st));
 	EXPECT_NE(NULL, strstr(err, "not a pointer this allocator handed out"));
@@ -311,12 +315,13 @@ TEST(a_pointer_it_did_not_hand_out_is_reported_once_and_left_alone)
 	EXPECT_EQ(strchr(err, '\n'), strrchr(err, '\n')) TH_LOG("%s", err);
 }
 
-static void fork_and_allocate(void)
+static void fork_and_allocate(const char *unused)
 {
 	char *p = strdup("parent");
 	pid_t pid = fork();
 	int st;
 
+	(void)unused;
 	if (!pid) {
 		char *q = malloc(3 << 20);
 
@@ -333,37 +338,20 @@ TEST(fork_and_system_work)
 	int st;
 
 	NEED_HEAP();
-	st = in_child(fork_and_allocate, err, sizeof(err));
+	st = in_child(fork_and_allocate, NULL, err, sizeof(err));
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(0, WEXITSTATUS(st)) TH_LOG("%s", err);
 	EXPECT_EQ(0, strlen(err)) TH_LOG("%s", err);
 }
 
 /* Without the module: the same program, told to use a device that is not there. */
-static int run_self(const char *mode, const char *require, char *err, size_t errlen)
+static void exec_without_module(const char *require)
 {
-	int fds[2], st;
-	ssize_t n, got = 0;
-	pid_t pid;
-
-	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (!pid) {
-		dup2(fds[1], 2);
-		setenv("SPANALLOC_DEVICE", "/nonexistent/spanalloc", 1);
-		if (require)
-			setenv("SPANALLOC_REQUIRE", require, 1);
-		execl("/proc/self/exe", "dropin_test", mode, (char *)NULL);
-		_exit(99);
-	}
-	close(fds[1]);
-	while ((n = read(fds[0], err + got, errlen - 1 - (size_t)got)) > 0)
-		got += n;
-	err[got] = 0;
-	close(fds[0]);
-	waitpid(pid, &st, 0);
-	return st;
+	setenv("SPANALLOC_DEVICE", "/nonexistent/spanalloc", 1);
+	if (require)
+		setenv("SPANALLOC_REQUIRE", require, 1);
+	execl("/proc/self/exe", "dropin_test", "--without-module", (char *)NULL);
+	_exit(99);
 }
 
 /* The child's side: glibc serves everything, and it works. */
@@ -390,7 +378,7 @@ static int without_module(void)
 TEST(without_the_module_glibc_takes_over_and_says_why_once)
 {
 	char err[4096];
-	int st = run_self("--without-module", NULL, err, sizeof(err));
+	int st = in_child(exec_without_module, NULL, err, sizeof(err));
 
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(0, WEXITSTATUS(st));
@@ -402,7 +390,7 @@ TEST(without_the_module_glibc_takes_over_and_says_why_once)
 TEST(spanalloc_require_makes_a_missing_module_fatal)
 {
 	char err[4096];
-	int st = run_self("--without-module", "1", err, sizeof(err));
+	int st = in_child(exec_without_module, "1", err, sizeof(err));
 
 	EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 	EXPECT_NE(NULL, strstr(err, "SPANALLOC_REQUIRE=1"));

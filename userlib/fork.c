@@ -39,24 +39,46 @@
 #include <unistd.h>
 #include "internal.h"
 
+/* A lock held across the fork: taken, released, or made anew in the child. */
+void sa_fork_mutex(pthread_mutex_t *m, enum sa_fork_phase phase)
+{
+	switch (phase) {
+	case SA_FORK_PREPARE:
+		pthread_mutex_lock(m);
+		break;
+	case SA_FORK_PARENT:
+		pthread_mutex_unlock(m);
+		break;
+	case SA_FORK_CHILD:
+		/* its holder, if any, is a thread the child does not have */
+		pthread_mutex_init(m, NULL);
+		break;
+	}
+}
+
+/*
+ * Every lock of the library, in the order a collection takes them (the
+ * cycle lock first: no collection runs across the fork). The parent
+ * releases them, the child makes them anew, in the same pass.
+ */
+static void sa_fork_locks(enum sa_fork_phase phase)
+{
+	sa_fork_mutex(&sa_gc.cycle_lock, phase);
+	sa_world_fork(phase);
+	sa_roots_fork(phase);
+	sa_sweep_fork(phase);
+	sa_orphan_fork(phase);
+	sa_fork_mutex(&sa_g.lock, phase);
+}
+
 static void sa_fork_prepare(void)
 {
-	pthread_mutex_lock(&sa_gc.cycle_lock);
-	sa_world_fork(SA_FORK_PREPARE);
-	sa_roots_fork(SA_FORK_PREPARE);
-	sa_sweep_fork(SA_FORK_PREPARE);
-	sa_orphan_fork(SA_FORK_PREPARE);
-	pthread_mutex_lock(&sa_g.lock);
+	sa_fork_locks(SA_FORK_PREPARE);
 }
 
 static void sa_fork_parent(void)
 {
-	pthread_mutex_unlock(&sa_g.lock);
-	sa_orphan_fork(SA_FORK_PARENT);
-	sa_sweep_fork(SA_FORK_PARENT);
-	sa_roots_fork(SA_FORK_PARENT);
-	sa_world_fork(SA_FORK_PARENT);
-	pthread_mutex_unlock(&sa_gc.cycle_lock);
+	sa_fork_locks(SA_FORK_PARENT);
 }
 
 /* Not stdio: the child of a multi-threaded parent may find its lock held. */
@@ -163,12 +185,7 @@ static void sa_fork_child(void)
 	struct spanalloc_adopt ad;
 	int fd;
 
-	pthread_mutex_init(&sa_g.lock, NULL);
-	pthread_mutex_init(&sa_gc.cycle_lock, NULL);
-	sa_world_fork(SA_FORK_CHILD);
-	sa_roots_fork(SA_FORK_CHILD);
-	sa_sweep_fork(SA_FORK_CHILD);
-	sa_orphan_fork(SA_FORK_CHILD);
+	sa_fork_locks(SA_FORK_CHILD);
 	sa_mark_fork_child();
 
 	if (nrec) {

@@ -365,6 +365,7 @@ enum sa_fork_phase {
 	SA_FORK_CHILD,		/* in the child: the only thread left */
 };
 void sa_fork_init(void);
+void sa_fork_mutex(pthread_mutex_t *m, enum sa_fork_phase phase);
 
 /* mcache.c */
 struct sa_tcache *sa_tcache_create(void);

@@ -514,17 +514,7 @@ static __attribute__((noinline, cold)) void sa_free_orphan(struct sa_uspan *s, v
 /* fork(): taken before sa_g.lock, which the orphan path takes inside it. */
 void sa_orphan_fork(enum sa_fork_phase phase)
 {
-	switch (phase) {
-	case SA_FORK_PREPARE:
-		pthread_mutex_lock(&sa_orphan_lock);
-		break;
-	case SA_FORK_PARENT:
-		pthread_mutex_unlock(&sa_orphan_lock);
-		break;
-	case SA_FORK_CHILD:
-		pthread_mutex_init(&sa_orphan_lock, NULL);
-		break;
-	}
+	sa_fork_mutex(&sa_orphan_lock, phase);
 }
 
 void sa_free(void *ptr)

@@ -58,17 +58,7 @@ static void sa_roots_unlock(struct sa_tcache *c)
 
 void sa_roots_fork(enum sa_fork_phase phase)
 {
-	switch (phase) {
-	case SA_FORK_PREPARE:
-		pthread_mutex_lock(&roots_lock);
-		break;
-	case SA_FORK_PARENT:
-		pthread_mutex_unlock(&roots_lock);
-		break;
-	case SA_FORK_CHILD:
-		pthread_mutex_init(&roots_lock, NULL);
-		break;
-	}
+	sa_fork_mutex(&roots_lock, phase);
 }
 
 int sa_gc_add_roots(void *lo, void *hi)

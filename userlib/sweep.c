@@ -297,18 +297,10 @@ void sa_sweep_forked(struct sa_uspan *s)
 /* fork(): the child has no sweeper thread; the next cycle starts one. */
 void sa_sweep_fork(enum sa_fork_phase phase)
 {
-	switch (phase) {
-	case SA_FORK_PREPARE:
-		pthread_mutex_lock(&sweeper_lock);
-		break;
-	case SA_FORK_PARENT:
-		pthread_mutex_unlock(&sweeper_lock);
-		break;
-	case SA_FORK_CHILD:
-		pthread_mutex_init(&sweeper_lock, NULL);
+	sa_fork_mutex(&sweeper_lock, phase);
+	if (phase == SA_FORK_CHILD) {
 		pthread_cond_init(&sweeper_cond, NULL);
 		sweeper_started = 0;
-		break;
 	}
 }
 

@@ -159,19 +159,11 @@ void sa_world_unregister(struct sa_tcache *c)
  */
 void sa_world_fork(enum sa_fork_phase phase)
 {
-	switch (phase) {
-	case SA_FORK_PREPARE:
-		pthread_mutex_lock(&world_lock);
-		break;
-	case SA_FORK_PARENT:
-		pthread_mutex_unlock(&world_lock);
-		break;
-	case SA_FORK_CHILD:
-		pthread_mutex_init(&world_lock, NULL);
+	sa_fork_mutex(&world_lock, phase);
+	if (phase == SA_FORK_CHILD) {
 		atomic_store(&world_acks, 0);
 		if (sa_tc)
 			sa_tc->tid = (pid_t)syscall(SYS_gettid);
-		break;
 	}
 }
 
