@@ -242,53 +242,49 @@ TEST(freeing_a_free_object_aborts)
  * free"); the child's settle trusts only the bits, loses nothing and
  * hands nothing out twice.
  */
+/* 100 of 170 objects handed out, then torn as the comment above says. */
+static struct sa_uspan *torn_span(void **mem)
+{
+	struct sa_uspan *s = fake_span(cls_of(48), mem);
+
+	for (int i = 0; i < 100; i++)
+		alloc_one(s);
+	sa_span_settle(s);
+	/* a local free of 5 half collected: bit out of allocBits, still in localFree */
+	sa_span_free_local(s, 5);
+	s->alloc_bits[0] &= ~(1ULL << 5);
+	/* a remote free of 6, complete; a count run ahead of the bits */
+	free_one(s, 6);
+	s->alloc_count += 3;
+	return s;
+}
+
 TEST(forked_child_settles_a_span_torn_mid_collect)
 {
+	struct sa_uspan *s;
+	void *mem;
 	int status;
 	pid_t pid = fork();
 
 	ASSERT_LE(0, pid);
 	if (!pid) {
-		void *mem;
-		struct sa_uspan *s = fake_span(cls_of(48), &mem);	/* 170 objects */
-
-		for (int i = 0; i < 100; i++)
-			alloc_one(s);
-		sa_span_settle(s);
-		/* a local free of 5 half collected: bit out of allocBits, still in localFree */
-		sa_span_free_local(s, 5);
-		s->alloc_bits[0] &= ~(1ULL << 5);
-		/* a remote free of 6, complete; a count run ahead of the bits */
-		free_one(s, 6);
-		s->alloc_count += 3;
-		sa_span_settle(s);	/* the holder's settle: aborts here */
+		sa_span_settle(torn_span(&mem));	/* the holder's settle: aborts */
 		_exit(0);
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFSIGNALED(status));
 	EXPECT_EQ(SIGABRT, WTERMSIG(status));
 
-	{
-		void *mem;
-		struct sa_uspan *s = fake_span(cls_of(48), &mem);
-
-		for (int i = 0; i < 100; i++)
-			alloc_one(s);
-		sa_span_settle(s);
-		sa_span_free_local(s, 5);
-		s->alloc_bits[0] &= ~(1ULL << 5);
-		free_one(s, 6);
-		s->alloc_count += 3;
-		EXPECT_TRUE(sa_span_settle_forked(s));
-		EXPECT_EQ(98, s->alloc_count);
-		EXPECT_EQ(0, atomic_load(&s->xfree));
-		/* 5 and 6 come back once each, then the untouched tail */
-		EXPECT_EQ(5, alloc_one(s));
-		EXPECT_EQ(6, alloc_one(s));
-		EXPECT_EQ(100, alloc_one(s));
-		free(s);
-		free(mem);
-	}
+	s = torn_span(&mem);
+	EXPECT_TRUE(sa_span_settle_forked(s));
+	EXPECT_EQ(98, s->alloc_count);
+	EXPECT_EQ(0, atomic_load(&s->xfree));
+	/* 5 and 6 come back once each, then the untouched tail */
+	EXPECT_EQ(5, alloc_one(s));
+	EXPECT_EQ(6, alloc_one(s));
+	EXPECT_EQ(100, alloc_one(s));
+	free(s);
+	free(mem);
 }
 
 TEST(first_free_after_full_return_adopts_exactly_once)
