@@ -91,6 +91,7 @@ ST_CFLAGS = $(SA_CFLAGS) -isystem $(HARNESS) -Wno-unused-parameter
 SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/stress_test $(B)/selftests/reclaim_test \
 	     $(B)/selftests/fault_test $(B)/selftests/gc_test \
+	     $(B)/selftests/gc_roots_test $(B)/selftests/gc_tls_module.so \
 	     $(B)/selftests/dropin_test $(B)/selftests/cxx_test \
 	     $(B)/selftests/heaps_gone
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc \
@@ -116,7 +117,12 @@ $(B)/selftests/cxx_test: selftests/cxx_test.cc
 	@mkdir -p $(@D)
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -pthread -o $@ $< -ldl
 
-$(B)/selftests/%: selftests/%.c selftests/util.h $(B)/lib/libspanalloc.a
+# A library gc_roots_test loads with dlopen: thread-local storage made late.
+$(B)/selftests/gc_tls_module.so: selftests/gc_tls_module.c
+	@mkdir -p $(@D)
+	$(CC) $(SA_CFLAGS) -shared -fPIC -o $@ $<
+
+$(B)/selftests/%: selftests/%.c selftests/util.h selftests/gc_util.h $(B)/lib/libspanalloc.a
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< $(B)/lib/libspanalloc.a -lpthread
 

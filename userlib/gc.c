@@ -31,6 +31,7 @@ struct sa_gc_state sa_gc = {
 	.mem_limit = INT64_MAX,
 	.goal = UINT64_MAX,
 	.scan_globals = 1,
+	.end_pointers = 1,
 };
 
 /* Set with the goal: a cycle when the spans held reach it. */
@@ -119,11 +120,10 @@ static void sa_gc_trace(uint64_t n, double t_start, double t_stop, double t_mark
 static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 {
 	volatile uintptr_t marker = 0;
-	double t0, t1, t2, t3, cpu0, cpu1, cpu2, helpers;
+	double t1, t2, t3, t4, cpu0, cpu1, cpu2, cpu3, cpu4, helpers;
 	uint64_t before, live, pause;
 
 	__builtin_unwind_init();
-	t0 = sa_gc_now();
 	cpu0 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
 	sa_sweep_finish_claimed(c);
 	if (sa_mark_setup()) {
@@ -131,19 +131,24 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 		return;
 	}
 	sa_roots_prepare();
-	c->stop_sp = (uintptr_t)&marker;
+	sa_world_note_stack(c, (uintptr_t)&marker);
 
+	/*
+	 * The pause is t1 (stop requested) to t4 (world restarted), on one
+	 * clock; gctrace prints its three parts, sa_gc_get_stats their sum.
+	 */
 	t1 = sa_gc_now();
+	cpu1 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
 	sa_world_stop();
 	sa_sweep_finish_stopped();
 	sa_sweep_prepare_stopped();
 	before = atomic_load(&sa_gc.heap_live);
-	cpu1 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
 	t2 = sa_gc_now();
-	sa_mark_run();
 	cpu2 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
-	helpers = sa_mark_cpu_s();
+	sa_mark_run();
 	t3 = sa_gc_now();
+	cpu3 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	helpers = sa_mark_cpu_s();
 	live = sa_mark_live_bytes();
 	sa_gc.live_marked = live;
 	atomic_store(&sa_gc.heap_live, live);
@@ -151,19 +156,20 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	atomic_fetch_add(&sa_gc.sweepgen, 2);
 	sa_sweep_reset();
 	sa_world_start();
+	t4 = sa_gc_now();
+	cpu4 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
 	c->stop_sp = 0;
 
-	pause = (uint64_t)((sa_gc_now() - t1) * 1e9);
+	pause = (uint64_t)((t4 - t1) * 1e9);
 	atomic_fetch_add(&sa_gc.pause_total_ns, pause);
 	if (pause > atomic_load(&sa_gc.pause_max_ns))
 		atomic_store(&sa_gc.pause_max_ns, pause);
-	sa_gc.cpu_s += sa_cpu_now(CLOCK_THREAD_CPUTIME_ID) - cpu0 + helpers;
+	sa_gc.cpu_s += cpu4 - cpu0 + helpers;
 	atomic_fetch_add(&sa_gc.cycles, 1);
-	sa_sweep_start_background();
 	if (sa_gc.trace)
-		sa_gc_trace(atomic_load(&sa_gc.cycles), t0, t2, t3, sa_gc_now(),
-			    cpu1 - cpu0, cpu2 - cpu1 + helpers,
-			    sa_cpu_now(CLOCK_THREAD_CPUTIME_ID) - cpu2, before, live);
+		sa_gc_trace(atomic_load(&sa_gc.cycles), t1, t2, t3, t4,
+			    cpu2 - cpu1, cpu3 - cpu2 + helpers, cpu4 - cpu3, before, live);
+	sa_sweep_start_background();
 	(void)marker;
 }
 
@@ -253,13 +259,15 @@ static void sa_gc_read_env(void)
 	e = getenv("SPANALLOC_GC_GLOBALS");
 	if (e && *e)
 		sa_gc.scan_globals = atoi(e) != 0;
+	e = getenv("SPANALLOC_GC_END_POINTERS");
+	if (e && *e)
+		sa_gc.end_pointers = atoi(e) != 0;
 	e = getenv("SPANALLOC_GC_PROCS");
 	sa_gc.nworkers = e && atoi(e) > 0 ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 int sa_gc_init(void)
 {
-	struct sa_tcache *c;
 	int ret = 0;
 
 	if (sa_init())
@@ -267,27 +275,26 @@ int sa_gc_init(void)
 	pthread_mutex_lock(&sa_gc.cycle_lock);
 	if (sa_gc_on())
 		goto out;
-	c = sa_tc;
-	pthread_mutex_lock(&sa_g.lock);
-	/* threads that allocated before would not be scanned */
-	if (sa_g.caches && (sa_g.caches != c || c->next)) {
-		pthread_mutex_unlock(&sa_g.lock);
-		errno = EBUSY;
-		ret = -1;
-		goto out;
-	}
-	pthread_mutex_unlock(&sa_g.lock);
 	sa_gc_read_env();
-	if (sa_world_init()) {
+	if (sa_world_init() || sa_roots_init()) {
 		ret = -1;
 		goto out;
 	}
 	sa_gc.start_s = sa_gc_now();
 	atomic_store(&sa_gc.heap_live, atomic_load(&sa_gc.heap_inuse));
 	sa_gc_update_goal(0);
+	/* caches made from now on register themselves (sa_tcache_create) */
+	pthread_mutex_lock(&sa_g.lock);
+	sa_gc.end_pad = sa_gc.end_pointers ? 1 : 0;
 	atomic_store(&sa_gc.mode, 1);
-	if (c && sa_world_register(c))
+	pthread_mutex_unlock(&sa_g.lock);
+	/* and those made before, of threads that allocated or were created */
+	if (sa_world_register_others()) {
+		sa_gc.end_pad = 0;
+		atomic_store(&sa_gc.mode, 0);
+		errno = EAGAIN;
 		ret = -1;
+	}
 out:
 	pthread_mutex_unlock(&sa_gc.cycle_lock);
 	if (!ret && !sa_tc && !sa_gc_thread())
@@ -335,6 +342,17 @@ int64_t sa_gc_set_memory_limit(int64_t bytes)
 	return old;
 }
 
+int sa_gc_set_end_pointers(int on)
+{
+	int old = sa_gc.end_pointers;
+
+	/* objects allocated before keep the size they have */
+	sa_gc.end_pointers = on != 0;
+	if (sa_gc_on())
+		sa_gc.end_pad = on ? 1 : 0;
+	return old;
+}
+
 void sa_gc_disable(void)
 {
 	atomic_fetch_add(&sa_gc.disabled, 1);
@@ -348,21 +366,34 @@ void sa_gc_enable(void)
 		;
 }
 
+/*
+ * Lock-free against a sweep of the object's span: a sweep publishes the
+ * span's sweepgen before it clears the marks (sweep.c), so "unswept and
+ * unmarked" read with the sweepgen unchanged across means dead; with the
+ * sweepgen changed, the answer is read again from the swept span.
+ */
 void *sa_base(const void *p)
 {
 	struct sa_uspan *s;
 	uintptr_t base;
-	uint32_t idx;
+	uint32_t idx, g;
 
 	if (sa_init())
 		return NULL;
-	s = sa_find_object((uintptr_t)p, &idx, &base);
-	if (!s)
-		return NULL;
-	/* unswept: only what the last cycle marked is still allocated */
-	if (sa_sweep_needed(s) &&
-	    !(atomic_load(&s->mark_bits[idx / 64]) & (1ULL << (idx % 64))))
-		return NULL;
+	for (;;) {
+		s = sa_span_of(p);
+		if (!s)
+			return NULL;
+		/* first: allocBits read after it are at least that sweep's */
+		g = atomic_load_explicit(&s->sweepgen, memory_order_acquire);
+		if (sa_find_object((uintptr_t)p, &idx, &base) != s)
+			return NULL;
+		if (g == atomic_load(&sa_gc.sweepgen) ||
+		    (atomic_load(&s->mark_bits[idx / 64]) & (1ULL << (idx % 64))))
+			break;
+		if (atomic_load(&s->sweepgen) == g)
+			return NULL;	/* unswept and unmarked: dead */
+	}
 	if (s->spanclass >= 2 && (atomic_load(&s->free_bits[idx / 64]) |
 				  s->local_free[idx / 64]) & (1ULL << (idx % 64)))
 		return NULL;

@@ -56,6 +56,14 @@ struct sa_gc_state {
 	int trace;			/* SPANALLOC_GCTRACE */
 	int scan_globals;		/* data and bss of loaded objects */
 	int nworkers;			/* marking threads, collector included */
+	/*
+	 * 1 when a pointer just past an object must keep it: every object of
+	 * a collected heap is allocated a byte longer (Boehm's
+	 * ALL_INTERIOR_POINTERS), so that pointer lies inside it. 0 in a
+	 * manual heap.
+	 */
+	uint32_t end_pad;
+	int end_pointers;		/* the setting; on by default */
 
 	/* Sweeping: a shared cursor over all span records. */
 	_Atomic uint32_t sweep_next;
@@ -81,8 +89,13 @@ double sa_gc_now(void);
 enum sa_fork_phase;	/* internal.h */
 
 /* world.c */
+struct timespec;
+long sa_futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct timespec *ts);
 void sa_world_fork(enum sa_fork_phase phase);
 int sa_world_register(struct sa_tcache *c);
+int sa_world_register_others(void);
+void sa_world_note_stack(struct sa_tcache *c, uintptr_t sp);
+int sa_world_signal(void);
 void sa_world_unregister(struct sa_tcache *c);
 int sa_world_stop(void);
 void sa_world_start(void);
@@ -96,6 +109,7 @@ struct sa_root_sink {
 	void (*range)(struct sa_root_sink *k, uintptr_t lo, uintptr_t hi);
 	void (*object)(struct sa_root_sink *k, uintptr_t p);
 };
+int sa_roots_init(void);
 void sa_roots_prepare(void);
 void sa_roots_scan(struct sa_root_sink *k);
 uint64_t sa_roots_globals_bytes(void);

@@ -56,6 +56,12 @@
 #include <sys/types.h>
 #include "spanalloc.h"
 
+/*
+ * Everything declared from here on is the library's own: hidden, so that
+ * it is neither exported nor interposable, and calls to it bind directly.
+ */
+#pragma GCC visibility push(hidden)
+
 #define SA_PAGE_SHIFT	SPANALLOC_PAGE_SHIFT
 #define SA_PAGE_SIZE	((uintptr_t)1 << SA_PAGE_SHIFT)
 #define SA_NSC		SPANALLOC_NUM_SPANCLASSES
@@ -169,11 +175,21 @@ struct sa_tcache {
 	volatile int nosafe;
 	volatile int stop_pending;	/* set by the signal handler only */
 	int gc_due;			/* set by the pacer, on this thread */
-	int registered;			/* stopped and scanned by collections */
+	/* stopped and scanned by collections; set under the world lock */
+	_Atomic int registered;
+	int unregistrable;		/* its stack could not be found */
 	pid_t tid;
 	pthread_t self;
-	uintptr_t stack_lo, stack_hi;	/* where its stack may be */
-	volatile uintptr_t stop_sp;	/* lowest live stack word when stopped */
+	uintptr_t stack_lo, stack_hi;	/* where its own stack may be */
+	/*
+	 * Where it ran when it stopped: the lowest live word of the stack in
+	 * use, and the alternate signal stack if that was in use (the
+	 * thread writes them itself, from the stop handler).
+	 */
+	volatile uintptr_t stop_sp;
+	uintptr_t alt_lo, alt_hi;
+	/* the stack the program said it switched to (sa_gc_set_stack) */
+	uintptr_t cur_lo, cur_hi;
 	struct sa_tcache *gc_prev, *gc_next;	/* registered, under world lock */
 };
 
@@ -367,6 +383,10 @@ enum sa_fork_phase {
 void sa_fork_init(void);
 void sa_fork_mutex(pthread_mutex_t *m, enum sa_fork_phase phase);
 
+/* thread.c: the C library's pthread_create, for the library's own threads */
+int sa_thread_create_raw(pthread_t *t, const pthread_attr_t *attr,
+			 void *(*fn)(void *), void *arg);
+
 /* mcache.c */
 struct sa_tcache *sa_tcache_create(void);
 void sa_tcache_destroy(struct sa_tcache *c);
@@ -423,5 +443,7 @@ static inline uint32_t sa_uspan_count(void)
 }
 
 #include "gc.h"
+
+#pragma GCC visibility pop
 
 #endif /* SPANALLOC_INTERNAL_H */

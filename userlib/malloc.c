@@ -55,7 +55,7 @@ static __attribute__((noinline, cold)) struct sa_tcache *sa_tcache_get_slow(void
 	if (sa_init())
 		return NULL;
 	c = sa_tc ? sa_tc : sa_tcache_create();
-	if (!c)
+	if (!c && !errno)
 		errno = ENOMEM;
 	return c;
 }
@@ -275,6 +275,8 @@ static inline __attribute__((always_inline)) void *sa_malloc_in(struct sa_tcache
 	uint16_t sc;
 	uintptr_t p;
 
+	/* an end pointer lands inside its object (gc.h: end_pad) */
+	size += sa_gc.end_pad;
 	if (noscan && size <= SA_TINY_SIZE)
 		return sa_alloc_tiny(c, size);
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
@@ -284,6 +286,25 @@ static inline __attribute__((always_inline)) void *sa_malloc_in(struct sa_tcache
 	if (sa_likely(p))
 		SA_STAT_ADD(c->st.allocated[sc], 1);
 	return (void *)p;
+}
+
+/*
+ * The kernel refused memory: in a collected heap, collect and try once
+ * more before failing, as Go and Boehm do (a limit or a memory cgroup
+ * reached with garbage in the heap is not out of memory yet).
+ */
+static __attribute__((noinline, cold)) void *sa_alloc_after_gc(struct sa_tcache *c, size_t size,
+							      bool noscan, bool zero)
+{
+	void *p;
+
+	if (errno != ENOMEM || !sa_gc_on())
+		return NULL;
+	sa_gc_collect();
+	sa_safe_enter(c);
+	p = sa_malloc_in(c, size, noscan, zero);
+	sa_safe_exit(c);
+	return p;
 }
 
 static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool noscan,
@@ -297,6 +318,8 @@ static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool
 	sa_safe_enter(c);
 	p = sa_malloc_in(c, size, noscan, zero);
 	sa_safe_exit(c);
+	if (sa_unlikely(!p))
+		p = sa_alloc_after_gc(c, size, noscan, zero);
 	return p;
 }
 

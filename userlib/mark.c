@@ -131,8 +131,7 @@ static void sa_mark_futex(_Atomic uint32_t *uaddr, int op, uint32_t val)
 {
 	struct timespec ts = { .tv_nsec = 10 * 1000 * 1000 };
 
-	syscall(SYS_futex, (uint32_t *)uaddr, op | FUTEX_PRIVATE_FLAG, val,
-		op == FUTEX_WAIT ? &ts : NULL, NULL, 0);
+	sa_futex(uaddr, op, val, op == FUTEX_WAIT ? &ts : NULL);
 }
 
 /* Moves SA_PKT entries from the top of w's stack to the pool. */
@@ -179,12 +178,21 @@ static bool sa_gray_take(struct sa_worker *w)
 	return ok;
 }
 
+static void sa_scan_root_now(struct sa_worker *w, uintptr_t p, uintptr_t n);
+
 static void sa_gray_push(struct sa_worker *w, uintptr_t p, uintptr_t n)
 {
 	if (sa_unlikely(w->n == w->cap) && !sa_gray_grow(w, n & SA_GRAY_ROOT) &&
 	    !sa_gray_share(w)) {
-		/* Marked already: the rescan after this pass will find it. */
+		/*
+		 * An object is marked already: the rescan after this pass
+		 * finds it. A root is not, and nothing would find it again:
+		 * it is scanned here and now, its children overflowing the
+		 * same way.
+		 */
 		atomic_store(&mk.overflow, 1);
+		if (n & SA_GRAY_ROOT)
+			sa_scan_root_now(w, p, n & ~SA_GRAY_FLAGS);
 		return;
 	}
 	w->stack[w->n++] = (struct sa_gray){ p, n };
@@ -281,6 +289,18 @@ static inline __attribute__((always_inline)) void sa_scan(struct sa_worker *w, s
 
 		if (v - lo < len)
 			sa_mark_ptr(w, pagemap, v, v - lo);
+	}
+}
+
+/* A root range the gray stacks have no room for, in oblets: no push. */
+static void sa_scan_root_now(struct sa_worker *w, uintptr_t p, uintptr_t n)
+{
+	while (n) {
+		uintptr_t len = n < SA_OBLET ? n : SA_OBLET;
+
+		sa_scan(w, (struct sa_gray){ p, len | SA_GRAY_ROOT });
+		p += len;
+		n -= len;
 	}
 }
 
@@ -437,7 +457,7 @@ int sa_mark_setup(void)
 		w->id = i;
 		w->cap = (uint32_t)(SA_GRAY_INIT < mk.gray_max ? SA_GRAY_INIT : mk.gray_max);
 		w->stack = sa_mark_mmap((size_t)w->cap * sizeof(struct sa_gray));
-		if (!w->stack || (i && pthread_create(&w->thread, NULL, sa_worker_main, w))) {
+		if (!w->stack || (i && sa_thread_create_raw(&w->thread, NULL, sa_worker_main, w))) {
 			mk.nworkers = i > 0 ? i : 1;
 			break;
 		}

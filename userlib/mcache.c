@@ -26,6 +26,8 @@
  * adopted spans once it holds SA_MAX_BATCH / 2 of them.
  */
 #include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,21 +407,37 @@ struct sa_tcache *sa_tcache_create(void)
 	struct sa_tcache *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE,
 				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
+	bool collected;
+
 	if (c == MAP_FAILED)
 		return NULL;
+	c->self = pthread_self();
+	c->tid = (pid_t)syscall(SYS_gettid);
+	/*
+	 * The mode is read under the lock sa_gc_init switches it under: a
+	 * cache linked before the switch is registered by sa_gc_init, one
+	 * linked after registers itself.
+	 */
 	pthread_mutex_lock(&sa_g.lock);
 	c->next = sa_g.caches;
 	if (c->next)
 		c->next->prev = c;
 	sa_g.caches = c;
+	collected = sa_gc_on();
 	pthread_mutex_unlock(&sa_g.lock);
 	/* first: glibc may allocate for a key, and that must find c */
 	sa_tc = c;
 	sa_tc_gone = 0;
 	pthread_setspecific(sa_g.key, c);
-	/* in a collected heap, every thread that allocates is scanned */
-	if (sa_gc_on())
-		sa_world_register(c);
+	/* in a collected heap, a thread that allocates unseen loses objects */
+	if (collected && sa_world_register(c)) {
+		int e = errno;
+
+		pthread_setspecific(sa_g.key, NULL);
+		sa_tcache_destroy(c);
+		errno = e;
+		return NULL;
+	}
 	return c;
 }
 

@@ -4,22 +4,42 @@
  *   - ranges the program registered (sa_gc_add_roots);
  *   - the data and bss of the program and of every shared library (the
  *     writable PT_LOAD segments dl_iterate_phdr reports), when enabled;
- *   - each registered thread's stack from where it stopped to its top (the
- *     registers it had are on it: see world.c), and its current tiny block,
- *     which the thread may still be carving.
+ *   - each registered thread's stacks: the one it stopped on, from where
+ *     it stopped to its top (the registers it had are on it: see
+ *     world.c); its own stack, its alternate signal stack and the stack it
+ *     said it switched to (sa_gc_set_stack), whole, when it stopped on
+ *     another; and its current tiny block, which it may still be carving;
+ *   - each registered thread's thread-local storage: the static block
+ *     (with the C library's thread descriptor, which holds the first
+ *     pthread_setspecific values) and the blocks of modules loaded later
+ *     (dlopen), which the C library allocates when first used.
  * All are scanned conservatively. The library's own globals are left out:
  * they hold the heap's base address, which would pin the first object.
+ *
+ * Thread-local storage is found as glibc lays it out on x86-64 (the
+ * layout its thread debugging library relies on): the thread pointer is
+ * the thread's pthread_t, the static block ends with the descriptor the
+ * thread pointer points to, and the descriptor's second word is the
+ * dynamic thread vector, whose entry i (16 bytes) points to module i's
+ * block. A thread other than the first has its static block on its stack,
+ * scanned with it.
  *
  * Segments are listed before the world stops: dl_iterate_phdr takes the
  * loader's lock, which a stopped thread may hold.
  */
+#include <errno.h>
 #include <link.h>
+#include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include "internal.h"
 
 #define SA_MAX_ROOTS	4096
 #define SA_MAX_SEGS	512
+#define SA_MAX_TLS	512	/* modules with thread-local storage */
 
 struct sa_range {
 	uintptr_t lo, hi;
@@ -32,7 +52,12 @@ static int nroots;
 /* Written before the world stops, read while it is stopped. */
 static struct sa_range segs[SA_MAX_SEGS];
 static int nsegs;
+static size_t tls_size[SA_MAX_TLS];	/* by module id; 0: none */
+static size_t ntls;
 static uint64_t globals_bytes, stack_bytes;
+
+/* glibc's static TLS geometry, found once by sa_roots_init() */
+static size_t tls_static_size, tls_tcb_size;
 
 /*
  * The collector takes roots_lock with the world stopped: a registered
@@ -105,6 +130,12 @@ static int sa_roots_segment(struct dl_phdr_info *info, size_t size, void *arg)
 	for (int i = 0; i < info->dlpi_phnum && nsegs < SA_MAX_SEGS; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 
+		if (ph->p_type == PT_TLS && info->dlpi_tls_modid &&
+		    info->dlpi_tls_modid < SA_MAX_TLS) {
+			tls_size[info->dlpi_tls_modid] = ph->p_memsz;
+			if (info->dlpi_tls_modid >= ntls)
+				ntls = info->dlpi_tls_modid + 1;
+		}
 		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W) || !ph->p_memsz)
 			continue;
 		segs[nsegs].lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)7;
@@ -119,8 +150,11 @@ void sa_roots_prepare(void)
 {
 	nsegs = 0;
 	globals_bytes = 0;
-	if (sa_gc.scan_globals)
-		dl_iterate_phdr(sa_roots_segment, NULL);
+	memset(tls_size, 0, sizeof(tls_size));
+	ntls = 0;
+	dl_iterate_phdr(sa_roots_segment, NULL);
+	if (!sa_gc.scan_globals)
+		nsegs = 0;
 	for (int i = 0; i < nsegs; i++)
 		globals_bytes += segs[i].hi - segs[i].lo;
 }
@@ -150,18 +184,161 @@ static void sa_roots_range_except(struct sa_root_sink *k, uintptr_t lo, uintptr_
 	k->range(k, lo, hi);
 }
 
+static void *sa_roots_tcb_probe(void *arg)
+{
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		pthread_attr_getstack(&attr, &addr, &size);
+		pthread_attr_destroy(&attr);
+		*(uintptr_t *)arg = (uintptr_t)addr + size - (uintptr_t)pthread_self();
+	}
+	return NULL;
+}
+
+/*
+ * Finds the size of the static TLS block (the loader tells) and of the
+ * thread descriptor at its end: a new thread's descriptor sits at the top
+ * of its stack block, rounded down to its 64-byte alignment.
+ */
+int sa_roots_init(void)
+{
+#if defined(__GLIBC__) && defined(__x86_64__)
+	void (*info)(size_t *size, size_t *align) =
+		(void (*)(size_t *, size_t *))dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
+	uintptr_t tcb = 0;
+	size_t align;
+	pthread_t t;
+
+	if (tls_static_size)
+		return 0;
+	if (!info || sa_thread_create_raw(&t, NULL, sa_roots_tcb_probe, &tcb))
+		goto unknown;
+	pthread_join(t, NULL);
+	info(&tls_static_size, &align);
+	tcb &= ~(uintptr_t)63;
+	if (!tcb || tcb > 16384 || tcb >= tls_static_size) {
+		tls_static_size = 0;
+		goto unknown;
+	}
+	tls_tcb_size = tcb;
+	return 0;
+unknown:
+	fprintf(stderr, "spanalloc: gc: cannot find the C library's thread-local storage; the first thread's is not scanned\n");
+#endif
+	return 0;
+}
+
+/* The mapped top part of [lo, hi): a main thread's stack grows on demand. */
+static uintptr_t sa_roots_mapped_lo(uintptr_t lo, uintptr_t hi)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a, b;
+	unsigned char v;
+
+	a = (lo + pg - 1) & ~(pg - 1);
+	b = hi & ~(pg - 1);
+	if (a >= b || mincore((void *)a, pg, &v) == 0)
+		return lo;
+	/* [b - pg, hi) is mapped (the stack's top); find the lowest mapped page */
+	while (b - a > pg) {
+		uintptr_t mid = a + ((b - a) / 2 & ~(pg - 1));
+
+		if (mincore((void *)mid, pg, &v) == 0)
+			b = mid;
+		else
+			a = mid;
+	}
+	return b;
+}
+
+static void sa_roots_send(struct sa_root_sink *k, uintptr_t lo, uintptr_t hi)
+{
+	lo &= ~(uintptr_t)7;
+	if (lo < hi) {
+		k->range(k, lo, hi);
+		stack_bytes += hi - lo;
+	}
+}
+
+static void sa_roots_tls(struct sa_tcache *c, struct sa_root_sink *k)
+{
+#if defined(__GLIBC__) && defined(__x86_64__)
+	uintptr_t tp = (uintptr_t)c->self, dtv;
+	size_t n;
+
+	/* the first thread's static block is not on its stack */
+	if (tls_static_size && (tp < c->stack_lo || tp >= c->stack_hi))
+		sa_roots_send(k, tp + tls_tcb_size - tls_static_size, tp + tls_tcb_size);
+	dtv = ((const uintptr_t *)tp)[1];
+	if (!dtv)
+		return;
+	n = ((const size_t *)dtv)[-2];		/* entry -1: its length */
+	for (size_t i = 1; i < ntls && i <= n && i < 1 << 16; i++) {
+		uintptr_t block = ((const uintptr_t *)dtv)[2 * i];
+
+		if (tls_size[i] && block && block != (uintptr_t)-1)
+			sa_roots_send(k, block, block + tls_size[i]);
+	}
+#else
+	(void)c;
+	(void)k;
+#endif
+}
+
 static void sa_roots_thread(struct sa_tcache *c, void *arg)
 {
 	struct sa_root_sink *k = arg;
 	uintptr_t sp = c->stop_sp;
+	struct sa_range st[3] = {
+		{ c->stack_lo, c->stack_hi }, { c->alt_lo, c->alt_hi }, { c->cur_lo, c->cur_hi },
+	};
+	int on = -1;
 
-	if (sp < c->stack_lo || sp >= c->stack_hi)
-		sp = c->stack_lo;	/* not stopped where we thought: all of it */
-	sp &= ~(uintptr_t)7;
-	k->range(k, sp, c->stack_hi);
-	stack_bytes += c->stack_hi - sp;
+	for (int i = 0; i < 3; i++)
+		if (sp >= st[i].lo && sp < st[i].hi)
+			on = i;
+	if (on < 0) {
+		static _Atomic int told;
+
+		if (!atomic_exchange(&told, 1))
+			fprintf(stderr, "spanalloc: gc: thread %d stopped on a stack the collector was not told about (see sa_gc_set_stack); what only that stack holds may be collected\n",
+				(int)c->tid);
+	}
+	for (int i = 0; i < 3; i++) {
+		if (st[i].lo >= st[i].hi)
+			continue;
+		if (i == on)
+			sa_roots_send(k, sp, st[i].hi);
+		else if (i == 0)
+			sa_roots_send(k, sa_roots_mapped_lo(st[i].lo, st[i].hi), st[i].hi);
+		else
+			sa_roots_send(k, st[i].lo, st[i].hi);
+	}
+	sa_roots_tls(c, k);
 	if (c->tiny)
 		k->object(k, c->tiny);
+}
+
+int sa_gc_set_stack(void *lo, void *hi)
+{
+	struct sa_tcache *c;
+
+	if ((uintptr_t)lo > (uintptr_t)hi || (!lo) != (!hi)) {
+		errno = EINVAL;
+		return -1;
+	}
+	c = sa_tcache_current();
+	if (!c)
+		return -1;
+	/* a stop between the stores sees an empty range or the whole one */
+	c->cur_hi = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	c->cur_lo = (uintptr_t)lo;
+	atomic_signal_fence(memory_order_seq_cst);
+	c->cur_hi = (uintptr_t)hi;
+	return 0;
 }
 
 /* The world is stopped. */

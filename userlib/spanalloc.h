@@ -183,23 +183,47 @@ long long sa_trim(void);
  * sa_gc_init() makes the heap collected: from then on every object of the
  * heap (from sa_alloc, sa_alloc_noscan and sa_alloc_typed) lives as long
  * as it is reachable and is reclaimed after that; sa_free() still frees an
- * object at once. Call it in main() before other threads allocate, as with
- * Boehm's GC_INIT(). Reachable means: pointed to (anywhere inside the
- * object) from a root or from a reachable scan object. The roots are
- *   - the stacks and registers of registered threads: the thread that
- *     called sa_gc_init(), every thread that allocates (registered by its
- *     first allocation) and threads that call sa_gc_register_thread();
+ * object at once. Objects allocated before stay until freed or found
+ * unreachable, like the others. Returns 0, or -1 with errno (EINVAL: a bad
+ * SPANALLOC_GC_SIGNAL; EAGAIN: a thread's stack could not be found).
+ *
+ * Reachable means pointed to from a root or from a reachable scan object,
+ * anywhere inside the object or, with end pointers on (the default), just
+ * past its end. The roots are:
+ *   - every registered thread's registers and stack, from where it stopped
+ *     to the stack's top. Registered are: every thread created with
+ *     pthread_create while this library is loaded (it replaces the C
+ *     library's, and registers the new thread before its start routine
+ *     runs, so the start argument is safe), every thread that allocates
+ *     from the heap, the thread that called sa_gc_init(), and threads that
+ *     call sa_gc_register_thread();
+ *   - every registered thread's thread-local storage (__thread variables,
+ *     also of libraries loaded with dlopen, and the first 32
+ *     pthread_setspecific keys; glibc on x86-64);
+ *   - a thread's alternate signal stack while it runs on it, and the stack
+ *     it said it switched to (sa_gc_set_stack);
  *   - ranges added with sa_gc_add_roots();
  *   - the data and bss of the program and its shared libraries, unless
  *     turned off (sa_gc_set_scan_globals, SPANALLOC_GC_GLOBALS=0).
- * Memory from malloc() or mmap() is not scanned: keep pointers to collected
- * objects there only if they are also reachable from a root.
+ * Not roots: memory from malloc() (the C library's) or mmap(), the stacks
+ * of suspended coroutines and threads that were never registered (made
+ * with clone(), or before this library was loaded). Keep pointers to
+ * collected objects there only if they are also reachable from a root, or
+ * add that memory with sa_gc_add_roots().
  *
- * Collections stop registered threads with a signal (SIGPWR; threads must
- * not block it) at a point where they are not inside this library, and
- * resume them when marking is done; sweeping happens afterwards, lazily
- * and in a background thread. Threads blocked in system calls are stopped
- * and resumed like any other (the call restarts, SA_RESTART).
+ * Collections stop registered threads with a signal (SPANALLOC_GC_SIGNAL,
+ * default SIGRTMIN+6) at a point where they are not inside this library,
+ * and resume them when marking is done; sweeping happens afterwards,
+ * lazily and in a background thread. A thread must not block that signal
+ * or install its own handler for it: registering such a thread fails,
+ * and so does its allocating. The signal may interrupt system calls:
+ * read, write, wait and others restart (SA_RESTART), but poll, ppoll,
+ * select, epoll_wait, nanosleep, clock_nanosleep, sleep, sockets with
+ * timeouts (SO_RCVTIMEO, SO_SNDTIMEO) and semop return EINTR, as they do
+ * for any signal (signal(7)): retry them.
+ *
+ * When the kernel refuses memory (the heap's limit, a memory cgroup), a
+ * collected heap collects once and retries before an allocation fails.
  *
  * Environment, read by sa_gc_init():
  *   SPANALLOC_GOGC=N|off        as GOGC: collect when the heap grows N%
@@ -210,6 +234,11 @@ long long sa_trim(void);
  *                               format of Go's GODEBUG=gctrace=1
  *   SPANALLOC_GC_GLOBALS=0      do not scan data and bss
  *   SPANALLOC_GC_PROCS=N        marking threads (default: online CPUs, <= 8)
+ *   SPANALLOC_GC_SIGNAL=SIG     the stop signal: SIGRTMIN+n, SIGRTMAX-n,
+ *                               SIGPWR, SIGXCPU, SIGUSR1, SIGUSR2, ... or a
+ *                               number (default SIGRTMIN+6)
+ *   SPANALLOC_GC_END_POINTERS=0 a pointer just past an object does not
+ *                               keep it (see sa_gc_set_end_pointers)
  */
 int sa_gc_init(void);
 
@@ -228,6 +257,28 @@ void *sa_alloc_typed(size_t size, const struct sa_type *type);
 int sa_gc_register_thread(void);
 /* The calling thread stops being scanned (its spans go back first). */
 void sa_gc_unregister_thread(void);
+
+/*
+ * The calling thread now runs on the stack [lo, hi) (a coroutine's, a
+ * user-level thread's, from makecontext or the like); NULL, NULL: back on
+ * its own. Call it before switching. While the thread runs on [lo, hi), a
+ * collection scans that stack from where the thread stopped and the
+ * thread's own stack whole. Other stacks that are not in use are not
+ * scanned: allocate them from the heap (sa_alloc: scanned while reachable)
+ * or add them with sa_gc_add_roots(). Returns 0, or -1 with errno.
+ */
+int sa_gc_set_stack(void *lo, void *hi);
+
+/*
+ * End pointers: whether a pointer just past the end of an object (an end
+ * pointer, a cursor at the end of a buffer) keeps the object. On (the
+ * default, as C programs expect and as Boehm GC's default), every object
+ * allocated in a collected heap is one byte longer, which moves sizes
+ * that fill a size class exactly (16, 32, 64, ...) to the next class; off,
+ * only pointers into an object keep it, as in Go. Applies to objects
+ * allocated from then on. Returns the previous setting.
+ */
+int sa_gc_set_end_pointers(int on);
 
 /* [lo, hi) is scanned as roots until removed by the same lo. 0 or -1. */
 int sa_gc_add_roots(void *lo, void *hi);

@@ -41,6 +41,19 @@ bool sa_sweep_needed(const struct sa_uspan *s)
 	       atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed);
 }
 
+/*
+ * s is swept: say so, then clear its marks for the next cycle. In this
+ * order, sa_base() reading "unswept" still finds the marks it must trust
+ * (gc.c); and the next cycle cannot start before the marks are clear,
+ * since sweepers work inside no-safe-point regions.
+ */
+static void sa_sweep_publish(struct sa_uspan *s, uint32_t words)
+{
+	atomic_store_explicit(&s->sweepgen, atomic_load(&sa_gc.sweepgen), memory_order_release);
+	for (uint32_t w = 0; w < words; w++)
+		atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
+}
+
 /* The caller holds s (or the world is stopped). */
 void sa_sweep_held(struct sa_uspan *s)
 {
@@ -61,7 +74,6 @@ void sa_sweep_held(struct sa_uspan *s)
 		}
 		s->alloc_bits[w] = a & m;
 		live += (uint32_t)__builtin_popcountll(a & m);
-		atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
 	}
 	s->alloc_count = live;
 	if (dead) {
@@ -71,7 +83,7 @@ void sa_sweep_held(struct sa_uspan *s)
 					  memory_order_relaxed);
 	}
 	sa_span_restart(s);
-	atomic_store_explicit(&s->sweepgen, atomic_load(&sa_gc.sweepgen), memory_order_release);
+	sa_sweep_publish(s, words);
 }
 
 /*
@@ -114,9 +126,7 @@ static void sa_sweep_free_large(struct sa_uspan *s)
 static void sa_sweep_large(struct sa_uspan *s)
 {
 	if (atomic_load_explicit(&s->mark_bits[0], memory_order_relaxed) & 1) {
-		atomic_store_explicit(&s->mark_bits[0], 0, memory_order_relaxed);
-		atomic_store_explicit(&s->sweepgen, atomic_load(&sa_gc.sweepgen),
-				      memory_order_release);
+		sa_sweep_publish(s, 1);
 		return;
 	}
 	sa_sweep_free_large(s);
@@ -315,7 +325,7 @@ void sa_sweep_start_background(void)
 
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &attr, sa_sweeper_main, NULL) == 0)
+		if (sa_thread_create_raw(&t, &attr, sa_sweeper_main, NULL) == 0)
 			sweeper_started = 1;
 		pthread_attr_destroy(&attr);
 	}

@@ -4,16 +4,28 @@
  * pthread_stop_world.c, with Go's rule that a thread inside the allocator
  * is not at a safe point).
  *
- * Stopping: the collector sends SA_STOP_SIGNAL to every other registered
- * thread and waits until each has acknowledged. The handler spills the
- * thread's registers onto its stack (the kernel already saved the
- * interrupted context in the signal frame, which lies on that stack too),
- * records the stack pointer, acknowledges, and sleeps on a futex until the
- * world's epoch changes. A thread inside the allocator (nosafe != 0) only
- * notes the request and stops itself on the way out (sa_safepoint), so a
- * collection never sees a span half updated. A thread blocked in a system
- * call takes the signal like any other: the call is interrupted, the
- * handler runs, and the call restarts (SA_RESTART) once the world does.
+ * Stopping: the collector queues the stop signal (SPANALLOC_GC_SIGNAL,
+ * SIGRTMIN+6 unless set: Boehm GC, Mono and the JVM use SIGPWR, SIGXCPU
+ * and SIGUSR2) to every other registered thread with the stop's epoch as
+ * its value, and waits until each has acknowledged. The handler parks a
+ * thread only for a stop the collector requested: a signal sent by this
+ * process with sigqueue, naming the epoch in progress. Anything else is
+ * someone else's signal and goes to the handler installed before ours (or
+ * has its default effect). A parked thread spills its registers onto its
+ * stack (the kernel already saved the interrupted context in the signal
+ * frame, which lies on the stack in use too), records its stack pointer,
+ * acknowledges, and sleeps on a futex until the world's epoch changes. A
+ * thread inside the allocator (nosafe != 0) only notes the request and
+ * stops itself on the way out (sa_safepoint), so a collection never sees a
+ * span half updated.
+ *
+ * System calls: the handler is installed with SA_RESTART, so read, write,
+ * wait and the like restart after a stop. Calls the kernel never restarts
+ * after any handler (poll, ppoll, select, epoll_wait, nanosleep,
+ * clock_nanosleep, sleep, sockets with a receive or send timeout, semop
+ * and friends, see signal(7)) return EINTR when a collection stops the
+ * thread during them; the program must retry them, as it must for any
+ * signal.
  *
  * Locking: world_lock protects the list of registered threads and is held
  * by the collector from stop to start, so no thread registers or leaves
@@ -24,24 +36,42 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include "internal.h"
 
-#define SA_STOP_SIGNAL	SIGPWR
-
 static pthread_mutex_t world_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sa_tcache *world_threads;	/* registered, under world_lock */
 static _Atomic uint32_t world_epoch;	/* bumped to restart the world */
 static _Atomic uint32_t world_acks;	/* stopped threads this time */
+/* the epoch a stop in progress parks threads for; 0: no stop */
+static _Atomic uint32_t world_stopping;
+static int world_signal;		/* set once by sa_world_init */
+static struct sigaction world_old;	/* what was installed before */
 
-static long sa_futex(_Atomic uint32_t *uaddr, int op, uint32_t val,
-		     const struct timespec *ts)
+long sa_futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct timespec *ts)
 {
 	return syscall(SYS_futex, (uint32_t *)uaddr, op | FUTEX_PRIVATE_FLAG, val, ts,
 		       NULL, 0);
+}
+
+/*
+ * Records where c's thread runs: sp, and the alternate signal stack when
+ * it runs on one. Called by the thread itself; async-signal-safe.
+ */
+void sa_world_note_stack(struct sa_tcache *c, uintptr_t sp)
+{
+	stack_t ss;
+
+	c->alt_lo = c->alt_hi = 0;
+	if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
+		c->alt_lo = (uintptr_t)ss.ss_sp;
+		c->alt_hi = (uintptr_t)ss.ss_sp + ss.ss_size;
+	}
+	c->stop_sp = sp;
 }
 
 /*
@@ -55,7 +85,7 @@ static __attribute__((noinline)) void sa_world_park(struct sa_tcache *c)
 
 	/* callee-saved registers go to this frame, below the caller's */
 	__builtin_unwind_init();
-	c->stop_sp = (uintptr_t)&marker;
+	sa_world_note_stack(c, (uintptr_t)&marker);
 	c->stop_pending = 0;
 	epoch = atomic_load(&world_epoch);
 	atomic_fetch_add(&world_acks, 1);
@@ -66,20 +96,37 @@ static __attribute__((noinline)) void sa_world_park(struct sa_tcache *c)
 	(void)marker;
 }
 
+/* A signal that is not a stop: what would have happened without us. */
+static void sa_world_chain(int sig, siginfo_t *si, void *uc)
+{
+	if (world_old.sa_flags & SA_SIGINFO) {
+		world_old.sa_sigaction(sig, si, uc);
+	} else if (world_old.sa_handler == SIG_DFL) {
+		/* every signal we accept terminates by default: so does this one */
+		signal(sig, SIG_DFL);
+		raise(sig);
+	} else if (world_old.sa_handler != SIG_IGN) {
+		world_old.sa_handler(sig);
+	}
+}
+
 static void sa_world_on_signal(int sig, siginfo_t *si, void *uc)
 {
 	struct sa_tcache *c = sa_tc;
+	uint32_t stopping = atomic_load(&world_stopping);
 	int saved = errno;
 
-	(void)sig;
-	(void)si;
-	(void)uc;
-	if (c && c->registered) {
-		if (c->nosafe)
-			c->stop_pending = 1;
-		else
-			sa_world_park(c);
+	if (!stopping || si->si_code != SI_QUEUE || si->si_pid != getpid() ||
+	    (uint32_t)si->si_value.sival_int != stopping || !c ||
+	    !atomic_load_explicit(&c->registered, memory_order_relaxed)) {
+		errno = saved;
+		sa_world_chain(sig, si, uc);
+		return;
 	}
+	if (c->nosafe)
+		c->stop_pending = 1;
+	else
+		sa_world_park(c);
 	errno = saved;
 }
 
@@ -97,56 +144,201 @@ void sa_safepoint(struct sa_tcache *c)
 	errno = saved;
 }
 
+/* "SIGRTMIN+6", "RTMAX-2", "SIGPWR", "USR2", "38": a signal, or -1. */
+static int sa_world_parse_signal(const char *e)
+{
+	static const struct {
+		const char *name;
+		int sig;
+	} names[] = {
+		{ "PWR", SIGPWR }, { "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ },
+		{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "HUP", SIGHUP },
+		{ "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "SYS", SIGSYS },
+	};
+	char *end;
+	long n;
+
+	if (!strncmp(e, "SIG", 3))
+		e += 3;
+	if (!strncmp(e, "RTMIN", 5) || !strncmp(e, "RTMAX", 5)) {
+		int base = e[4] == 'N' ? SIGRTMIN : SIGRTMAX;
+
+		if (!e[5])
+			return base;
+		n = strtol(e + 5, &end, 10);
+		if (*end || base + n < SIGRTMIN || base + n > SIGRTMAX)
+			return -1;
+		return (int)(base + n);
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(e, names[i].name))
+			return names[i].sig;
+	n = strtol(e, &end, 10);
+	if (end == e || *end)
+		return -1;
+	/* real-time signals, and the classic ones that terminate by default */
+	if (n >= SIGRTMIN && n <= SIGRTMAX)
+		return (int)n;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (n == names[i].sig)
+			return (int)n;
+	return -1;
+}
+
+int sa_world_signal(void)
+{
+	return world_signal;
+}
+
+/* Installs the stop handler; once, from sa_gc_init. */
 int sa_world_init(void)
 {
+	const char *e = getenv("SPANALLOC_GC_SIGNAL");
 	struct sigaction sa;
 
+	if (world_signal)
+		return 0;	/* installed by an sa_gc_init that failed later */
+	world_signal = SIGRTMIN + 6;
+	if (e && *e) {
+		world_signal = sa_world_parse_signal(e);
+		if (world_signal < 0) {
+			world_signal = 0;
+			fprintf(stderr, "spanalloc: gc: SPANALLOC_GC_SIGNAL=%s: not a signal the collector can use (SIGRTMIN+n, SIGRTMAX-n, PWR, XCPU, XFSZ, USR1, USR2, HUP, VTALRM, PROF, SYS or a number)\n",
+				e);
+			errno = EINVAL;
+			return -1;
+		}
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = sa_world_on_signal;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigfillset(&sa.sa_mask);
-	return sigaction(SA_STOP_SIGNAL, &sa, NULL);
+	if (sigaction(world_signal, &sa, &world_old)) {
+		world_signal = 0;
+		return -1;
+	}
+	return 0;
 }
 
-int sa_world_register(struct sa_tcache *c)
-{
-	pthread_attr_t attr;
-	void *addr;
-	size_t size;
+static _Atomic int sa_world_told_blocked, sa_world_told_stack;
 
-	if (c->registered)
-		return 0;
-	if (pthread_getattr_np(pthread_self(), &attr))
-		return -1;
-	pthread_attr_getstack(&attr, &addr, &size);
-	pthread_attr_destroy(&attr);
-	c->stack_lo = (uintptr_t)addr;
-	c->stack_hi = (uintptr_t)addr + size;
-	c->self = pthread_self();
-	c->tid = (pid_t)syscall(SYS_gettid);
-	pthread_mutex_lock(&world_lock);
+/* Whether the calling thread blocks the stop signal (said once). */
+static bool sa_world_blocked(void)
+{
+	sigset_t cur;
+
+	if (pthread_sigmask(SIG_BLOCK, NULL, &cur) || !sigismember(&cur, world_signal))
+		return false;
+	if (!atomic_exchange(&sa_world_told_blocked, 1))
+		fprintf(stderr, "spanalloc: gc: thread %d blocks signal %d, which collections stop threads with (SPANALLOC_GC_SIGNAL); it cannot be registered, and allocating from it fails\n",
+		(int)syscall(SYS_gettid), world_signal);
+	return true;
+}
+
+/* Links c in; world_lock held. */
+static void sa_world_link(struct sa_tcache *c)
+{
 	c->gc_prev = NULL;
 	c->gc_next = world_threads;
 	if (world_threads)
 		world_threads->gc_prev = c;
 	world_threads = c;
-	c->registered = 1;
+	atomic_store_explicit(&c->registered, 1, memory_order_relaxed);
+}
+
+/* Where c's thread's stack is; any thread may ask. */
+static int sa_world_stack_of(struct sa_tcache *c)
+{
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+
+	if (pthread_getattr_np(c->self, &attr))
+		return -1;
+	pthread_attr_getstack(&attr, &addr, &size);
+	pthread_attr_destroy(&attr);
+	c->stack_lo = (uintptr_t)addr;
+	c->stack_hi = (uintptr_t)addr + size;
+	return 0;
+}
+
+/*
+ * Registers the calling thread's cache. Returns 0, or -1 with errno set and
+ * the reason told on stderr: such a thread must not allocate unseen.
+ */
+int sa_world_register(struct sa_tcache *c)
+{
+	if (atomic_load_explicit(&c->registered, memory_order_relaxed))
+		return 0;
+	if (sa_world_blocked()) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (sa_world_stack_of(c)) {
+		int e = errno;
+
+		if (!atomic_exchange(&sa_world_told_stack, 1))
+			fprintf(stderr, "spanalloc: gc: cannot find thread %d's stack (pthread_getattr_np: %s; is /proc mounted, are file descriptors left?); it cannot be registered, and allocating from it fails\n",
+			(int)c->tid, strerrordesc_np(e));
+		errno = e ? e : EAGAIN;
+		return -1;
+	}
+	pthread_mutex_lock(&world_lock);
+	sa_world_link(c);
 	pthread_mutex_unlock(&world_lock);
 	return 0;
 }
 
+/*
+ * sa_gc_init: registers every thread that has a cache but is not
+ * registered (it allocated, or was created, before the heap was
+ * collected). The caller holds cycle_lock, so no cycle runs; a cache
+ * cannot go away while world_lock is held, since a thread leaving takes
+ * it (sa_world_unregister) before its cache is freed. Returns 0, or -1
+ * with errno when a thread's stack cannot be found.
+ */
+int sa_world_register_others(void)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&world_lock);
+	for (;;) {
+		struct sa_tcache *todo = NULL;
+
+		pthread_mutex_lock(&sa_g.lock);
+		for (struct sa_tcache *c = sa_g.caches; c && !todo; c = c->next)
+			if (!atomic_load_explicit(&c->registered, memory_order_relaxed))
+				todo = c;
+		pthread_mutex_unlock(&sa_g.lock);
+		if (!todo)
+			break;
+		if (sa_world_stack_of(todo)) {
+			fprintf(stderr, "spanalloc: gc: cannot find thread %d's stack (pthread_getattr_np: %s)\n",
+				(int)todo->tid, strerrordesc_np(errno));
+			ret = -1;
+			break;
+		}
+		sa_world_link(todo);
+	}
+	pthread_mutex_unlock(&world_lock);
+	return ret;
+}
+
 void sa_world_unregister(struct sa_tcache *c)
 {
-	if (!c->registered)
-		return;
+	/* always locked: sa_world_register_others may be registering c */
 	pthread_mutex_lock(&world_lock);
+	if (!atomic_load_explicit(&c->registered, memory_order_relaxed)) {
+		pthread_mutex_unlock(&world_lock);
+		return;
+	}
 	if (c->gc_prev)
 		c->gc_prev->gc_next = c->gc_next;
 	else
 		world_threads = c->gc_next;
 	if (c->gc_next)
 		c->gc_next->gc_prev = c->gc_prev;
-	c->registered = 0;
+	atomic_store_explicit(&c->registered, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&world_lock);
 }
 
@@ -176,7 +368,7 @@ void sa_world_each(void (*fn)(struct sa_tcache *c, void *arg), void *arg)
 /*
  * Stops every registered thread but the caller. Returns how many were
  * stopped. A thread that does not answer within seconds is reported (it
- * blocks SA_STOP_SIGNAL, or it is stuck inside the library) and waited for.
+ * blocks the stop signal, or it is stuck inside the library) and waited for.
  */
 int sa_world_stop(void)
 {
@@ -185,12 +377,18 @@ int sa_world_stop(void)
 	uint32_t n = 0, acks;
 	int warned = 0;
 
+	uint32_t epoch;
+
 	pthread_mutex_lock(&world_lock);
 	atomic_store(&world_acks, 0);
+	/* never 0, which means "no stop" to the handler */
+	epoch = (atomic_load(&world_epoch) & 0x7fffffff) | 0x80000000;
+	atomic_store(&world_stopping, epoch);
 	for (struct sa_tcache *c = world_threads; c; c = c->gc_next) {
 		if (c == self)
 			continue;
-		if (pthread_kill(c->self, SA_STOP_SIGNAL) == 0)
+		if (pthread_sigqueue(c->self, world_signal,
+				     (union sigval){ .sival_int = (int)epoch }) == 0)
 			n++;
 	}
 	while ((acks = atomic_load(&world_acks)) < n) {
@@ -199,8 +397,8 @@ int sa_world_stop(void)
 			/* not stdio: a stopped thread may hold stderr's lock */
 			char msg[128];
 			int len = snprintf(msg, sizeof(msg),
-					   "spanalloc: gc: %u of %u threads have not stopped after 5 s (is SIGPWR blocked?)\n",
-					   n - acks, n);
+					   "spanalloc: gc: %u of %u threads have not stopped after 5 s (does one block signal %d, or handle it itself?)\n",
+					   n - acks, n, world_signal);
 
 			if (write(2, msg, (size_t)len) < 0)
 				warned++;
@@ -211,6 +409,7 @@ int sa_world_stop(void)
 
 void sa_world_start(void)
 {
+	atomic_store(&world_stopping, 0);
 	atomic_fetch_add(&world_epoch, 1);
 	sa_futex(&world_epoch, FUTEX_WAKE, INT32_MAX, NULL);
 	pthread_mutex_unlock(&world_lock);
