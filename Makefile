@@ -92,6 +92,7 @@ SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/stress_test $(B)/selftests/reclaim_test \
 	     $(B)/selftests/fault_test $(B)/selftests/gc_test \
 	     $(B)/selftests/gc_roots_test $(B)/selftests/gc_tls_module.so \
+	     $(B)/selftests/gc_stress_test \
 	     $(B)/selftests/dropin_test $(B)/selftests/cxx_test \
 	     $(B)/selftests/heaps_gone
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc \

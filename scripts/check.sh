@@ -95,7 +95,7 @@ done
 echo "== KUnit, selftests, fault injection and the fuzzer on the debug kernel"
 rm -f "$log/kunit.ktap"
 if scripts/vm-run --kernel debug --kunit "$log/kunit.ktap" -- sh -c \
-	"PY_TESTS='$PY_TESTS_DEBUG' selftests/run.sh --fuzz $FUZZ_DEBUG --programs '$PROGRAMS' spanalloc_test reclaim_test fault_test lib_test stress_test gc_test gc_roots_test dropin_test; exit 0" 2>&1 |
+	"PY_TESTS='$PY_TESTS_DEBUG' selftests/run.sh --fuzz $FUZZ_DEBUG --programs '$PROGRAMS' spanalloc_test reclaim_test fault_test lib_test stress_test gc_test gc_roots_test gc_stress_test dropin_test; exit 0" 2>&1 |
 	tee "$log/vm-debug.log"; then
 	ok "vm debug: run ends clean (no KASAN, lockdep, DEBUG_VM, list or atomic-sleep report, kmemleak clean, lockdep still on, module unloads)"
 else

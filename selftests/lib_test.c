@@ -506,10 +506,43 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 	EXPECT_EQ(0, kst.pages_inuse);
 }
 
+/* fn run in a child with its stderr read back into out: its status. */
+static int child_stderr(void (*fn)(void), char *out, size_t len)
+{
+	int fds[2], st;
+	ssize_t n, got = 0;
+	pid_t pid;
+
+	if (pipe(fds))
+		return -1;
+	pid = fork();
+	if (!pid) {
+		dup2(fds[1], 2);
+		fn();
+		_exit(0);
+	}
+	close(fds[1]);
+	while ((size_t)got < len - 1 && (n = read(fds[0], out + got, len - 1 - (size_t)got)) > 0)
+		got += n;
+	out[got] = 0;
+	close(fds[0]);
+	waitpid(pid, &st, 0);
+	return st;
+}
+
 TEST(bad_frees_abort_with_a_message)
 {
-	void (*bad[])(void) = { do_double_free, do_interior_free, do_foreign_free,
-				do_tiny_double_free, do_tiny_interior_free };
+	static const struct {
+		void (*fn)(void);
+		const char *says;
+	} bad[] = {
+		{ do_double_free, "double free" },
+		{ do_interior_free, "free of a pointer into an object" },
+		{ do_foreign_free, "is not an object of this heap" },
+		{ do_tiny_double_free, "double free or invalid free of a tiny object" },
+		{ do_tiny_interior_free, "double free or invalid free of a tiny object" },
+	};
+	char out[1024], where[32];
 
 	NEED_DEVICE();
 	obj = sa_alloc(100);
@@ -517,13 +550,28 @@ TEST(bad_frees_abort_with_a_message)
 	tiny2 = sa_alloc_noscan(5);
 	ASSERT_NE(NULL, obj);
 	ASSERT_NE(NULL, tiny2);
+	memset(obj, 'o', 100);
+	memcpy(tiny1, "tiny", 5);
+	memcpy(tiny2, "TINY", 5);
 	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int st = child_status(bad[i]);
+		int st = child_stderr(bad[i].fn, out, sizeof(out));
 
 		EXPECT_TRUE(WIFSIGNALED(st));
 		EXPECT_EQ(SIGABRT, WTERMSIG(st));
+		/* what went wrong, where, and that it aborts */
+		EXPECT_NE(NULL, strstr(out, bad[i].says)) TH_LOG("stderr: %s", out);
+		EXPECT_NE(NULL, strstr(out, "; aborting")) TH_LOG("stderr: %s", out);
+		snprintf(where, sizeof(where), "%p", i == 0 ? (void *)obj : i == 1 ? (void *)(obj + 8) :
+			 i == 3 ? (void *)tiny1 : (void *)(tiny2 + 1));
+		if (i != 2)
+			EXPECT_NE(NULL, strstr(out, where)) TH_LOG("%s not in: %s", where, out);
 	}
 	/* the parent's objects are untouched by what the children did */
+	for (int i = 0; i < 100; i++)
+		ASSERT_EQ('o', obj[i]);
+	EXPECT_STREQ("tiny", tiny1);
+	EXPECT_STREQ("TINY", tiny2);
+	/* and freeing them here is not a double free */
 	sa_free(obj);
 	sa_free(tiny1);
 	sa_free(tiny2);
