@@ -274,6 +274,45 @@ TEST_F(gc, a_pointer_just_past_an_object_keeps_it_unless_switched_off)
 	end_ptr = 0;
 }
 
+/* --- the heap's first address ------------------------------------------ */
+
+static uintptr_t first_h;
+
+static void first_make(void)
+{
+	struct node *holder = new_node(0, NULL, NULL);	/* the first object */
+
+	holder->left = make_list();
+	first_h = hide(holder);
+}
+
+/*
+ * The first object a collected heap hands out is often the root of a
+ * program's first big structure. Its address must not be the heap's base,
+ * which the library holds everywhere (binary-trees kept its whole stretch
+ * tree alive to the end through such a word).
+ */
+TEST_F(gc, the_first_object_is_not_kept_by_the_heaps_own_base_address)
+{
+	uintptr_t base = 0;
+	FILE *f;
+	char line[512];
+
+	gc_start(_metadata);
+	deep(first_make);
+	f = fopen("/proc/self/maps", "r");
+	ASSERT_NE(NULL, f);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, SA_DEV))
+			base = strtoul(line, NULL, 16);
+	fclose(f);
+	ASSERT_NE(0, base);
+	EXPECT_NE(base, (uintptr_t)show(first_h) & ~(uintptr_t)8191) TH_LOG("the first object is at the heap's base");
+	for (int i = 0; i < 3; i++)
+		clean_collect();
+	EXPECT_FALSE(alive(first_h));
+}
+
 /* --- an alternate signal stack ----------------------------------------- */
 
 static atomic_int alt_state;

@@ -839,6 +839,28 @@ TEST_F(gc, statistics_add_up)
 	EXPECT_GT(st.collected_bytes, 8 << 20);
 	EXPECT_GT(st.pause_max_ns, 0);
 	EXPECT_LE(st.live_after_gc, st.heap_inuse);
+	/* each pause, and they add up to what the statistics say */
+	{
+		uint64_t ns[256], sum = 0, max = 0;
+		int n = sa_gc_get_pauses(ns, 256);
+
+		ASSERT_EQ((int)st.cycles, n);
+		for (int i = 0; i < n; i++) {
+			sum += ns[i];
+			max = ns[i] > max ? ns[i] : max;
+		}
+		EXPECT_EQ(st.pause_total_ns, sum);
+		EXPECT_EQ(st.pause_max_ns, max);
+		/* the most recent ones, oldest first */
+		if (n >= 2) {
+			uint64_t last[2];
+
+			ASSERT_EQ(2, sa_gc_get_pauses(last, 2));
+			EXPECT_EQ(ns[n - 2], last[0]);
+			EXPECT_EQ(ns[n - 1], last[1]);
+		}
+		EXPECT_EQ(-1, sa_gc_get_pauses(NULL, 1));
+	}
 }
 
 /*

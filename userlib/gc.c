@@ -37,6 +37,10 @@ struct sa_gc_state sa_gc = {
 /* Set with the goal: a cycle when the spans held reach it. */
 static _Atomic uint64_t inuse_trigger = UINT64_MAX;
 
+/* The last SA_PAUSES pauses, as Go's MemStats.PauseNs; under cycle_lock. */
+#define SA_PAUSES	256
+static uint64_t pause_ring[SA_PAUSES];
+
 double sa_gc_now(void)
 {
 	struct timespec ts;
@@ -161,6 +165,7 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	c->stop_sp = 0;
 
 	pause = (uint64_t)((t4 - t1) * 1e9);
+	pause_ring[atomic_load(&sa_gc.cycles) % SA_PAUSES] = pause;
 	atomic_fetch_add(&sa_gc.pause_total_ns, pause);
 	if (pause > atomic_load(&sa_gc.pause_max_ns))
 		atomic_store(&sa_gc.pause_max_ns, pause);
@@ -280,6 +285,7 @@ int sa_gc_init(void)
 		ret = -1;
 		goto out;
 	}
+	sa_heap_take_base();
 	sa_gc.start_s = sa_gc_now();
 	atomic_store(&sa_gc.heap_live, atomic_load(&sa_gc.heap_inuse));
 	sa_gc_update_goal(0);
@@ -398,6 +404,26 @@ void *sa_base(const void *p)
 				  s->local_free[idx / 64]) & (1ULL << (idx % 64)))
 		return NULL;
 	return (void *)base;
+}
+
+int sa_gc_get_pauses(uint64_t *ns, unsigned int n)
+{
+	uint64_t cycles;
+	unsigned int k;
+
+	if (!ns && n) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&sa_gc.cycle_lock);
+	cycles = atomic_load(&sa_gc.cycles);
+	k = cycles < SA_PAUSES ? (unsigned int)cycles : SA_PAUSES;
+	if (k > n)
+		k = n;
+	for (unsigned int i = 0; i < k; i++)
+		ns[i] = pause_ring[(cycles - k + i) % SA_PAUSES];
+	pthread_mutex_unlock(&sa_gc.cycle_lock);
+	return (int)k;
 }
 
 int sa_gc_get_stats(struct sa_gc_stats *st)

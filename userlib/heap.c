@@ -328,6 +328,29 @@ int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d)
 	return 0;
 }
 
+/*
+ * A collected heap: takes the heap's first page, if it is still free, and
+ * keeps it, so that no object starts at the heap's base address. That
+ * value is everywhere (every page map lookup holds it in a register, and
+ * registers end up in the stack slots a conservative scan reads), and the
+ * first object of a program is often the root of its first big structure:
+ * binary-trees kept its 24 MiB stretch tree alive to the end that way.
+ * The page is the kernel's large span without a record here: no pointer
+ * resolves to it.
+ */
+void sa_heap_take_base(void)
+{
+	struct spanalloc_ret r = { .op = SPANALLOC_RET_EMPTY };
+	struct spanalloc_span d;
+	uint32_t ngot;
+	bool applied;
+
+	if (sa_kernel_large(1, true, &d) || d.addr == sa_g.base)
+		return;
+	r.handle = d.handle;
+	sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+}
+
 long long sa_trim(void)
 {
 	struct spanalloc_release rel = { .size = sizeof(rel) };

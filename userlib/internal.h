@@ -373,6 +373,7 @@ int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
 		       uint16_t spanclass, struct spanalloc_span *got,
 		       uint32_t nget, uint32_t *ngot, bool *applied);
 int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d);
+void sa_heap_take_base(void);
 
 /* fork.c: what each part does around fork(), in this order */
 enum sa_fork_phase {

@@ -73,6 +73,7 @@ static struct {
 
 	pthread_mutex_t pool_lock;	/* the packet pool */
 	struct sa_gray *pool;		/* pool_max packets of SA_PKT */
+	uint32_t *pool_n;		/* entries in each packet */
 	uint32_t npool, pool_max;
 	_Atomic uint32_t npool_hint;	/* npool, readable without the lock */
 	_Atomic int nwait;		/* idle workers in this phase */
@@ -134,26 +135,39 @@ static void sa_mark_futex(_Atomic uint32_t *uaddr, int op, uint32_t val)
 	sa_futex(uaddr, op, val, op == FUTEX_WAIT ? &ts : NULL);
 }
 
-/* Moves SA_PKT entries from the top of w's stack to the pool. */
-static bool sa_gray_share(struct sa_worker *w)
+/*
+ * Moves up to SA_PKT entries, half of w's stack at most, to the pool. For
+ * an idle worker they come from the bottom of the stack: marking goes
+ * depth first, so the oldest entries are the roots of the largest
+ * subgraphs not yet entered (in a tree, the siblings of the nodes near its
+ * root), and a tree's stack never holds many entries. A full stack gives
+ * its top, which costs no copy.
+ */
+static bool sa_gray_share(struct sa_worker *w, bool bottom)
 {
+	uint32_t k = w->n / 2 < SA_PKT ? w->n / 2 : SA_PKT;
 	bool ok = false;
 
-	if (w->n < SA_PKT)
+	if (!k)
 		return false;
 	pthread_mutex_lock(&mk.pool_lock);
 	if (mk.npool < mk.pool_max) {
-		w->n -= SA_PKT;
-		memcpy(&mk.pool[(size_t)mk.npool * SA_PKT], &w->stack[w->n],
-		       SA_PKT * sizeof(struct sa_gray));
+		memcpy(&mk.pool[(size_t)mk.npool * SA_PKT], bottom ? w->stack : &w->stack[w->n - k],
+		       k * sizeof(struct sa_gray));
+		mk.pool_n[mk.npool] = k;
 		mk.npool++;
 		atomic_store(&mk.npool_hint, mk.npool);
 		ok = true;
 	}
 	pthread_mutex_unlock(&mk.pool_lock);
-	if (ok && atomic_load_explicit(&mk.nwait, memory_order_relaxed)) {
-		atomic_fetch_add(&mk.work_seq, 1);
-		sa_mark_futex(&mk.work_seq, FUTEX_WAKE, 1);
+	if (ok) {
+		w->n -= k;
+		if (bottom)
+			memmove(w->stack, &w->stack[k], w->n * sizeof(struct sa_gray));
+		if (atomic_load_explicit(&mk.nwait, memory_order_relaxed)) {
+			atomic_fetch_add(&mk.work_seq, 1);
+			sa_mark_futex(&mk.work_seq, FUTEX_WAKE, 1);
+		}
 	}
 	return ok;
 }
@@ -167,11 +181,14 @@ static bool sa_gray_take(struct sa_worker *w)
 		return false;
 	pthread_mutex_lock(&mk.pool_lock);
 	if (mk.npool) {
+		uint32_t k;
+
 		mk.npool--;
 		atomic_store(&mk.npool_hint, mk.npool);
+		k = mk.pool_n[mk.npool];
 		memcpy(&w->stack[w->n], &mk.pool[(size_t)mk.npool * SA_PKT],
-		       SA_PKT * sizeof(struct sa_gray));
-		w->n += SA_PKT;
+		       k * sizeof(struct sa_gray));
+		w->n += k;
 		ok = true;
 	}
 	pthread_mutex_unlock(&mk.pool_lock);
@@ -183,7 +200,7 @@ static void sa_scan_root_now(struct sa_worker *w, uintptr_t p, uintptr_t n);
 static void sa_gray_push(struct sa_worker *w, uintptr_t p, uintptr_t n)
 {
 	if (sa_unlikely(w->n == w->cap) && !sa_gray_grow(w, n & SA_GRAY_ROOT) &&
-	    !sa_gray_share(w)) {
+	    !sa_gray_share(w, false)) {
 		/*
 		 * An object is marked already: the rescan after this pass
 		 * finds it. A root is not, and nothing would find it again:
@@ -310,10 +327,10 @@ static void sa_drain(struct sa_worker *w)
 	for (;;) {
 		while (w->n) {
 			sa_scan(w, w->stack[--w->n]);
-			/* feed idle workers */
-			if (w->n >= 2 * SA_PKT && atomic_load_explicit(&mk.nwait, memory_order_relaxed) &&
-			    atomic_load_explicit(&mk.npool_hint, memory_order_relaxed) < 4)
-				sa_gray_share(w);
+			/* feed idle workers: as soon as there is anything to share */
+			if (w->n >= 2 && atomic_load_explicit(&mk.nwait, memory_order_relaxed) &&
+			    !atomic_load_explicit(&mk.npool_hint, memory_order_relaxed))
+				sa_gray_share(w, true);
 		}
 		if (sa_gray_take(w))
 			continue;
@@ -444,7 +461,8 @@ int sa_mark_setup(void)
 		mk.gray_max = (size_t)atol(e);
 	mk.pool_max = (uint32_t)(mk.gray_max / SA_PKT);
 	mk.pool = sa_mark_mmap((size_t)mk.pool_max * SA_PKT * sizeof(struct sa_gray));
-	if (!mk.pool)
+	mk.pool_n = sa_mark_mmap((size_t)mk.pool_max * sizeof(uint32_t));
+	if (!mk.pool || !mk.pool_n)
 		return -1;
 	mk.nworkers = sa_gc.nworkers;
 	if (mk.nworkers < 1)

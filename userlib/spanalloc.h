@@ -315,6 +315,15 @@ struct sa_gc_stats {
 };
 int sa_gc_get_stats(struct sa_gc_stats *st);
 
+/*
+ * The most recent pauses (as Go's MemStats.PauseNs): copies up to n of
+ * the last 256 collections' stopped times, in nanoseconds, oldest first,
+ * and returns how many. A pause is from the collector asking the threads
+ * to stop to all of them running again: gctrace's three clock parts. -1
+ * with errno EINVAL when ns is NULL and n is not 0.
+ */
+int sa_gc_get_pauses(uint64_t *ns, unsigned int n);
+
 /* Size class helpers: the class serving size bytes, and its object size. */
 unsigned int sa_size_class(size_t size);	/* 0: large */
 size_t sa_class_size(unsigned int sizeclass);
