@@ -137,6 +137,13 @@ $(B)/tools/gcbench-boehm: tools/gcbench.c
 	@mkdir -p $(@D)
 	$(CC) $(SA_CFLAGS) -O2 -DGCB_BOEHM -o $@ $< -lgc -lpthread
 
+# Go's own runtime on binary-trees, the collectors' reference (golang-go:
+# make bench installs it); its build cache stays out of the clone.
+$(B)/tools/binarytrees-go: tools/binarytrees.go
+	@mkdir -p $(@D)
+	GOCACHE=$${XDG_CACHE_HOME:-$$HOME/.cache}/spanalloc/go-build GO111MODULE=off \
+		go build -o $@ $<
+
 # Plain malloc: the allocator under test comes with LD_PRELOAD.
 $(B)/tools/allocbench: tools/allocbench.c
 	@mkdir -p $(@D)

@@ -13,8 +13,17 @@
  *                tree of N + 1, a long-lived tree of N, and 2^(N - d + 4)
  *                trees of each depth d = 4, 6, ..., N, each checked.
  *
+ * A pause is the time the world is stopped: for spanalloc from asking the
+ * threads to stop to all running again (sa_gc_get_pauses); for Boehm from
+ * GC_EVENT_PRE_STOP_WORLD to GC_EVENT_POST_START_WORLD. Each collector is
+ * run as configured by default, and with GCBENCH_VARIANT=exact: Boehm
+ * with GC_set_all_interior_pointers(0), spanalloc with end pointers off
+ * (neither then adds a byte to every object, so 16-byte objects stay 16).
+ *
  * Prints one line:
- *   BENCH name=... impl=... wall_s=... cpu_s=... rss_kb=... gcs=... max_pause_ms=...
+ *   BENCH name=... impl=... wall_s=... cpu_s=... rss_kb=... gcs=...
+ *         max_pause_ms=... stopped_ms=... p50_pause_ms=... p90_pause_ms=...
+ *         markers=... (marking threads, the collecting one included)
  * and exits 1 if a tree or the array came out wrong.
  */
 #include <stdint.h>
@@ -24,15 +33,30 @@
 #include <sys/resource.h>
 #include <time.h>
 
+/* Every pause, in ms: up to MAX_PAUSES of them. */
+#define MAX_PAUSES	65536
+static double pauses[MAX_PAUSES];
+static unsigned int npauses;
+static double stopped_ms;	/* all pauses, even past MAX_PAUSES */
+
+static int exact(void)
+{
+	const char *e = getenv("GCBENCH_VARIANT");
+
+	return e && !strcmp(e, "exact");
+}
+
 #if defined(GCB_SPANALLOC)
 #include "spanalloc.h"
-#define IMPL		"spanalloc"
+#define IMPL		(exact() ? "spanalloc-exact" : "spanalloc")
 #define GC_START()	gcb_sa_start()
 #define NEW(sz)		sa_alloc(sz)
 #define NEW_ATOMIC(sz)	sa_alloc_noscan(sz)
 
 static void gcb_sa_start(void)
 {
+	if (exact())
+		setenv("SPANALLOC_GC_END_POINTERS", "0", 1);
 	if (sa_gc_init()) {
 		fprintf(stderr, "gcbench: %s\n", sa_strerror());
 		exit(2);
@@ -41,11 +65,18 @@ static void gcb_sa_start(void)
 
 static void gcb_counts(uint64_t *gcs, double *max_pause_ms)
 {
+	static uint64_t ns[256];
 	struct sa_gc_stats st;
+	int n;
 
 	sa_gc_get_stats(&st);
 	*gcs = st.cycles;
 	*max_pause_ms = (double)st.pause_max_ns / 1e6;
+	stopped_ms = (double)st.pause_total_ns / 1e6;
+	/* the library keeps the last 256: the distribution is theirs */
+	n = sa_gc_get_pauses(ns, 256);
+	for (int i = 0; i < n; i++)
+		pauses[npauses++] = (double)ns[i] / 1e6;
 	if (getenv("GCBENCH_VERBOSE")) {
 		struct sa_stats a;
 
@@ -56,24 +87,36 @@ static void gcb_counts(uint64_t *gcs, double *max_pause_ms)
 			(unsigned long long)a.syscalls, (unsigned long long)a.spans_got);
 	}
 }
+
+static int gcb_markers(void)
+{
+	struct sa_gc_stats st;
+
+	return sa_gc_get_stats(&st) ? 0 : (int)st.mark_workers;
+}
 #elif defined(GCB_BOEHM)
+#define GC_THREADS	/* parallel markers, and the calls that say how many */
 #include <gc/gc.h>
-#define IMPL		"boehm"
+#define IMPL		(exact() ? "boehm-exact" : "boehm")
 #define GC_START()	gcb_boehm_start()
 #define NEW(sz)		GC_MALLOC(sz)
 #define NEW_ATOMIC(sz)	GC_MALLOC_ATOMIC(sz)
 
 static double gcb_now(void);
-static double boehm_start_t, boehm_max_pause;
+static double boehm_stop_t, boehm_max_pause;
 
-/* Boehm reports a collection's start and end; the world is stopped between. */
+/* The world is stopped from PRE_STOP_WORLD to POST_START_WORLD. */
 static void gcb_boehm_event(GC_EventType ev)
 {
-	if (ev == GC_EVENT_START) {
-		boehm_start_t = gcb_now();
-	} else if (ev == GC_EVENT_END) {
-		double d = gcb_now() - boehm_start_t;
+	if (ev == GC_EVENT_PRE_STOP_WORLD) {
+		boehm_stop_t = gcb_now();
+	} else if (ev == GC_EVENT_POST_START_WORLD && boehm_stop_t > 0) {
+		double d = (gcb_now() - boehm_stop_t) * 1e3;
 
+		boehm_stop_t = 0;
+		stopped_ms += d;
+		if (npauses < MAX_PAUSES)
+			pauses[npauses++] = d;
 		if (d > boehm_max_pause)
 			boehm_max_pause = d;
 	}
@@ -81,14 +124,23 @@ static void gcb_boehm_event(GC_EventType ev)
 
 static void gcb_boehm_start(void)
 {
+	if (exact())
+		GC_set_all_interior_pointers(0);
 	GC_INIT();
+	/* a program with one thread gets Boehm's parallel markers only so */
+	GC_start_mark_threads();
 	GC_set_on_collection_event(gcb_boehm_event);
 }
 
 static void gcb_counts(uint64_t *gcs, double *max_pause_ms)
 {
 	*gcs = GC_get_gc_no();
-	*max_pause_ms = boehm_max_pause * 1e3;
+	*max_pause_ms = boehm_max_pause;
+}
+
+static int gcb_markers(void)
+{
+	return GC_get_parallel() + 1;
 }
 #else
 #error "build with -DGCB_SPANALLOC or -DGCB_BOEHM"
@@ -254,6 +306,22 @@ static void binarytrees(int max_depth, int quiet)
 		printf("long lived tree of depth %d\t check: %ld\n", max_depth, c);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The q-quantile of the pauses recorded, 0 if none. */
+static double pause_quantile(double q)
+{
+	if (!npauses)
+		return 0;
+	qsort(pauses, npauses, sizeof(pauses[0]), cmp_double);
+	return pauses[(unsigned int)(q * (npauses - 1) + 0.5)];
+}
+
 int main(int argc, char **argv)
 {
 	const char *name = argc > 1 ? argv[1] : "gcbench";
@@ -277,8 +345,9 @@ int main(int argc, char **argv)
 	cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
 	      (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 	gcb_counts(&gcs, &max_pause);
-	printf("BENCH name=%s impl=%s wall_s=%.3f cpu_s=%.3f rss_kb=%ld gcs=%llu max_pause_ms=%.2f%s\n",
+	printf("BENCH name=%s impl=%s wall_s=%.3f cpu_s=%.3f rss_kb=%ld gcs=%llu max_pause_ms=%.2f stopped_ms=%.1f p50_pause_ms=%.2f p90_pause_ms=%.2f markers=%d%s\n",
 	       name, IMPL, wall, cpu, ru.ru_maxrss, (unsigned long long)gcs, max_pause,
+	       stopped_ms, pause_quantile(0.5), pause_quantile(0.9), gcb_markers(),
 	       failed ? " WRONG" : "");
 	return failed;
 }
