@@ -283,7 +283,9 @@ TEST_F_TIMEOUT(stress, collected_heap_under_every_kind_of_use, 600)
 		w[i].deadline = deadline;
 		ASSERT_EQ(0, pthread_create(&w[i].th, NULL, worker_main, &w[i]));
 	}
-	for (int round = 0; now() < deadline; round++) {
+	/* at least 10 cycles and a fork, however slow (ThreadSanitizer) */
+	for (int round = 0; now() < deadline + 120 &&
+	     (now() < deadline || cycles() - start < 10 || !forks); round++) {
 		pthread_t *t = &shortlived[round % 8];
 
 		if (*t)
@@ -296,7 +298,7 @@ TEST_F_TIMEOUT(stress, collected_heap_under_every_kind_of_use, 600)
 		/* half the time no used-up span is kept aside: all go back FULL */
 		if (round % 50 == 0)
 			sa_set_held_pages(round % 100 ? 0 : 8);
-		if (round % 40 == 20) {
+		if (round % 40 == 5) {
 			pid_t pid = fork();
 			int st;
 

@@ -6,16 +6,20 @@
 # needs the debug kernel's fault injection) is named explicitly. --fuzz
 # also runs tools/fuzz for that long, reported as one more TAP result;
 # --programs "cxx sqlite redis python" runs those real programs under the
-# drop-in (programs.sh) after the tests. Binaries come from build/ (make
+# drop-in (programs.sh) after the tests; --tsan also runs the collector's
+# tests built with ThreadSanitizer (build/tsan), where any report fails
+# the test it happens in. Binaries come from build/ (make
 # selftests).
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$here/.." && pwd)/build
 fuzz=0
 programs=
+tsan=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--fuzz) fuzz=$2; shift 2 ;;
 	--programs) programs=$2; shift 2 ;;
+	--tsan) tsan=1; shift ;;
 	*) break ;;
 	esac
 done
@@ -39,6 +43,14 @@ if [ "$fuzz" -gt 0 ]; then
 		echo "not ok 1 fuzz: $summary"
 		rc=1
 	fi
+fi
+if [ "$tsan" = 1 ]; then
+	for t in gc_stress_test; do
+		echo "# spanalloc selftest under ThreadSanitizer: $t"
+		# a report makes the test's process exit 66: the harness fails it
+		TSAN_OPTIONS="exitcode=66 halt_on_error=0 second_deadlock_stack=1 die_after_fork=0" \
+			"$build/tsan/$t" || rc=1
+	done
 fi
 if [ -n "$programs" ]; then
 	echo "# real programs under the drop-in: $programs"

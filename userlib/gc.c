@@ -112,7 +112,7 @@ static void sa_gc_trace(uint64_t n, double t_start, double t_stop, double t_mark
 		(unsigned long long)(live / SA_MIB),
 		(unsigned long long)(atomic_load(&sa_gc.goal) / SA_MIB),
 		(unsigned long long)(sa_roots_stack_bytes() / SA_MIB),
-		(unsigned long long)(sa_roots_globals_bytes() / SA_MIB), sa_gc.nworkers);
+		(unsigned long long)(sa_roots_globals_bytes() / SA_MIB), atomic_load(&sa_gc.nworkers));
 }
 
 /*
@@ -268,7 +268,7 @@ static void sa_gc_read_env(void)
 	if (e && *e)
 		sa_gc.end_pointers = atoi(e) != 0;
 	e = getenv("SPANALLOC_GC_PROCS");
-	sa_gc.nworkers = e && atoi(e) > 0 ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	atomic_store(&sa_gc.nworkers, e && atoi(e) > 0 ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 int sa_gc_init(void)
@@ -378,7 +378,7 @@ void sa_gc_enable(void)
  * unmarked" read with the sweepgen unchanged across means dead; with the
  * sweepgen changed, the answer is read again from the swept span.
  */
-void *sa_base(const void *p)
+SA_NO_TSAN void *sa_base(const void *p)
 {
 	struct sa_uspan *s;
 	uintptr_t base;
@@ -447,7 +447,7 @@ int sa_gc_get_stats(struct sa_gc_stats *st)
 	st->objects_freed = a.objects_freed + a.large_freed + st->collected_objects;
 	st->bytes_freed = a.bytes_freed + st->collected_bytes;
 	st->mark_overflows = atomic_load(&sa_gc.mark_overflows);
-	st->mark_workers = (uint32_t)sa_gc.nworkers;
+	st->mark_workers = (uint32_t)atomic_load(&sa_gc.nworkers);
 	st->parallel_cycles = atomic_load(&sa_gc.parallel_cycles);
 	return 0;
 }

@@ -55,7 +55,7 @@ struct sa_gc_state {
 	double cpu_s;			/* collector CPU time, all cycles */
 	int trace;			/* SPANALLOC_GCTRACE */
 	int scan_globals;		/* data and bss of loaded objects */
-	int nworkers;			/* marking threads, collector included */
+	_Atomic int nworkers;		/* marking threads, collector included */
 	/*
 	 * 1 when a pointer just past an object must keep it: every object of
 	 * a collected heap is allocated a byte longer (Boehm's

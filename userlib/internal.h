@@ -70,6 +70,16 @@
 #define SA_TINY_SC	SPANALLOC_SPANCLASS(2, 1)	/* 16 B noscan */
 #define SA_MAX_BATCH	32
 
+/*
+ * A conservative collector reads memory other threads may be writing: the
+ * data segments, which unregistered threads and the collector itself
+ * write while markers scan them, and span state read by sa_base() while
+ * its holder allocates (gc.c says why the answer is right). Those readers
+ * are left out of ThreadSanitizer's instrumentation, as Boehm GC leaves
+ * out its marker (GC_ATTR_NO_SANITIZE_THREAD); everything else is checked.
+ */
+#define SA_NO_TSAN	__attribute__((no_sanitize_thread))
+
 #define sa_likely(x)	__builtin_expect(!!(x), 1)
 #define sa_unlikely(x)	__builtin_expect(!!(x), 0)
 
@@ -326,7 +336,7 @@ static inline uint32_t sa_span_index(const struct sa_uspan *s, uintptr_t p)
  * keeps them a cycle longer); beyond it, allocBits tell. The collector's
  * pointer test (Go's findObject after spanOf).
  */
-static inline __attribute__((always_inline)) bool
+static inline __attribute__((always_inline)) SA_NO_TSAN bool
 sa_span_object_at(const struct sa_uspan *s, uintptr_t v, uint32_t *idx, uintptr_t *obj)
 {
 	uint32_t i;

@@ -216,7 +216,7 @@ static void sa_gray_push(struct sa_worker *w, uintptr_t p, uintptr_t n)
 }
 
 /* The allocated object p points into, for sa_base(): any time, any thread. */
-struct sa_uspan *sa_find_object(uintptr_t p, uint32_t *idx, uintptr_t *base)
+SA_NO_TSAN struct sa_uspan *sa_find_object(uintptr_t p, uint32_t *idx, uintptr_t *base)
 {
 	struct sa_uspan *s = sa_span_of((void *)p);
 
@@ -232,7 +232,7 @@ struct sa_uspan *sa_find_object(uintptr_t p, uint32_t *idx, uintptr_t *base)
  * what sa_find_object() checks, without its checks that cannot fail while
  * the world is stopped (a page map entry names an in-use span).
  */
-static inline __attribute__((always_inline)) void
+static inline __attribute__((always_inline)) SA_NO_TSAN void
 sa_mark_ptr(struct sa_worker *w, _Atomic(struct sa_uspan *) *pagemap, uintptr_t v,
 	    uintptr_t off)
 {
@@ -264,7 +264,8 @@ sa_mark_ptr(struct sa_worker *w, _Atomic(struct sa_uspan *) *pagemap, uintptr_t 
 }
 
 /* Scans one gray entry: conservatively, or by the object's pointer map. */
-static inline __attribute__((always_inline)) void sa_scan(struct sa_worker *w, struct sa_gray e)
+static inline __attribute__((always_inline)) SA_NO_TSAN void
+sa_scan(struct sa_worker *w, struct sa_gray e)
 {
 	uintptr_t p = e.p, n = e.n & ~SA_GRAY_FLAGS, lo = sa_g.base, len = sa_g.maplen;
 	_Atomic(struct sa_uspan *) *pagemap = sa_g.pagemap;
@@ -310,7 +311,7 @@ static inline __attribute__((always_inline)) void sa_scan(struct sa_worker *w, s
 }
 
 /* A root range the gray stacks have no room for, in oblets: no push. */
-static void sa_scan_root_now(struct sa_worker *w, uintptr_t p, uintptr_t n)
+static SA_NO_TSAN void sa_scan_root_now(struct sa_worker *w, uintptr_t p, uintptr_t n)
 {
 	while (n) {
 		uintptr_t len = n < SA_OBLET ? n : SA_OBLET;
@@ -322,7 +323,7 @@ static void sa_scan_root_now(struct sa_worker *w, uintptr_t p, uintptr_t n)
 }
 
 /* Drains until every worker is out of work. */
-static void sa_drain(struct sa_worker *w)
+static SA_NO_TSAN void sa_drain(struct sa_worker *w)
 {
 	for (;;) {
 		while (w->n) {
@@ -363,7 +364,7 @@ static void sa_drain(struct sa_worker *w)
 }
 
 /* After an overflow: scan every marked object of every scan span again. */
-static void sa_rescan(struct sa_worker *w)
+static SA_NO_TSAN void sa_rescan(struct sa_worker *w)
 {
 	uint32_t total = sa_uspan_count(), i;
 
@@ -464,7 +465,7 @@ int sa_mark_setup(void)
 	mk.pool_n = sa_mark_mmap((size_t)mk.pool_max * sizeof(uint32_t));
 	if (!mk.pool || !mk.pool_n)
 		return -1;
-	mk.nworkers = sa_gc.nworkers;
+	mk.nworkers = atomic_load(&sa_gc.nworkers);
 	if (mk.nworkers < 1)
 		mk.nworkers = 1;
 	if (mk.nworkers > SA_MAX_WORKERS)
@@ -480,7 +481,7 @@ int sa_mark_setup(void)
 			break;
 		}
 	}
-	sa_gc.nworkers = mk.nworkers;
+	atomic_store(&sa_gc.nworkers, mk.nworkers);
 	mk.started = 1;
 	return 0;
 }
@@ -499,7 +500,7 @@ void sa_mark_fork_child(void)
 	mk.remaining = 0;
 	if (mk.started) {
 		mk.nworkers = 1;
-		sa_gc.nworkers = 1;
+		atomic_store(&sa_gc.nworkers, 1);
 	}
 }
 
@@ -508,7 +509,7 @@ struct sa_mark_sink {
 	struct sa_worker *w;
 };
 
-static void sa_mark_root_range(struct sa_root_sink *k, uintptr_t lo, uintptr_t hi)
+static SA_NO_TSAN void sa_mark_root_range(struct sa_root_sink *k, uintptr_t lo, uintptr_t hi)
 {
 	struct sa_mark_sink *m = (struct sa_mark_sink *)k;
 
@@ -516,7 +517,7 @@ static void sa_mark_root_range(struct sa_root_sink *k, uintptr_t lo, uintptr_t h
 		sa_gray_push(m->w, lo, (hi - lo) | SA_GRAY_ROOT);
 }
 
-static void sa_mark_root_object(struct sa_root_sink *k, uintptr_t p)
+static SA_NO_TSAN void sa_mark_root_object(struct sa_root_sink *k, uintptr_t p)
 {
 	if (p - sa_g.base < sa_g.maplen)
 		sa_mark_ptr(((struct sa_mark_sink *)k)->w, sa_g.pagemap, p, p - sa_g.base);

@@ -305,7 +305,13 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 	}
 	s = atomic_load_explicit(&sa_g.pagemap[page], memory_order_acquire);
 	if (s && s->handle == d->handle) {
-		/* Back from the partial lists: it keeps its objects. */
+		/*
+		 * Back from the partial lists: it keeps its objects. The kernel
+		 * ordered the hand-over; this acquire, paired with the release
+		 * that handed it back (sa_batch_add), says so to
+		 * ThreadSanitizer, and costs nothing on x86.
+		 */
+		(void)atomic_load_explicit(&s->where, memory_order_acquire);
 		if (sa_sweep_claim_taken(s))
 			sa_sweep_held(s);
 		atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_relaxed);
