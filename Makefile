@@ -112,7 +112,7 @@ $(B)/selftests/spanalloc_test: selftests/spanalloc_test.c selftests/util.h $(LIB
 	$(CC) $(ST_CFLAGS) -o $@ $< -lpthread
 
 # Linked with the drop-in: every malloc in the program is spanalloc's.
-$(B)/selftests/dropin_test: selftests/dropin_test.c $(B)/lib/libspanalloc-malloc.a
+$(B)/selftests/dropin_test: selftests/dropin_test.c selftests/child.h $(B)/lib/libspanalloc-malloc.a
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< $(B)/lib/libspanalloc-malloc.a -ldl -lpthread
 
@@ -126,7 +126,7 @@ $(B)/selftests/gc_tls_module.so: selftests/gc_tls_module.c
 	@mkdir -p $(@D)
 	$(CC) $(SA_CFLAGS) -shared -fPIC -o $@ $<
 
-$(B)/selftests/%: selftests/%.c selftests/util.h selftests/gc_util.h $(B)/lib/libspanalloc.a
+$(B)/selftests/%: selftests/%.c selftests/util.h selftests/gc_util.h selftests/child.h $(B)/lib/libspanalloc.a
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< $(B)/lib/libspanalloc.a -lpthread
 

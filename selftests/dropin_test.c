@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "child.h"
 #include "kselftest_harness.h"
 #include "spanalloc.h"
 
@@ -262,33 +263,6 @@ TEST(threads_that_exit_and_their_destructors_free)
 	}
 }
 
-/*
- * Forks a child whose stderr goes to err; in it, fn(arg) runs and the
- * child exits 0 if fn returns. Returns the child's wait status.
- */
-static int in_child(void (*fn)(const char *), const char *arg, char *err, size_t errlen)
-{
-	int fds[2], st;
-	ssize_t n, got = 0;
-	pid_t pid;
-
-	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (!pid) {
-		dup2(fds[1], 2);
-		fn(arg);
-		_exit(0);
-	}
-	close(fds[1]);
-	while ((n = read(fds[0], err + got, errlen - 1 - (size_t)got)) > 0)
-		got += n;
-	err[got] = 0;
-	close(fds[0]);
-	waitpid(pid, &st, 0);
-	return st;
-}
-
 static char not_ours[64] = "untouched";
 
 static void free_foreign(const char *unused)
@@ -307,7 +281,7 @@ TEST(a_pointer_it_did_not_hand_out_is_reported_once_and_left_alone)
 	int st;
 
 	NEED_HEAP();
-	st = in_child(free_foreign, NULL, err, sizeof(err));
+	st = sa_t_in_child(free_foreign, NULL, err, sizeof(err));
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(0, WEXITSTATUS(st));
 	EXPECT_NE(NULL, strstr(err, "not a pointer this allocator handed out"));
@@ -338,7 +312,7 @@ TEST(fork_and_system_work)
 	int st;
 
 	NEED_HEAP();
-	st = in_child(fork_and_allocate, NULL, err, sizeof(err));
+	st = sa_t_in_child(fork_and_allocate, NULL, err, sizeof(err));
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(0, WEXITSTATUS(st)) TH_LOG("%s", err);
 	EXPECT_EQ(0, strlen(err)) TH_LOG("%s", err);
@@ -378,7 +352,7 @@ static int without_module(void)
 TEST(without_the_module_glibc_takes_over_and_says_why_once)
 {
 	char err[4096];
-	int st = in_child(exec_without_module, NULL, err, sizeof(err));
+	int st = sa_t_in_child(exec_without_module, NULL, err, sizeof(err));
 
 	ASSERT_TRUE(WIFEXITED(st));
 	EXPECT_EQ(0, WEXITSTATUS(st));
@@ -390,7 +364,7 @@ TEST(without_the_module_glibc_takes_over_and_says_why_once)
 TEST(spanalloc_require_makes_a_missing_module_fatal)
 {
 	char err[4096];
-	int st = in_child(exec_without_module, "1", err, sizeof(err));
+	int st = sa_t_in_child(exec_without_module, "1", err, sizeof(err));
 
 	EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 	EXPECT_NE(NULL, strstr(err, "SPANALLOC_REQUIRE=1"));

@@ -302,7 +302,7 @@ TEST_F(gc, the_first_object_is_not_kept_by_the_heaps_own_base_address)
 	deep(first_make);
 	f = fopen("/proc/self/maps", "r");
 	ASSERT_NE(NULL, f);
-	while (fgets(line, sizeof(line), f))
+	while (!base && fgets(line, sizeof(line), f))
 		if (strstr(line, SA_DEV))
 			base = strtoul(line, NULL, 16);
 	fclose(f);
@@ -599,10 +599,74 @@ TEST_F(gc, a_thread_that_blocks_the_stop_signal_is_refused_not_hung)
 	EXPECT_EQ(0, masked_bad);
 }
 
+static atomic_int waiter_state;
+static int waiter_sig;
+
+static void *waiter_thread(void *arg)
+{
+	sigset_t all;
+
+	(void)arg;
+	sa_free(sa_alloc(16));
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	atomic_store(&waiter_state, 1);
+	/* the stop signal is not among those it takes */
+	sigwait(&all, &waiter_sig);
+	return NULL;
+}
+
+TEST_F(gc, a_thread_waiting_in_sigwait_for_every_signal_still_stops)
+{
+	pthread_t t;
+
+	gc_start(_metadata);
+	ASSERT_EQ(0, pthread_create(&t, NULL, waiter_thread, NULL));
+	wait_for(&waiter_state, 1);
+	usleep(100000);
+	alarm(120);
+	collect_hard(2);
+	alarm(0);
+	pthread_kill(t, SIGUSR1);
+	pthread_join(t, NULL);
+	EXPECT_EQ(SIGUSR1, waiter_sig);
+}
+
+static atomic_int early_state;
+
+static void *early_blocker(void *arg)
+{
+	sigset_t set;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGRTMIN + 6);
+	/* a manual heap: nothing stops it blocking the signal yet */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	atomic_store(&early_state, 1);
+	wait_for(&early_state, 2);
+	return NULL;
+}
+
+TEST_F(gc, sa_gc_init_refuses_a_thread_that_blocks_the_stop_signal)
+{
+	pthread_t t;
+
+	ASSERT_EQ(0, pthread_create(&t, NULL, early_blocker, NULL));
+	wait_for(&early_state, 1);
+	EXPECT_EQ(-1, sa_gc_init());
+	EXPECT_EQ(EINVAL, errno);
+	atomic_store(&early_state, 2);
+	pthread_join(t, NULL);
+	/* with that thread gone, the heap can be collected */
+	gc_start(_metadata);
+	sa_gc_collect();
+}
+
 /* --- system calls across a stop, without retrying on EINTR ------------- */
 
 static int sys_pipe[2];
-static atomic_int sys_ready;
+static atomic_int sys_ready, sys_poll_done;
 static ssize_t sys_read = -2;
 static int sys_poll = -2, sys_poll_errno;
 
@@ -624,6 +688,7 @@ static void *poll_thread(void *arg)
 	atomic_fetch_add(&sys_ready, 1);
 	sys_poll = poll(NULL, 0, 60000);
 	sys_poll_errno = errno;
+	atomic_store(&sys_poll_done, 1);
 	return NULL;
 }
 
@@ -637,9 +702,11 @@ TEST_F(gc, a_stop_restarts_read_and_interrupts_poll_as_documented)
 	ASSERT_EQ(0, pthread_create(&r, NULL, read_thread, NULL));
 	ASSERT_EQ(0, pthread_create(&p, NULL, poll_thread, NULL));
 	wait_for(&sys_ready, 2);
-	usleep(200000);	/* into the calls */
-	for (int i = 0; i < 3; i++)
+	/* collect until poll has been interrupted (it waits 60 s otherwise) */
+	for (int i = 0; i < 300 && !atomic_load(&sys_poll_done); i++) {
+		usleep(100000);
 		sa_gc_collect();
+	}
 	ASSERT_EQ(1, write(sys_pipe[1], "x", 1));
 	pthread_join(r, NULL);
 	pthread_join(p, NULL);

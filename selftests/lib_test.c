@@ -14,6 +14,7 @@
 #include "kselftest_harness.h"
 #include "spanalloc.h"
 #include "util.h"
+#include "child.h"
 
 #define NSC SPANALLOC_NUM_SPANCLASSES
 
@@ -409,32 +410,37 @@ static int child_status(void (*fn)(void))
 /* The objects the bad frees use are allocated before the fork. */
 static char *obj, *tiny1, *tiny2;
 
-static void do_double_free(void)
+static void do_double_free(const char *unused)
 {
+	(void)unused;
 	sa_free(obj);
 	sa_free(obj);
 }
 
-static void do_interior_free(void)
+static void do_interior_free(const char *unused)
 {
+	(void)unused;
 	sa_free(obj + 8);
 }
 
-static void do_foreign_free(void)
+static void do_foreign_free(const char *unused)
 {
+	(void)unused;
 	static long x;
 
 	sa_free(&x);
 }
 
-static void do_tiny_double_free(void)
+static void do_tiny_double_free(const char *unused)
 {
+	(void)unused;
 	sa_free(tiny1);
 	sa_free(tiny1);
 }
 
-static void do_tiny_interior_free(void)
+static void do_tiny_interior_free(const char *unused)
 {
+	(void)unused;
 	sa_free(tiny2 + 1);
 }
 
@@ -506,34 +512,10 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 	EXPECT_EQ(0, kst.pages_inuse);
 }
 
-/* fn run in a child with its stderr read back into out: its status. */
-static int child_stderr(void (*fn)(void), char *out, size_t len)
-{
-	int fds[2], st;
-	ssize_t n, got = 0;
-	pid_t pid;
-
-	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (!pid) {
-		dup2(fds[1], 2);
-		fn();
-		_exit(0);
-	}
-	close(fds[1]);
-	while ((size_t)got < len - 1 && (n = read(fds[0], out + got, len - 1 - (size_t)got)) > 0)
-		got += n;
-	out[got] = 0;
-	close(fds[0]);
-	waitpid(pid, &st, 0);
-	return st;
-}
-
 TEST(bad_frees_abort_with_a_message)
 {
 	static const struct {
-		void (*fn)(void);
+		void (*fn)(const char *);
 		const char *says;
 	} bad[] = {
 		{ do_double_free, "double free" },
@@ -554,7 +536,7 @@ TEST(bad_frees_abort_with_a_message)
 	memcpy(tiny1, "tiny", 5);
 	memcpy(tiny2, "TINY", 5);
 	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int st = child_stderr(bad[i].fn, out, sizeof(out));
+		int st = sa_t_in_child(bad[i].fn, NULL, out, sizeof(out));
 
 		EXPECT_TRUE(WIFSIGNALED(st));
 		EXPECT_EQ(SIGABRT, WTERMSIG(st));

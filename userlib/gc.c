@@ -37,6 +37,32 @@ struct sa_gc_state sa_gc = {
 /* Set with the goal: a cycle when the spans held reach it. */
 static _Atomic uint64_t inuse_trigger = UINT64_MAX;
 
+/*
+ * Set while this thread holds cycle_lock: an allocation that fails then
+ * must not collect (sa_alloc_after_gc), it would wait for itself.
+ */
+__thread int sa_gc_cycle_held __attribute__((tls_model("initial-exec")));
+
+static void sa_gc_lock_cycle(void)
+{
+	pthread_mutex_lock(&sa_gc.cycle_lock);
+	sa_gc_cycle_held = 1;
+}
+
+static int sa_gc_trylock_cycle(void)
+{
+	if (pthread_mutex_trylock(&sa_gc.cycle_lock))
+		return -1;
+	sa_gc_cycle_held = 1;
+	return 0;
+}
+
+static void sa_gc_unlock_cycle(void)
+{
+	sa_gc_cycle_held = 0;
+	pthread_mutex_unlock(&sa_gc.cycle_lock);
+}
+
 /* The last SA_PAUSES pauses, as Go's MemStats.PauseNs; under cycle_lock. */
 #define SA_PAUSES	256
 static uint64_t pause_ring[SA_PAUSES];
@@ -183,11 +209,11 @@ void sa_gc_maybe_collect(struct sa_tcache *c)
 	if (!sa_gc_on() || atomic_load(&sa_gc.disabled))
 		return;
 	/* someone else is collecting: they stop us, we need not wait */
-	if (pthread_mutex_trylock(&sa_gc.cycle_lock))
+	if (sa_gc_trylock_cycle())
 		return;
 	if (sa_gc_due())	/* not if a cycle just ran */
 		sa_gc_cycle(c);
-	pthread_mutex_unlock(&sa_gc.cycle_lock);
+	sa_gc_unlock_cycle();
 }
 
 static struct sa_tcache *sa_gc_thread(void)
@@ -210,10 +236,10 @@ void sa_gc_collect(void)
 	if (!c)
 		return;
 	/* waiting here, we are outside the allocator: a cycle can stop us */
-	pthread_mutex_lock(&sa_gc.cycle_lock);
+	sa_gc_lock_cycle();
 	sa_gc_cycle(c);
 	sa_sweep_finish_claimed(c);
-	pthread_mutex_unlock(&sa_gc.cycle_lock);
+	sa_gc_unlock_cycle();
 	/* our own spans are swept lazily; sweep them now */
 	sa_safe_enter(c);
 	for (int sc = 0; sc < SA_NSC; sc++)
@@ -277,7 +303,7 @@ int sa_gc_init(void)
 
 	if (sa_init())
 		return -1;
-	pthread_mutex_lock(&sa_gc.cycle_lock);
+	sa_gc_lock_cycle();
 	if (sa_gc_on())
 		goto out;
 	sa_gc_read_env();
@@ -298,11 +324,10 @@ int sa_gc_init(void)
 	if (sa_world_register_others()) {
 		sa_gc.end_pad = 0;
 		atomic_store(&sa_gc.mode, 0);
-		errno = EAGAIN;
 		ret = -1;
 	}
 out:
-	pthread_mutex_unlock(&sa_gc.cycle_lock);
+	sa_gc_unlock_cycle();
 	if (!ret && !sa_tc && !sa_gc_thread())
 		ret = -1;
 	return ret;

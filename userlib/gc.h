@@ -78,6 +78,7 @@ static inline bool sa_gc_on(void)
 }
 
 /* gc.c */
+extern __thread int sa_gc_cycle_held __attribute__((tls_model("initial-exec")));
 void sa_gc_note_alloc(struct sa_tcache *c, uint64_t bytes);
 static inline void sa_gc_note_inuse(int64_t bytes)
 {

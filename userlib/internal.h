@@ -187,7 +187,6 @@ struct sa_tcache {
 	int gc_due;			/* set by the pacer, on this thread */
 	/* stopped and scanned by collections; set under the world lock */
 	_Atomic int registered;
-	int unregistrable;		/* its stack could not be found */
 	pid_t tid;
 	pthread_t self;
 	uintptr_t stack_lo, stack_hi;	/* where its own stack may be */

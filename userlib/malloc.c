@@ -275,8 +275,8 @@ static inline __attribute__((always_inline)) void *sa_malloc_in(struct sa_tcache
 	uint16_t sc;
 	uintptr_t p;
 
-	/* an end pointer lands inside its object (gc.h: end_pad) */
-	size += sa_gc.end_pad;
+	/* an end pointer lands inside its object (gc.h: end_pad); SIZE_MAX stays */
+	size += sa_gc.end_pad & (size != SIZE_MAX);
 	if (noscan && size <= SA_TINY_SIZE)
 		return sa_alloc_tiny(c, size);
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
@@ -298,7 +298,9 @@ static __attribute__((noinline, cold)) void *sa_alloc_after_gc(struct sa_tcache 
 {
 	void *p;
 
-	if (errno != ENOMEM || !sa_gc_on())
+	/* not for what no heap could hold, nor when collections are off */
+	if (errno != ENOMEM || !sa_gc_on() || size >= sa_g.maplen ||
+	    atomic_load(&sa_gc.disabled) || sa_gc_cycle_held)
 		return NULL;
 	sa_gc_collect();
 	sa_safe_enter(c);

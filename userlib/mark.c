@@ -140,8 +140,8 @@ static void sa_mark_futex(_Atomic uint32_t *uaddr, int op, uint32_t val)
  * an idle worker they come from the bottom of the stack: marking goes
  * depth first, so the oldest entries are the roots of the largest
  * subgraphs not yet entered (in a tree, the siblings of the nodes near its
- * root), and a tree's stack never holds many entries. A full stack gives
- * its top, which costs no copy.
+ * root), and a tree's stack never holds many entries. A larger stack
+ * gives its top, which costs no copy: it has plenty to go round.
  */
 static bool sa_gray_share(struct sa_worker *w, bool bottom)
 {
@@ -331,7 +331,7 @@ static SA_NO_TSAN void sa_drain(struct sa_worker *w)
 			/* feed idle workers: as soon as there is anything to share */
 			if (w->n >= 2 && atomic_load_explicit(&mk.nwait, memory_order_relaxed) &&
 			    !atomic_load_explicit(&mk.npool_hint, memory_order_relaxed))
-				sa_gray_share(w, true);
+				sa_gray_share(w, w->n <= 4 * SA_PKT);
 		}
 		if (sa_gray_take(w))
 			continue;

@@ -516,7 +516,7 @@ void sa_tcache_destroy(struct sa_tcache *c)
 	sa_tcache_flush(c);
 	c->gc_due = 0;
 	sa_safe_exit(c);
-	sa_world_unregister(c);
+	/* out of the list first: sa_gc_init must not register it from there */
 	pthread_mutex_lock(&sa_g.lock);
 	sa_counters_add(&sa_g.dead, &c->st);
 	if (c->prev)
@@ -526,6 +526,7 @@ void sa_tcache_destroy(struct sa_tcache *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	pthread_mutex_unlock(&sa_g.lock);
+	sa_world_unregister(c);
 	if (sa_tc == c) {
 		sa_tc = NULL;
 		sa_tc_gone = 1;

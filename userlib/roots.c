@@ -127,7 +127,7 @@ static int sa_roots_segment(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
 	(void)arg;
-	for (int i = 0; i < info->dlpi_phnum && nsegs < SA_MAX_SEGS; i++) {
+	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 
 		if (ph->p_type == PT_TLS && info->dlpi_tls_modid &&
@@ -136,7 +136,8 @@ static int sa_roots_segment(struct dl_phdr_info *info, size_t size, void *arg)
 			if (info->dlpi_tls_modid >= ntls)
 				ntls = info->dlpi_tls_modid + 1;
 		}
-		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W) || !ph->p_memsz)
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W) || !ph->p_memsz ||
+		    nsegs == SA_MAX_SEGS)
 			continue;
 		segs[nsegs].lo = (info->dlpi_addr + ph->p_vaddr) & ~(uintptr_t)7;
 		segs[nsegs].hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
@@ -218,8 +219,12 @@ int sa_roots_init(void)
 		goto unknown;
 	pthread_join(t, NULL);
 	info(&tls_static_size, &align);
+	/*
+	 * The descriptor is 64-byte aligned; a module asking for more would
+	 * leave slack above it that this measure cannot tell from it.
+	 */
 	tcb &= ~(uintptr_t)63;
-	if (!tcb || tcb > 16384 || tcb >= tls_static_size) {
+	if (!tcb || tcb > 16384 || tcb >= tls_static_size || align > 64) {
 		tls_static_size = 0;
 		goto unknown;
 	}

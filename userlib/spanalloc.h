@@ -194,7 +194,10 @@ long long sa_trim(void);
  *     to the stack's top. Registered are: every thread created with
  *     pthread_create while this library is loaded (it replaces the C
  *     library's, and registers the new thread before its start routine
- *     runs, so the start argument is safe), every thread that allocates
+ *     runs, so the start argument is safe; in a manual heap too, every new
+ *     thread gets its cache at once and its creator waits for it to
+ *     start; the drop-in libspanalloc-malloc does not replace
+ *     pthread_create), every thread that allocates
  *     from the heap, the thread that called sa_gc_init(), and threads that
  *     call sa_gc_register_thread();
  *   - every registered thread's thread-local storage (__thread variables,
@@ -214,9 +217,12 @@ long long sa_trim(void);
  * Collections stop registered threads with a signal (SPANALLOC_GC_SIGNAL,
  * default SIGRTMIN+6) at a point where they are not inside this library,
  * and resume them when marking is done; sweeping happens afterwards,
- * lazily and in a background thread. A thread must not block that signal
- * or install its own handler for it: registering such a thread fails,
- * and so does its allocating. The signal may interrupt system calls:
+ * lazily and in a background thread. In a collected heap pthread_sigmask,
+ * sigprocmask, sigwait, sigwaitinfo and sigtimedwait leave that signal
+ * alone; a thread that blocks it anyway (a raw system call, or a mask set
+ * before sa_gc_init) is refused: registering it fails, and so does its
+ * allocating, or sa_gc_init. Do not install another handler for it. The
+ * signal may interrupt system calls:
  * read, write, wait and others restart (SA_RESTART), but poll, ppoll,
  * select, epoll_wait, nanosleep, clock_nanosleep, sleep, sockets with
  * timeouts (SO_RCVTIMEO, SO_SNDTIMEO) and semop return EINTR, as they do

@@ -50,6 +50,8 @@ bool sa_sweep_needed(const struct sa_uspan *s)
 static void sa_sweep_publish(struct sa_uspan *s, uint32_t words)
 {
 	atomic_store_explicit(&s->sweepgen, atomic_load(&sa_gc.sweepgen), memory_order_release);
+	/* a reader that sees a mark cleared sees the sweepgen too */
+	atomic_thread_fence(memory_order_release);
 	for (uint32_t w = 0; w < words; w++)
 		atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
 }

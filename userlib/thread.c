@@ -14,9 +14,12 @@
  * later (gc.c).
  *
  * In a collected heap, pthread_sigmask and sigprocmask never block the
- * signal collections stop threads with (as Boehm's GC_pthread_sigmask):
- * a thread that blocks every signal, to leave them to one that waits for
- * them with sigwait, is common, and must still stop for collections.
+ * signal collections stop threads with (as Boehm's GC_pthread_sigmask),
+ * and sigwait, sigwaitinfo and sigtimedwait never take it: a thread that
+ * blocks every signal, to leave them to one that waits for them, is
+ * common, and both must still stop for collections. The C library's
+ * functions are found when the library is loaded, not on first use,
+ * which may be in a signal handler.
  *
  * The library's own threads (marking helpers, the sweeper) are made with
  * sa_thread_create_raw(): the helpers must not be registered, since they
@@ -42,12 +45,26 @@ static void *sa_real(_Atomic(void *) *cache, const char *name)
 
 typedef int (*sa_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 typedef int (*sa_mask_fn)(int, const sigset_t *, sigset_t *);
+typedef int (*sa_wait_fn)(const sigset_t *, int *);
+typedef int (*sa_waitinfo_fn)(const sigset_t *, siginfo_t *);
+typedef int (*sa_timedwait_fn)(const sigset_t *, siginfo_t *, const struct timespec *);
+
+static _Atomic(void *) real_create, real_pmask, real_pmask2, real_wait, real_waitinfo,
+	real_timedwait;
 
 static sa_create_fn sa_real_create(void)
 {
-	static _Atomic(void *) real;
+	return (sa_create_fn)sa_real(&real_create, "pthread_create");
+}
 
-	return (sa_create_fn)sa_real(&real, "pthread_create");
+static __attribute__((constructor)) void sa_thread_resolve(void)
+{
+	sa_real(&real_create, "pthread_create");
+	sa_real(&real_pmask, "pthread_sigmask");
+	sa_real(&real_pmask2, "sigprocmask");
+	sa_real(&real_wait, "sigwait");
+	sa_real(&real_waitinfo, "sigwaitinfo");
+	sa_real(&real_timedwait, "sigtimedwait");
 }
 
 int sa_thread_create_raw(pthread_t *t, const pthread_attr_t *attr,
@@ -98,12 +115,12 @@ int pthread_create(pthread_t *t, const pthread_attr_t *attr,
 	return 0;
 }
 
-/* set, less the stop signal when a collected heap would be blocked from it */
-static const sigset_t *sa_thread_mask(int how, const sigset_t *set, sigset_t *copy)
+/* set, less the stop signal in a collected heap */
+static const sigset_t *sa_thread_mask(const sigset_t *set, sigset_t *copy)
 {
 	int sig = sa_world_signal();
 
-	if (!set || how == SIG_UNBLOCK || !sig || !sa_gc_on() || !sigismember(set, sig))
+	if (!set || !sig || !sa_gc_on() || !sigismember(set, sig))
 		return set;
 	*copy = *set;
 	sigdelset(copy, sig);
@@ -112,24 +129,54 @@ static const sigset_t *sa_thread_mask(int how, const sigset_t *set, sigset_t *co
 
 int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
-	static _Atomic(void *) real;
-	sa_mask_fn f = (sa_mask_fn)sa_real(&real, "pthread_sigmask");
+	sa_mask_fn f = (sa_mask_fn)sa_real(&real_pmask, "pthread_sigmask");
 	sigset_t copy;
 
 	if (!f)
 		return ENOSYS;
-	return f(how, sa_thread_mask(how, set, &copy), old);
+	return f(how, how == SIG_UNBLOCK ? set : sa_thread_mask(set, &copy), old);
 }
 
 int sigprocmask(int how, const sigset_t *set, sigset_t *old)
 {
-	static _Atomic(void *) real;
-	sa_mask_fn f = (sa_mask_fn)sa_real(&real, "sigprocmask");
+	sa_mask_fn f = (sa_mask_fn)sa_real(&real_pmask2, "sigprocmask");
 	sigset_t copy;
 
 	if (!f) {
 		errno = ENOSYS;
 		return -1;
 	}
-	return f(how, sa_thread_mask(how, set, &copy), old);
+	return f(how, how == SIG_UNBLOCK ? set : sa_thread_mask(set, &copy), old);
+}
+
+int sigwait(const sigset_t *set, int *sig)
+{
+	sa_wait_fn f = (sa_wait_fn)sa_real(&real_wait, "sigwait");
+	sigset_t copy;
+
+	return f ? f(sa_thread_mask(set, &copy), sig) : ENOSYS;
+}
+
+int sigwaitinfo(const sigset_t *set, siginfo_t *info)
+{
+	sa_waitinfo_fn f = (sa_waitinfo_fn)sa_real(&real_waitinfo, "sigwaitinfo");
+	sigset_t copy;
+
+	if (!f) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return f(sa_thread_mask(set, &copy), info);
+}
+
+int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
+{
+	sa_timedwait_fn f = (sa_timedwait_fn)sa_real(&real_timedwait, "sigtimedwait");
+	sigset_t copy;
+
+	if (!f) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return f(sa_thread_mask(set, &copy), info, timeout);
 }

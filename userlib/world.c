@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +236,33 @@ static bool sa_world_blocked(void)
 	return true;
 }
 
+/*
+ * Whether thread tid blocks the stop signal, as /proc says (another
+ * thread's mask cannot be asked for otherwise); false when /proc cannot
+ * tell.
+ */
+static bool sa_world_blocked_by(pid_t tid)
+{
+	char path[64], line[128];
+	bool blocked = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long mask;
+
+		if (sscanf(line, "SigBlk: %llx", &mask) == 1) {
+			blocked = (mask >> (world_signal - 1)) & 1;
+			break;
+		}
+	}
+	fclose(f);
+	return blocked;
+}
+
 /* Links c in; world_lock held. */
 static void sa_world_link(struct sa_tcache *c)
 {
@@ -292,10 +320,11 @@ int sa_world_register(struct sa_tcache *c)
 /*
  * sa_gc_init: registers every thread that has a cache but is not
  * registered (it allocated, or was created, before the heap was
- * collected). The caller holds cycle_lock, so no cycle runs; a cache
- * cannot go away while world_lock is held, since a thread leaving takes
- * it (sa_world_unregister) before its cache is freed. Returns 0, or -1
- * with errno when a thread's stack cannot be found.
+ * collected). The caller holds cycle_lock, so no cycle runs. A cache
+ * cannot go away under us: a thread leaving unlinks its cache from
+ * sa_g.caches first, then takes world_lock (sa_world_unregister) before
+ * freeing it. Returns 0, or -1 with errno when a thread blocks the stop
+ * signal (EINVAL) or its stack cannot be found (EAGAIN).
  */
 int sa_world_register_others(void)
 {
@@ -312,9 +341,17 @@ int sa_world_register_others(void)
 		pthread_mutex_unlock(&sa_g.lock);
 		if (!todo)
 			break;
+		if (sa_world_blocked_by(todo->tid)) {
+			fprintf(stderr, "spanalloc: gc: thread %d blocks signal %d, which collections stop threads with (SPANALLOC_GC_SIGNAL); the heap stays manual\n",
+				(int)todo->tid, world_signal);
+			errno = EINVAL;
+			ret = -1;
+			break;
+		}
 		if (sa_world_stack_of(todo)) {
 			fprintf(stderr, "spanalloc: gc: cannot find thread %d's stack (pthread_getattr_np: %s)\n",
 				(int)todo->tid, strerrordesc_np(errno));
+			errno = EAGAIN;
 			ret = -1;
 			break;
 		}
@@ -385,11 +422,29 @@ int sa_world_stop(void)
 	epoch = (atomic_load(&world_epoch) & 0x7fffffff) | 0x80000000;
 	atomic_store(&world_stopping, epoch);
 	for (struct sa_tcache *c = world_threads; c; c = c->gc_next) {
+		int err;
+
 		if (c == self)
 			continue;
-		if (pthread_sigqueue(c->self, world_signal,
-				     (union sigval){ .sival_int = (int)epoch }) == 0)
-			n++;
+		/*
+		 * A queued signal can be refused for want of room
+		 * (RLIMIT_SIGPENDING): try again, since a thread left
+		 * running would change the heap while it is marked.
+		 */
+		while ((err = pthread_sigqueue(c->self, world_signal,
+					       (union sigval){ .sival_int = (int)epoch })) == EAGAIN)
+			sched_yield();
+		if (err) {
+			char msg[128];
+			int len = snprintf(msg, sizeof(msg),
+					   "spanalloc: gc: cannot stop thread %d (%s); aborting\n",
+					   (int)c->tid, strerrordesc_np(err));
+
+			if (write(2, msg, (size_t)len) < 0)
+				abort();
+			abort();
+		}
+		n++;
 	}
 	while ((acks = atomic_load(&world_acks)) < n) {
 		if (sa_futex(&world_acks, FUTEX_WAIT, acks, &ts) < 0 &&
