@@ -382,17 +382,27 @@ void sa_world_unregister(struct sa_tcache *c)
 /*
  * fork(): the caller takes world_lock (after cycle_lock, before the
  * others: a cycle takes them in that order), so no thread registers or
- * leaves while the address space is copied. In the child, the threads
- * that were not copied are unregistered by fork.c; the one that forked
- * has a new thread id.
+ * leaves while the address space is copied. In the child only the thread
+ * that forked is left registered, with its new thread id: every other
+ * cache is unregistered here, those fork.c frees and also a leaving
+ * thread's, which was already out of sa_g.caches but still registered.
  */
 void sa_world_fork(enum sa_fork_phase phase)
 {
 	sa_fork_mutex(&world_lock, phase);
 	if (phase == SA_FORK_CHILD) {
+		struct sa_tcache *self = sa_tc;
+		bool kept = self && atomic_load_explicit(&self->registered, memory_order_relaxed);
+
+		for (struct sa_tcache *c = world_threads; c; c = c->gc_next)
+			if (c != self)
+				atomic_store_explicit(&c->registered, 0, memory_order_relaxed);
+		world_threads = kept ? self : NULL;
+		if (kept)
+			self->gc_prev = self->gc_next = NULL;
 		atomic_store(&world_acks, 0);
-		if (sa_tc)
-			sa_tc->tid = (pid_t)syscall(SYS_gettid);
+		if (self)
+			self->tid = (pid_t)syscall(SYS_gettid);
 	}
 }
 
@@ -434,6 +444,8 @@ int sa_world_stop(void)
 		while ((err = pthread_sigqueue(c->self, world_signal,
 					       (union sigval){ .sival_int = (int)epoch })) == EAGAIN)
 			sched_yield();
+		if (err == ESRCH)
+			continue;	/* gone, past touching the heap */
 		if (err) {
 			char msg[128];
 			int len = snprintf(msg, sizeof(msg),
