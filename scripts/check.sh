@@ -4,7 +4,8 @@
 #   2. kernel code lint: checkpatch --strict, sparse, W=1 on 6.1 and 6.12
 #   3. native unit tests under ASan and UBSan
 #   4. the kselftests (device, reclaim, library, stress, gc) and a short fuzzer
-#      run in a VM booting Debian's 6.1 kernel, then 6.12; the VM run itself
+#      run in a VM booting Debian's 6.1 kernel, then 6.12, with the
+#      collector's tests also under ThreadSanitizer on 6.1; the VM run itself
 #      must end clean (no kernel warning, module unloads)
 #   5. on the debug kernel (KASAN, lockdep, kmemleak, DEBUG_VM, DEBUG_LIST,
 #      fault injection; built into the cache on first use): the KUnit
@@ -81,9 +82,13 @@ sa_need_pkgs python3.11 libpython3.11-testsuite sqlite3 redis-server redis-tools
 
 for series in 6.1 6.12; do
 	echo "== selftests in a VM, Linux $series"
+	# The collector's tests under ThreadSanitizer: user space only, so
+	# one kernel series is enough.
+	tsan=
+	[ "$series" = 6.1 ] && tsan=--tsan
 	# The TAP lines carry the tests' verdicts; vm-run's own status says
 	# whether the guest kernel stayed clean and the module unloaded.
-	if scripts/vm-run --kernel "$series" -- sh -c "selftests/run.sh --fuzz $FUZZ_SHORT --programs '$PROGRAMS'; exit 0" 2>&1 |
+	if scripts/vm-run --kernel "$series" -- sh -c "selftests/run.sh $tsan --fuzz $FUZZ_SHORT --programs '$PROGRAMS'; exit 0" 2>&1 |
 		tee "$log/vm-$series.log"; then
 		ok "vm $series: run ends clean (no kernel warning, module unloads)"
 	else

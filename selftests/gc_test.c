@@ -78,13 +78,17 @@ static struct node *build_tree(int depth, uint64_t *id)
 	return new_node((*id)++, l, r);
 }
 
+/* Recurses left only: a spine down the right is a loop, however long. */
 static long check_tree(const struct node *n, int *bad)
 {
-	if (!n)
-		return 0;
-	if (!node_ok(n))
-		(*bad)++;
-	return 1 + check_tree(n->left, bad) + check_tree(n->right, bad);
+	long count = 0;
+
+	for (; n; n = n->right) {
+		if (!node_ok(n))
+			(*bad)++;
+		count += 1 + check_tree(n->left, bad);
+	}
+	return count;
 }
 
 /* Walks a graph that may share nodes or loop, by ids (ids < 1 << 20). */

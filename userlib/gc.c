@@ -188,7 +188,7 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	sa_world_start();
 	t4 = sa_gc_now();
 	cpu4 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
-	c->stop_sp = 0;
+	atomic_store_explicit(&c->stop_sp, 0, memory_order_relaxed);
 
 	pause = (uint64_t)((t4 - t1) * 1e9);
 	pause_ring[atomic_load(&sa_gc.cycles) % SA_PAUSES] = pause;
@@ -429,6 +429,15 @@ SA_NO_TSAN void *sa_base(const void *p)
 				  s->local_free[idx / 64]) & (1ULL << (idx % 64)))
 		return NULL;
 	return (void *)base;
+}
+
+int sa_gc_get_signal(void)
+{
+	int sig = sa_world_pick_signal();
+
+	if (sig < 0)
+		errno = EINVAL;
+	return sig;
 }
 
 int sa_gc_get_pauses(uint64_t *ns, unsigned int n)

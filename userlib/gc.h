@@ -97,6 +97,7 @@ int sa_world_register(struct sa_tcache *c);
 int sa_world_register_others(void);
 void sa_world_note_stack(struct sa_tcache *c, uintptr_t sp);
 int sa_world_signal(void);
+int sa_world_pick_signal(void);
 void sa_world_unregister(struct sa_tcache *c);
 int sa_world_stop(void);
 void sa_world_start(void);

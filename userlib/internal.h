@@ -193,12 +193,14 @@ struct sa_tcache {
 	/*
 	 * Where it ran when it stopped: the lowest live word of the stack in
 	 * use, and the alternate signal stack if that was in use (the
-	 * thread writes them itself, from the stop handler).
+	 * thread writes them itself, from the stop handler). Relaxed atomics:
+	 * the stop's acknowledgement orders them, but ThreadSanitizer loses
+	 * that edge when the stop signal lands inside its own runtime.
 	 */
-	volatile uintptr_t stop_sp;
-	uintptr_t alt_lo, alt_hi;
+	_Atomic uintptr_t stop_sp;
+	_Atomic uintptr_t alt_lo, alt_hi;
 	/* the stack the program said it switched to (sa_gc_set_stack) */
-	uintptr_t cur_lo, cur_hi;
+	_Atomic uintptr_t cur_lo, cur_hi;
 	struct sa_tcache *gc_prev, *gc_next;	/* registered, under world lock */
 };
 

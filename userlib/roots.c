@@ -295,9 +295,13 @@ static void sa_roots_tls(struct sa_tcache *c, struct sa_root_sink *k)
 static void sa_roots_thread(struct sa_tcache *c, void *arg)
 {
 	struct sa_root_sink *k = arg;
-	uintptr_t sp = c->stop_sp;
+	uintptr_t sp = atomic_load_explicit(&c->stop_sp, memory_order_relaxed);
 	struct sa_range st[3] = {
-		{ c->stack_lo, c->stack_hi }, { c->alt_lo, c->alt_hi }, { c->cur_lo, c->cur_hi },
+		{ c->stack_lo, c->stack_hi },
+		{ atomic_load_explicit(&c->alt_lo, memory_order_relaxed),
+		  atomic_load_explicit(&c->alt_hi, memory_order_relaxed) },
+		{ atomic_load_explicit(&c->cur_lo, memory_order_relaxed),
+		  atomic_load_explicit(&c->cur_hi, memory_order_relaxed) },
 	};
 	int on = -1;
 
@@ -338,11 +342,11 @@ int sa_gc_set_stack(void *lo, void *hi)
 	if (!c)
 		return -1;
 	/* a stop between the stores sees an empty range or the whole one */
-	c->cur_hi = 0;
+	atomic_store_explicit(&c->cur_hi, 0, memory_order_relaxed);
 	atomic_signal_fence(memory_order_seq_cst);
-	c->cur_lo = (uintptr_t)lo;
+	atomic_store_explicit(&c->cur_lo, (uintptr_t)lo, memory_order_relaxed);
 	atomic_signal_fence(memory_order_seq_cst);
-	c->cur_hi = (uintptr_t)hi;
+	atomic_store_explicit(&c->cur_hi, (uintptr_t)hi, memory_order_relaxed);
 	return 0;
 }
 

@@ -242,7 +242,9 @@ long long sa_trim(void);
  *   SPANALLOC_GC_PROCS=N        marking threads (default: online CPUs, <= 8)
  *   SPANALLOC_GC_SIGNAL=SIG     the stop signal: SIGRTMIN+n, SIGRTMAX-n,
  *                               SIGPWR, SIGXCPU, SIGUSR1, SIGUSR2, ... or a
- *                               number (default SIGRTMIN+6)
+ *                               number (default SIGRTMIN+6; SIGSYS in a
+ *                               ThreadSanitizer build, which delivers
+ *                               other signals late)
  *   SPANALLOC_GC_END_POINTERS=0 a pointer just past an object does not
  *                               keep it (see sa_gc_set_end_pointers)
  */
@@ -285,6 +287,14 @@ int sa_gc_set_stack(void *lo, void *hi);
  * allocated from then on. Returns the previous setting.
  */
 int sa_gc_set_end_pointers(int on);
+
+/*
+ * The signal collections stop threads with: the one in use after
+ * sa_gc_init(), before it the one sa_gc_init() would use. A program that
+ * blocks signals must leave this one open in every registered thread.
+ * -1 with EINVAL when SPANALLOC_GC_SIGNAL names none the collector can use.
+ */
+int sa_gc_get_signal(void);
 
 /* [lo, hi) is scanned as roots until removed by the same lo. 0 or -1. */
 int sa_gc_add_roots(void *lo, void *hi);

@@ -5,7 +5,7 @@
  * is not at a safe point).
  *
  * Stopping: the collector queues the stop signal (SPANALLOC_GC_SIGNAL,
- * SIGRTMIN+6 unless set: Boehm GC, Mono and the JVM use SIGPWR, SIGXCPU
+ * SIGRTMIN+6 unless set, SIGSYS under ThreadSanitizer: Boehm GC, Mono and the JVM use SIGPWR, SIGXCPU
  * and SIGUSR2) to every other registered thread with the stop's epoch as
  * its value, and waits until each has acknowledged. The handler parks a
  * thread only for a stop the collector requested: a signal sent by this
@@ -66,13 +66,15 @@ long sa_futex(_Atomic uint32_t *uaddr, int op, uint32_t val, const struct timesp
 void sa_world_note_stack(struct sa_tcache *c, uintptr_t sp)
 {
 	stack_t ss;
+	uintptr_t lo = 0, hi = 0;
 
-	c->alt_lo = c->alt_hi = 0;
 	if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
-		c->alt_lo = (uintptr_t)ss.ss_sp;
-		c->alt_hi = (uintptr_t)ss.ss_sp + ss.ss_size;
+		lo = (uintptr_t)ss.ss_sp;
+		hi = lo + ss.ss_size;
 	}
-	c->stop_sp = sp;
+	atomic_store_explicit(&c->alt_lo, lo, memory_order_relaxed);
+	atomic_store_explicit(&c->alt_hi, hi, memory_order_relaxed);
+	atomic_store_explicit(&c->stop_sp, sp, memory_order_relaxed);
 }
 
 /*
@@ -93,7 +95,7 @@ static __attribute__((noinline)) void sa_world_park(struct sa_tcache *c)
 	sa_futex(&world_acks, FUTEX_WAKE, 1, NULL);
 	while (atomic_load(&world_epoch) == epoch)
 		sa_futex(&world_epoch, FUTEX_WAIT, epoch, NULL);
-	c->stop_sp = 0;
+	atomic_store_explicit(&c->stop_sp, 0, memory_order_relaxed);
 	(void)marker;
 }
 
@@ -191,25 +193,48 @@ int sa_world_signal(void)
 	return world_signal;
 }
 
+/*
+ * The stop signal in use, or the one sa_world_init would install: -1 when
+ * SPANALLOC_GC_SIGNAL names none the collector can use.
+ *
+ * ThreadSanitizer holds an asynchronous signal back until the thread next
+ * enters a function it intercepts, which a thread computing in its own
+ * code, or waiting in a call TSan does not treat as blocking, may never
+ * do: a collection would wait for it forever. Signals it deems synchronous
+ * it delivers at once, and SIGSYS (seccomp's, which no program sends
+ * itself) is one of them, so a ThreadSanitizer build stops with that.
+ */
+int sa_world_pick_signal(void)
+{
+	const char *e = getenv("SPANALLOC_GC_SIGNAL");
+
+	if (world_signal)
+		return world_signal;
+	if (e && *e)
+		return sa_world_parse_signal(e);
+#ifdef __SANITIZE_THREAD__
+	return SIGSYS;
+#else
+	return SIGRTMIN + 6;
+#endif
+}
+
 /* Installs the stop handler; once, from sa_gc_init. */
 int sa_world_init(void)
 {
-	const char *e = getenv("SPANALLOC_GC_SIGNAL");
 	struct sigaction sa;
+	int sig;
 
 	if (world_signal)
 		return 0;	/* installed by an sa_gc_init that failed later */
-	world_signal = SIGRTMIN + 6;
-	if (e && *e) {
-		world_signal = sa_world_parse_signal(e);
-		if (world_signal < 0) {
-			world_signal = 0;
-			fprintf(stderr, "spanalloc: gc: SPANALLOC_GC_SIGNAL=%s: not a signal the collector can use (SIGRTMIN+n, SIGRTMAX-n, PWR, XCPU, XFSZ, USR1, USR2, HUP, VTALRM, PROF, SYS or a number)\n",
-				e);
-			errno = EINVAL;
-			return -1;
-		}
+	sig = sa_world_pick_signal();
+	if (sig < 0) {
+		fprintf(stderr, "spanalloc: gc: SPANALLOC_GC_SIGNAL=%s: not a signal the collector can use (SIGRTMIN+n, SIGRTMAX-n, PWR, XCPU, XFSZ, USR1, USR2, HUP, VTALRM, PROF, SYS or a number)\n",
+			getenv("SPANALLOC_GC_SIGNAL"));
+		errno = EINVAL;
+		return -1;
 	}
+	world_signal = sig;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = sa_world_on_signal;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
