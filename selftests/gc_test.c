@@ -801,6 +801,39 @@ TEST_F_TIMEOUT(gc, memory_limit_is_respected_within_ten_percent, 300)
 	EXPECT_GT(st.heap_inuse, 48ULL << 20);
 }
 
+/*
+ * Under a limit, a cycle comes when the room between the live heap and the
+ * goal is used up, and not sooner: spans that only wait to be swept are
+ * not a full heap (they once started a second, useless cycle after each).
+ */
+TEST_F_TIMEOUT(gc, under_a_memory_limit_a_cycle_comes_when_the_room_is_used, 300)
+{
+	const uint64_t churned = 256ULL << 20;
+	struct sa_gc_stats a, b;
+	uint64_t id = 0, room, expect;
+	int bad = 0;
+
+	setenv("SPANALLOC_GOGC", "off", 1);
+	setenv("SPANALLOC_GOMEMLIMIT", "32MiB", 1);
+	gc_start(_metadata);
+	sa_gc_set_end_pointers(0);	/* churn's 64 bytes fill 64-byte slots */
+	g_live = build_tree(16, &id);
+	clean_collect();
+	ASSERT_EQ(0, sa_gc_get_stats(&a));
+	ASSERT_GT(a.goal, a.live_after_gc + (4ULL << 20));
+	room = a.goal - a.live_after_gc;
+	churn(churned);
+	ASSERT_EQ(0, sa_gc_get_stats(&b));
+	expect = churned / room;
+	TH_LOG("live %llu KiB, goal %llu KiB: %llu cycles for %llu expected",
+	       (unsigned long long)(a.live_after_gc >> 10), (unsigned long long)(a.goal >> 10),
+	       (unsigned long long)(b.cycles - a.cycles), (unsigned long long)expect);
+	EXPECT_LE(b.cycles - a.cycles, expect + expect / 4 + 2);
+	EXPECT_GE(b.cycles - a.cycles, expect / 2);
+	EXPECT_EQ(65535, check_tree(g_live, &bad));
+	EXPECT_EQ(0, bad);
+}
+
 TEST_F(gc, disable_stops_automatic_collections)
 {
 	struct sa_gc_stats a, b;

@@ -10,7 +10,8 @@
  * way) reaches goal = L * (1 + percent/100), and not below 4 MiB *
  * percent/100 (Go's heapMinimum). A memory limit (GOMEMLIMIT) caps the
  * goal at limit - limit/16, the sixteenth left for fragmentation, and
- * also triggers a cycle when the bytes of spans held reach that; it never
+ * also triggers a cycle when the bytes of spans held reach that once the
+ * last cycle's garbage is swept; it never
  * asks for a goal under L + 1 MiB, so a live heap over the limit makes
  * collections frequent, not continuous.
  */
@@ -105,13 +106,19 @@ static void sa_gc_update_goal(uint64_t live)
 	atomic_store(&inuse_trigger, cap);
 }
 
-/* Whether the heap has reached its goal, or the spans held the limit's. */
+/*
+ * Whether the heap has reached its goal, or the spans held the limit's.
+ * Spans held count only once the last cycle's sweep is over: until then
+ * they include the garbage it found, and right after a cycle they would
+ * start another that finds nothing.
+ */
 static bool sa_gc_due(void)
 {
 	return atomic_load_explicit(&sa_gc.heap_live, memory_order_relaxed) >=
 	       atomic_load_explicit(&sa_gc.goal, memory_order_relaxed) ||
-	       atomic_load_explicit(&sa_gc.heap_inuse, memory_order_relaxed) >=
-	       atomic_load_explicit(&inuse_trigger, memory_order_relaxed);
+	       (atomic_load_explicit(&sa_gc.sweep_done, memory_order_relaxed) &&
+		atomic_load_explicit(&sa_gc.heap_inuse, memory_order_relaxed) >=
+		atomic_load_explicit(&inuse_trigger, memory_order_relaxed));
 }
 
 void sa_gc_note_alloc(struct sa_tcache *c, uint64_t bytes)
