@@ -161,7 +161,7 @@ TEST_F(gc, threads_from_before_sa_gc_init_are_registered_by_it)
 /* --- thread-local storage ---------------------------------------------- */
 
 static __thread struct node *tls_list;
-static pthread_key_t tls_key;
+static pthread_key_t tls_key, tls_key_far;	/* far: past the first 32 */
 static void **(*module_slot)(void);
 static atomic_int tls_state;
 static int tls_thread_bad = -1;
@@ -170,6 +170,7 @@ static void tls_make_main(void)
 {
 	tls_list = make_list();
 	pthread_setspecific(tls_key, make_list());
+	pthread_setspecific(tls_key_far, make_list());
 	if (module_slot)
 		*module_slot() = make_list();
 }
@@ -179,11 +180,12 @@ static void *tls_thread(void *arg)
 	(void)arg;
 	tls_list = make_list();
 	pthread_setspecific(tls_key, make_list());
+	pthread_setspecific(tls_key_far, make_list());
 	*module_slot() = make_list();
 	atomic_store(&tls_state, 1);
 	wait_for(&tls_state, 2);
 	tls_thread_bad = list_bad(tls_list) + list_bad(pthread_getspecific(tls_key)) +
-			 list_bad(*module_slot());
+			 list_bad(pthread_getspecific(tls_key_far)) + list_bad(*module_slot());
 	return NULL;
 }
 
@@ -210,6 +212,10 @@ TEST_F(gc, thread_local_storage_is_a_root)
 	module_slot = (void **(*)(void))dlsym(mod, "gc_tls_slot");
 	ASSERT_NE(NULL, module_slot);
 	ASSERT_EQ(0, pthread_key_create(&tls_key, NULL));
+	/* glibc keeps the first 32 keys' values in the thread, others apart */
+	do {
+		ASSERT_EQ(0, pthread_key_create(&tls_key_far, NULL));
+	} while (tls_key_far < 40);
 	gc_start(_metadata);
 	deep(tls_make_main);
 	ASSERT_EQ(0, pthread_create(&t, NULL, tls_thread, NULL));
@@ -217,6 +223,8 @@ TEST_F(gc, thread_local_storage_is_a_root)
 	collect_hard(3);
 	EXPECT_EQ(0, list_bad(tls_list)) TH_LOG("__thread in the first thread");
 	EXPECT_EQ(0, list_bad(pthread_getspecific(tls_key))) TH_LOG("pthread_setspecific");
+	EXPECT_EQ(0, list_bad(pthread_getspecific(tls_key_far))) TH_LOG("pthread_setspecific, key %u",
+								       tls_key_far);
 	EXPECT_EQ(0, list_bad(*module_slot())) TH_LOG("__thread of a dlopen'ed module");
 	atomic_store(&tls_state, 2);
 	pthread_join(t, NULL);

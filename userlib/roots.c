@@ -10,9 +10,10 @@
  *     said it switched to (sa_gc_set_stack), whole, when it stopped on
  *     another; and its current tiny block, which it may still be carving;
  *   - each registered thread's thread-local storage: the static block
- *     (with the C library's thread descriptor, which holds the first
- *     pthread_setspecific values) and the blocks of modules loaded later
- *     (dlopen), which the C library allocates when first used.
+ *     (with the C library's thread descriptor, which holds the first 32
+ *     pthread_setspecific values), the blocks holding the other keys'
+ *     values, and the blocks of modules loaded later (dlopen), which the
+ *     C library allocates when first used.
  * All are scanned conservatively. The library's own globals are left out:
  * they hold the heap's base address, which would pin the first object.
  *
@@ -58,6 +59,16 @@ static uint64_t globals_bytes, stack_bytes;
 
 /* glibc's static TLS geometry, found once by sa_roots_init() */
 static size_t tls_static_size, tls_tcb_size;
+/*
+ * Where the descriptor keeps pthread_setspecific's second-level blocks
+ * (0: not found). glibc holds the values of the first 32 keys in the
+ * descriptor itself (specific_1stblock, 32 entries of 16 bytes) and those
+ * of the others in blocks of 32 entries from malloc, pointed to by the
+ * array that follows: specific[0] points to specific_1stblock, 512 bytes
+ * before itself, which is how sa_roots_init finds it.
+ */
+static size_t tls_specific_off;
+#define SA_KEY_BLOCK	(32 * 2 * sizeof(uintptr_t))
 
 /*
  * The collector takes roots_lock with the world stopped: a registered
@@ -229,6 +240,16 @@ int sa_roots_init(void)
 		goto unknown;
 	}
 	tls_tcb_size = tcb;
+	for (size_t off = SA_KEY_BLOCK; off + 32 * sizeof(uintptr_t) <= tcb; off += sizeof(uintptr_t)) {
+		uintptr_t self = (uintptr_t)pthread_self();
+
+		if (((const uintptr_t *)self)[off / sizeof(uintptr_t)] == self + off - SA_KEY_BLOCK) {
+			tls_specific_off = off;
+			break;
+		}
+	}
+	if (!tls_specific_off)
+		fprintf(stderr, "spanalloc: gc: cannot find the C library's pthread_setspecific blocks; values of keys past the first 32 are not scanned\n");
 	return 0;
 unknown:
 	fprintf(stderr, "spanalloc: gc: cannot find the C library's thread-local storage; the first thread's is not scanned\n");
@@ -276,6 +297,13 @@ static void sa_roots_tls(struct sa_tcache *c, struct sa_root_sink *k)
 	/* the first thread's static block is not on its stack */
 	if (tls_static_size && (tp < c->stack_lo || tp >= c->stack_hi))
 		sa_roots_send(k, tp + tls_tcb_size - tls_static_size, tp + tls_tcb_size);
+	if (tls_specific_off) {
+		const uintptr_t *spec = (const uintptr_t *)(tp + tls_specific_off);
+
+		for (int i = 1; i < 32; i++)
+			if (spec[i])
+				sa_roots_send(k, spec[i], spec[i] + SA_KEY_BLOCK);
+	}
 	dtv = ((const uintptr_t *)tp)[1];
 	if (!dtv)
 		return;

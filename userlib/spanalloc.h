@@ -201,8 +201,8 @@ long long sa_trim(void);
  *     from the heap, the thread that called sa_gc_init(), and threads that
  *     call sa_gc_register_thread();
  *   - every registered thread's thread-local storage (__thread variables,
- *     also of libraries loaded with dlopen, and the first 32
- *     pthread_setspecific keys; glibc on x86-64);
+ *     also of libraries loaded with dlopen, and every
+ *     pthread_setspecific value; glibc on x86-64);
  *   - a thread's alternate signal stack while it runs on it, and the stack
  *     it said it switched to (sa_gc_set_stack);
  *   - ranges added with sa_gc_add_roots();
