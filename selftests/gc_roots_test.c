@@ -866,4 +866,48 @@ TEST_F_TIMEOUT(gc, at_the_heap_limit_a_collection_runs_before_an_allocation_fail
 	EXPECT_EQ(ENOMEM, errno);
 }
 
+/* --- an idle thread's spans ---------------------------------------------- */
+
+static atomic_int idle_state;
+
+static void *idle_thread(void *arg)
+{
+	void *objs[100];
+
+	(void)arg;
+	/* 100 objects of 256 B fill 4 one-page spans: 3 are kept aside */
+	for (int i = 0; i < 100; i++)
+		objs[i] = sa_alloc_noscan(256);
+	for (int i = 0; i < 100; i++)
+		sa_free(objs[i]);
+	atomic_store(&idle_state, 1);
+	wait_for(&idle_state, 2);	/* idle: never back in the allocator */
+	return NULL;
+}
+
+/*
+ * A thread that keeps spans aside and then idles does not pin them: a
+ * collection gives back what was kept across two of them.
+ */
+TEST_F(gc, an_idle_threads_spans_go_back_after_two_collections)
+{
+	struct spanalloc_stats kst;
+	uint64_t before;
+	pthread_t t;
+
+	gc_start(_metadata);
+	ASSERT_EQ(0, pthread_create(&t, NULL, idle_thread, NULL));
+	wait_for(&idle_state, 1);
+	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
+	before = kst.spans;
+	for (int i = 0; i < 3; i++)
+		sa_gc_collect();
+	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
+	TH_LOG("spans out of the kernel: %llu before, %llu after",
+	       (unsigned long long)before, (unsigned long long)kst.spans);
+	EXPECT_LE(kst.spans + 3, before);
+	atomic_store(&idle_state, 2);
+	pthread_join(t, NULL);
+}
+
 TEST_HARNESS_MAIN

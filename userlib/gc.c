@@ -178,6 +178,7 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	cpu1 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
 	sa_world_stop();
 	sa_sweep_finish_stopped();
+	sa_world_each(sa_tcache_decay_stopped, c);
 	sa_sweep_prepare_stopped();
 	before = atomic_load(&sa_gc.heap_live);
 	t2 = sa_gc_now();

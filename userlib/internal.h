@@ -104,6 +104,8 @@ struct sa_uspan {
 	uint8_t needzero;		/* objects may hold old data */
 	struct sa_uspan *next;		/* holder's lists; pool free list */
 	struct sa_uspan *prev;		/* holder's held list */
+	uint32_t held_ms;		/* when it was kept aside (coarse ms) */
+	uint32_t held_gc;		/* and after how many collections */
 	uint64_t alloc_bits[SA_BITWORDS];
 	uint64_t local_free[SA_BITWORDS];
 	/*
@@ -159,6 +161,13 @@ struct sa_counters {
 #define SA_HELD_PAGES	8	/* the default */
 #define SA_HELD_PAGES_MAX	64
 #define SA_HELD_MAX	64
+/*
+ * A span kept aside this long, or across two collections, without being
+ * taken again goes back to the kernel (mcache.c), so an idle thread does
+ * not pin memory.
+ */
+#define SA_HELD_DECAY_MS	1000
+#define SA_HELD_DECAY_GCS	2
 
 /* The calling thread's cache (Go's mcache). */
 struct sa_tcache {
@@ -168,6 +177,7 @@ struct sa_tcache {
 	struct sa_uspan *held_tail[SA_NSC];
 	uint8_t nheld_class[SA_NSC];
 	uint32_t nheld;
+	uint32_t decay_ms, decay_gc;	/* when held spans were last looked at */
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
 	struct sa_uspan *adopted;	/* spans to hand back, list */
@@ -407,6 +417,7 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc);
 void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_return_adopted(struct sa_tcache *c);
 void sa_tcache_return_held(struct sa_tcache *c);
+void sa_tcache_decay_stopped(struct sa_tcache *c, void *self);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
 
 /* malloc.c */

@@ -15,7 +15,10 @@
  *
  * Held spans stay owned by the thread, so its own frees into them are
  * plain stores, as into its active spans; frees from other threads set
- * freeBits as for any span. This is mimalloc's design (a thread keeps its
+ * freeBits as for any span. They decay: one not taken again for
+ * SA_HELD_DECAY_MS, or across SA_HELD_DECAY_GCS collections, goes back
+ * with the thread's next exchange, or at a collection with the world
+ * stopped (the thread may be idle: nothing else would return it). This is mimalloc's design (a thread keeps its
  * full pages and their frees come back to it), where Go instead hands a
  * used-up span to mcentral at once.
  *
@@ -33,6 +36,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <time.h>
 #include "internal.h"
 
 __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
@@ -95,11 +99,27 @@ int sa_set_held_pages(unsigned int pages)
 	return (int)atomic_exchange(&sa_g.held_pages, pages);
 }
 
+/* A coarse clock in milliseconds (wraps; compare by difference). */
+static uint32_t sa_held_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+static uint32_t sa_held_gcs(void)
+{
+	return (uint32_t)atomic_load_explicit(&sa_gc.cycles, memory_order_relaxed);
+}
+
 /* Keeps s, which c owns, for the frees to come. */
 static void sa_held_push(struct sa_tcache *c, struct sa_uspan *s)
 {
 	uint16_t sc = s->spanclass;
 
+	s->held_ms = sa_held_now_ms();
+	s->held_gc = sa_held_gcs();
 	s->prev = NULL;
 	s->next = c->held[sc];
 	if (s->next)
@@ -153,6 +173,41 @@ static void sa_batch_give_back(struct sa_retbatch *b, struct sa_uspan *s)
 		sa_sweep_held(s);
 	sa_span_settle(s);
 	sa_batch_add_settled(b, s);
+}
+
+/*
+ * Queues, up to a batch's room, the spans c has kept aside too long:
+ * SA_HELD_DECAY_MS untouched, or across SA_HELD_DECAY_GCS collections.
+ * The oldest of a class is at its tail.
+ */
+static void sa_held_decay_now(struct sa_tcache *c, struct sa_retbatch *b, uint32_t room)
+{
+	uint32_t now = sa_held_now_ms(), gcs = sa_held_gcs();
+
+	c->decay_ms = now;
+	c->decay_gc = gcs;
+	for (uint16_t sc = 0; sc < SA_NSC && c->nheld && b->n < room; sc++) {
+		struct sa_uspan *s;
+
+		while ((s = c->held_tail[sc]) && b->n < room &&
+		       (now - s->held_ms >= SA_HELD_DECAY_MS ||
+			gcs - s->held_gc >= SA_HELD_DECAY_GCS)) {
+			sa_held_unlink(c, s);
+			sa_batch_give_back(b, s);
+		}
+	}
+}
+
+/*
+ * The same on c's own way to the kernel: looked at when a second has
+ * passed or a collection ran since the last look, so that an exchange
+ * pays for the walk at most that often.
+ */
+static void sa_held_decay(struct sa_tcache *c, struct sa_retbatch *b, uint32_t room)
+{
+	if (c->nheld && (sa_held_now_ms() - c->decay_ms >= SA_HELD_DECAY_MS ||
+			 sa_held_gcs() != c->decay_gc))
+		sa_held_decay_now(c, b, room);
 }
 
 /*
@@ -275,6 +330,25 @@ static int sa_batch_send(struct sa_tcache *c, struct sa_retbatch *b,
 	return err;
 }
 
+/*
+ * The world is stopped (a collection): c's thread may be idle, so nobody
+ * else would give back what it keeps aside. self is the collecting
+ * thread's cache, which takes any span the returns hand back to it.
+ */
+void sa_tcache_decay_stopped(struct sa_tcache *c, void *self)
+{
+	struct sa_retbatch b = { .n = 0 };
+	uint32_t ngot;
+	bool full;
+
+	do {
+		sa_held_decay_now(c, &b, SA_MAX_BATCH);
+		full = b.n == SA_MAX_BATCH;
+		if (b.n)
+			sa_batch_send(self, &b, 0, 0, NULL, &ngot);
+	} while (full);
+}
+
 void sa_tcache_return_adopted(struct sa_tcache *c)
 {
 	struct sa_retbatch b = { .n = 0 };
@@ -384,6 +458,7 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	}
 	if (sa_gc_on())
 		sa_sweep_help(c, 2);	/* sweep before growing, as Go does */
+	sa_held_decay(c, &b, SA_MAX_BATCH / 2);
 	sa_batch_add_adopted(c, &b);
 	err = sa_batch_send(c, &b, sc, 1, &d, &ngot);
 	if (!ngot) {
