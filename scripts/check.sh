@@ -75,9 +75,10 @@ check sparse_debug_with_kunit scripts/lint.sh sparse debug
 build/native/unit_test > "$log/unit.tap" 2>&1
 tap "native(asan,ubsan):" "$log/unit.tap"
 
-# The real programs the drop-in runs in the VMs (programs.sh), from Debian.
+# The real programs the drop-in runs in the VMs (programs.sh), from Debian,
+# and valgrind (lib_test maps the heap under it, as make bench does).
 . scripts/kernel-env.sh
-sa_need_pkgs python3.11 libpython3.11-testsuite sqlite3 redis-server redis-tools ||
+sa_need_pkgs python3.11 libpython3.11-testsuite sqlite3 redis-server redis-tools valgrind ||
 	bad "the real programs' Debian packages are installed"
 
 for series in 6.1 6.12; do

@@ -5,7 +5,9 @@
  *
  *   BENCH name=<benchmark> impl=<allocator> threads=<n> <metric>=<value> ...
  *
- * 1. alloc_free_<size>B: small-object allocation and free through
+ * 1. alloc_free_<size>B (and alloc_free_tiny8B, 8-byte noscan objects,
+ *    which the tiny allocator packs 2 to a 16-byte block, against the
+ *    peers' 8-byte malloc): small-object allocation and free through
  *    libspanalloc and through its peers: glibc malloc and calloc (sa_alloc
  *    returns zeroed memory, so calloc is its like for like), jemalloc
  *    and mimalloc (when their Debian libraries are installed; loaded with
@@ -17,8 +19,12 @@
  *    parameter pcp_depth; needs root), and the floor every call pays
  *    before the module does anything (an ioctl it refuses at once, same
  *    threads), so that the module's own share of a call shows.
- * 3. syscalls_per_span: system calls per span turnover as the library
- *    counts them while allocating.
+ * 3. syscalls_<workload>: system calls per object and per span got, as the
+ *    library counts them, where they are not one per span by
+ *    construction: a heap grown to 32 MiB of 64-byte objects and shrunk
+ *    back, three times; and one thread allocating 64-byte objects that
+ *    another frees (frees into spans the allocating thread no longer
+ *    holds adopt them and hand them back).
  * 4. alloc_free_<size>B_instructions: instructions per allocate+free pair
  *    (one thread, batches of 100), counted by valgrind's callgrind (when
  *    installed) on this program run in a second mode. Instruction counts
@@ -321,17 +327,21 @@ static double instructions_per_pair(size_t size, const char *impl)
 	return (double)(c[1] - c[0]) / ((double)(n2 - n1) * BATCH);
 }
 
-/* Section 1: every size, 1 thread and as many as CPUs, every allocator. */
-static void small_objects(const struct impl *impls, int nimpl, const int *thr)
+/*
+ * Section 1: every size in sz, 1 thread and as many as CPUs, every
+ * allocator; BENCH names are alloc_free_<prefix><size>B.
+ */
+static void small_objects(const struct impl *impls, int nimpl, const int *thr,
+			  const size_t *sz, unsigned int nsz, const char *title,
+			  const char *prefix)
 {
-
-	printf("== small objects: alloc+free pairs per second (batches of %d), median of %d x %.1f s\n",
-	       BATCH, reps, secs_per_run);
+	printf("== %s: alloc+free pairs per second (batches of %d), median of %d x %.1f s\n",
+	       title, BATCH, reps, secs_per_run);
 	printf("%-6s %-8s", "size", "threads");
 	for (int i = 0; i < nimpl; i++)
 		printf(" %14s", impls[i].name);
 	printf("   spanalloc/glibc\n");
-	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+	for (unsigned int z = 0; z < nsz; z++) {
 		for (unsigned int t = 0; t < 2; t++) {
 			double r[5], runs[5][16];
 			char name[32];
@@ -340,19 +350,99 @@ static void small_objects(const struct impl *impls, int nimpl, const int *thr)
 				continue;
 			for (int k = 0; k < reps; k++)
 				for (int i = 0; i < nimpl; i++)
-					runs[i][k] = alloc_free(&impls[i], sizes[z], thr[t]);
-			printf("%-6zu %-8d", sizes[z], thr[t]);
+					runs[i][k] = alloc_free(&impls[i], sz[z], thr[t]);
+			printf("%-6zu %-8d", sz[z], thr[t]);
 			for (int i = 0; i < nimpl; i++) {
 				r[i] = median(runs[i], reps);
 				printf(" %12.1f M", r[i] / 1e6);
 			}
 			printf("   %.2fx\n", r[0] / r[1]);
-			snprintf(name, sizeof(name), "alloc_free_%zuB", sizes[z]);
+			snprintf(name, sizeof(name), "alloc_free_%s%zuB", prefix, sz[z]);
 			for (int i = 0; i < nimpl; i++)
 				printf("BENCH name=%s impl=%s threads=%d pairs_per_s=%.0f ratio_vs_glibc=%.3f\n",
 				       name, impls[i].name, thr[t], r[i], r[i] / r[1]);
 		}
 	}
+}
+
+
+/* --- 3. system calls -------------------------------------------------- */
+
+static void syscalls_report(const char *name, const char *what,
+			    const struct sa_stats *a, const struct sa_stats *b, uint64_t objects)
+{
+	uint64_t calls = b->syscalls - a->syscalls, spans = b->spans_got - a->spans_got;
+
+	printf("%-13s %-52s %9.5f per object %7.3f per span got (%llu calls, %llu spans)\n",
+	       name, what, (double)calls / objects, spans ? (double)calls / spans : 0.0,
+	       (unsigned long long)calls, (unsigned long long)spans);
+	printf("BENCH name=syscalls_%s impl=spanalloc threads=%d syscalls_per_object=%.5f syscalls_per_span=%.3f spans=%llu\n",
+	       name, strcmp(name, "cross_thread") ? 1 : 2, (double)calls / objects,
+	       spans ? (double)calls / spans : 0.0, (unsigned long long)spans);
+}
+
+/* The heap grows to 32 MiB of 64-byte objects and shrinks back, 3 times. */
+static void syscalls_grow_shrink(void)
+{
+	enum { N = (32 << 20) / 64, ROUNDS = 3 };
+	void **keep = malloc(N * sizeof(void *));
+	struct sa_stats a, b;
+
+	if (!keep)
+		return;
+	sa_get_stats(&a);
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < N; i++)
+			keep[i] = sa_alloc(64);
+		for (int i = 0; i < N; i++)
+			sa_free(keep[i]);
+	}
+	sa_get_stats(&b);
+	syscalls_report("grow_shrink", "grow to 32 MiB of 64 B objects, free all, x3", &a, &b,
+			(uint64_t)N * ROUNDS);
+	free(keep);
+}
+
+/* One thread allocates 64-byte objects, another frees them. */
+#define XT_RING	4096
+#define XT_OBJS	(1 << 20)
+static void *xt_ring[XT_RING];
+static _Atomic uint64_t xt_head, xt_tail;
+
+static void *xt_consumer(void *arg)
+{
+	(void)arg;
+	for (uint64_t t = 0; t < XT_OBJS; t++) {
+		void *p;
+
+		while (atomic_load_explicit(&xt_head, memory_order_acquire) == t)
+			;
+		p = xt_ring[t % XT_RING];
+		atomic_store_explicit(&xt_tail, t + 1, memory_order_release);
+		sa_free(p);
+	}
+	sa_thread_flush();
+	return NULL;
+}
+
+static void syscalls_cross_thread(void)
+{
+	struct sa_stats a, b;
+	pthread_t t;
+
+	sa_get_stats(&a);
+	if (pthread_create(&t, NULL, xt_consumer, NULL))
+		return;
+	for (uint64_t h = 0; h < XT_OBJS; h++) {
+		while (h - atomic_load_explicit(&xt_tail, memory_order_acquire) >= XT_RING)
+			;
+		xt_ring[h % XT_RING] = sa_alloc(64);
+		atomic_store_explicit(&xt_head, h + 1, memory_order_release);
+	}
+	pthread_join(t, NULL);
+	sa_get_stats(&b);
+	syscalls_report("cross_thread", "1M objects of 64 B allocated by one thread, freed by another",
+			&a, &b, XT_OBJS);
 }
 
 int main(int argc, char **argv)
@@ -364,7 +454,6 @@ int main(int argc, char **argv)
 		{ "glibc", malloc, free },
 		{ "glibc_calloc", calloc1, free },
 	};
-	struct sa_stats s0, s1;
 
 	if (argc == 5 && !strcmp(argv[1], "--pairs")) {
 		size_t size = strtoul(argv[2], NULL, 10);
@@ -373,13 +462,21 @@ int main(int argc, char **argv)
 		struct impl *im = NULL;
 		void *objs[BATCH];
 
+		struct impl tiny = { "spanalloc_tiny", sa_alloc_noscan, sa_free_void };
+
 		load_peer(&impls[3], "jemalloc", "libjemalloc.so.2", "malloc", "free");
 		load_peer(&impls[4], "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free");
 		for (int i = 0; i < 5; i++)
 			if (impls[i].name && !strcmp(impls[i].name, name) && impls[i].alloc)
 				im = &impls[i];
-		if (!im || (im == &impls[0] && sa_init()))
+		if (!strcmp(name, tiny.name))
+			im = &tiny;
+		if (!im)
 			return 1;
+		if ((im == &impls[0] || im == &tiny) && sa_init()) {
+			fprintf(stderr, "bench: %s\n", sa_strerror());
+			return 1;
+		}
 		for (int r = 0; r < n; r++) {
 			for (int i = 0; i < BATCH; i++) {
 				objs[i] = im->alloc(size);
@@ -408,8 +505,20 @@ int main(int argc, char **argv)
 	if (load_peer(&impls[nimpl], "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free"))
 		nimpl++;
 
-	if (!exchange_only)
-		small_objects(impls, nimpl, thr);
+	if (!exchange_only) {
+		struct impl tiny[5];
+		static const size_t tiny_sizes[] = { 8 };
+
+		small_objects(impls, nimpl, thr, sizes, sizeof(sizes) / sizeof(sizes[0]),
+			      "small objects", "");
+		/* the tiny allocator (noscan, zeroed) against 8-byte malloc */
+		memcpy(tiny, impls, sizeof(tiny));
+		tiny[0] = (struct impl){ "spanalloc_tiny", sa_alloc_noscan, sa_free_void };
+		printf("\n");
+		small_objects(tiny, nimpl, thr, tiny_sizes, 1,
+			      "tiny objects (spanalloc: sa_alloc_noscan, 2 to a 16-byte block)",
+			      "tiny");
+	}
 
 	printf("\n== span exchange: spans turned over per second (each call returns a batch PARTIAL and gets as many)\n");
 	if (set_pcp(8)) {
@@ -456,26 +565,9 @@ int main(int argc, char **argv)
 
 	if (exchange_only)
 		return 0;
-	printf("\n== system calls per span turnover (library, 1M objects of 64 B kept alive)\n");
-	{
-		enum { N = 1000000 };
-		void **keep = malloc(N * sizeof(void *));
-
-		sa_get_stats(&s0);
-		for (int i = 0; i < N; i++)
-			keep[i] = sa_alloc(64);
-		sa_get_stats(&s1);
-		printf("spans got %llu, system calls %llu: %.3f per span\n",
-		       (unsigned long long)(s1.spans_got - s0.spans_got),
-		       (unsigned long long)(s1.syscalls - s0.syscalls),
-		       (double)(s1.syscalls - s0.syscalls) / (s1.spans_got - s0.spans_got));
-		printf("BENCH name=syscalls_per_span impl=spanalloc threads=1 syscalls_per_span=%.3f spans=%llu\n",
-		       (double)(s1.syscalls - s0.syscalls) / (s1.spans_got - s0.spans_got),
-		       (unsigned long long)(s1.spans_got - s0.spans_got));
-		for (int i = 0; i < N; i++)
-			sa_free(keep[i]);
-		free(keep);
-	}
+	printf("\n== system calls (library's count), per object and per span got\n");
+	syscalls_grow_shrink();
+	syscalls_cross_thread();
 
 	printf("\n== instructions per alloc+free pair (callgrind, 1 thread, batches of %d)\n", BATCH);
 	if (!instructions_per_pair(64, "glibc")) {
@@ -500,6 +592,20 @@ int main(int argc, char **argv)
 		for (int i = 0; i < nimpl; i++)
 			printf("BENCH name=%s impl=%s threads=1 instructions_per_pair=%.1f ratio_vs_glibc=%.3f\n",
 			       name, impls[i].name, ins[i], ins[1] / ins[i]);
+	}
+	{
+		/* tiny: spanalloc's noscan 8 bytes against the peers' 8 */
+		double ins[5];
+
+		printf("%-6s", "tiny8");
+		for (int i = 0; i < nimpl; i++) {
+			ins[i] = instructions_per_pair(8, i ? impls[i].name : "spanalloc_tiny");
+			printf(" %14.1f", ins[i]);
+		}
+		printf("   %.2fx\n", ins[1] / ins[0]);
+		for (int i = 0; i < nimpl; i++)
+			printf("BENCH name=alloc_free_tiny8B_instructions impl=%s threads=1 instructions_per_pair=%.1f ratio_vs_glibc=%.3f\n",
+			       i ? impls[i].name : "spanalloc_tiny", ins[i], ins[1] / ins[i]);
 	}
 	return 0;
 }

@@ -66,6 +66,42 @@ static void sa_tcache_exit(void *arg)
 	sa_tcache_destroy(arg);
 }
 
+/*
+ * Maps the heap: len bytes of the device, which the module places on an
+ * arena boundary. A process whose mappings are placed for it (valgrind
+ * maps with MAP_FIXED where it sees fit) gets EINVAL from the module for
+ * an unaligned address: then the heap goes into an aligned hole reserved
+ * here first.
+ */
+static void *sa_heap_map(int fd, size_t len)
+{
+	const int prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_NORESERVE;
+	uintptr_t lo, at;
+	void *map = mmap(NULL, len, prot, flags, fd, 0), *hole;
+
+	if (map != MAP_FAILED || errno != EINVAL)
+		return map;
+	hole = mmap(NULL, len + SPANALLOC_ARENA_SIZE, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (hole == MAP_FAILED)
+		return hole;
+	lo = (uintptr_t)hole;
+	at = (lo + SPANALLOC_ARENA_SIZE - 1) & ~((uintptr_t)SPANALLOC_ARENA_SIZE - 1);
+	map = mmap((void *)at, len, prot, flags | MAP_FIXED, fd, 0);
+	if (map == MAP_FAILED) {
+		int e = errno;
+
+		munmap(hole, len + SPANALLOC_ARENA_SIZE);
+		errno = e;
+		return map;
+	}
+	if (at > lo)
+		munmap(hole, at - lo);
+	if (lo + len + SPANALLOC_ARENA_SIZE > at + len)
+		munmap((void *)(at + len), lo + len + SPANALLOC_ARENA_SIZE - at - len);
+	return map;
+}
+
 int sa_heap_init(void)
 {
 	const char *dev = getenv("SPANALLOC_DEVICE");
@@ -119,12 +155,12 @@ int sa_heap_init(void)
 	/*
 	 * The mapping is a reservation: MAP_NORESERVE, so that it is not
 	 * charged to the commit limit before it is used. Where the system
-	 * charges it all the same (vm.overcommit_memory=2), a smaller one.
+	 * charges it all the same (vm.overcommit_memory=2), or has no hole
+	 * that large (valgrind's address space), a smaller one.
 	 */
 	len = info.max_heap_limit;
-	while ((map = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_NORESERVE, fd, 0)) == MAP_FAILED &&
-	       errno == ENOMEM && len / 2 >= SPANALLOC_ARENA_SIZE)
+	while ((map = sa_heap_map(fd, len)) == MAP_FAILED &&
+	       (errno == ENOMEM || errno == EINVAL) && len / 2 >= SPANALLOC_ARENA_SIZE)
 		len = len / 2 / SPANALLOC_ARENA_SIZE * SPANALLOC_ARENA_SIZE;
 	if (map == MAP_FAILED) {
 		int e = errno;
