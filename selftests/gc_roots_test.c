@@ -910,4 +910,52 @@ TEST_F(gc, an_idle_threads_spans_go_back_after_two_collections)
 	pthread_join(t, NULL);
 }
 
+/* --- threads leaving while collections run ----------------------------- */
+
+static atomic_int leave_stop;
+
+static void *leave_short(void *arg)
+{
+	void *big = sa_alloc_noscan(256 << 10);	/* dead at once: freed stopped */
+
+	(void)arg;
+	(void)big;
+	for (int i = 0; i < 200; i++)
+		(void)sa_alloc(48);
+	return NULL;	/* its cache goes, under the library's lock */
+}
+
+static void *leave_spawner(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&leave_stop)) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, leave_short, NULL) == 0)
+			pthread_join(t, NULL);
+	}
+	return NULL;
+}
+
+/*
+ * A collection frees dead large objects and span records with the world
+ * stopped, under the lock a leaving thread takes to unlink its cache: a
+ * thread stopped holding it would deadlock the collection.
+ */
+TEST_F_TIMEOUT(gc, threads_leaving_while_collections_run_never_deadlock, 300)
+{
+	pthread_t sp[4];
+
+	gc_start(_metadata);
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(0, pthread_create(&sp[i], NULL, leave_spawner, NULL));
+	alarm(240);	/* a deadlock kills the test */
+	for (int i = 0; i < 300; i++)
+		sa_gc_collect();
+	alarm(0);
+	atomic_store(&leave_stop, 1);
+	for (int i = 0; i < 4; i++)
+		pthread_join(sp[i], NULL);
+}
+
 TEST_HARNESS_MAIN

@@ -464,40 +464,6 @@ static int alloc_dirty_free(void **objs, int n, size_t size)
 }
 
 /*
- * Spans kept aside go back to the kernel once a second has passed without
- * them being taken again: the thread's next exchange returns them.
- */
-TEST(held_spans_go_back_after_a_second_unused)
-{
-	enum { BATCH = 100, SIZE = 256 };
-	struct spanalloc_stats kst;
-	void *objs[BATCH], *other;
-	uint64_t before;
-	int old;
-
-	NEED_DEVICE();
-	old = sa_set_held_pages(8);
-	ASSERT_LE(0, old);
-	/* 100 objects of 256 B fill 4 one-page spans: 3 are kept aside */
-	ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));
-	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
-	before = kst.spans;
-	ASSERT_LE(4, before);
-	/* an exchange soon after keeps them */
-	other = sa_alloc(3072);
-	ASSERT_NE(NULL, other);
-	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
-	EXPECT_EQ(before + 1, kst.spans);
-	usleep(1100 * 1000);
-	/* one more than a second later gives them back */
-	ASSERT_NE(NULL, sa_alloc(9472));
-	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
-	EXPECT_EQ(before + 2 - 3, kst.spans);
-	sa_free(other);
-	ASSERT_EQ(8, sa_set_held_pages((unsigned int)old));
-}
-
-/*
  * A thread that frees what it allocated gets its spans back from the ones
  * it kept aside, zeroed where they were used, without a system call; with
  * nothing held, every span turnover costs one. sa_trim hands the held

@@ -10,8 +10,8 @@
  * way) reaches goal = L * (1 + percent/100), and not below 4 MiB *
  * percent/100 (Go's heapMinimum). A memory limit (GOMEMLIMIT) caps the
  * goal at limit - limit/16, the sixteenth left for fragmentation, and
- * also triggers a cycle when the bytes of spans held reach that once the
- * last cycle's garbage is swept; it never
+ * also triggers a cycle when the bytes of spans held reach that, once the
+ * shared sweep of the last cycle's garbage is over (sweep.c); it never
  * asks for a goal under L + 1 MiB, so a live heap over the limit makes
  * collections frequent, not continuous.
  */
@@ -108,9 +108,10 @@ static void sa_gc_update_goal(uint64_t live)
 
 /*
  * Whether the heap has reached its goal, or the spans held the limit's.
- * Spans held count only once the last cycle's sweep is over: until then
- * they include the garbage it found, and right after a cycle they would
- * start another that finds nothing.
+ * Spans held count only once the shared sweep of the last cycle is over:
+ * until then they include the garbage it found, and right after a cycle
+ * they would start another that finds nothing. (Spans threads hold are
+ * swept by them lazily and may still hold some.)
  */
 static bool sa_gc_due(void)
 {
@@ -178,6 +179,7 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	cpu1 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
 	sa_world_stop();
 	sa_sweep_finish_stopped();
+	/* idle threads' stale held spans become ours (mcache.c) */
 	sa_world_each(sa_tcache_decay_stopped, c);
 	sa_sweep_prepare_stopped();
 	before = atomic_load(&sa_gc.heap_live);
@@ -209,6 +211,10 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 		sa_gc_trace(atomic_load(&sa_gc.cycles), t1, t2, t3, t4,
 			    cpu2 - cpu1, cpu3 - cpu2 + helpers, cpu4 - cpu3, before, live);
 	sa_sweep_start_background();
+	/* what sa_tcache_decay_stopped took from idle threads, world running */
+	sa_safe_enter(c);
+	sa_tcache_return_decayed(c);
+	sa_safe_exit(c);
 	(void)marker;
 }
 

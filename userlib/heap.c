@@ -71,7 +71,8 @@ static void sa_tcache_exit(void *arg)
  * arena boundary. A process whose mappings are placed for it (valgrind
  * maps with MAP_FIXED where it sees fit) gets EINVAL from the module for
  * an unaligned address: then the heap goes into an aligned hole reserved
- * here first.
+ * here first. No hole that large is ENOMEM, as for the mapping itself;
+ * EINVAL from the mapping into the hole is the module's refusal.
  */
 static void *sa_heap_map(int fd, size_t len)
 {
@@ -83,8 +84,10 @@ static void *sa_heap_map(int fd, size_t len)
 		return map;
 	hole = mmap(NULL, len + SPANALLOC_ARENA_SIZE, PROT_NONE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (hole == MAP_FAILED)
+	if (hole == MAP_FAILED) {
+		errno = ENOMEM;		/* valgrind says EINVAL */
 		return hole;
+	}
 	lo = (uintptr_t)hole;
 	at = (lo + SPANALLOC_ARENA_SIZE - 1) & ~((uintptr_t)SPANALLOC_ARENA_SIZE - 1);
 	map = mmap((void *)at, len, prot, flags | MAP_FIXED, fd, 0);
@@ -160,7 +163,7 @@ int sa_heap_init(void)
 	 */
 	len = info.max_heap_limit;
 	while ((map = sa_heap_map(fd, len)) == MAP_FAILED &&
-	       (errno == ENOMEM || errno == EINVAL) && len / 2 >= SPANALLOC_ARENA_SIZE)
+	       errno == ENOMEM && len / 2 >= SPANALLOC_ARENA_SIZE)
 		len = len / 2 / SPANALLOC_ARENA_SIZE * SPANALLOC_ARENA_SIZE;
 	if (map == MAP_FAILED) {
 		int e = errno;

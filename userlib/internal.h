@@ -79,6 +79,14 @@
  * out its marker (GC_ATTR_NO_SANITIZE_THREAD); everything else is checked.
  */
 #define SA_NO_TSAN	__attribute__((no_sanitize_thread))
+/* A ThreadSanitizer build (GCC says so one way, clang another). */
+#if defined(__SANITIZE_THREAD__)
+#define SA_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SA_TSAN 1
+#endif
+#endif
 
 #define sa_likely(x)	__builtin_expect(!!(x), 1)
 #define sa_unlikely(x)	__builtin_expect(!!(x), 0)
@@ -104,8 +112,7 @@ struct sa_uspan {
 	uint8_t needzero;		/* objects may hold old data */
 	struct sa_uspan *next;		/* holder's lists; pool free list */
 	struct sa_uspan *prev;		/* holder's held list */
-	uint32_t held_ms;		/* when it was kept aside (coarse ms) */
-	uint32_t held_gc;		/* and after how many collections */
+	uint32_t held_gc;		/* collections when it was kept aside */
 	uint64_t alloc_bits[SA_BITWORDS];
 	uint64_t local_free[SA_BITWORDS];
 	/*
@@ -162,11 +169,10 @@ struct sa_counters {
 #define SA_HELD_PAGES_MAX	64
 #define SA_HELD_MAX	64
 /*
- * A span kept aside this long, or across two collections, without being
- * taken again goes back to the kernel (mcache.c), so an idle thread does
- * not pin memory.
+ * A span kept aside across this many collections without being taken
+ * again goes back to the kernel (mcache.c), so an idle thread does not
+ * pin memory in a collected heap.
  */
-#define SA_HELD_DECAY_MS	1000
 #define SA_HELD_DECAY_GCS	2
 
 /* The calling thread's cache (Go's mcache). */
@@ -177,10 +183,12 @@ struct sa_tcache {
 	struct sa_uspan *held_tail[SA_NSC];
 	uint8_t nheld_class[SA_NSC];
 	uint32_t nheld;
-	uint32_t decay_ms, decay_gc;	/* when held spans were last looked at */
+	uint32_t decay_gc;		/* collections when held spans were looked at */
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
 	struct sa_uspan *adopted;	/* spans to hand back, list */
+	/* held spans a collection took from idle threads, to hand back */
+	struct sa_uspan *decayed;
 	uint32_t nadopted;
 	struct sa_counters st;
 	struct sa_tcache *prev, *next;	/* all caches, under sa_g.lock */
@@ -418,6 +426,7 @@ void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_return_adopted(struct sa_tcache *c);
 void sa_tcache_return_held(struct sa_tcache *c);
 void sa_tcache_decay_stopped(struct sa_tcache *c, void *self);
+void sa_tcache_return_decayed(struct sa_tcache *c);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
 
 /* malloc.c */

@@ -15,17 +15,18 @@
  *
  * Held spans stay owned by the thread, so its own frees into them are
  * plain stores, as into its active spans; frees from other threads set
- * freeBits as for any span. They decay: one not taken again for
- * SA_HELD_DECAY_MS, or across SA_HELD_DECAY_GCS collections, goes back
- * with the thread's next exchange, or at a collection with the world
- * stopped (the thread may be idle: nothing else would return it). This is mimalloc's design (a thread keeps its
+ * freeBits as for any span. In a collected heap they decay: one not taken
+ * again across SA_HELD_DECAY_GCS collections goes back with the thread's
+ * next exchange; and a collection takes such spans from every thread
+ * while the world is stopped (an idle thread makes no exchange) and gives
+ * them back once it runs again. This is mimalloc's design (a thread keeps its
  * full pages and their frees come back to it), where Go instead hands a
  * used-up span to mcentral at once.
  *
  * A FULL span is not the kernel's to reuse: its objects are in use. When a
  * thread frees into one, it adopts the span (internal.h says how that is
- * decided without a race) and hands it back as PARTIAL, or EMPTY if every object is
- * free by then, with its next exchange. A thread that only frees sends its
+ * decided without a race) and hands it back as PARTIAL, or EMPTY if every
+ * object is free by then, with its next exchange. A thread that only frees sends its
  * adopted spans once it holds SA_MAX_BATCH / 2 of them.
  */
 #include <errno.h>
@@ -36,7 +37,6 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/mman.h>
-#include <time.h>
 #include "internal.h"
 
 __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
@@ -99,15 +99,6 @@ int sa_set_held_pages(unsigned int pages)
 	return (int)atomic_exchange(&sa_g.held_pages, pages);
 }
 
-/* A coarse clock in milliseconds (wraps; compare by difference). */
-static uint32_t sa_held_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
-}
-
 static uint32_t sa_held_gcs(void)
 {
 	return (uint32_t)atomic_load_explicit(&sa_gc.cycles, memory_order_relaxed);
@@ -118,7 +109,6 @@ static void sa_held_push(struct sa_tcache *c, struct sa_uspan *s)
 {
 	uint16_t sc = s->spanclass;
 
-	s->held_ms = sa_held_now_ms();
 	s->held_gc = sa_held_gcs();
 	s->prev = NULL;
 	s->next = c->held[sc];
@@ -176,38 +166,74 @@ static void sa_batch_give_back(struct sa_retbatch *b, struct sa_uspan *s)
 }
 
 /*
- * Queues, up to a batch's room, the spans c has kept aside too long:
- * SA_HELD_DECAY_MS untouched, or across SA_HELD_DECAY_GCS collections.
- * The oldest of a class is at its tail.
+ * Unlinks up to room of the spans c has kept aside too long (not taken
+ * again across SA_HELD_DECAY_GCS collections), oldest first (a class's
+ * oldest is its tail), onto *list through next. Returns how many.
  */
-static void sa_held_decay_now(struct sa_tcache *c, struct sa_retbatch *b, uint32_t room)
+static uint32_t sa_held_unlink_stale(struct sa_tcache *c, struct sa_uspan **list,
+				     uint32_t room)
 {
-	uint32_t now = sa_held_now_ms(), gcs = sa_held_gcs();
+	uint32_t gcs = sa_held_gcs(), n = 0;
 
-	c->decay_ms = now;
-	c->decay_gc = gcs;
-	for (uint16_t sc = 0; sc < SA_NSC && c->nheld && b->n < room; sc++) {
+	for (uint16_t sc = 0; sc < SA_NSC && c->nheld && n < room; sc++) {
 		struct sa_uspan *s;
 
-		while ((s = c->held_tail[sc]) && b->n < room &&
-		       (now - s->held_ms >= SA_HELD_DECAY_MS ||
-			gcs - s->held_gc >= SA_HELD_DECAY_GCS)) {
+		while ((s = c->held_tail[sc]) && n < room &&
+		       gcs - s->held_gc >= SA_HELD_DECAY_GCS) {
 			sa_held_unlink(c, s);
-			sa_batch_give_back(b, s);
+			s->next = *list;
+			*list = s;
+			n++;
 		}
+	}
+	return n;
+}
+
+/*
+ * On c's own way to the kernel: queues its stale held spans into b. Looked
+ * at once per collection, so that an exchange pays for the walk at most
+ * that often.
+ */
+static void sa_held_decay(struct sa_tcache *c, struct sa_retbatch *b, uint32_t room)
+{
+	struct sa_uspan *stale = NULL;
+	uint32_t gcs = sa_held_gcs();
+
+	if (!c->nheld || b->n >= room || gcs == c->decay_gc)
+		return;
+	c->decay_gc = gcs;
+	sa_held_unlink_stale(c, &stale, room - b->n);
+	while (stale) {
+		struct sa_uspan *s = stale;
+
+		stale = s->next;
+		sa_batch_give_back(b, s);
 	}
 }
 
 /*
- * The same on c's own way to the kernel: looked at when a second has
- * passed or a collection ran since the last look, so that an exchange
- * pays for the walk at most that often.
+ * The world is stopped (a collection): c's thread may be idle, and then
+ * nobody else would give back what it keeps aside. Its stale held spans
+ * become self's, the collecting thread's, which gives them back once the
+ * world runs again (sa_tcache_return_decayed): no system call, and no
+ * lock a stopped thread may hold, while the world is stopped.
  */
-static void sa_held_decay(struct sa_tcache *c, struct sa_retbatch *b, uint32_t room)
+void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
 {
-	if (c->nheld && (sa_held_now_ms() - c->decay_ms >= SA_HELD_DECAY_MS ||
-			 sa_held_gcs() != c->decay_gc))
-		sa_held_decay_now(c, b, room);
+	struct sa_tcache *self = arg;
+	struct sa_uspan *stale = NULL;
+
+	if (!c->nheld)
+		return;
+	sa_held_unlink_stale(c, &stale, SA_HELD_MAX);
+	while (stale) {
+		struct sa_uspan *s = stale;
+
+		stale = s->next;
+		atomic_store_explicit(&s->owner, self, memory_order_relaxed);
+		s->next = self->decayed;
+		self->decayed = s;
+	}
 }
 
 /*
@@ -330,23 +356,24 @@ static int sa_batch_send(struct sa_tcache *c, struct sa_retbatch *b,
 	return err;
 }
 
-/*
- * The world is stopped (a collection): c's thread may be idle, so nobody
- * else would give back what it keeps aside. self is the collecting
- * thread's cache, which takes any span the returns hand back to it.
- */
-void sa_tcache_decay_stopped(struct sa_tcache *c, void *self)
+/* Queues s, which c gives back, sending the batch whenever it is full. */
+static void sa_batch_give_back_sending(struct sa_tcache *c, struct sa_retbatch *b,
+				       struct sa_uspan *s)
 {
-	struct sa_retbatch b = { .n = 0 };
 	uint32_t ngot;
-	bool full;
 
-	do {
-		sa_held_decay_now(c, &b, SA_MAX_BATCH);
-		full = b.n == SA_MAX_BATCH;
-		if (b.n)
-			sa_batch_send(self, &b, 0, 0, NULL, &ngot);
-	} while (full);
+	sa_batch_give_back(b, s);
+	if (b->n == SA_MAX_BATCH)
+		sa_batch_send(c, b, 0, 0, NULL, &ngot);
+}
+
+/* Sends whatever is queued. */
+static void sa_batch_flush(struct sa_tcache *c, struct sa_retbatch *b)
+{
+	uint32_t ngot;
+
+	if (b->n)
+		sa_batch_send(c, b, 0, 0, NULL, &ngot);
 }
 
 void sa_tcache_return_adopted(struct sa_tcache *c)
@@ -364,6 +391,21 @@ void sa_tcache_return_adopted(struct sa_tcache *c)
 		if (sa_batch_send(c, &b, 0, 0, NULL, &ngot))
 			break;
 	}
+}
+
+/* Gives back the spans a collection took from idle threads for c. */
+void sa_tcache_return_decayed(struct sa_tcache *c)
+{
+	struct sa_retbatch b = { .n = 0 };
+
+	while (c->decayed) {
+		struct sa_uspan *s = c->decayed;
+
+		c->decayed = s->next;
+		sa_batch_give_back_sending(c, &b, s);
+	}
+	sa_batch_flush(c, &b);
+	sa_tcache_return_adopted(c);
 }
 
 /* Takes a span the kernel just handed this thread, as c's active span. */
@@ -526,7 +568,6 @@ struct sa_tcache *sa_tcache_create(void)
 void sa_tcache_flush(struct sa_tcache *c)
 {
 	struct sa_retbatch b = { .n = 0 };
-	uint32_t ngot;
 
 	sa_tiny_retire(c);
 	for (uint16_t sc = 0; sc < SA_NSC; sc++) {
@@ -535,12 +576,10 @@ void sa_tcache_flush(struct sa_tcache *c)
 		if (!s)
 			continue;
 		c->alloc[sc] = NULL;
-		sa_batch_give_back(&b, s);
-		if (b.n == SA_MAX_BATCH)
-			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+		sa_batch_give_back_sending(c, &b, s);
 	}
-	if (b.n)
-		sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+	sa_batch_flush(c, &b);
+	sa_tcache_return_decayed(c);
 	sa_tcache_return_held(c);
 }
 
@@ -548,20 +587,16 @@ void sa_tcache_flush(struct sa_tcache *c)
 void sa_tcache_return_held(struct sa_tcache *c)
 {
 	struct sa_retbatch b = { .n = 0 };
-	uint32_t ngot;
 
 	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
 		while (c->held[sc]) {
 			struct sa_uspan *s = c->held[sc];
 
 			sa_held_unlink(c, s);
-			sa_batch_give_back(&b, s);
-			if (b.n == SA_MAX_BATCH)
-				sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+			sa_batch_give_back_sending(c, &b, s);
 		}
 	}
-	if (b.n)
-		sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+	sa_batch_flush(c, &b);
 	/* Publishing FULL spans may have adopted some back: loop. */
 	sa_tcache_return_adopted(c);
 }
@@ -586,11 +621,15 @@ void sa_counters_add(struct sa_counters *to, struct sa_counters *from)
 
 void sa_tcache_destroy(struct sa_tcache *c)
 {
-	/* still stoppable while its spans go back; then no longer scanned */
+	/*
+	 * Still stoppable until it leaves the list, but not while it holds
+	 * sa_g.lock: a collection takes that lock with the world stopped
+	 * (releasing span records), so it is only ever held inside a
+	 * no-safe-point region.
+	 */
 	sa_safe_enter(c);
 	sa_tcache_flush(c);
 	c->gc_due = 0;
-	sa_safe_exit(c);
 	/* out of the list first: sa_gc_init must not register it from there */
 	pthread_mutex_lock(&sa_g.lock);
 	sa_counters_add(&sa_g.dead, &c->st);
@@ -601,6 +640,7 @@ void sa_tcache_destroy(struct sa_tcache *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	pthread_mutex_unlock(&sa_g.lock);
+	sa_safe_exit(c);
 	sa_world_unregister(c);
 	if (sa_tc == c) {
 		sa_tc = NULL;

@@ -4,10 +4,12 @@
  * pthread_stop_world.c, with Go's rule that a thread inside the allocator
  * is not at a safe point).
  *
- * Stopping: the collector queues the stop signal (SPANALLOC_GC_SIGNAL,
- * SIGRTMIN+6 unless set, SIGSYS under ThreadSanitizer: Boehm GC, Mono and the JVM use SIGPWR, SIGXCPU
- * and SIGUSR2) to every other registered thread with the stop's epoch as
- * its value, and waits until each has acknowledged. The handler parks a
+ * Stopping: the collector queues the stop signal (SPANALLOC_GC_SIGNAL;
+ * unless set SIGRTMIN+6, which the usual neighbours leave alone: Boehm GC,
+ * Mono and the JVM use SIGPWR, SIGXCPU and SIGUSR2; SIGSYS in a
+ * ThreadSanitizer build, see sa_world_pick_signal) to every other
+ * registered thread with the stop's epoch as its value, and waits until
+ * each has acknowledged. The handler parks a
  * thread only for a stop the collector requested: a signal sent by this
  * process with sigqueue, naming the epoch in progress. Anything else is
  * someone else's signal and goes to the handler installed before ours (or
@@ -212,7 +214,7 @@ int sa_world_pick_signal(void)
 		return world_signal;
 	if (e && *e)
 		return sa_world_parse_signal(e);
-#ifdef __SANITIZE_THREAD__
+#ifdef SA_TSAN
 	return SIGSYS;
 #else
 	return SIGRTMIN + 6;
