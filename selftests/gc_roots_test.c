@@ -944,13 +944,18 @@ static void *leave_spawner(void *arg)
  */
 TEST_F_TIMEOUT(gc, threads_leaving_while_collections_run_never_deadlock, 300)
 {
+#ifdef __SANITIZE_THREAD__
+	const int cycles = 40;	/* each thread costs ThreadSanitizer dearly */
+#else
+	const int cycles = 300;
+#endif
 	pthread_t sp[4];
 
 	gc_start(_metadata);
 	for (int i = 0; i < 4; i++)
 		ASSERT_EQ(0, pthread_create(&sp[i], NULL, leave_spawner, NULL));
 	alarm(240);	/* a deadlock kills the test */
-	for (int i = 0; i < 300; i++)
+	for (int i = 0; i < cycles; i++)
 		sa_gc_collect();
 	alarm(0);
 	atomic_store(&leave_stop, 1);
