@@ -183,7 +183,6 @@ struct sa_tcache {
 	struct sa_uspan *held_tail[SA_NSC];
 	uint8_t nheld_class[SA_NSC];
 	uint32_t nheld;
-	uint32_t decay_gc;		/* collections when held spans were looked at */
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
 	struct sa_uspan *adopted;	/* spans to hand back, list */

@@ -15,11 +15,10 @@
  *
  * Held spans stay owned by the thread, so its own frees into them are
  * plain stores, as into its active spans; frees from other threads set
- * freeBits as for any span. In a collected heap they decay: one not taken
- * again across SA_HELD_DECAY_GCS collections goes back with the thread's
- * next exchange; and a collection takes such spans from every thread
- * while the world is stopped (an idle thread makes no exchange) and gives
- * them back once it runs again. This is mimalloc's design (a thread keeps its
+ * freeBits as for any span. In a collected heap they decay: a collection
+ * takes the spans not taken again across SA_HELD_DECAY_GCS collections
+ * from every thread while the world is stopped (an idle thread makes no
+ * exchange) and gives them back once it runs again. This is mimalloc's design (a thread keeps its
  * full pages and their frees come back to it), where Go instead hands a
  * used-up span to mcentral at once.
  *
@@ -166,48 +165,22 @@ static void sa_batch_give_back(struct sa_retbatch *b, struct sa_uspan *s)
 }
 
 /*
- * Unlinks up to room of the spans c has kept aside too long (not taken
- * again across SA_HELD_DECAY_GCS collections), oldest first (a class's
- * oldest is its tail), onto *list through next. Returns how many.
+ * Unlinks the spans c has kept aside too long (not taken again across
+ * SA_HELD_DECAY_GCS collections), oldest first (a class's oldest is its
+ * tail), onto *list through next.
  */
-static uint32_t sa_held_unlink_stale(struct sa_tcache *c, struct sa_uspan **list,
-				     uint32_t room)
+static void sa_held_unlink_stale(struct sa_tcache *c, struct sa_uspan **list)
 {
-	uint32_t gcs = sa_held_gcs(), n = 0;
+	uint32_t gcs = sa_held_gcs();
 
-	for (uint16_t sc = 0; sc < SA_NSC && c->nheld && n < room; sc++) {
+	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
 		struct sa_uspan *s;
 
-		while ((s = c->held_tail[sc]) && n < room &&
-		       gcs - s->held_gc >= SA_HELD_DECAY_GCS) {
+		while ((s = c->held_tail[sc]) && gcs - s->held_gc >= SA_HELD_DECAY_GCS) {
 			sa_held_unlink(c, s);
 			s->next = *list;
 			*list = s;
-			n++;
 		}
-	}
-	return n;
-}
-
-/*
- * On c's own way to the kernel: queues its stale held spans into b. Looked
- * at once per collection, so that an exchange pays for the walk at most
- * that often.
- */
-static void sa_held_decay(struct sa_tcache *c, struct sa_retbatch *b, uint32_t room)
-{
-	struct sa_uspan *stale = NULL;
-	uint32_t gcs = sa_held_gcs();
-
-	if (!c->nheld || b->n >= room || gcs == c->decay_gc)
-		return;
-	c->decay_gc = gcs;
-	sa_held_unlink_stale(c, &stale, room - b->n);
-	while (stale) {
-		struct sa_uspan *s = stale;
-
-		stale = s->next;
-		sa_batch_give_back(b, s);
 	}
 }
 
@@ -225,7 +198,7 @@ void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
 
 	if (!c->nheld)
 		return;
-	sa_held_unlink_stale(c, &stale, SA_HELD_MAX);
+	sa_held_unlink_stale(c, &stale);
 	while (stale) {
 		struct sa_uspan *s = stale;
 
@@ -500,7 +473,6 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	}
 	if (sa_gc_on())
 		sa_sweep_help(c, 2);	/* sweep before growing, as Go does */
-	sa_held_decay(c, &b, SA_MAX_BATCH / 2);
 	sa_batch_add_adopted(c, &b);
 	err = sa_batch_send(c, &b, sc, 1, &d, &ngot);
 	if (!ngot) {
