@@ -728,6 +728,60 @@ TEST_F_TIMEOUT(gc, threads_allocate_while_collections_run, 300)
 }
 
 /*
+ * A stop that lands inside a fast path is refused there and sent again
+ * (world.c): threads that do almost nothing but allocate and free get
+ * such stops, and every object they hold stays theirs through them.
+ */
+extern _Atomic uint64_t sa_world_resends;	/* the library's own count */
+static atomic_int fp_stop, fp_bad;
+
+static void *fp_thread(void *arg)
+{
+	uint64_t tag = (uintptr_t)arg << 32;
+
+	while (!atomic_load(&fp_stop)) {
+		uint64_t *objs[32];
+
+		for (int i = 0; i < 32; i++) {
+			objs[i] = sa_alloc(48);
+			if (!objs[i]) {
+				atomic_fetch_add(&fp_bad, 1);
+				return NULL;
+			}
+			objs[i][0] = tag | (uint64_t)i;
+			objs[i][5] = ~(tag | (uint64_t)i);
+		}
+		for (int i = 0; i < 32; i++) {
+			if (objs[i][0] != (tag | (uint64_t)i) || objs[i][5] != ~(tag | (uint64_t)i))
+				atomic_fetch_add(&fp_bad, 1);
+			sa_free(objs[i]);
+		}
+	}
+	return NULL;
+}
+
+TEST_F_TIMEOUT(gc, a_stop_that_lands_in_a_fast_path_is_sent_again, 300)
+{
+	uint64_t before;
+	pthread_t t[2];
+
+	gc_start(_metadata);
+	before = atomic_load(&sa_world_resends);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, fp_thread, (void *)(uintptr_t)(i + 1)));
+	/* under emulation a signal lands only between blocks: it may take a while */
+	for (int i = 0; i < 5000 && (i < 200 || atomic_load(&sa_world_resends) == before); i++)
+		sa_gc_collect();
+	atomic_store(&fp_stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	TH_LOG("%llu stops sent again",
+	       (unsigned long long)(atomic_load(&sa_world_resends) - before));
+	EXPECT_LT(before, atomic_load(&sa_world_resends));
+	EXPECT_EQ(0, atomic_load(&fp_bad));
+}
+
+/*
  * Pacing: a steady state (a live tree of about 4 MiB, garbage allocated
  * on top) keeps heap_live over the goal by no more than what is allocated
  * between two samples (256 KiB), and the spans held within 25% of the

@@ -81,7 +81,10 @@ static struct sa_uspan *fake_span(unsigned int cls, void **mem)
 	size_t len = sa_classes[cls].npages * page;
 
 	*mem = aligned_alloc(page, len);
-	memset(s, 0, sizeof(*s));
+	/* records are reused: setup must not trust what the last span left */
+	memset(s, 0xa5, sizeof(*s));
+	s->types = NULL;	/* released with the record (sa_uspan_release) */
+	s->tiny = NULL;
 	sa_span_setup(s, (uintptr_t)*mem, 1, sa_classes[cls].npages,
 		      (uint16_t)SPANALLOC_SPANCLASS(cls, 0), false);
 	return s;
@@ -112,8 +115,10 @@ TEST(span_hands_out_every_object_once_in_order)
 		for (uint32_t i = 0; i < s->nelems; i++)
 			ASSERT_EQ(i, alloc_one(s));
 		ASSERT_EQ(s->nelems, alloc_one(s));
-		ASSERT_EQ(s->nelems, s->alloc_count);
 		ASSERT_EQ(0, sa_span_sweep_full(s));
+		/* counted at the refresh, not per object */
+		ASSERT_EQ(s->nelems, s->alloc_count);
+		ASSERT_EQ(s->nelems, s->taken);
 		free(s);
 		free(mem);
 	}
@@ -159,6 +164,38 @@ TEST(settle_makes_bits_and_count_exact)
 	EXPECT_EQ(3, alloc_one(s));
 	EXPECT_EQ(70, alloc_one(s));
 	EXPECT_EQ(100, alloc_one(s));
+	free(s);
+	free(mem);
+}
+
+/*
+ * Allocation counts nothing per object: what a span handed out is counted
+ * at its refreshes, from the free slots freeindex passed, holes included.
+ */
+TEST(span_counts_what_it_handed_out_at_refresh)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(cls_of(48), &mem);	/* 170 objects */
+
+	for (int i = 0; i < 100; i++)
+		alloc_one(s);
+	EXPECT_EQ(100, sa_span_taken_since(s));
+	ASSERT_EQ(0, sa_span_free_local(s, 3));
+	ASSERT_EQ(0, sa_span_free_local(s, 64));
+	free_one(s, 70);
+	sa_span_settle(s);
+	EXPECT_EQ(100, s->taken);
+	EXPECT_EQ(2, s->freed_local);	/* the remote free is its freer's to count */
+	EXPECT_EQ(97, s->alloc_count);
+	EXPECT_EQ(0, sa_span_taken_since(s));
+	/* the three holes, then two of the untouched tail: five */
+	for (int i = 0; i < 5; i++)
+		alloc_one(s);
+	EXPECT_EQ(102, s->freeindex);
+	EXPECT_EQ(5, sa_span_taken_since(s));
+	sa_span_settle(s);
+	EXPECT_EQ(105, s->taken);
+	EXPECT_EQ(102, s->alloc_count);
 	free(s);
 	free(mem);
 }

@@ -352,6 +352,29 @@ int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
 	return r < 0 ? -errno : 0;
 }
 
+/* Hands the span handle names back EMPTY; nothing may use its pages after. */
+void sa_kernel_return_empty(uint64_t handle)
+{
+	struct spanalloc_ret r = { .handle = handle, .op = SPANALLOC_RET_EMPTY };
+	uint32_t ngot;
+	bool applied;
+
+	sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+}
+
+/*
+ * A large object's span is done with: out of the page map, its record
+ * back to the pool, its pages back to the kernel.
+ */
+void sa_large_release(struct sa_uspan *s)
+{
+	uint64_t handle = s->handle;
+
+	sa_pagemap_set(s, NULL);
+	sa_uspan_release(s);
+	sa_kernel_return_empty(handle);
+}
+
 int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d)
 {
 	struct spanalloc_large lg = {
@@ -379,15 +402,11 @@ int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d)
  */
 void sa_heap_take_base(void)
 {
-	struct spanalloc_ret r = { .op = SPANALLOC_RET_EMPTY };
 	struct spanalloc_span d;
-	uint32_t ngot;
-	bool applied;
 
 	if (sa_kernel_large(1, true, &d) || d.addr == sa_g.base)
 		return;
-	r.handle = d.handle;
-	sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+	sa_kernel_return_empty(d.handle);
 }
 
 long long sa_trim(void)

@@ -95,31 +95,51 @@
 #define SA_XFREE_COUNT		0xffffffffULL
 
 struct sa_uspan {
-	/* Fixed while the span lives. */
-	uintptr_t base;
-	uint64_t handle;
-	uint32_t npages;
-	uint16_t spanclass;
-	uint32_t elemsize;
-	uint32_t nelems;
-	uint32_t divmagic;
-	_Atomic(uint32_t) *tiny;	/* tiny spans: a block mask per object */
-
-	/* The holder's: see "Who holds a span". */
-	uint32_t freeindex;
-	uint32_t alloc_count;		/* objects in use as the holder sees it */
-	uint64_t alloc_cache;
-	uint8_t needzero;		/* objects may hold old data */
-	struct sa_uspan *next;		/* holder's lists; pool free list */
-	struct sa_uspan *prev;		/* holder's held list */
-	uint32_t held_gc;		/* collections when it was kept aside */
-	uint64_t alloc_bits[SA_BITWORDS];
-	uint64_t local_free[SA_BITWORDS];
+	/*
+	 * The fast paths' fields first, in one cache line: allocation reads
+	 * and writes alloc_cache and freeindex (the holder's), free reads the
+	 * fixed fields, fastfree and owner.
+	 */
+	uintptr_t base;			/* fixed while the span lives */
+	uint64_t alloc_cache;		/* the holder's: see "Who holds a span" */
+	uint32_t freeindex;		/* the holder's */
+	uint32_t elemsize;		/* fixed */
+	uint32_t nelems;		/* fixed */
+	uint32_t divmagic;		/* fixed */
+	uint16_t spanclass;		/* fixed */
+	uint8_t needzero;		/* the holder's: objects may hold old data */
+	/*
+	 * Set while the span is small, not tiny and has no types table: its
+	 * owner's frees can take the fast path. Cleared by the holder only.
+	 */
+	_Atomic uint8_t fastfree;
 	/*
 	 * The cache whose active or held span this is, or NULL. Only that
 	 * thread writes it; others read it only to see that it is not theirs.
 	 */
 	_Atomic(struct sa_tcache *) owner;
+
+	/* Fixed while the span lives. */
+	uint64_t handle;
+	uint32_t npages;
+	_Atomic(uint32_t) *tiny;	/* tiny spans: a block mask per object */
+
+	/* The holder's: see "Who holds a span". */
+	/*
+	 * Objects in use as of the last refresh (exact once settled): the
+	 * fast path counts nothing. What it handed out since is the free
+	 * slots freeindex passed from taken_from (sa_span_account), as Go
+	 * counts a span's allocations at refill rather than per object.
+	 */
+	uint32_t alloc_count;
+	uint32_t taken_from;
+	/* handed out and freed locally, for the holder's statistics */
+	uint32_t taken, freed_local;
+	struct sa_uspan *next;		/* holder's lists; pool free list */
+	struct sa_uspan *prev;		/* holder's held list */
+	uint32_t held_gc;		/* collections when it was kept aside */
+	uint64_t alloc_bits[SA_BITWORDS];
+	uint64_t local_free[SA_BITWORDS];
 
 	/* Written by any thread: kept off the holder's cache lines. */
 	_Alignas(64) _Atomic uint64_t xfree;	/* see "Who holds a span" */
@@ -201,6 +221,12 @@ struct sa_tcache {
 	 */
 	volatile int nosafe;
 	volatile int stop_pending;	/* set by the signal handler only */
+	/*
+	 * Set while the thread is in a fast path (sa_fast_enter): a stop
+	 * that arrives then is refused (stop_missed) and sent again.
+	 */
+	volatile int in_fast;
+	_Atomic uint32_t stop_missed;	/* the stop's epoch, when refused */
 	int gc_due;			/* set by the pacer, on this thread */
 	/* stopped and scanned by collections; set under the world lock */
 	_Atomic int registered;
@@ -265,11 +291,22 @@ extern uint8_t sa_size_to_class128[(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];
 extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
 void sa_sizeclass_init(void);
 
+extern uint8_t sa_size_to_spanclass8[2][1024 / 8 + 1];
+extern uint8_t sa_size_to_spanclass128[2][(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];
+
 static inline unsigned int sa_class_of(size_t size)
 {
 	if (size <= 1024)
 		return sa_size_to_class8[(size + 7) >> 3];
 	return sa_size_to_class128[(size - 1024 + 127) >> 7];
+}
+
+/* The span class of a small object that is not tiny (sizeclass.c). */
+static inline uint16_t sa_spanclass_of(size_t size, bool noscan)
+{
+	if (size <= 1024)
+		return sa_size_to_spanclass8[noscan][(size + 7) >> 3];
+	return sa_size_to_spanclass128[noscan][(size - 1024 + 127) >> 7];
 }
 
 /* span.c: allocation state of one span; no I/O, no locks. */
@@ -278,6 +315,7 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 uint32_t sa_span_refresh(struct sa_uspan *s, uint32_t upto);
 void sa_span_take(struct sa_uspan *s);
 uint32_t sa_span_next_free(struct sa_uspan *s);
+uint32_t sa_span_taken_since(const struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
 bool sa_span_settle(struct sa_uspan *s);
 bool sa_span_settle_forked(struct sa_uspan *s);
@@ -300,22 +338,33 @@ void sa_span_bad_free(const struct sa_uspan *s, const void *p,
 		      const char *what) __attribute__((noreturn));
 
 /*
+ * The allocation cache for word w of s: its free objects, one bit each,
+ * none past nelems (so that taking from the cache needs no bound check).
+ */
+static inline uint64_t sa_span_word_cache(const struct sa_uspan *s, uint32_t w)
+{
+	uint32_t left = s->nelems - w * 64;
+
+	return ~s->alloc_bits[w] & (left >= 64 ? ~0ULL : (1ULL << left) - 1);
+}
+
+/*
  * Go's nextFreeFast: the next free object from the 64-bit cache, or 0 when
- * the cache is used up (the caller then takes the slow path).
+ * the cache is used up (the caller then takes the slow path). Bit 0 of the
+ * cache is object freeindex; the two shifts leave it empty, not undefined,
+ * after the word's last object.
  */
 static inline uintptr_t sa_span_next_fast(struct sa_uspan *s)
 {
+	uint64_t cache = s->alloc_cache;
 	uint32_t bit, idx;
 
-	if (!s->alloc_cache)
+	if (!cache)
 		return 0;
-	bit = (uint32_t)__builtin_ctzll(s->alloc_cache);
+	bit = (uint32_t)__builtin_ctzll(cache);
 	idx = s->freeindex + bit;
-	if (idx >= s->nelems || (idx + 1) % 64 == 0)
-		return 0;
-	s->alloc_cache >>= bit + 1;
+	s->alloc_cache = (cache >> bit) >> 1;
 	s->freeindex = idx + 1;
-	s->alloc_count++;
 	return s->base + (uintptr_t)idx * s->elemsize;
 }
 
@@ -401,6 +450,8 @@ int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
 		       uint16_t spanclass, struct spanalloc_span *got,
 		       uint32_t nget, uint32_t *ngot, bool *applied);
 int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d);
+void sa_kernel_return_empty(uint64_t handle);
+void sa_large_release(struct sa_uspan *s);
 void sa_heap_take_base(void);
 
 /* fork.c: what each part does around fork(), in this order */
@@ -437,7 +488,8 @@ void sa_types_set(struct sa_uspan *s, uint32_t idx, const struct sa_type *t);
 /*
  * Safe points: the allocator's spans are consistent outside these. The
  * collector stops a thread only outside (world.c); a stop or a due
- * collection noted inside is acted on by sa_safe_exit().
+ * collection noted inside is acted on by sa_safe_exit(). For the slow
+ * paths, which may take locks and make system calls.
  */
 static inline void sa_safe_enter(struct sa_tcache *c)
 {
@@ -454,6 +506,27 @@ static inline void sa_safe_exit(struct sa_tcache *c)
 	atomic_signal_fence(memory_order_seq_cst);
 	if (sa_unlikely(c->stop_pending | c->gc_due) && !c->nosafe)
 		sa_safepoint(c);
+}
+
+/*
+ * The fast paths' safe points: two plain stores. A stop that lands between
+ * them is refused and the collector sends it again a moment later (Go's
+ * asynchronous preemption retries a goroutine at an unsafe point the same
+ * way), so a fast path needs no check on its way out: it never collects
+ * and never parks. A fast path leaves before it calls anything that may
+ * take a lock or wait, and whatever it hands to a slow path, the slow
+ * path reads again under sa_safe_enter().
+ */
+static inline void sa_fast_enter(struct sa_tcache *c)
+{
+	c->in_fast = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void sa_fast_exit(struct sa_tcache *c)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	c->in_fast = 0;
 }
 
 /* heap.c: the pool of span records, walked by the collector. */

@@ -24,7 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "fastpath.h"
 
 static pthread_once_t sa_once = PTHREAD_ONCE_INIT;
 
@@ -228,11 +228,7 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 	}
 	s = sa_uspan_alloc(d.spanclass);
 	if (!s) {
-		struct spanalloc_ret r = { .handle = d.handle, .op = SPANALLOC_RET_EMPTY };
-		uint32_t ngot;
-		bool applied;
-
-		sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+		sa_kernel_return_empty(d.handle);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -252,40 +248,25 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 static __attribute__((noinline, cold)) void sa_free_large(struct sa_tcache *c, struct sa_uspan *s,
 							  const void *p)
 {
-	struct spanalloc_ret r = { .handle = s->handle, .op = SPANALLOC_RET_EMPTY };
-	uint32_t ngot;
-	bool applied;
-
 	if ((uintptr_t)p != s->base + s->freeindex)
 		sa_span_bad_free(s, p, "free of a pointer into a large object");
 	/* the sweeper must not be looking at it when the record goes */
 	sa_sweep_claim_taken(s);
 	SA_STAT_ADD(c->st.large_freed, 1);
 	SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
-	sa_pagemap_set(s, NULL);
-	sa_uspan_release(s);
-	sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+	sa_large_release(s);
 }
 
-/* Inlined into each entry point: the fast path is a few dozen instructions. */
-static inline __attribute__((always_inline)) void *sa_malloc_in(struct sa_tcache *c,
-								size_t size, bool noscan,
-								bool zero)
+/* The whole allocation path, inside the caller's no-safe-point region. */
+static void *sa_malloc_in(struct sa_tcache *c, size_t size, bool noscan, bool zero)
 {
-	uint16_t sc;
-	uintptr_t p;
-
 	/* an end pointer lands inside its object (gc.h: end_pad); SIZE_MAX stays */
 	size += sa_gc.end_pad & (size != SIZE_MAX);
-	if (noscan && size <= SA_TINY_SIZE)
+	if (noscan && size < SA_TINY_SIZE)
 		return sa_alloc_tiny(c, size);
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
 		return sa_alloc_large(c, size, noscan, zero, SA_PAGE_SIZE);
-	sc = (uint16_t)SPANALLOC_SPANCLASS(sa_class_of(size), noscan);
-	p = sa_alloc_obj(c, sc, zero);
-	if (sa_likely(p))
-		SA_STAT_ADD(c->st.allocated[sc], 1);
-	return (void *)p;
+	return (void *)sa_alloc_obj(c, sa_spanclass_of(size, noscan), zero);
 }
 
 /*
@@ -309,8 +290,8 @@ static __attribute__((noinline, cold)) void *sa_alloc_after_gc(struct sa_tcache 
 	return p;
 }
 
-static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool noscan,
-							       bool zero)
+/* Everything the fast path leaves: the whole path, safe points kept. */
+__attribute__((noinline)) void *sa_alloc_slow(size_t size, bool noscan, bool zero)
 {
 	struct sa_tcache *c = sa_tcache_get();
 	void *p;
@@ -325,6 +306,14 @@ static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool
 	return p;
 }
 
+static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool noscan,
+							       bool zero)
+{
+	void *p = sa_fast_alloc(size, noscan, zero);
+
+	return sa_likely(p) ? p : sa_alloc_slow(size, noscan, zero);
+}
+
 void *sa_alloc(size_t size)
 {
 	return sa_allocate(size, false, true);
@@ -337,10 +326,12 @@ void *sa_alloc_noscan(size_t size)
 
 void *sa_malloc(size_t size)
 {
+	void *p = sa_fast_alloc(size, true, false);
+
+	if (sa_likely(p))
+		return p;
 	/* 8-byte aligned at least, as jemalloc and mimalloc: no odd tiny offsets */
-	if (size < SA_TINY_SIZE)
-		size = size ? (size + 7) & ~(size_t)7 : 8;
-	return sa_allocate(size, true, false);
+	return sa_alloc_slow(sa_round_small(size), true, false);
 }
 
 void *sa_calloc(size_t n, size_t size)
@@ -377,7 +368,6 @@ static void *sa_aligned(size_t align, size_t size)
 {
 	struct sa_tcache *c;
 	unsigned int k;
-	uintptr_t p;
 	void *r;
 
 	c = sa_tcache_get();
@@ -389,10 +379,7 @@ static void *sa_aligned(size_t align, size_t size)
 	if (k) {
 		uint16_t sc = (uint16_t)SPANALLOC_SPANCLASS(k, 1);
 
-		p = sa_alloc_obj(c, sc, false);
-		if (p)
-			SA_STAT_ADD(c->st.allocated[sc], 1);
-		r = (void *)p;
+		r = (void *)sa_alloc_obj(c, sc, false);
 	} else {
 		r = sa_alloc_large(c, size ? size : 1, true, false,
 				   align < SA_PAGE_SIZE ? SA_PAGE_SIZE : align);
@@ -435,6 +422,8 @@ void sa_types_set(struct sa_uspan *s, uint32_t idx, const struct sa_type *t)
 		s->types = sa_types_table_alloc();
 		if (!s->types)
 			return;
+		/* its frees must clear their types: not the fast path's work */
+		atomic_store_explicit(&s->fastfree, 0, memory_order_relaxed);
 	}
 	s->types[idx] = t;
 }
@@ -473,6 +462,7 @@ static __attribute__((noinline)) void sa_free_tiny(struct sa_tcache *c, struct s
 {
 	uint32_t freed;
 
+	SA_STAT_ADD(c->st.freed, 1);
 	SA_STAT_ADD(c->st.freed_bytes,
 		    sa_tiny_usable(atomic_load_explicit(&s->tiny[idx], memory_order_relaxed),
 				   (uint32_t)(p - obj)));
@@ -483,8 +473,7 @@ static __attribute__((noinline)) void sa_free_tiny(struct sa_tcache *c, struct s
 }
 
 /* Frees ptr, an object of s, with c's counters and span lists. */
-static inline __attribute__((always_inline)) void sa_free_in(struct sa_tcache *c,
-							     struct sa_uspan *s, void *ptr)
+static void sa_free_in(struct sa_tcache *c, struct sa_uspan *s, void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr, obj;
 	uint32_t idx;
@@ -500,13 +489,16 @@ static inline __attribute__((always_inline)) void sa_free_in(struct sa_tcache *c
 	if (sa_unlikely(idx >= s->nelems))
 		sa_bad_pointer(ptr, "free");
 	sa_safe_enter(c);
-	SA_STAT_ADD(c->st.freed, 1);
 	if (s->spanclass == SA_TINY_SC) {
 		sa_free_tiny(c, s, idx, p, obj);
 	} else {
 		if (sa_unlikely(obj != p))
 			sa_span_bad_free(s, ptr, "free of a pointer into an object");
-		SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
+		/* a free into c's own span is counted when c collects it */
+		if (atomic_load_explicit(&s->owner, memory_order_relaxed) != c) {
+			SA_STAT_ADD(c->st.freed, 1);
+			SA_STAT_ADD(c->st.freed_bytes, s->elemsize);
+		}
 		if (s->types)
 			s->types[idx] = NULL;
 		sa_free_slot(c, s, idx);
@@ -542,14 +534,12 @@ void sa_orphan_fork(enum sa_fork_phase phase)
 	sa_fork_mutex(&sa_orphan_lock, phase);
 }
 
-void sa_free(void *ptr)
+/* Everything sa_free's fast path leaves: the whole path, safe points kept. */
+__attribute__((noinline)) void sa_free_slow(void *ptr)
 {
-	struct sa_uspan *s;
+	struct sa_uspan *s = sa_span_of(ptr);
 	struct sa_tcache *c;
 
-	if (!ptr)
-		return;
-	s = sa_span_of(ptr);
 	if (sa_unlikely(!s))
 		sa_bad_pointer(ptr, "free");
 	c = sa_tc;
@@ -563,6 +553,13 @@ void sa_free(void *ptr)
 			sa_bad_pointer(ptr, "free (no memory for a thread cache)");
 	}
 	sa_free_in(c, s, ptr);
+}
+
+void sa_free(void *ptr)
+{
+	if (sa_likely(sa_fast_free(ptr)) || !ptr)
+		return;
+	sa_free_slow(ptr);
 }
 
 size_t sa_usable_size(const void *ptr)

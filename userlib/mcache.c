@@ -49,11 +49,59 @@ struct sa_retbatch {
 };
 
 /*
+ * Moves what s counted (objects handed out, objects freed into it by its
+ * owner) into c's counters: allocation and local free count nothing per
+ * object. Tiny blocks are not objects: the tiny allocator counts its own.
+ */
+static void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s)
+{
+	if (s->spanclass != SA_TINY_SC) {
+		SA_STAT_ADD(c->st.allocated[s->spanclass], s->taken);
+		SA_STAT_ADD(c->st.freed, s->freed_local);
+		SA_STAT_ADD(c->st.freed_bytes, (uint64_t)s->freed_local * s->elemsize);
+	}
+	s->taken = 0;
+	s->freed_local = 0;
+}
+
+/*
+ * What c's spans counted and have not harvested: added to sum by
+ * sa_get_stats on c's own thread, so that a thread sees its own
+ * allocations and frees at once.
+ */
+static void sa_tcache_pending(struct sa_tcache *c, struct sa_counters *sum)
+{
+	for (uint16_t sc = 2; sc < SA_NSC; sc++) {
+		uint64_t taken = 0, freed = 0;
+
+		if (sc == SA_TINY_SC)
+			continue;
+		for (struct sa_uspan *s = c->alloc[sc]; s; s = NULL) {
+			taken += s->taken + sa_span_taken_since(s);
+			freed += s->freed_local;
+			for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
+				freed += (uint64_t)__builtin_popcountll(s->local_free[w]);
+		}
+		for (struct sa_uspan *s = c->held[sc]; s; s = s->next) {
+			taken += s->taken;
+			freed += s->freed_local;
+			for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
+				freed += (uint64_t)__builtin_popcountll(s->local_free[w]);
+		}
+		sum->allocated[sc] += taken;
+		sum->freed += freed;
+		sum->freed_bytes += freed * sa_classes[sc >> 1].size;
+	}
+}
+
+/*
  * Queues a span the thread holds and is done with. An EMPTY span leaves the
  * page map now, before the kernel can hand its pages to anyone else.
  */
-static void sa_batch_add(struct sa_retbatch *b, struct sa_uspan *s, uint32_t op)
+static void sa_batch_add(struct sa_tcache *c, struct sa_retbatch *b, struct sa_uspan *s,
+			 uint32_t op)
 {
+	sa_tcache_harvest(c, s);
 	b->r[b->n] = (struct spanalloc_ret){ .handle = s->handle, .op = op };
 	b->s[b->n] = s;
 	/* before the kernel has it: it may hand it out at once */
@@ -68,14 +116,15 @@ static void sa_batch_add(struct sa_retbatch *b, struct sa_uspan *s, uint32_t op)
 }
 
 /* Queues a settled span with the op its object count calls for. */
-static void sa_batch_add_settled(struct sa_retbatch *b, struct sa_uspan *s)
+static void sa_batch_add_settled(struct sa_tcache *c, struct sa_retbatch *b,
+				 struct sa_uspan *s)
 {
 	if (!s->alloc_count)
-		sa_batch_add(b, s, SPANALLOC_RET_EMPTY);
+		sa_batch_add(c, b, s, SPANALLOC_RET_EMPTY);
 	else if (s->alloc_count == s->nelems)
-		sa_batch_add(b, s, SPANALLOC_RET_FULL);
+		sa_batch_add(c, b, s, SPANALLOC_RET_FULL);
 	else
-		sa_batch_add(b, s, SPANALLOC_RET_PARTIAL);
+		sa_batch_add(c, b, s, SPANALLOC_RET_PARTIAL);
 }
 
 /* Whether c may keep one more span like s aside (SA_HELD_*). */
@@ -155,13 +204,14 @@ static struct sa_uspan *sa_held_take(struct sa_tcache *c, uint16_t sc)
 }
 
 /* Queues s, which c owns, with the op its object count calls for. */
-static void sa_batch_give_back(struct sa_retbatch *b, struct sa_uspan *s)
+static void sa_batch_give_back(struct sa_tcache *c, struct sa_retbatch *b,
+			       struct sa_uspan *s)
 {
 	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 	if (sa_sweep_needed(s))
 		sa_sweep_held(s);
 	sa_span_settle(s);
-	sa_batch_add_settled(b, s);
+	sa_batch_add_settled(c, b, s);
 }
 
 /*
@@ -221,14 +271,14 @@ static void sa_held_retire(struct sa_tcache *c, struct sa_uspan *s,
 
 	if (!sa_held_room(c, s) && old) {
 		sa_held_unlink(c, old);
-		sa_batch_give_back(b, old);
+		sa_batch_give_back(c, b, old);
 	}
 	if (sa_held_room(c, s)) {
 		sa_held_push(c, s);
 		return;
 	}
 	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-	sa_batch_add(b, s, SPANALLOC_RET_FULL);
+	sa_batch_add(c, b, s, SPANALLOC_RET_FULL);
 }
 
 /*
@@ -265,7 +315,7 @@ static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b)
 			sa_sweep_held(s);
 		sa_span_settle(s);
 		if (s->alloc_count < s->nelems) {
-			sa_batch_add_settled(b, s);
+			sa_batch_add_settled(c, b, s);
 			continue;
 		}
 		atomic_store_explicit(&s->where, SA_WHERE_KFULL, memory_order_release);
@@ -335,7 +385,7 @@ static void sa_batch_give_back_sending(struct sa_tcache *c, struct sa_retbatch *
 {
 	uint32_t ngot;
 
-	sa_batch_give_back(b, s);
+	sa_batch_give_back(c, b, s);
 	if (b->n == SA_MAX_BATCH)
 		sa_batch_send(c, b, 0, 0, NULL, &ngot);
 }
@@ -449,6 +499,7 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 			SA_STAT_ADD(c->st.local_sweeps, 1);
 			return sa_span_object(s, sa_span_next_free(s));
 		}
+		sa_tcache_harvest(c, s);
 	}
 	/*
 	 * A span kept aside that was freed into since: no system call. The
@@ -481,10 +532,7 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	}
 	s = sa_tcache_take(c, &d);
 	if (!s) {
-		struct spanalloc_ret r = { .handle = d.handle, .op = SPANALLOC_RET_EMPTY };
-		bool applied;
-
-		sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+		sa_kernel_return_empty(d.handle);
 		errno = ENOMEM;
 		return 0;
 	}
@@ -638,8 +686,10 @@ int sa_get_stats(struct sa_stats *st)
 	for (struct sa_tcache *c = sa_g.caches; c; c = c->next)
 		sa_counters_add(&sum, &c->st);
 	pthread_mutex_unlock(&sa_g.lock);
-	if (self)
+	if (self) {
+		sa_tcache_pending(self, &sum);
 		sa_safe_exit(self);
+	}
 
 	_Static_assert(sizeof(st->class_allocated) / sizeof(st->class_allocated[0]) >= SA_NSC,
 		       "struct sa_stats has a counter for every span class");

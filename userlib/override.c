@@ -33,7 +33,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include "internal.h"
+#include "fastpath.h"
 
 enum { SA_MODE_UNKNOWN, SA_MODE_SPANALLOC, SA_MODE_GLIBC };
 
@@ -175,17 +175,12 @@ static void sa_foreign(const void *p, const char *what)
 }
 
 /*
- * Objects under 16 bytes are rounded to a multiple of 8 (8-byte aligned);
- * every size class from 16 bytes up is a multiple of 16 (16-byte aligned).
+ * The entry points below are the fast path and a tail call to one of
+ * these: kept out of line, so that the fast path saves no registers.
  */
-static inline size_t sa_round_small(size_t size)
+static __attribute__((noinline)) void *sa_malloc_other(size_t size)
 {
-	return size < SA_TINY_SIZE ? (size ? (size + 7) & ~(size_t)7 : 8) : size;
-}
-
-void *malloc(size_t size)
-{
-	if (sa_likely(sa_tc))
+	if (sa_tc)
 		return sa_malloc(size);
 	switch (sa_which()) {
 	case SA_MODE_SPANALLOC:
@@ -196,14 +191,15 @@ void *malloc(size_t size)
 	return sa_boot_alloc(size, 16);
 }
 
-void *calloc(size_t n, size_t size)
+void *malloc(size_t size)
 {
-	size_t bytes;
+	void *p = sa_fast_alloc(size, true, false);
 
-	if (__builtin_mul_overflow(n, size, &bytes)) {
-		errno = ENOMEM;
-		return NULL;
-	}
+	return sa_likely(p) ? p : sa_malloc_other(size);
+}
+
+static __attribute__((noinline)) void *sa_calloc_other(size_t n, size_t size, size_t bytes)
+{
 	switch (sa_tc ? SA_MODE_SPANALLOC : sa_which()) {
 	case SA_MODE_SPANALLOC:
 		/* noscan and zeroed: Boehm's GC_MALLOC_ATOMIC rule */
@@ -215,7 +211,20 @@ void *calloc(size_t n, size_t size)
 	return sa_boot_alloc(bytes, 16);
 }
 
-void free(void *p)
+void *calloc(size_t n, size_t size)
+{
+	size_t bytes;
+	void *p;
+
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = sa_fast_alloc(bytes, true, true);
+	return sa_likely(p) ? p : sa_calloc_other(n, size, bytes);
+}
+
+static __attribute__((noinline)) void sa_free_other(void *p)
 {
 	int saved;
 
@@ -223,7 +232,7 @@ void free(void *p)
 		return;
 	if (sa_likely(sa_span_of(p))) {
 		saved = errno;
-		sa_free(p);
+		sa_free_slow(p);
 		errno = saved;
 		return;
 	}
@@ -235,6 +244,13 @@ void free(void *p)
 	else
 		sa_foreign(p, "free");
 	errno = saved;
+}
+
+void free(void *p)
+{
+	if (sa_likely(sa_fast_free(p)))
+		return;
+	sa_free_other(p);
 }
 
 static void *sa_aligned_any(size_t align, size_t size)

@@ -5,7 +5,8 @@
  *
  * Two lookup arrays, as Go's size_to_class8 and size_to_class128: one entry
  * per 8 bytes up to 1 KiB and per 128 bytes above, so a lookup is one
- * shift and one load. Every class size above 1 KiB is a multiple of 128
+ * shift and one load; and the same for span classes, scan and noscan, so
+ * that the fast path looks up its span class directly. Every class size above 1 KiB is a multiple of 128
  * and every one below a multiple of 8, which is what makes that exact.
  */
 #include "internal.h"
@@ -15,6 +16,20 @@
 
 uint8_t sa_size_to_class8[1024 / 8 + 1];
 uint8_t sa_size_to_class128[(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];
+uint8_t sa_size_to_spanclass8[2][1024 / 8 + 1];
+uint8_t sa_size_to_spanclass128[2][(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];
+
+/*
+ * The span class of class c: noscan 16-byte spans hold the tiny
+ * allocator's blocks, so 16-byte noscan objects (too big to be tiny) go
+ * to the scanned 16-byte spans.
+ */
+static uint8_t sa_spanclass_for(unsigned int c, bool noscan)
+{
+	unsigned int sc = SPANALLOC_SPANCLASS(c, noscan);
+
+	return (uint8_t)(sc == SA_TINY_SC ? SPANALLOC_SPANCLASS(c, 0) : sc);
+}
 
 void sa_sizeclass_init(void)
 {
@@ -32,6 +47,12 @@ void sa_sizeclass_init(void)
 	}
 	/* size 0 is served as size 1 */
 	sa_size_to_class8[0] = 1;
+	for (int n = 0; n < 2; n++) {
+		for (unsigned int i = 0; i < sizeof(sa_size_to_class8); i++)
+			sa_size_to_spanclass8[n][i] = sa_spanclass_for(sa_size_to_class8[i], n);
+		for (unsigned int i = 0; i < sizeof(sa_size_to_class128); i++)
+			sa_size_to_spanclass128[n][i] = sa_spanclass_for(sa_size_to_class128[i], n);
+	}
 }
 
 unsigned int sa_size_class(size_t size)

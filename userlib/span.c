@@ -30,11 +30,16 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	}
 	s->freeindex = 0;
 	s->alloc_count = 0;
-	s->alloc_cache = ~0ULL;
+	s->taken_from = 0;
+	s->taken = 0;
+	s->freed_local = 0;
 	s->needzero = needzero;
+	atomic_store_explicit(&s->fastfree, spanclass >= 2 && spanclass != SA_TINY_SC,
+			      memory_order_relaxed);
 	s->next = NULL;
 	memset(s->alloc_bits, 0, sizeof(s->alloc_bits));
 	memset(s->local_free, 0, sizeof(s->local_free));
+	s->alloc_cache = sa_span_word_cache(s, 0);
 	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
 	for (int w = 0; w < SA_BITWORDS; w++) {
@@ -86,6 +91,7 @@ uint32_t sa_span_collect(struct sa_uspan *s)
 			remote += sa_span_unmark(s, w, atomic_exchange(&s->free_bits[w], 0));
 	}
 	s->alloc_count -= local + remote;
+	s->freed_local += local;
 	if (remote)
 		atomic_fetch_sub(&s->xfree, remote);
 	return local + remote;
@@ -143,10 +149,41 @@ static void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
 		s->alloc_bits[w] |= (1ULL << (upto % 64)) - 1;
 }
 
+/*
+ * The objects handed out since taken_from: the free slots freeindex has
+ * passed, since allocBits do not change between refreshes and allocation
+ * takes every free slot it passes.
+ */
+uint32_t sa_span_taken_since(const struct sa_uspan *s)
+{
+	uint32_t from = s->taken_from, to = s->freeindex, n = 0;
+
+	while (from < to) {
+		uint32_t end = (from | 63) + 1 < to ? (from | 63) + 1 : to;
+		uint64_t m = end - from == 64 ? ~0ULL : ((1ULL << (end - from)) - 1) << (from % 64);
+
+		n += (uint32_t)__builtin_popcountll(~s->alloc_bits[from / 64] & m);
+		from = end;
+	}
+	return n;
+}
+
+/* Counts what was handed out since the last call, before the bits change. */
+static void sa_span_account(struct sa_uspan *s)
+{
+	uint32_t n = sa_span_taken_since(s);
+
+	s->alloc_count += n;
+	s->taken += n;
+	s->taken_from = s->freeindex;
+}
+
+/* Called with the span accounted (sa_span_refresh): allocation starts over. */
 void sa_span_restart(struct sa_uspan *s)
 {
 	s->freeindex = 0;
-	s->alloc_cache = ~s->alloc_bits[0];
+	s->taken_from = 0;
+	s->alloc_cache = sa_span_word_cache(s, 0);
 }
 
 /*
@@ -159,6 +196,7 @@ uint32_t sa_span_refresh(struct sa_uspan *s, uint32_t upto)
 {
 	uint32_t n;
 
+	sa_span_account(s);
 	sa_span_fill_bits(s, upto);
 	n = sa_span_collect(s);
 	if (n)
@@ -176,36 +214,32 @@ void sa_span_take(struct sa_uspan *s)
 }
 
 /*
- * Go's nextFreeIndex: the index of the next free object, marked allocated,
- * or nelems when none is left below the end of the span.
+ * Go's nextFreeIndex: the index of the next free object, taken, or nelems
+ * when none is left below the end of the span. An empty cache means
+ * nothing is free from freeindex to the end of its 64-object word, or,
+ * with freeindex at the start of a word, that the word is not loaded yet.
  */
 uint32_t sa_span_next_free(struct sa_uspan *s)
 {
 	uint32_t idx = s->freeindex, bit;
 	uint64_t cache = s->alloc_cache;
 
-	if (idx >= s->nelems)
-		return s->nelems;
 	while (!cache) {
-		idx = (idx + 64) & ~63U;
+		if (idx % 64)
+			idx = (idx | 63) + 1;
 		if (idx >= s->nelems) {
 			s->freeindex = s->nelems;
+			s->alloc_cache = 0;
 			return s->nelems;
 		}
-		cache = ~s->alloc_bits[idx / 64];
+		cache = sa_span_word_cache(s, idx / 64);
+		if (!cache)
+			idx += 64;
 	}
 	bit = (uint32_t)__builtin_ctzll(cache);
 	idx += bit;
-	if (idx >= s->nelems) {
-		s->freeindex = s->nelems;
-		return s->nelems;
-	}
-	cache = bit == 63 ? 0 : cache >> (bit + 1);
+	s->alloc_cache = (cache >> bit) >> 1;
 	s->freeindex = idx + 1;
-	if (s->freeindex % 64 == 0 && s->freeindex < s->nelems)
-		cache = ~s->alloc_bits[s->freeindex / 64];
-	s->alloc_cache = cache;
-	s->alloc_count++;
 	return idx;
 }
 
@@ -234,6 +268,7 @@ bool sa_span_settle_forked(struct sa_uspan *s)
 {
 	uint32_t words = (s->nelems + 63) / 64, live = 0;
 
+	sa_span_account(s);
 	sa_span_fill_bits(s, s->freeindex);
 	for (uint32_t w = 0; w < words; w++) {
 		uint64_t f = s->local_free[w] |

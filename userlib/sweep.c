@@ -113,14 +113,9 @@ bool sa_sweep_claim_taken(struct sa_uspan *s)
 /* Frees an unmarked large object: its span goes back to the kernel. */
 static void sa_sweep_free_large(struct sa_uspan *s)
 {
-	struct spanalloc_ret r = { .handle = s->handle, .op = SPANALLOC_RET_EMPTY };
 	uint64_t bytes = s->elemsize;
-	uint32_t ngot;
-	bool applied;
 
-	sa_pagemap_set(s, NULL);
-	sa_uspan_release(s);
-	sa_kernel_exchange(&r, 1, 0, NULL, 0, &ngot, &applied);
+	sa_large_release(s);
 	atomic_fetch_add_explicit(&sa_gc.gc_freed_objects, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&sa_gc.gc_freed_bytes, bytes, memory_order_relaxed);
 }

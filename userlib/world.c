@@ -17,9 +17,10 @@
  * stack (the kernel already saved the interrupted context in the signal
  * frame, which lies on the stack in use too), records its stack pointer,
  * acknowledges, and sleeps on a futex until the world's epoch changes. A
- * thread inside the allocator (nosafe != 0) only notes the request and
- * stops itself on the way out (sa_safepoint), so a collection never sees a
- * span half updated.
+ * thread inside the allocator's slow paths (nosafe != 0) only notes the
+ * request and stops itself on the way out (sa_safepoint); one in a fast
+ * path (in_fast) refuses it, and the collector sends it again: either way
+ * a collection never sees a span half updated.
  *
  * System calls: the handler is installed with SA_RESTART, so read, write,
  * wait and the like restart after a stop. Calls the kernel never restarts
@@ -50,6 +51,10 @@ static pthread_mutex_t world_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sa_tcache *world_threads;	/* registered, under world_lock */
 static _Atomic uint32_t world_epoch;	/* bumped to restart the world */
 static _Atomic uint32_t world_acks;	/* stopped threads this time */
+/* bumped by every stop acknowledged or refused: the collector sleeps on it */
+static _Atomic uint32_t world_news;
+/* stops sent again to a thread that was in a fast path (gc_test reads it) */
+_Atomic uint64_t sa_world_resends;
 /* the epoch a stop in progress parks threads for; 0: no stop */
 static _Atomic uint32_t world_stopping;
 static int world_signal;		/* set once by sa_world_init */
@@ -94,7 +99,8 @@ static __attribute__((noinline)) void sa_world_park(struct sa_tcache *c)
 	c->stop_pending = 0;
 	epoch = atomic_load(&world_epoch);
 	atomic_fetch_add(&world_acks, 1);
-	sa_futex(&world_acks, FUTEX_WAKE, 1, NULL);
+	atomic_fetch_add(&world_news, 1);
+	sa_futex(&world_news, FUTEX_WAKE, 1, NULL);
 	while (atomic_load(&world_epoch) == epoch)
 		sa_futex(&world_epoch, FUTEX_WAIT, epoch, NULL);
 	atomic_store_explicit(&c->stop_sp, 0, memory_order_relaxed);
@@ -128,10 +134,16 @@ static void sa_world_on_signal(int sig, siginfo_t *si, void *uc)
 		sa_world_chain(sig, si, uc);
 		return;
 	}
-	if (c->nosafe)
+	if (c->nosafe) {
 		c->stop_pending = 1;
-	else
+	} else if (c->in_fast) {
+		/* a few instructions from a safe point: ask for the stop again */
+		atomic_store_explicit(&c->stop_missed, stopping, memory_order_relaxed);
+		atomic_fetch_add(&world_news, 1);
+		sa_futex(&world_news, FUTEX_WAKE, 1, NULL);
+	} else {
 		sa_world_park(c);
+	}
 	errno = saved;
 }
 
@@ -440,6 +452,55 @@ void sa_world_each(void (*fn)(struct sa_tcache *c, void *arg), void *arg)
 }
 
 /*
+ * Queues the stop for epoch to c's thread. Returns false if the thread is
+ * gone (past touching the heap).
+ */
+static bool sa_world_send_stop(struct sa_tcache *c, uint32_t epoch)
+{
+	int err;
+
+	/*
+	 * A queued signal can be refused for want of room (RLIMIT_SIGPENDING):
+	 * try again, since a thread left running would change the heap while
+	 * it is marked.
+	 */
+	while ((err = pthread_sigqueue(c->self, world_signal,
+				       (union sigval){ .sival_int = (int)epoch })) == EAGAIN)
+		sched_yield();
+	if (err == ESRCH)
+		return false;
+	if (err) {
+		char msg[128];
+		int len = snprintf(msg, sizeof(msg),
+				   "spanalloc: gc: cannot stop thread %d (%s); aborting\n",
+				   (int)c->tid, strerrordesc_np(err));
+
+		if (write(2, msg, (size_t)len) < 0)
+			abort();
+		abort();
+	}
+	return true;
+}
+
+/*
+ * Sends the stop again to the threads that were in a fast path when it
+ * came. Returns how many of them are gone after all.
+ */
+static uint32_t sa_world_resend(struct sa_tcache *self, uint32_t epoch)
+{
+	uint32_t gone = 0;
+
+	for (struct sa_tcache *c = world_threads; c; c = c->gc_next)
+		if (c != self && atomic_load_explicit(&c->stop_missed, memory_order_relaxed) == epoch) {
+			atomic_store_explicit(&c->stop_missed, 0, memory_order_relaxed);
+			atomic_fetch_add_explicit(&sa_world_resends, 1, memory_order_relaxed);
+			if (!sa_world_send_stop(c, epoch))
+				gone++;
+		}
+	return gone;
+}
+
+/*
  * Stops every registered thread but the caller. Returns how many were
  * stopped. A thread that does not answer within seconds is reported (it
  * blocks the stop signal, or it is stuck inside the library) and waited for.
@@ -448,45 +509,23 @@ int sa_world_stop(void)
 {
 	struct sa_tcache *self = sa_tc;
 	struct timespec ts = { .tv_sec = 5 };
-	uint32_t n = 0, acks;
+	uint32_t n = 0, acks, news, epoch;
 	int warned = 0;
-
-	uint32_t epoch;
 
 	pthread_mutex_lock(&world_lock);
 	atomic_store(&world_acks, 0);
 	/* never 0, which means "no stop" to the handler */
 	epoch = (atomic_load(&world_epoch) & 0x7fffffff) | 0x80000000;
 	atomic_store(&world_stopping, epoch);
-	for (struct sa_tcache *c = world_threads; c; c = c->gc_next) {
-		int err;
-
-		if (c == self)
-			continue;
-		/*
-		 * A queued signal can be refused for want of room
-		 * (RLIMIT_SIGPENDING): try again, since a thread left
-		 * running would change the heap while it is marked.
-		 */
-		while ((err = pthread_sigqueue(c->self, world_signal,
-					       (union sigval){ .sival_int = (int)epoch })) == EAGAIN)
-			sched_yield();
-		if (err == ESRCH)
-			continue;	/* gone, past touching the heap */
-		if (err) {
-			char msg[128];
-			int len = snprintf(msg, sizeof(msg),
-					   "spanalloc: gc: cannot stop thread %d (%s); aborting\n",
-					   (int)c->tid, strerrordesc_np(err));
-
-			if (write(2, msg, (size_t)len) < 0)
-				abort();
-			abort();
-		}
-		n++;
-	}
-	while ((acks = atomic_load(&world_acks)) < n) {
-		if (sa_futex(&world_acks, FUTEX_WAIT, acks, &ts) < 0 &&
+	for (struct sa_tcache *c = world_threads; c; c = c->gc_next)
+		if (c != self && sa_world_send_stop(c, epoch))
+			n++;
+	for (;;) {
+		news = atomic_load(&world_news);
+		n -= sa_world_resend(self, epoch);
+		if ((acks = atomic_load(&world_acks)) >= n)
+			break;
+		if (sa_futex(&world_news, FUTEX_WAIT, news, &ts) < 0 &&
 		    errno == ETIMEDOUT && !warned++) {
 			/* not stdio: a stopped thread may hold stderr's lock */
 			char msg[128];
