@@ -5,14 +5,16 @@
  *
  *   BENCH name=<benchmark> impl=<allocator> threads=<n> <metric>=<value> ...
  *
- * 1. alloc_free_<size>B (and alloc_free_tiny8B, 8-byte noscan objects,
- *    which the tiny allocator packs 2 to a 16-byte block, against the
- *    peers' 8-byte malloc): small-object allocation and free through
- *    libspanalloc and through its peers: glibc malloc and calloc (sa_alloc
- *    returns zeroed memory, so calloc is its like for like), jemalloc
- *    and mimalloc (when their Debian libraries are installed; loaded with
- *    dlopen so that they do not replace malloc). Each thread allocates a
- *    batch of 100 objects, writes a word in each, frees them, and repeats.
+ * 1. alloc_free_<size>B, alloc_free_malloc_<size>B, alloc_free_tiny8B:
+ *    small-object allocation and free, one thread and as many as CPUs,
+ *    each thread allocating a batch of 100 objects, writing a word in
+ *    each, freeing them, and again. Like meets like: zeroed objects
+ *    (sa_alloc against glibc's calloc, jemalloc's calloc, mi_zalloc), not
+ *    zeroed (sa_malloc, the drop-in's malloc, against malloc, jemalloc's
+ *    malloc and mi_malloc), and tiny objects (8 bytes, sa_alloc_noscan,
+ *    which packs them 2 to a 16-byte block, against the zeroing peers).
+ *    jemalloc and mimalloc come from their Debian libraries when
+ *    installed, loaded with dlopen so that they do not replace malloc.
  * 2. span_exchange_batch<n>: raw exchange ioctls (return n spans PARTIAL,
  *    get n back; n = 1, as the library does, 4 and 8) at 1, 2 and 4 threads
  *    on one span class, with the per-CPU cache on and off (module
@@ -25,12 +27,15 @@
  *    back, three times; and one thread allocating 64-byte objects that
  *    another frees (frees into spans the allocating thread no longer
  *    holds adopt them and hand them back).
- * 4. alloc_free_<size>B_instructions: instructions per allocate+free pair
- *    (one thread, batches of 100), counted by valgrind's callgrind (when
- *    installed) on this program run in a second mode. Instruction counts
- *    do not vary from run to run, and do not carry the emulator's cost
- *    model (under QEMU TCG, time per instruction differs widely between
- *    kinds of code), so they complement the timings.
+ * 4. producer_consumer_64B: objects per second when one thread allocates
+ *    (not zeroed) and 1 or 3 others free, every allocator.
+ * 5. alloc_free_[malloc_|tiny]<size>B_instructions: instructions per
+ *    allocate+free pair (one thread, batches of 100), counted by
+ *    valgrind's callgrind (when installed) on this program run in a second
+ *    mode. Instruction counts do not vary from run to run, and do not
+ *    carry the emulator's cost model (under QEMU TCG, time per
+ *    instruction differs widely between kinds of code), so they
+ *    complement the timings.
  *
  *   bench [--exchange] [seconds per run, default 0.5] [runs per measurement, default 5]
  *         (--exchange: section 2 alone)
@@ -43,6 +48,7 @@
 #include <fcntl.h>
 #include <linux/spanalloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,17 +165,79 @@ static void *calloc1(size_t n)
 	return calloc(1, n);
 }
 
-static int load_peer(struct impl *im, const char *name, const char *lib,
-		     const char *fa, const char *ff)
-{
-	void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+/*
+ * The allocators compared, in two families so that like meets like: one
+ * that zeroes (sa_alloc against calloc, jemalloc's calloc and mi_zalloc)
+ * and one that does not (sa_malloc, the drop-in's malloc, against malloc,
+ * jemalloc's malloc and mi_malloc). Index 0 is spanalloc's, 1 glibc's;
+ * jemalloc and mimalloc follow when their Debian libraries are installed
+ * (loaded with dlopen, so that they do not replace malloc). The tiny
+ * family is the zeroing one with the tiny allocator first
+ * (sa_alloc_noscan of 8 bytes, packed 2 to a 16-byte block).
+ */
+static struct impl zeroing[4], plain[4], tinyfam[4];
+static int nimpl;
+static void *(*je_calloc)(size_t, size_t);
 
-	if (!h)
-		return 0;
-	im->name = name;
-	im->alloc = (void *(*)(size_t))dlsym(h, fa);
-	im->free = (void (*)(void *))dlsym(h, ff);
-	return im->alloc && im->free;
+static void *je_calloc1(size_t n)
+{
+	return je_calloc(1, n);
+}
+
+static void *peer_sym(void *h, const char *sym)
+{
+	return h ? dlsym(h, sym) : NULL;
+}
+
+static void load_impls(void)
+{
+	void *je = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+	void *mi = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+	void *(*ma)(size_t), *(*za)(size_t);
+	void (*fr)(void *);
+
+	zeroing[0] = (struct impl){ "spanalloc", sa_alloc, sa_free_void };
+	zeroing[1] = (struct impl){ "glibc_calloc", calloc1, free };
+	plain[0] = (struct impl){ "spanalloc_malloc", sa_malloc, sa_free_void };
+	plain[1] = (struct impl){ "glibc", malloc, free };
+	nimpl = 2;
+	ma = (void *(*)(size_t))peer_sym(je, "malloc");
+	fr = (void (*)(void *))peer_sym(je, "free");
+	je_calloc = (void *(*)(size_t, size_t))peer_sym(je, "calloc");
+	if (ma && fr && je_calloc) {
+		plain[nimpl] = (struct impl){ "jemalloc", ma, fr };
+		zeroing[nimpl++] = (struct impl){ "jemalloc_calloc", je_calloc1, fr };
+	}
+	ma = (void *(*)(size_t))peer_sym(mi, "mi_malloc");
+	za = (void *(*)(size_t))peer_sym(mi, "mi_zalloc");
+	fr = (void (*)(void *))peer_sym(mi, "mi_free");
+	if (ma && za && fr) {
+		plain[nimpl] = (struct impl){ "mimalloc", ma, fr };
+		zeroing[nimpl++] = (struct impl){ "mimalloc_zalloc", za, fr };
+	}
+	memcpy(tinyfam, zeroing, sizeof(tinyfam));
+	tinyfam[0] = (struct impl){ "spanalloc_tiny", sa_alloc_noscan, sa_free_void };
+}
+
+/* The allocator named name, in any family, or NULL. */
+static const struct impl *impl_named(const char *name)
+{
+	const struct impl *fams[] = { zeroing, plain, tinyfam };
+
+	for (int f = 0; f < 3; f++)
+		for (int i = 0; i < nimpl; i++)
+			if (!strcmp(fams[f][i].name, name))
+				return &fams[f][i];
+	return NULL;
+}
+
+/* mimalloc's index in a family, or 0 when it is not installed. */
+static int mimalloc_at(const struct impl *fam)
+{
+	for (int i = 1; i < nimpl; i++)
+		if (!strncmp(fam[i].name, "mimalloc", 8))
+			return i;
+	return 0;
 }
 
 /* --- 2. span exchange --------------------------------------------------- */
@@ -329,22 +397,24 @@ static double instructions_per_pair(size_t size, const char *impl)
 
 /*
  * Section 1: every size in sz, 1 thread and as many as CPUs, every
- * allocator; BENCH names are alloc_free_<prefix><size>B.
+ * allocator of a family; BENCH names are alloc_free_<prefix><size>B.
  */
-static void small_objects(const struct impl *impls, int nimpl, const int *thr,
+static void small_objects(const struct impl *impls, const int *thr,
 			  const size_t *sz, unsigned int nsz, const char *title,
 			  const char *prefix)
 {
+	int mi = mimalloc_at(impls);
+
 	printf("== %s: alloc+free pairs per second (batches of %d), median of %d x %.1f s\n",
 	       title, BATCH, reps, secs_per_run);
 	printf("%-6s %-8s", "size", "threads");
 	for (int i = 0; i < nimpl; i++)
-		printf(" %14s", impls[i].name);
-	printf("   spanalloc/glibc\n");
+		printf(" %16s", impls[i].name);
+	printf("   vs glibc%s\n", mi ? "  vs mimalloc" : "");
 	for (unsigned int z = 0; z < nsz; z++) {
 		for (unsigned int t = 0; t < 2; t++) {
-			double r[5], runs[5][16];
-			char name[32];
+			double r[4] = { 0 }, runs[4][16];
+			char name[48];
 
 			if (t == 1 && thr[1] == thr[0])
 				continue;
@@ -354,9 +424,12 @@ static void small_objects(const struct impl *impls, int nimpl, const int *thr,
 			printf("%-6zu %-8d", sz[z], thr[t]);
 			for (int i = 0; i < nimpl; i++) {
 				r[i] = median(runs[i], reps);
-				printf(" %12.1f M", r[i] / 1e6);
+				printf(" %14.1f M", r[i] / 1e6);
 			}
-			printf("   %.2fx\n", r[0] / r[1]);
+			printf("   %7.2fx", r[0] / r[1]);
+			if (mi)
+				printf("  %10.2fx", r[0] / r[mi]);
+			printf("\n");
 			snprintf(name, sizeof(name), "alloc_free_%s%zuB", prefix, sz[z]);
 			for (int i = 0; i < nimpl; i++)
 				printf("BENCH name=%s impl=%s threads=%d pairs_per_s=%.0f ratio_vs_glibc=%.3f\n",
@@ -365,6 +438,101 @@ static void small_objects(const struct impl *impls, int nimpl, const int *thr,
 	}
 }
 
+/*
+ * Section 5: instructions per pair for every allocator of a family at one
+ * size, as a table row and BENCH lines alloc_free_<prefix><size>B_instructions.
+ */
+static void instructions_row(const struct impl *impls, size_t size, const char *label,
+			     const char *prefix)
+{
+	int mi = mimalloc_at(impls);
+	double ins[4] = { 0 };
+	char name[64];
+
+	printf("%-14s", label);
+	for (int i = 0; i < nimpl; i++) {
+		ins[i] = instructions_per_pair(size, impls[i].name);
+		printf(" %16.1f", ins[i]);
+	}
+	printf("   %7.2fx", ins[1] / ins[0]);
+	if (mi)
+		printf("  %10.2fx", ins[mi] / ins[0]);
+	printf("\n");
+	snprintf(name, sizeof(name), "alloc_free_%s%zuB_instructions", prefix, size);
+	for (int i = 0; i < nimpl; i++)
+		printf("BENCH name=%s impl=%s threads=1 instructions_per_pair=%.1f ratio_vs_glibc=%.3f\n",
+		       name, impls[i].name, ins[i], ins[1] / ins[i]);
+}
+
+/* --- free from another thread (sections 3 and 4) ----------------------- */
+
+/*
+ * One thread allocates 64-byte objects and hands them through one ring per
+ * consumer to threads that free them: every free is from another thread.
+ * Waits yield, so that the threads share an oversubscribed host fairly.
+ */
+#define PC_RING	1024
+#define PC_MAX	3
+struct pc_ring {
+	_Alignas(64) _Atomic uint64_t head;
+	_Alignas(64) _Atomic uint64_t tail;
+	void *slot[PC_RING];
+};
+static struct pc_ring pc_rings[PC_MAX];
+
+struct pc_arg {
+	const struct impl *im;
+	struct pc_ring *r;
+	uint64_t n;
+};
+
+static void *pc_consumer(void *p)
+{
+	struct pc_arg *a = p;
+
+	for (uint64_t t = 0; t < a->n; t++) {
+		void *o;
+
+		while (atomic_load_explicit(&a->r->head, memory_order_acquire) == t)
+			sched_yield();
+		o = a->r->slot[t % PC_RING];
+		atomic_store_explicit(&a->r->tail, t + 1, memory_order_release);
+		a->im->free(o);
+	}
+	return NULL;
+}
+
+/* Objects per second through nc consumers, per of them each. */
+static double producer_consumer(const struct impl *im, int nc, uint64_t per)
+{
+	struct pc_arg a[PC_MAX];
+	pthread_t th[PC_MAX];
+	double t0;
+
+	for (int i = 0; i < nc; i++) {
+		atomic_store(&pc_rings[i].head, 0);
+		atomic_store(&pc_rings[i].tail, 0);
+		a[i] = (struct pc_arg){ .im = im, .r = &pc_rings[i], .n = per };
+		pthread_create(&th[i], NULL, pc_consumer, &a[i]);
+	}
+	t0 = now();
+	for (uint64_t h = 0; h < per; h++) {
+		for (int i = 0; i < nc; i++) {
+			struct pc_ring *r = &pc_rings[i];
+			void *o;
+
+			while (h - atomic_load_explicit(&r->tail, memory_order_acquire) >= PC_RING)
+				sched_yield();
+			o = im->alloc(64);
+			*(volatile uint64_t *)o = h;
+			r->slot[h % PC_RING] = o;
+			atomic_store_explicit(&r->head, h + 1, memory_order_release);
+		}
+	}
+	for (int i = 0; i < nc; i++)
+		pthread_join(th[i], NULL);
+	return (double)per * nc / (now() - t0);
+}
 
 /* --- 3. system calls -------------------------------------------------- */
 
@@ -403,77 +571,66 @@ static void syscalls_grow_shrink(void)
 	free(keep);
 }
 
-/* One thread allocates 64-byte objects, another frees them. */
-#define XT_RING	4096
-#define XT_OBJS	(1 << 20)
-static void *xt_ring[XT_RING];
-static _Atomic uint64_t xt_head, xt_tail;
-
-static void *xt_consumer(void *arg)
-{
-	(void)arg;
-	for (uint64_t t = 0; t < XT_OBJS; t++) {
-		void *p;
-
-		while (atomic_load_explicit(&xt_head, memory_order_acquire) == t)
-			;
-		p = xt_ring[t % XT_RING];
-		atomic_store_explicit(&xt_tail, t + 1, memory_order_release);
-		sa_free(p);
-	}
-	sa_thread_flush();
-	return NULL;
-}
-
+/* One thread allocates 64-byte objects, another frees them (section 4's). */
 static void syscalls_cross_thread(void)
 {
+	enum { N = 1 << 20 };
 	struct sa_stats a, b;
-	pthread_t t;
 
 	sa_get_stats(&a);
-	if (pthread_create(&t, NULL, xt_consumer, NULL))
-		return;
-	for (uint64_t h = 0; h < XT_OBJS; h++) {
-		while (h - atomic_load_explicit(&xt_tail, memory_order_acquire) >= XT_RING)
-			;
-		xt_ring[h % XT_RING] = sa_alloc(64);
-		atomic_store_explicit(&xt_head, h + 1, memory_order_release);
-	}
-	pthread_join(t, NULL);
+	producer_consumer(&zeroing[0], 1, N);
 	sa_get_stats(&b);
 	syscalls_report("cross_thread", "1M objects of 64 B allocated by one thread, freed by another",
-			&a, &b, XT_OBJS);
+			&a, &b, N);
+}
+
+/* Section 4: every allocator of the plain family, 1 and 3 consumers. */
+static void cross_thread_frees(int ncpu)
+{
+	int mi = mimalloc_at(plain);
+
+	printf("\n== free from another thread: one thread allocates 64 B objects, consumers free them;\n"
+	       "   objects per second, median of %d runs\n", reps);
+	printf("%-10s", "consumers");
+	for (int i = 0; i < nimpl; i++)
+		printf(" %16s", plain[i].name);
+	printf("   vs glibc%s\n", mi ? "  vs mimalloc" : "");
+	for (int nc = 1; nc <= PC_MAX && nc < ncpu; nc += 2) {
+		double r[4] = { 0 }, runs[4][16];
+
+		for (int k = 0; k < reps; k++)
+			for (int i = 0; i < nimpl; i++)
+				runs[i][k] = producer_consumer(&plain[i], nc, 200000 / nc);
+		printf("%-10d", nc);
+		for (int i = 0; i < nimpl; i++) {
+			r[i] = median(runs[i], reps);
+			printf(" %14.2f M", r[i] / 1e6);
+		}
+		printf("   %7.2fx", r[0] / r[1]);
+		if (mi)
+			printf("  %10.2fx", r[0] / r[mi]);
+		printf("\n");
+		for (int i = 0; i < nimpl; i++)
+			printf("BENCH name=producer_consumer_64B impl=%s threads=%d objects_per_s=%.0f ratio_vs_glibc=%.3f\n",
+			       plain[i].name, nc + 1, r[i], r[i] / r[1]);
+	}
 }
 
 int main(int argc, char **argv)
 {
-	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN), nimpl = 3;
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	int thr[] = { 1, ncpu > 16 ? 16 : ncpu };
-	struct impl impls[5] = {
-		{ "spanalloc", sa_alloc, sa_free_void },
-		{ "glibc", malloc, free },
-		{ "glibc_calloc", calloc1, free },
-	};
 
+	load_impls();
 	if (argc == 5 && !strcmp(argv[1], "--pairs")) {
 		size_t size = strtoul(argv[2], NULL, 10);
-		const char *name = argv[3];
+		const struct impl *im = impl_named(argv[3]);
 		int n = atoi(argv[4]);
-		struct impl *im = NULL;
 		void *objs[BATCH];
 
-		struct impl tiny = { "spanalloc_tiny", sa_alloc_noscan, sa_free_void };
-
-		load_peer(&impls[3], "jemalloc", "libjemalloc.so.2", "malloc", "free");
-		load_peer(&impls[4], "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free");
-		for (int i = 0; i < 5; i++)
-			if (impls[i].name && !strcmp(impls[i].name, name) && impls[i].alloc)
-				im = &impls[i];
-		if (!strcmp(name, tiny.name))
-			im = &tiny;
 		if (!im)
 			return 1;
-		if ((im == &impls[0] || im == &tiny) && sa_init()) {
+		if (!strncmp(im->name, "spanalloc", 9) && sa_init()) {
 			fprintf(stderr, "bench: %s\n", sa_strerror());
 			return 1;
 		}
@@ -500,24 +657,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench: %s\n", sa_strerror());
 		return 1;
 	}
-	if (load_peer(&impls[nimpl], "jemalloc", "libjemalloc.so.2", "malloc", "free"))
-		nimpl++;
-	if (load_peer(&impls[nimpl], "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free"))
-		nimpl++;
 
 	if (!exchange_only) {
-		struct impl tiny[5];
 		static const size_t tiny_sizes[] = { 8 };
 
-		small_objects(impls, nimpl, thr, sizes, sizeof(sizes) / sizeof(sizes[0]),
-			      "small objects", "");
-		/* the tiny allocator (noscan, zeroed) against 8-byte malloc */
-		memcpy(tiny, impls, sizeof(tiny));
-		tiny[0] = (struct impl){ "spanalloc_tiny", sa_alloc_noscan, sa_free_void };
+		small_objects(zeroing, thr, sizes, sizeof(sizes) / sizeof(sizes[0]),
+			      "small objects, zeroed (sa_alloc against calloc)", "");
 		printf("\n");
-		small_objects(tiny, nimpl, thr, tiny_sizes, 1,
-			      "tiny objects (spanalloc: sa_alloc_noscan, 2 to a 16-byte block)",
+		small_objects(plain, thr, sizes, sizeof(sizes) / sizeof(sizes[0]),
+			      "small objects, not zeroed (sa_malloc against malloc)", "malloc_");
+		printf("\n");
+		small_objects(tinyfam, thr, tiny_sizes, 1,
+			      "tiny objects (spanalloc: sa_alloc_noscan, 2 to a 16-byte block; peers: calloc)",
 			      "tiny");
+		cross_thread_frees(ncpu);
 	}
 
 	printf("\n== span exchange: spans turned over per second (each call returns a batch PARTIAL and gets as many)\n");
@@ -574,38 +727,26 @@ int main(int argc, char **argv)
 		printf("   valgrind is not installed: skipped\n");
 		return 0;
 	}
-	printf("%-6s", "size");
+	printf("zeroed        ");
 	for (int i = 0; i < nimpl; i++)
-		printf(" %14s", impls[i].name);
-	printf("   glibc/spanalloc\n");
+		printf(" %16s", zeroing[i].name);
+	printf("   glibc/sa  mimalloc/sa\n");
 	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
-		double ins[5];
-		char name[48];
+		char label[16];
 
-		printf("%-6zu", sizes[z]);
-		for (int i = 0; i < nimpl; i++) {
-			ins[i] = instructions_per_pair(sizes[z], impls[i].name);
-			printf(" %14.1f", ins[i]);
-		}
-		printf("   %.2fx\n", ins[1] / ins[0]);
-		snprintf(name, sizeof(name), "alloc_free_%zuB_instructions", sizes[z]);
-		for (int i = 0; i < nimpl; i++)
-			printf("BENCH name=%s impl=%s threads=1 instructions_per_pair=%.1f ratio_vs_glibc=%.3f\n",
-			       name, impls[i].name, ins[i], ins[1] / ins[i]);
+		snprintf(label, sizeof(label), "%zu", sizes[z]);
+		instructions_row(zeroing, sizes[z], label, "");
 	}
-	{
-		/* tiny: spanalloc's noscan 8 bytes against the peers' 8 */
-		double ins[5];
+	instructions_row(tinyfam, 8, "tiny8", "tiny");
+	printf("not zeroed    ");
+	for (int i = 0; i < nimpl; i++)
+		printf(" %16s", plain[i].name);
+	printf("\n");
+	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		char label[16];
 
-		printf("%-6s", "tiny8");
-		for (int i = 0; i < nimpl; i++) {
-			ins[i] = instructions_per_pair(8, i ? impls[i].name : "spanalloc_tiny");
-			printf(" %14.1f", ins[i]);
-		}
-		printf("   %.2fx\n", ins[1] / ins[0]);
-		for (int i = 0; i < nimpl; i++)
-			printf("BENCH name=alloc_free_tiny8B_instructions impl=%s threads=1 instructions_per_pair=%.1f ratio_vs_glibc=%.3f\n",
-			       i ? impls[i].name : "spanalloc_tiny", ins[i], ins[1] / ins[i]);
+		snprintf(label, sizeof(label), "%zu", sizes[z]);
+		instructions_row(plain, sizes[z], label, "malloc_");
 	}
 	return 0;
 }
