@@ -37,8 +37,9 @@
  *    instruction differs widely between kinds of code), so they
  *    complement the timings.
  *
- *   bench [--exchange] [seconds per run, default 0.5] [runs per measurement, default 5]
- *         (--exchange: section 2 alone)
+ *   bench [--exchange|--instructions] [seconds per run, default 0.5]
+ *         [runs per measurement, default 5]
+ *         (--exchange: section 2 alone; --instructions: section 5 alone)
  *   bench --pairs SIZE IMPL N    (N batches of 100 pairs with allocator IMPL)
  *
  * Each number is the median of its runs.
@@ -73,6 +74,7 @@ struct impl {
 static double secs_per_run = 0.5;
 static int reps = 5;
 static int exchange_only;	/* --exchange: section 2 alone */
+static int instructions_only;	/* --instructions: section 5 alone */
 static const size_t sizes[] = { 16, 32, 64, 128, 256 };
 
 static int cmp_double(const void *a, const void *b)
@@ -464,6 +466,21 @@ static void instructions_row(const struct impl *impls, size_t size, const char *
 		       name, impls[i].name, ins[i], ins[1] / ins[i]);
 }
 
+/* Section 5 for a family: a header, then a row per size. */
+static void instructions_table(const struct impl *impls, const char *title, const char *prefix)
+{
+	printf("%-14s", title);
+	for (int i = 0; i < nimpl; i++)
+		printf(" %16s", impls[i].name);
+	printf("   glibc/sa  mimalloc/sa\n");
+	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		char label[16];
+
+		snprintf(label, sizeof(label), "%zu", sizes[z]);
+		instructions_row(impls, sizes[z], label, prefix);
+	}
+}
+
 /* --- free from another thread (sections 3 and 4) ----------------------- */
 
 /*
@@ -648,6 +665,10 @@ int main(int argc, char **argv)
 		exchange_only = 1;
 		argc--;
 		argv++;
+	} else if (argc > 1 && !strcmp(argv[1], "--instructions")) {
+		instructions_only = 1;
+		argc--;
+		argv++;
 	}
 	if (argc > 1)
 		secs_per_run = atof(argv[1]);
@@ -658,6 +679,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (instructions_only)
+		goto instructions;
 	if (!exchange_only) {
 		static const size_t tiny_sizes[] = { 8 };
 
@@ -722,31 +745,14 @@ int main(int argc, char **argv)
 	syscalls_grow_shrink();
 	syscalls_cross_thread();
 
+instructions:
 	printf("\n== instructions per alloc+free pair (callgrind, 1 thread, batches of %d)\n", BATCH);
 	if (!instructions_per_pair(64, "glibc")) {
-		printf("   valgrind is not installed: skipped\n");
+		printf("   valgrind is not installed or cannot run this program: skipped\n");
 		return 0;
 	}
-	printf("zeroed        ");
-	for (int i = 0; i < nimpl; i++)
-		printf(" %16s", zeroing[i].name);
-	printf("   glibc/sa  mimalloc/sa\n");
-	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
-		char label[16];
-
-		snprintf(label, sizeof(label), "%zu", sizes[z]);
-		instructions_row(zeroing, sizes[z], label, "");
-	}
+	instructions_table(zeroing, "zeroed", "");
 	instructions_row(tinyfam, 8, "tiny8", "tiny");
-	printf("not zeroed    ");
-	for (int i = 0; i < nimpl; i++)
-		printf(" %16s", plain[i].name);
-	printf("\n");
-	for (unsigned int z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
-		char label[16];
-
-		snprintf(label, sizeof(label), "%zu", sizes[z]);
-		instructions_row(plain, sizes[z], label, "malloc_");
-	}
+	instructions_table(plain, "not zeroed", "malloc_");
 	return 0;
 }

@@ -122,6 +122,9 @@ static int sa_fork_settle(struct sa_uspan *s, struct sa_tcache *self)
 	sa_span_settle_forked(s);
 	if (sa_gc_on())
 		sa_sweep_forked(s);
+	/* what the threads gone counted is the forking thread's to report */
+	if (self)
+		sa_tcache_harvest(self, s);
 	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == self && self)
 		return SPANALLOC_ADOPT_OWNED;
 	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
@@ -150,6 +153,7 @@ static void sa_fork_drop_caches(struct sa_tcache *self)
 			continue;
 		sa_world_unregister(c);
 		sa_counters_add(&sa_g.dead, &c->st);
+		sa_uspan_return_spares(c);
 		munmap(c, sizeof(*c));
 	}
 	sa_g.caches = self;

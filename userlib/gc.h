@@ -97,7 +97,7 @@ int sa_world_register(struct sa_tcache *c);
 int sa_world_register_others(void);
 void sa_world_note_stack(struct sa_tcache *c, uintptr_t sp);
 int sa_world_signal(void);
-extern _Atomic uint64_t sa_world_resends;	/* stops sent again (a fast path) */
+extern _Atomic uint64_t sa_world_fast_stops;	/* stops noted in a fast path */
 int sa_world_pick_signal(void);
 void sa_world_unregister(struct sa_tcache *c);
 int sa_world_stop(void);

@@ -256,21 +256,30 @@ void *sa_types_table_alloc(void)
 	return t;
 }
 
-struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
+/*
+ * Span records come from the pool (sa_g.free_uspans, under sa_g.lock)
+ * SA_SPARE_BATCH at a time into the calling thread's spare list and go
+ * back there first, so that getting a span or handing one back EMPTY takes
+ * no lock in steady state (as Go's mheap serves pages from a per-P cache).
+ * Only the tables some spans carry (tiny masks, pointer maps) still come
+ * from and go to the pool under the lock. sa_pool_locked counts the times
+ * the lock was taken for either (lib_test checks that it is rare).
+ */
+_Atomic uint64_t sa_pool_locked;
+
+/* Caller holds sa_g.lock: a record from the pool, growing it; NULL if none. */
+static struct sa_uspan *sa_pool_take(void)
 {
 	struct sa_uspan *s;
 
-	pthread_mutex_lock(&sa_g.lock);
 	if (!sa_g.free_uspans) {
 		uint32_t n = atomic_load(&sa_g.nchunks);
 		struct sa_uspan *chunk;
 
 		chunk = n < sizeof(sa_chunks) / sizeof(sa_chunks[0]) ?
 			sa_meta_alloc(SA_META_CHUNK) : NULL;
-		if (!chunk) {
-			pthread_mutex_unlock(&sa_g.lock);
+		if (!chunk)
 			return NULL;
-		}
 		for (size_t i = SA_USPANS_PER_CHUNK; i-- > 0;) {
 			chunk[i].next = sa_g.free_uspans;
 			sa_g.free_uspans = &chunk[i];
@@ -281,35 +290,113 @@ struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
 	}
 	s = sa_g.free_uspans;
 	sa_g.free_uspans = s->next;
+	return s;
+}
+
+/* Caller holds sa_g.lock. */
+static void sa_pool_put(struct sa_uspan *s)
+{
+	s->next = sa_g.free_uspans;
+	sa_g.free_uspans = s;
+}
+
+static void sa_pool_lock(void)
+{
+	pthread_mutex_lock(&sa_g.lock);
+	atomic_fetch_add_explicit(&sa_pool_locked, 1, memory_order_relaxed);
+}
+
+struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
+{
+	struct sa_tcache *c = sa_tc;
+	struct sa_uspan *s = NULL;
+	bool locked = false;
+
+	if (c && c->spare) {
+		s = c->spare;
+		c->spare = s->next;
+		c->nspare--;
+	} else {
+		sa_pool_lock();
+		locked = true;
+		s = sa_pool_take();
+		for (uint32_t i = 1; c && s && i < SA_SPARE_BATCH; i++) {
+			struct sa_uspan *x = sa_pool_take();
+
+			if (!x)
+				break;
+			x->next = c->spare;
+			c->spare = x;
+			c->nspare++;
+		}
+		if (!s)
+			goto out;
+	}
 	s->tiny = NULL;
 	if (spanclass == SA_TINY_SC) {
+		if (!locked) {
+			sa_pool_lock();
+			locked = true;
+		}
 		s->tiny = sa_block_get(&sa_g.free_tiny, SA_TINY_TABLE);
 		if (!s->tiny) {
-			s->next = sa_g.free_uspans;
-			sa_g.free_uspans = s;
+			sa_pool_put(s);
 			s = NULL;
 		}
 	}
-	pthread_mutex_unlock(&sa_g.lock);
+out:
+	if (locked)
+		pthread_mutex_unlock(&sa_g.lock);
 	return s;
 }
 
 void sa_uspan_release(struct sa_uspan *s)
 {
+	struct sa_tcache *c = sa_tc;
+
 	atomic_store_explicit(&s->where, SA_WHERE_NONE, memory_order_release);
 	sa_gc_note_inuse(-(int64_t)((uint64_t)s->npages << SA_PAGE_SHIFT));
-	pthread_mutex_lock(&sa_g.lock);
-	if (s->types) {
-		sa_block_put(&sa_g.free_types, s->types);
-		s->types = NULL;
+	if (s->types || s->tiny || !c || c->nspare >= SA_SPARE_MAX) {
+		sa_pool_lock();
+		if (s->types) {
+			sa_block_put(&sa_g.free_types, s->types);
+			s->types = NULL;
+		}
+		if (s->tiny) {
+			sa_block_put(&sa_g.free_tiny, (void *)s->tiny);
+			s->tiny = NULL;
+		}
+		/* a full spare list goes back to half, with this record */
+		while (c && c->nspare > SA_SPARE_MAX / 2) {
+			struct sa_uspan *x = c->spare;
+
+			c->spare = x->next;
+			c->nspare--;
+			sa_pool_put(x);
+		}
+		if (!c || c->nspare >= SA_SPARE_MAX) {
+			sa_pool_put(s);
+			s = NULL;
+		}
+		pthread_mutex_unlock(&sa_g.lock);
+		if (!s)
+			return;
 	}
-	if (s->tiny) {
-		sa_block_put(&sa_g.free_tiny, (void *)s->tiny);
-		s->tiny = NULL;
+	s->next = c->spare;
+	c->spare = s;
+	c->nspare++;
+}
+
+/* c's spare records back to the pool (its thread leaves). Caller holds sa_g.lock. */
+void sa_uspan_return_spares(struct sa_tcache *c)
+{
+	while (c->spare) {
+		struct sa_uspan *s = c->spare;
+
+		c->spare = s->next;
+		sa_pool_put(s);
 	}
-	s->next = sa_g.free_uspans;
-	sa_g.free_uspans = s;
-	pthread_mutex_unlock(&sa_g.lock);
+	c->nspare = 0;
 }
 
 void sa_pagemap_set(struct sa_uspan *s, struct sa_uspan *val)
@@ -319,6 +406,34 @@ void sa_pagemap_set(struct sa_uspan *s, struct sa_uspan *val)
 	for (uint32_t p = first; p < first + s->npages; p++)
 		atomic_store_explicit(&sa_g.pagemap[p], val, memory_order_release);
 }
+
+/*
+ * Pages handed back to the kernel may come back to another thread in a new
+ * span; the kernel orders that, but ThreadSanitizer cannot see it. Before
+ * threads kept spare records, the pool's lock happened to say it; now a release
+ * before every return and an acquire after every span got do, in a
+ * ThreadSanitizer build only.
+ */
+#ifdef SA_TSAN
+static _Atomic uint64_t sa_kernel_handoff;
+static void sa_handoff_release(void)
+{
+	atomic_fetch_add_explicit(&sa_kernel_handoff, 1, memory_order_release);
+}
+
+static void sa_handoff_acquire(void)
+{
+	(void)atomic_load_explicit(&sa_kernel_handoff, memory_order_acquire);
+}
+#else
+static void sa_handoff_release(void)
+{
+}
+
+static void sa_handoff_acquire(void)
+{
+}
+#endif
 
 static void sa_count_syscall(void)
 {
@@ -346,8 +461,12 @@ int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
 	int r;
 
 	sa_count_syscall();
+	if (nret)
+		sa_handoff_release();
 	r = ioctl(sa_g.fd, SPANALLOC_IOC_EXCHANGE, &ex);
 	*ngot = r == 0 ? ex.get_done : 0;
+	if (*ngot)
+		sa_handoff_acquire();
 	*applied = r == 0 || ex.ret_done == nret;
 	return r < 0 ? -errno : 0;
 }
@@ -386,6 +505,7 @@ int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d)
 	sa_count_syscall();
 	if (ioctl(sa_g.fd, SPANALLOC_IOC_ALLOC_LARGE, &lg) < 0)
 		return -errno;
+	sa_handoff_acquire();
 	*d = lg.span;
 	return 0;
 }

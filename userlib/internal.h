@@ -205,9 +205,13 @@ struct sa_tcache {
 	uint32_t nheld;
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
+	_Atomic(uint32_t) *tiny_mask;	/* its mask (tiny.h) */
 	struct sa_uspan *adopted;	/* spans to hand back, list */
 	/* held spans a collection took from idle threads, to hand back */
 	struct sa_uspan *decayed;
+	/* free span records kept for the next spans (heap.c: no lock) */
+	struct sa_uspan *spare;
+	uint32_t nspare;
 	uint32_t nadopted;
 	struct sa_counters st;
 	struct sa_tcache *prev, *next;	/* all caches, under sa_g.lock */
@@ -223,10 +227,10 @@ struct sa_tcache {
 	volatile int stop_pending;	/* set by the signal handler only */
 	/*
 	 * Set while the thread is in a fast path (sa_fast_enter): a stop
-	 * that arrives then is refused (stop_missed) and sent again.
+	 * that arrives then is noted in stop_pending, as inside a slow path,
+	 * and honoured by sa_fast_exit.
 	 */
 	volatile int in_fast;
-	_Atomic uint32_t stop_missed;	/* the stop's epoch, when refused */
 	int gc_due;			/* set by the pacer, on this thread */
 	/* stopped and scanned by collections; set under the world lock */
 	_Atomic int registered;
@@ -276,6 +280,9 @@ struct sa_global {
 };
 
 #define SA_USPANS_PER_CHUNK	(SA_META_CHUNK / sizeof(struct sa_uspan))
+/* a thread's spare records: at most, and how many it takes from the pool */
+#define SA_SPARE_MAX		16
+#define SA_SPARE_BATCH		8
 #define SA_META_CHUNK		(256 * 1024)
 
 extern struct sa_global sa_g;
@@ -301,6 +308,16 @@ static inline unsigned int sa_class_of(size_t size)
 	return sa_size_to_class128[(size - 1024 + 127) >> 7];
 }
 
+/*
+ * Whether an object must be zeroed: when the call promises it, and for
+ * 16-byte noscan objects, which live in scanned spans (sizeclass.c), so
+ * that the collector never scans old words there.
+ */
+static inline bool sa_must_zero(size_t size, bool noscan, bool zero)
+{
+	return zero || (noscan && size <= SA_TINY_SIZE);
+}
+
 /* The span class of a small object that is not tiny (sizeclass.c). */
 static inline uint16_t sa_spanclass_of(size_t size, bool noscan)
 {
@@ -319,7 +336,6 @@ uint32_t sa_span_taken_since(const struct sa_uspan *s);
 uint32_t sa_span_sweep_full(struct sa_uspan *s);
 bool sa_span_settle(struct sa_uspan *s);
 bool sa_span_settle_forked(struct sa_uspan *s);
-uint32_t sa_span_collect(struct sa_uspan *s);
 void sa_span_restart(struct sa_uspan *s);
 int sa_span_free(struct sa_uspan *s, uint32_t idx);
 
@@ -365,30 +381,38 @@ static inline uintptr_t sa_span_next_fast(struct sa_uspan *s)
 	idx = s->freeindex + bit;
 	s->alloc_cache = (cache >> bit) >> 1;
 	s->freeindex = idx + 1;
+	/* never 0: spans lie inside the heap mapping (told, so no test) */
+	if (!(s->base + (uintptr_t)idx * s->elemsize))
+		__builtin_unreachable();
 	return s->base + (uintptr_t)idx * s->elemsize;
 }
 
 /*
- * Zeroes an object. Small ones with plain word stores: a call to memset
- * costs more than the stores (the empty asm keeps the compiler from
- * turning the loop back into that call).
+ * Zeroes an object of at most SA_ZERO_INLINE bytes with plain word
+ * stores: a call to memset costs more than the stores (the empty asm keeps
+ * the compiler from turning the loop back into that call).
  */
+#define SA_ZERO_INLINE	256
+static inline void sa_zero_small(uintptr_t p, uint32_t size)
+{
+	uint64_t *w = (uint64_t *)p, *end = (uint64_t *)(p + size);
+
+	/* every class from 16 B is a multiple of 16; 8 B is not */
+	if (size & 8)
+		*--end = 0;
+	for (; w < end; w += 2) {
+		w[0] = 0;
+		w[1] = 0;
+		__asm__("" : : : "memory");
+	}
+}
+
 static inline void sa_zero_object(uintptr_t p, uint32_t size)
 {
-	if (size <= 256) {
-		uint64_t *w = (uint64_t *)p, *end = (uint64_t *)(p + size);
-
-		/* every class from 16 B is a multiple of 16; 8 B is not */
-		if (size & 8)
-			*--end = 0;
-		for (; w < end; w += 2) {
-			w[0] = 0;
-			w[1] = 0;
-			__asm__("" : : : "memory");
-		}
-		return;
-	}
-	memset((void *)p, 0, size);
+	if (size <= SA_ZERO_INLINE)
+		sa_zero_small(p, size);
+	else
+		memset((void *)p, 0, size);
 }
 
 /* Object index of address p in s: divide by multiplying, as Go's divMul. */
@@ -425,17 +449,14 @@ sa_span_object_at(const struct sa_uspan *s, uintptr_t v, uint32_t *idx, uintptr_
 	return true;
 }
 
-/* tiny.c: the 16-byte block masks. */
-uint32_t sa_tiny_fresh(void);
-int sa_tiny_carve(_Atomic(uint32_t) *m, uint32_t fill, uint32_t off,
-		  uint32_t size);
-int sa_tiny_release(_Atomic(uint32_t) *m, uint32_t off, uint32_t *freed);
-uint32_t sa_tiny_usable(uint32_t m, uint32_t off);
+#include "tiny.h"	/* the 16-byte block masks */
 
 /* heap.c: the device, the page map, the pools. */
 int sa_heap_init(void);
 struct sa_uspan *sa_uspan_alloc(uint16_t spanclass);
 void sa_uspan_release(struct sa_uspan *s);
+void sa_uspan_return_spares(struct sa_tcache *c);
+extern _Atomic uint64_t sa_pool_locked;	/* pool lock taken for records */
 void sa_pagemap_set(struct sa_uspan *s, struct sa_uspan *val);
 static inline struct sa_uspan *sa_span_of(const void *p)
 {
@@ -477,6 +498,7 @@ void sa_tcache_return_adopted(struct sa_tcache *c);
 void sa_tcache_return_held(struct sa_tcache *c);
 void sa_tcache_decay_stopped(struct sa_tcache *c, void *self);
 void sa_tcache_return_decayed(struct sa_tcache *c);
+void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
 
 /* malloc.c */
@@ -509,13 +531,18 @@ static inline void sa_safe_exit(struct sa_tcache *c)
 }
 
 /*
- * The fast paths' safe points: two plain stores. A stop that lands between
- * them is refused and the collector sends it again a moment later (Go's
- * asynchronous preemption retries a goroutine at an unsafe point the same
- * way), so a fast path needs no check on its way out: it never collects
- * and never parks. A fast path leaves before it calls anything that may
- * take a lock or wait, and whatever it hands to a slow path, the slow
- * path reads again under sa_safe_enter().
+ * The fast paths' safe points: a flag set around the instructions that
+ * change a span, which makes the stop handler only note a stop in
+ * stop_pending (a flag, not the interrupted PC, so that a stop inside a
+ * program's own signal handler that interrupted a fast path waits too).
+ * A fast path that succeeds tests it as the last thing it does
+ * (sa_fast_done); one that fails goes to a slow path, whose
+ * sa_safe_exit() honours it. Cheaper than sa_safe_enter/exit: no counter
+ * to nest, no due collection to run (only slow paths make one due), and
+ * the test comes where the function returns, so that the fast path
+ * stays a leaf. A fast path leaves before it calls anything that may take
+ * a lock or wait, and whatever it hands to a slow path, the slow path
+ * reads again under sa_safe_enter().
  */
 static inline void sa_fast_enter(struct sa_tcache *c)
 {
@@ -527,6 +554,15 @@ static inline void sa_fast_exit(struct sa_tcache *c)
 {
 	atomic_signal_fence(memory_order_seq_cst);
 	c->in_fast = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+void *sa_fast_stop(struct sa_tcache *c, void *ret) __attribute__((returns_nonnull));
+
+/* A fast path's return of ret (never NULL), after a stop it held back. */
+static inline void *sa_fast_done(struct sa_tcache *c, void *ret)
+{
+	return sa_unlikely(c->stop_pending) ? sa_fast_stop(c, ret) : ret;
 }
 
 /* heap.c: the pool of span records, walked by the collector. */

@@ -13,12 +13,14 @@
  *     next comes from the kernel's per-CPU cache, central lists or pages.
  * Objects are zeroed only when their span says its memory may be dirty.
  *
- * Noscan objects up to 16 bytes go to the tiny allocator, which packs them
- * into 16-byte blocks (tiny.c). Objects over 32 KiB get a span of their own
+ * Noscan objects under 16 bytes go to the tiny allocator, which packs them
+ * into 16-byte blocks (tiny.h). Objects over 32 KiB get a span of their own
  * (one system call to allocate, one to free).
  *
- * Freeing sets the object's bit in its span's freeBits with one atomic OR,
- * from any thread; the span's holder folds those bits in when it runs out.
+ * Freeing sets the object's bit in its span's localFree when the span is
+ * the thread's own, else in its freeBits with one atomic OR; the span's
+ * holder folds those bits in when it runs out. Steps 1 and 2 and the
+ * owner's free are the fast paths, inlined from fastpath.h.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -146,7 +148,7 @@ void sa_tiny_retire(struct sa_tcache *c)
 		return;
 	if (c->tiny_off < SA_TINY_SIZE) {
 		s = sa_tiny_span(c->tiny, &idx);
-		if (sa_tiny_release(&s->tiny[idx], c->tiny_off, &freed))
+		if (sa_tiny_release(c->tiny_mask, c->tiny_off, &freed))
 			sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),
 					 "free of a tiny block's unused part");
 		if (freed)
@@ -154,33 +156,24 @@ void sa_tiny_retire(struct sa_tcache *c)
 	}
 	c->tiny = 0;
 	c->tiny_off = 0;
+	c->tiny_mask = NULL;
 }
 
 static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 {
-	uint32_t sz = size ? (uint32_t)size : 1, off = c->tiny_off, idx;
+	uint32_t sz = size ? (uint32_t)size : 1, idx;
 	struct sa_uspan *s;
 	uintptr_t p;
+	void *obj = sa_fast_tiny(c, sz);
 
-	/* Align as Go does: to the largest of 8, 4, 2 dividing the size. */
-	if (!(sz & 7))
-		off = (off + 7) & ~7U;
-	else if (!(sz & 3))
-		off = (off + 3) & ~3U;
-	else if (!(sz & 1))
-		off = (off + 1) & ~1U;
-
-	if (c->tiny && off + sz <= SA_TINY_SIZE) {
+	if (obj)
+		return obj;
+	if (c->tiny && sa_tiny_align(c->tiny_off, sz) + sz <= SA_TINY_SIZE) {
+		/* room, yet no carve: the rest of the block was freed */
 		s = sa_tiny_span(c->tiny, &idx);
-		if (sa_tiny_carve(&s->tiny[idx], c->tiny_off, off, sz))
-			sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),
-					 "free of a tiny block's unused part");
-		c->tiny_off = off + sz;
-		SA_STAT_ADD(c->st.tiny, 1);
-		SA_STAT_ADD(c->st.tiny_bytes, sz);
-		return (void *)(c->tiny + off);
+		sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),
+				 "free of a tiny block's unused part");
 	}
-
 	sa_tiny_retire(c);
 	/* always zeroed: later tiny objects from the block must be */
 	p = sa_alloc_obj(c, SA_TINY_SC, true);
@@ -188,12 +181,10 @@ static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 		return NULL;
 	s = sa_tiny_span(p, &idx);
 	atomic_store_explicit(&s->tiny[idx], sa_tiny_fresh(), memory_order_relaxed);
-	sa_tiny_carve(&s->tiny[idx], 0, 0, sz);
 	c->tiny = p;
-	c->tiny_off = sz;
-	SA_STAT_ADD(c->st.tiny, 1);
-	SA_STAT_ADD(c->st.tiny_bytes, sz);
-	return (void *)p;
+	c->tiny_mask = &s->tiny[idx];
+	c->tiny_off = 0;
+	return sa_fast_tiny(c, sz);
 }
 
 /*
@@ -266,7 +257,8 @@ static void *sa_malloc_in(struct sa_tcache *c, size_t size, bool noscan, bool ze
 		return sa_alloc_tiny(c, size);
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
 		return sa_alloc_large(c, size, noscan, zero, SA_PAGE_SIZE);
-	return (void *)sa_alloc_obj(c, sa_spanclass_of(size, noscan), zero);
+	return (void *)sa_alloc_obj(c, sa_spanclass_of(size, noscan),
+				    sa_must_zero(size, noscan, zero));
 }
 
 /*
@@ -288,6 +280,13 @@ static __attribute__((noinline, cold)) void *sa_alloc_after_gc(struct sa_tcache 
 	p = sa_malloc_in(c, size, noscan, zero);
 	sa_safe_exit(c);
 	return p;
+}
+
+/* The fast path's object, too big to zero inline, zeroed and returned. */
+__attribute__((noinline)) void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, uint32_t size)
+{
+	memset((void *)p, 0, size);
+	return sa_fast_done(c, (void *)p);
 }
 
 /* Everything the fast path leaves: the whole path, safe points kept. */
@@ -326,12 +325,10 @@ void *sa_alloc_noscan(size_t size)
 
 void *sa_malloc(size_t size)
 {
-	void *p = sa_fast_alloc(size, true, false);
-
-	if (sa_likely(p))
-		return p;
 	/* 8-byte aligned at least, as jemalloc and mimalloc: no odd tiny offsets */
-	return sa_alloc_slow(sa_round_small(size), true, false);
+	void *p = sa_fast_alloc(sa_round_small(size), true, false);
+
+	return sa_likely(p) ? p : sa_alloc_slow(sa_round_small(size), true, false);
 }
 
 void *sa_calloc(size_t n, size_t size)
@@ -453,23 +450,30 @@ void *sa_alloc_typed(size_t size, const struct sa_type *type)
 }
 
 /*
- * A tiny object: its 16-byte block is freed with the last object in it.
- * Out of line, so that the common path keeps to few registers. Only the
- * object's bytes count as freed: the block's were never counted allocated.
+ * A tiny object that the fast path refused: nothing starts at p (its
+ * last free emptied a block, sa_free_tiny_block, or it never was).
  */
 static __attribute__((noinline)) void sa_free_tiny(struct sa_tcache *c, struct sa_uspan *s,
-						   uint32_t idx, uintptr_t p, uintptr_t obj)
+						   uintptr_t p)
 {
-	uint32_t freed;
-
-	SA_STAT_ADD(c->st.freed, 1);
-	SA_STAT_ADD(c->st.freed_bytes,
-		    sa_tiny_usable(atomic_load_explicit(&s->tiny[idx], memory_order_relaxed),
-				   (uint32_t)(p - obj)));
-	if (sa_tiny_release(&s->tiny[idx], (uint32_t)(p - obj), &freed))
+	if (!sa_fast_free_tiny(c, s, p))
 		sa_span_bad_free(s, (void *)p, "double free or invalid free of a tiny object");
-	if (freed)
-		sa_free_slot(c, s, idx);
+}
+
+/*
+ * The last tiny object of block idx of s is gone: the block (a 16-byte
+ * object of s) is freed. Only the objects' bytes count as freed: the
+ * block's were never counted allocated. Called in a no-safe-point region
+ * the caller entered; leaves it. A free keeps errno (the drop-in's must).
+ */
+__attribute__((noinline)) void sa_free_tiny_block(struct sa_tcache *c, struct sa_uspan *s,
+						  uint32_t idx)
+{
+	int saved = errno;
+
+	sa_free_slot(c, s, idx);
+	sa_safe_exit(c);
+	errno = saved;
 }
 
 /* Frees ptr, an object of s, with c's counters and span lists. */
@@ -490,7 +494,7 @@ static void sa_free_in(struct sa_tcache *c, struct sa_uspan *s, void *ptr)
 		sa_bad_pointer(ptr, "free");
 	sa_safe_enter(c);
 	if (s->spanclass == SA_TINY_SC) {
-		sa_free_tiny(c, s, idx, p, obj);
+		sa_free_tiny(c, s, p);
 	} else {
 		if (sa_unlikely(obj != p))
 			sa_span_bad_free(s, ptr, "free of a pointer into an object");

@@ -53,7 +53,7 @@ struct sa_retbatch {
  * owner) into c's counters: allocation and local free count nothing per
  * object. Tiny blocks are not objects: the tiny allocator counts its own.
  */
-static void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s)
+void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s)
 {
 	if (s->spanclass != SA_TINY_SC) {
 		SA_STAT_ADD(c->st.allocated[s->spanclass], s->taken);
@@ -495,11 +495,13 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 		idx = sa_span_next_free(s);
 		if (idx < s->nelems)
 			return sa_span_object(s, idx);
-		if (sa_span_sweep_full(s)) {
+		/* counted at each refresh: a span in use for ever counts too */
+		idx = sa_span_sweep_full(s);
+		sa_tcache_harvest(c, s);
+		if (idx) {
 			SA_STAT_ADD(c->st.local_sweeps, 1);
 			return sa_span_object(s, sa_span_next_free(s));
 		}
-		sa_tcache_harvest(c, s);
 	}
 	/*
 	 * A span kept aside that was freed into since: no system call. The
@@ -653,6 +655,7 @@ void sa_tcache_destroy(struct sa_tcache *c)
 	/* out of the list first: sa_gc_init must not register it from there */
 	pthread_mutex_lock(&sa_g.lock);
 	sa_counters_add(&sa_g.dead, &c->st);
+	sa_uspan_return_spares(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else

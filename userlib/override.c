@@ -180,11 +180,12 @@ static void sa_foreign(const void *p, const char *what)
  */
 static __attribute__((noinline)) void *sa_malloc_other(size_t size)
 {
+	/* the fast path said no: straight to the slow one */
 	if (sa_tc)
-		return sa_malloc(size);
+		return sa_alloc_slow(sa_round_small(size), true, false);
 	switch (sa_which()) {
 	case SA_MODE_SPANALLOC:
-		return sa_malloc(size);
+		return sa_alloc_slow(sa_round_small(size), true, false);
 	case SA_MODE_GLIBC:
 		return sa_libc.malloc(size);
 	}
@@ -193,7 +194,7 @@ static __attribute__((noinline)) void *sa_malloc_other(size_t size)
 
 void *malloc(size_t size)
 {
-	void *p = sa_fast_alloc(size, true, false);
+	void *p = sa_fast_alloc(sa_round_small(size), true, false);
 
 	return sa_likely(p) ? p : sa_malloc_other(size);
 }
@@ -203,7 +204,7 @@ static __attribute__((noinline)) void *sa_calloc_other(size_t n, size_t size, si
 	switch (sa_tc ? SA_MODE_SPANALLOC : sa_which()) {
 	case SA_MODE_SPANALLOC:
 		/* noscan and zeroed: Boehm's GC_MALLOC_ATOMIC rule */
-		return sa_alloc_noscan(sa_round_small(bytes));
+		return sa_alloc_slow(sa_round_small(bytes), true, true);
 	case SA_MODE_GLIBC:
 		return sa_libc.calloc(n, size);
 	}
@@ -220,7 +221,7 @@ void *calloc(size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	p = sa_fast_alloc(bytes, true, true);
+	p = sa_fast_alloc(sa_round_small(bytes), true, true);
 	return sa_likely(p) ? p : sa_calloc_other(n, size, bytes);
 }
 

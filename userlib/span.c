@@ -78,7 +78,7 @@ static uint32_t sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
  * Takes the frees recorded in localFree and freeBits into allocBits;
  * returns how many.
  */
-uint32_t sa_span_collect(struct sa_uspan *s)
+static uint32_t sa_span_collect(struct sa_uspan *s)
 {
 	uint32_t local = 0, remote = 0, words = (s->nelems + 63) / 64;
 
@@ -276,6 +276,7 @@ bool sa_span_settle_forked(struct sa_uspan *s)
 
 		if (f & s->alloc_bits[w])
 			s->needzero = 1;
+		s->freed_local += (uint32_t)__builtin_popcountll(s->local_free[w] & s->alloc_bits[w]);
 		s->alloc_bits[w] &= ~f;
 		s->local_free[w] = 0;
 		live += (uint32_t)__builtin_popcountll(s->alloc_bits[w]);

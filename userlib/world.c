@@ -18,9 +18,9 @@
  * frame, which lies on the stack in use too), records its stack pointer,
  * acknowledges, and sleeps on a futex until the world's epoch changes. A
  * thread inside the allocator's slow paths (nosafe != 0) only notes the
- * request and stops itself on the way out (sa_safepoint); one in a fast
- * path (in_fast) refuses it, and the collector sends it again: either way
- * a collection never sees a span half updated.
+ * request and stops itself on the way out (sa_safepoint), as does one in
+ * a fast path (in_fast, sa_fast_exit): a collection never sees a span half
+ * updated.
  *
  * System calls: the handler is installed with SA_RESTART, so read, write,
  * wait and the like restart after a stop. Calls the kernel never restarts
@@ -51,10 +51,8 @@ static pthread_mutex_t world_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sa_tcache *world_threads;	/* registered, under world_lock */
 static _Atomic uint32_t world_epoch;	/* bumped to restart the world */
 static _Atomic uint32_t world_acks;	/* stopped threads this time */
-/* bumped by every stop acknowledged or refused: the collector sleeps on it */
-static _Atomic uint32_t world_news;
-/* stops sent again to a thread that was in a fast path (gc_test reads it) */
-_Atomic uint64_t sa_world_resends;
+/* stops that found a thread in a fast path (gc_test reads it) */
+_Atomic uint64_t sa_world_fast_stops;
 /* the epoch a stop in progress parks threads for; 0: no stop */
 static _Atomic uint32_t world_stopping;
 static int world_signal;		/* set once by sa_world_init */
@@ -99,8 +97,7 @@ static __attribute__((noinline)) void sa_world_park(struct sa_tcache *c)
 	c->stop_pending = 0;
 	epoch = atomic_load(&world_epoch);
 	atomic_fetch_add(&world_acks, 1);
-	atomic_fetch_add(&world_news, 1);
-	sa_futex(&world_news, FUTEX_WAKE, 1, NULL);
+	sa_futex(&world_acks, FUTEX_WAKE, 1, NULL);
 	while (atomic_load(&world_epoch) == epoch)
 		sa_futex(&world_epoch, FUTEX_WAIT, epoch, NULL);
 	atomic_store_explicit(&c->stop_sp, 0, memory_order_relaxed);
@@ -134,17 +131,25 @@ static void sa_world_on_signal(int sig, siginfo_t *si, void *uc)
 		sa_world_chain(sig, si, uc);
 		return;
 	}
-	if (c->nosafe) {
+	if (c->nosafe || c->in_fast) {
 		c->stop_pending = 1;
-	} else if (c->in_fast) {
-		/* a few instructions from a safe point: ask for the stop again */
-		atomic_store_explicit(&c->stop_missed, stopping, memory_order_relaxed);
-		atomic_fetch_add(&world_news, 1);
-		sa_futex(&world_news, FUTEX_WAKE, 1, NULL);
+		if (!c->nosafe)
+			atomic_fetch_add_explicit(&sa_world_fast_stops, 1, memory_order_relaxed);
 	} else {
 		sa_world_park(c);
 	}
 	errno = saved;
+}
+
+/* A stop noted in a fast path, honoured at its end (sa_fast_done). */
+__attribute__((noinline, cold)) void *sa_fast_stop(struct sa_tcache *c, void *ret)
+{
+	int saved = errno;
+
+	if (c->stop_pending && !c->nosafe)
+		sa_world_park(c);
+	errno = saved;
+	return ret;
 }
 
 void sa_safepoint(struct sa_tcache *c)
@@ -483,24 +488,6 @@ static bool sa_world_send_stop(struct sa_tcache *c, uint32_t epoch)
 }
 
 /*
- * Sends the stop again to the threads that were in a fast path when it
- * came. Returns how many of them are gone after all.
- */
-static uint32_t sa_world_resend(struct sa_tcache *self, uint32_t epoch)
-{
-	uint32_t gone = 0;
-
-	for (struct sa_tcache *c = world_threads; c; c = c->gc_next)
-		if (c != self && atomic_load_explicit(&c->stop_missed, memory_order_relaxed) == epoch) {
-			atomic_store_explicit(&c->stop_missed, 0, memory_order_relaxed);
-			atomic_fetch_add_explicit(&sa_world_resends, 1, memory_order_relaxed);
-			if (!sa_world_send_stop(c, epoch))
-				gone++;
-		}
-	return gone;
-}
-
-/*
  * Stops every registered thread but the caller. Returns how many were
  * stopped. A thread that does not answer within seconds is reported (it
  * blocks the stop signal, or it is stuck inside the library) and waited for.
@@ -509,7 +496,7 @@ int sa_world_stop(void)
 {
 	struct sa_tcache *self = sa_tc;
 	struct timespec ts = { .tv_sec = 5 };
-	uint32_t n = 0, acks, news, epoch;
+	uint32_t n = 0, acks, epoch;
 	int warned = 0;
 
 	pthread_mutex_lock(&world_lock);
@@ -520,12 +507,8 @@ int sa_world_stop(void)
 	for (struct sa_tcache *c = world_threads; c; c = c->gc_next)
 		if (c != self && sa_world_send_stop(c, epoch))
 			n++;
-	for (;;) {
-		news = atomic_load(&world_news);
-		n -= sa_world_resend(self, epoch);
-		if ((acks = atomic_load(&world_acks)) >= n)
-			break;
-		if (sa_futex(&world_news, FUTEX_WAIT, news, &ts) < 0 &&
+	while ((acks = atomic_load(&world_acks)) < n) {
+		if (sa_futex(&world_acks, FUTEX_WAIT, acks, &ts) < 0 &&
 		    errno == ETIMEDOUT && !warned++) {
 			/* not stdio: a stopped thread may hold stderr's lock */
 			char msg[128];

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: MIT
+/* SPDX-License-Identifier: MIT */
 /*
  * tiny: bookkeeping for the tiny allocator's 16-byte blocks (Go's tiny
  * allocator, made to support explicit free).
@@ -15,17 +15,34 @@
  * or by the thread retiring the block, whichever comes last.
  *
  * The masks are updated with compare-and-swap: the carving thread and
- * freeing threads may touch one block at once.
+ * freeing threads may touch one block at once. All inline: the fast paths
+ * (fastpath.h) carve and release without a call.
  */
-#include "internal.h"
+#ifndef SPANALLOC_TINY_H
+#define SPANALLOC_TINY_H
 
-#define SA_START(o)	(1U << (o))
-#define SA_END(o)	(1U << (16 + (o)))
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define SA_TINY_START(o)	(1U << (o))
+#define SA_TINY_END(o)	(1U << (16 + (o)))
+
+/*
+ * Where an object of size bytes (1 to 15) starts in a block filled up to
+ * fill: aligned as Go does, to the largest of 8, 4 and 2 dividing the size
+ * (its lowest set bit, at most 8 below 16).
+ */
+static inline uint32_t sa_tiny_align(uint32_t fill, uint32_t size)
+{
+	uint32_t a = size & -size;
+
+	return (fill + a - 1) & ~(a - 1);
+}
 
 /* A new block: all of it is the pseudo-object [0, 16). */
-uint32_t sa_tiny_fresh(void)
+static inline uint32_t sa_tiny_fresh(void)
 {
-	return SA_START(0) | SA_END(15);
+	return SA_TINY_START(0) | SA_TINY_END(15);
 }
 
 /*
@@ -33,23 +50,23 @@ uint32_t sa_tiny_fresh(void)
  * (fill <= off, off + size <= 16). Bytes [fill, off) are alignment padding.
  * Returns -1 if the pseudo-object is gone (a stray free named it).
  */
-int sa_tiny_carve(_Atomic(uint32_t) *m, uint32_t fill, uint32_t off,
-		  uint32_t size)
+static inline int sa_tiny_carve(_Atomic(uint32_t) *m, uint32_t fill, uint32_t off,
+				uint32_t size)
 {
 	uint32_t old = atomic_load_explicit(m, memory_order_relaxed), new;
 
 	do {
-		if (!(old & SA_START(fill)))
+		if (!(old & SA_TINY_START(fill)))
 			return -1;
-		new = (old & ~SA_START(fill)) | SA_START(off) | SA_END(off + size - 1);
+		new = (old & ~SA_TINY_START(fill)) | SA_TINY_START(off) | SA_TINY_END(off + size - 1);
 		if (off + size < 16)
-			new |= SA_START(off + size);
+			new |= SA_TINY_START(off + size);
 	} while (!atomic_compare_exchange_weak(m, &old, new));
 	return 0;
 }
 
 /* The end byte of the object starting at off in mask m. */
-static uint32_t sa_tiny_end(uint32_t m, uint32_t off)
+static inline uint32_t sa_tiny_end(uint32_t m, uint32_t off)
 {
 	return off + (uint32_t)__builtin_ctz(m >> (16 + off));
 }
@@ -58,23 +75,25 @@ static uint32_t sa_tiny_end(uint32_t m, uint32_t off)
  * Frees the object (or pseudo-object) starting at off. *freed is set when
  * that was the last thing in the block. Returns -1 if nothing starts at off.
  */
-int sa_tiny_release(_Atomic(uint32_t) *m, uint32_t off, uint32_t *freed)
+static inline int sa_tiny_release(_Atomic(uint32_t) *m, uint32_t off, uint32_t *freed)
 {
 	uint32_t old = atomic_load_explicit(m, memory_order_relaxed), new;
 
 	do {
-		if (!(old & SA_START(off)))
+		if (!(old & SA_TINY_START(off)))
 			return -1;
-		new = old & ~(SA_START(off) | SA_END(sa_tiny_end(old, off)));
+		new = old & ~(SA_TINY_START(off) | SA_TINY_END(sa_tiny_end(old, off)));
 	} while (!atomic_compare_exchange_weak(m, &old, new));
 	*freed = new == 0;
 	return 0;
 }
 
 /* Usable bytes of the object at off, or 0 when no object starts there. */
-uint32_t sa_tiny_usable(uint32_t m, uint32_t off)
+static inline uint32_t sa_tiny_usable(uint32_t m, uint32_t off)
 {
-	if (off >= 16 || !(m & SA_START(off)))
+	if (off >= 16 || !(m & SA_TINY_START(off)))
 		return 0;
 	return sa_tiny_end(m, off) - off + 1;
 }
+
+#endif /* SPANALLOC_TINY_H */
