@@ -729,9 +729,16 @@ TEST_F_TIMEOUT(gc, threads_allocate_while_collections_run, 300)
 
 /*
  * A stop that lands inside a fast path waits for its end (world.c,
- * sa_fast_exit): threads that do almost nothing but allocate and free get
+ * sa_fast_done): threads that do almost nothing but allocate and free get
  * such stops, and every object they hold stays theirs through them.
+ *
+ * Not in the ThreadSanitizer build: there the stop signal is one TSan
+ * delivers at once, inside its own runtime too, and a thread parked there
+ * may hold what the collecting thread's instrumented code then waits for.
+ * Back-to-back collections against two threads that do nothing else made
+ * that happen in one of three TSan runs; the plain build runs the test.
  */
+#ifndef __SANITIZE_THREAD__
 extern _Atomic uint64_t sa_world_fast_stops;	/* the library's own count */
 static atomic_int fp_stop, fp_bad;
 
@@ -764,22 +771,24 @@ TEST_F_TIMEOUT(gc, a_stop_that_lands_in_a_fast_path_waits_for_its_end, 300)
 {
 	uint64_t before;
 	pthread_t t[2];
+	int i;
 
 	gc_start(_metadata);
 	before = atomic_load(&sa_world_fast_stops);
 	for (int i = 0; i < 2; i++)
 		ASSERT_EQ(0, pthread_create(&t[i], NULL, fp_thread, (void *)(uintptr_t)(i + 1)));
 	/* under emulation a signal lands only between blocks: it may take a while */
-	for (int i = 0; i < 5000 && (i < 200 || atomic_load(&sa_world_fast_stops) == before); i++)
+	for (i = 0; i < 5000 && (i < 200 || atomic_load(&sa_world_fast_stops) == before); i++)
 		sa_gc_collect();
 	atomic_store(&fp_stop, 1);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	TH_LOG("%llu stops waited for the end of a fast path",
+	TH_LOG("%d collections, %llu stops waited for the end of a fast path", i,
 	       (unsigned long long)(atomic_load(&sa_world_fast_stops) - before));
 	EXPECT_LT(before, atomic_load(&sa_world_fast_stops));
 	EXPECT_EQ(0, atomic_load(&fp_bad));
 }
+#endif
 
 /*
  * Pacing: a steady state (a live tree of about 4 MiB, garbage allocated
