@@ -127,12 +127,14 @@ $(B)/selftests/%: selftests/%.c selftests/util.h selftests/gc_util.h selftests/c
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< $(B)/lib/libspanalloc.a -lpthread
 
-# ThreadSanitizer builds of the library and of the collector's tests,
+# ThreadSanitizer builds of the library, of the collector's tests and of
+# the stress test (frees on other threads, adoption),
 # which run.sh --tsan runs (make check, on 6.1): any report fails the test
 # it happens in. Such a build stops threads with SIGSYS, a signal TSan
 # delivers at once (world.c, README "ThreadSanitizer").
 TSAN_OBJ := $(patsubst userlib/%.c,$(B)/tsan/%.o,$(LIB_SRC))
 TSAN_TESTS := $(B)/tsan/gc_test $(B)/tsan/gc_roots_test $(B)/tsan/gc_stress_test \
+	      $(B)/tsan/stress_test \
 	      $(B)/tsan/gc_tls_module.so
 
 tsan: $(TSAN_TESTS)

@@ -45,7 +45,7 @@ if [ "$fuzz" -gt 0 ]; then
 	fi
 fi
 if [ "$tsan" = 1 ]; then
-	for t in gc_test gc_roots_test gc_stress_test; do
+	for t in gc_test gc_roots_test gc_stress_test stress_test; do
 		echo "# spanalloc selftest under ThreadSanitizer: $t"
 		# A report makes the test's process exit 66: the harness fails
 		# that test. Results are renamed "tsan ..." so they count apart

@@ -3,6 +3,7 @@
  * unit_test: the library parts that need no device (size classes, span
  * bitmaps, tiny block masks), built natively under ASan and UBSan.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -239,7 +240,7 @@ TEST(held_span_is_reclaimed_only_when_freed_into)
 	EXPECT_TRUE(sa_span_settle(s));
 	EXPECT_EQ(62, s->alloc_count);
 	EXPECT_EQ(1, s->needzero);
-	EXPECT_EQ(0, atomic_load(&s->xfree));
+	EXPECT_EQ(0, atomic_load(&s->adoptable));
 	EXPECT_EQ(3, alloc_one(s));
 	EXPECT_EQ(40, alloc_one(s));
 	EXPECT_EQ(64, alloc_one(s));
@@ -315,7 +316,6 @@ TEST(forked_child_settles_a_span_torn_mid_collect)
 	s = torn_span(&mem);
 	EXPECT_TRUE(sa_span_settle_forked(s));
 	EXPECT_EQ(98, s->alloc_count);
-	EXPECT_EQ(0, atomic_load(&s->xfree));
 	/* 5 and 6 come back once each, then the untouched tail */
 	EXPECT_EQ(5, alloc_one(s));
 	EXPECT_EQ(6, alloc_one(s));
@@ -337,9 +337,11 @@ TEST(first_free_after_full_return_adopts_exactly_once)
 	EXPECT_EQ(1, sa_span_free(s, 5));	/* the first free adopts */
 	EXPECT_EQ(0, sa_span_free(s, 6));	/* later ones do not */
 	EXPECT_EQ(-1, sa_span_free(s, 6));	/* a double free is refused */
+	EXPECT_EQ(0, atomic_load(&s->adoptable));
 	sa_span_settle(s);
 	EXPECT_EQ(62, s->alloc_count);
-	EXPECT_EQ(0, atomic_load(&s->xfree));	/* every announced free collected */
+	for (int w = 0; w < SA_BITWORDS; w++)	/* every free collected */
+		EXPECT_EQ(0, atomic_load(&s->free_bits[w]));
 	free(s);
 	free(mem);
 }
@@ -359,6 +361,68 @@ TEST(free_before_publishing_keeps_span_with_its_holder)
 	free(mem);
 }
 
+/*
+ * A free and a publish racing from two threads: exactly one of them holds
+ * the span afterwards, never both and never neither.
+ */
+struct race {
+	struct sa_uspan *s;
+	_Atomic int round, ready;
+	int rounds, adopted_by_free;
+};
+
+static void *race_freer(void *arg)
+{
+	struct race *r = arg;
+
+	for (int i = 1; i <= r->rounds; i++) {
+		while (atomic_load(&r->round) != i)
+			;
+		atomic_fetch_add(&r->ready, 1);
+		r->adopted_by_free = sa_span_free(r->s, 7) == 1;
+		atomic_fetch_add(&r->ready, 1);
+	}
+	return NULL;
+}
+
+TEST(free_racing_a_full_publish_leaves_exactly_one_holder)
+{
+	struct race r = { .rounds = 20000 };
+	int both = 0, neither = 0, by_free = 0;
+	pthread_t t;
+	void *mem;
+
+	r.s = fake_span(cls_of(128), &mem);
+	ASSERT_EQ(0, pthread_create(&t, NULL, race_freer, &r));
+	for (int i = 1; i <= r.rounds; i++) {
+		bool kept;
+
+		while (alloc_one(r.s) < r.s->nelems)
+			;
+		ASSERT_EQ(0, sa_span_sweep_full(r.s));
+		atomic_store(&r.ready, 0);
+		atomic_store(&r.round, i);
+		while (atomic_load(&r.ready) < 1)
+			;
+		kept = sa_span_publish_full(r.s);
+		while (atomic_load(&r.ready) < 2)
+			;
+		both += kept && r.adopted_by_free;
+		neither += !kept && !r.adopted_by_free;
+		by_free += r.adopted_by_free;
+		atomic_store(&r.s->adoptable, 0);
+		sa_span_settle(r.s);	/* takes object 7 back */
+	}
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, both);
+	EXPECT_EQ(0, neither);
+	/* both orders happen, or the race was not exercised */
+	EXPECT_LT(0, by_free);
+	EXPECT_LT(by_free, r.rounds);
+	free(r.s);
+	free(mem);
+}
+
 TEST(owner_frees_need_no_atomics_and_are_collected)
 {
 	void *mem;
@@ -369,9 +433,9 @@ TEST(owner_frees_need_no_atomics_and_are_collected)
 	EXPECT_EQ(0, sa_span_free_local(s, 9));
 	EXPECT_EQ(-1, sa_span_free_local(s, 9));	/* double free */
 	free_one(s, 10);				/* and one remote */
-	EXPECT_EQ(1, atomic_load(&s->xfree));		/* only remote frees count */
+	EXPECT_EQ(1ULL << 10, atomic_load(&s->free_bits[0]));	/* only remote frees are atomic */
+	EXPECT_EQ(1ULL << 9, s->local_free[0]);
 	EXPECT_EQ(2, sa_span_sweep_full(s));
-	EXPECT_EQ(0, atomic_load(&s->xfree));
 	EXPECT_EQ(9, alloc_one(s));
 	EXPECT_EQ(10, alloc_one(s));
 	free(s);

@@ -135,7 +135,7 @@ static int sa_fork_settle(struct sa_uspan *s, struct sa_tcache *self)
 	}
 	if (s->alloc_count == s->nelems) {
 		atomic_store_explicit(&s->where, SA_WHERE_KFULL, memory_order_relaxed);
-		atomic_store_explicit(&s->xfree, SA_XFREE_ADOPTABLE, memory_order_relaxed);
+		atomic_store_explicit(&s->adoptable, 1, memory_order_relaxed);
 		return SPANALLOC_RET_FULL;
 	}
 	atomic_store_explicit(&s->where, SA_WHERE_KPARTIAL, memory_order_relaxed);
@@ -203,11 +203,11 @@ static void sa_fork_child(void)
 	}
 	/* no free may adopt a span while records are settled */
 	for (uint32_t i = 0; i < nrec; i++) {
-		_Atomic uint64_t *x = &sa_uspan_at(i)->xfree;
+		_Atomic uint32_t *a = &sa_uspan_at(i)->adoptable;
 
 		/* only where set: a write to each record would copy them all */
-		if (atomic_load_explicit(x, memory_order_relaxed) & SA_XFREE_ADOPTABLE)
-			atomic_fetch_and(x, ~SA_XFREE_ADOPTABLE);
+		if (atomic_load_explicit(a, memory_order_relaxed))
+			atomic_store_explicit(a, 0, memory_order_relaxed);
 	}
 	sa_fork_detach_caches(self);
 	for (uint32_t i = 0; i < nrec; i++) {

@@ -28,15 +28,16 @@
  *
  * A span returned FULL is held by nobody while frees may still arrive. The
  * first free into it must adopt it (hold it, and hand it back as PARTIAL
- * or EMPTY). That decision is made inside one atomic operation on xfree:
- *   bit 63   ADOPTABLE: returned FULL, nobody holds it
- *   bits 0-31 frees announced and not yet collected by a holder
- * A free first adds 1 (before it sets its freeBit, so a holder can never
- * see the span empty while the free is half done), and adopts if that add
- * found ADOPTABLE with no free announced. The publisher sets ADOPTABLE
- * with a CAS only if no free is pending, else it keeps the span itself.
- * Exactly one side wins, and no thread touches a span after its free unless
- * it adopted it: a span that became empty may be recycled at once.
+ * or EMPTY). A free is one atomic OR on its freeBits word, and only then
+ * does it look at adoptable, set while the span is returned FULL and held
+ * by nobody; whoever clears adoptable with a CAS holds the span. The
+ * publisher sets adoptable and then looks at freeBits (both sequentially
+ * consistent, so of a free and a publish that race, at least one sees the
+ * other): a free it finds makes it take the span back with the same CAS.
+ * Exactly one side holds the span, and none is left unheld with a free in
+ * it. A free may read adoptable of a record recycled since: a record that
+ * is adoptable is a span returned FULL that nobody holds, whoever holds it
+ * next, so winning its CAS is a legitimate adoption.
  *
  * pagemap maps each heap page to the uspan holding it; a span's entries are
  * set when the library first sees the span and cleared before the span is
@@ -91,9 +92,6 @@
 #define sa_likely(x)	__builtin_expect(!!(x), 1)
 #define sa_unlikely(x)	__builtin_expect(!!(x), 0)
 
-#define SA_XFREE_ADOPTABLE	(1ULL << 63)
-#define SA_XFREE_COUNT		0xffffffffULL
-
 struct sa_uspan {
 	/*
 	 * The fast paths' fields first, in one cache line: allocation reads
@@ -142,8 +140,8 @@ struct sa_uspan {
 	uint64_t local_free[SA_BITWORDS];
 
 	/* Written by any thread: kept off the holder's cache lines. */
-	_Alignas(64) _Atomic uint64_t xfree;	/* see "Who holds a span" */
-	_Atomic uint64_t free_bits[SA_BITWORDS];
+	_Alignas(64) _Atomic uint64_t free_bits[SA_BITWORDS];
+	_Atomic uint32_t adoptable;	/* see "Who holds a span" */
 
 	/*
 	 * Collector state (gc.h). where says who holds the span, for the
@@ -162,7 +160,7 @@ enum {
 	SA_WHERE_NONE,		/* not a span: in the pool or being set up */
 	SA_WHERE_THREAD,	/* a thread's active, held or adopted span */
 	SA_WHERE_KPARTIAL,	/* returned PARTIAL: the kernel may hand it out */
-	SA_WHERE_KFULL,		/* returned FULL: adoptable (xfree) */
+	SA_WHERE_KFULL,		/* returned FULL: adoptable (sa_span_claim) */
 	SA_WHERE_LARGE,		/* a large object */
 };
 
@@ -350,6 +348,14 @@ static inline int sa_span_free_local(struct sa_uspan *s, uint32_t idx)
 	return 0;
 }
 bool sa_span_publish_full(struct sa_uspan *s);
+
+/* Takes hold of s if it is adoptable (see "Who holds a span"). */
+static inline bool sa_span_claim(struct sa_uspan *s)
+{
+	uint32_t one = 1;
+
+	return atomic_compare_exchange_strong(&s->adoptable, &one, 0);
+}
 void sa_span_bad_free(const struct sa_uspan *s, const void *p,
 		      const char *what) __attribute__((noreturn));
 

@@ -41,7 +41,7 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	memset(s->local_free, 0, sizeof(s->local_free));
 	s->alloc_cache = sa_span_word_cache(s, 0);
 	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->adoptable, 0, memory_order_relaxed);
 	for (int w = 0; w < SA_BITWORDS; w++) {
 		atomic_store_explicit(&s->free_bits[w], 0, memory_order_relaxed);
 		atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
@@ -92,32 +92,24 @@ static uint32_t sa_span_collect(struct sa_uspan *s)
 	}
 	s->alloc_count -= local + remote;
 	s->freed_local += local;
-	if (remote)
-		atomic_fetch_sub(&s->xfree, remote);
 	return local + remote;
 }
 
 /*
- * Frees object idx of s, from any thread. Returns 1 if the caller must
- * adopt s (it was returned FULL and this is the first free since), 0 if
+ * Frees object idx of s, from any thread: one atomic OR. Returns 1 if the
+ * caller must adopt s (it was returned FULL and nobody holds it), 0 if
  * not, -1 for a double free (nothing changed). After it returns 0 the
  * caller must not touch s: the span may already be someone else's.
  */
 int sa_span_free(struct sa_uspan *s, uint32_t idx)
 {
-	uint64_t bit = 1ULL << (idx % 64), old;
+	uint64_t bit = 1ULL << (idx % 64);
 
-	/* Announce first: no holder can find s empty until the bit is set. */
-	old = atomic_fetch_add(&s->xfree, 1);
-	if (atomic_load_explicit(&s->free_bits[idx / 64], memory_order_relaxed) & bit ||
-	    atomic_fetch_or(&s->free_bits[idx / 64], bit) & bit) {
-		atomic_fetch_sub(&s->xfree, 1);
+	if (atomic_fetch_or(&s->free_bits[idx / 64], bit) & bit)
 		return -1;
-	}
-	if ((old & SA_XFREE_ADOPTABLE) && !(old & SA_XFREE_COUNT)) {
-		atomic_fetch_and(&s->xfree, ~SA_XFREE_ADOPTABLE);
+	/* after the OR: see "Who holds a span" in internal.h */
+	if (atomic_load(&s->adoptable) && sa_span_claim(s))
 		return 1;
-	}
 	return 0;
 }
 
@@ -128,13 +120,12 @@ int sa_span_free(struct sa_uspan *s, uint32_t idx)
  */
 bool sa_span_publish_full(struct sa_uspan *s)
 {
-	uint64_t old = atomic_load(&s->xfree);
+	uint32_t words = (s->nelems + 63) / 64;
 
-	do {
-		if (old & SA_XFREE_COUNT)
-			return true;
-	} while (!atomic_compare_exchange_weak(&s->xfree, &old,
-					       old | SA_XFREE_ADOPTABLE));
+	atomic_store(&s->adoptable, 1);
+	for (uint32_t w = 0; w < words; w++)
+		if (atomic_load(&s->free_bits[w]))
+			return sa_span_claim(s);
 	return false;
 }
 
@@ -282,7 +273,6 @@ bool sa_span_settle_forked(struct sa_uspan *s)
 		live += (uint32_t)__builtin_popcountll(s->alloc_bits[w]);
 	}
 	s->alloc_count = live;
-	atomic_store_explicit(&s->xfree, 0, memory_order_relaxed);
 	sa_span_restart(s);
 	return live < s->nelems;
 }

@@ -15,7 +15,7 @@
  *   - a span returned PARTIAL: whoever wins the sweepgen compare-and-swap
  *     (sg - 2 -> sg - 1): the background sweeper, or the thread the kernel
  *     hands it to, which otherwise waits for the sweeper to finish;
- *   - a span returned FULL (adoptable): whoever wins xfree, as for frees
+ *   - a span returned FULL (adoptable): whoever claims it (sa_span_claim), as for frees
  *     (internal.h): the sweeper claims it as an adopter would, and hands
  *     it back PARTIAL or EMPTY when sweeping freed anything;
  *   - a large object: the sweepgen compare-and-swap, against sa_free.
@@ -134,7 +134,6 @@ static bool sa_sweep_one(struct sa_tcache *c, uint32_t i)
 {
 	struct sa_uspan *s = sa_uspan_at(i);
 	uint32_t sg = atomic_load(&sa_gc.sweepgen), v = sg - 2;
-	uint64_t adoptable = SA_XFREE_ADOPTABLE;
 
 	if (atomic_load_explicit(&s->sweepgen, memory_order_relaxed) != sg - 2)
 		return false;
@@ -146,7 +145,7 @@ static bool sa_sweep_one(struct sa_tcache *c, uint32_t i)
 		return true;
 	case SA_WHERE_KFULL:
 		/* hold it as an adopter would; a pending free adopts it instead */
-		if (!atomic_compare_exchange_strong(&s->xfree, &adoptable, 0))
+		if (!sa_span_claim(s))
 			return false;
 		if (sa_sweep_needed(s))
 			sa_sweep_held(s);
