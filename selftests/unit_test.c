@@ -106,6 +106,27 @@ static void free_one(struct sa_uspan *s, uint32_t idx)
 		abort();
 }
 
+/* The free's test: an object starts at off, and which, in one multiply. */
+TEST(exact_division_finds_object_starts_at_every_offset)
+{
+	for (int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		void *mem;
+		struct sa_uspan *s = fake_span((unsigned int)c, &mem);
+		uint32_t span = sa_classes[c].npages * page, size = sa_classes[c].size;
+
+		for (uint32_t off = 0; off < span; off++) {
+			uint32_t idx;
+			bool start = sa_span_exact(s, s->base + off, &idx);
+
+			ASSERT_EQ(off % size == 0, start);
+			if (start)
+				ASSERT_EQ(off / size, idx);
+		}
+		free(s);
+		free(mem);
+	}
+}
+
 TEST(span_hands_out_every_object_once_in_order)
 {
 	sa_sizeclass_init();
@@ -455,14 +476,26 @@ TEST(tiny_blocks_carve_and_release)
 	EXPECT_EQ(0, sa_tiny_usable(m, 3));	/* padding */
 	ASSERT_EQ(0, sa_tiny_carve(&m, 8, 8, 8));
 	EXPECT_EQ(8, sa_tiny_usable(m, 8));
-	EXPECT_EQ(-1, sa_tiny_release(&m, 3, &freed));	/* nothing starts there */
-	ASSERT_EQ(0, sa_tiny_release(&m, 4, &freed));
+	EXPECT_EQ(0, sa_tiny_release(&m, 3, &freed));	/* nothing starts there */
+	EXPECT_EQ(0, sa_tiny_release(&m, 16, &freed));	/* nor past the block */
+	ASSERT_EQ(4, sa_tiny_release(&m, 4, &freed));	/* its size */
 	EXPECT_EQ(0, freed);
-	EXPECT_EQ(-1, sa_tiny_release(&m, 4, &freed));	/* double free */
-	ASSERT_EQ(0, sa_tiny_release(&m, 0, &freed));
+	EXPECT_EQ(0, sa_tiny_release(&m, 4, &freed));	/* double free */
+	ASSERT_EQ(3, sa_tiny_release(&m, 0, &freed));
 	EXPECT_EQ(0, freed);
-	ASSERT_EQ(0, sa_tiny_release(&m, 8, &freed));
+	ASSERT_EQ(8, sa_tiny_release(&m, 8, &freed));
 	EXPECT_EQ(1, freed);	/* block full, so no pseudo-object: empty */
+}
+
+/* A block started on the fast path is the fresh block with one carve. */
+TEST(tiny_block_started_carved_equals_carving_a_fresh_one)
+{
+	for (uint32_t size = 1; size < 16; size++) {
+		_Atomic(uint32_t) m = sa_tiny_fresh();
+
+		ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, size));
+		EXPECT_EQ((uint32_t)m, sa_tiny_carved(size));
+	}
 }
 
 TEST(tiny_block_outlives_its_objects_while_being_carved)
@@ -471,13 +504,13 @@ TEST(tiny_block_outlives_its_objects_while_being_carved)
 	uint32_t freed = 7;
 
 	ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, 5));
-	ASSERT_EQ(0, sa_tiny_release(&m, 0, &freed));
+	ASSERT_EQ(5, sa_tiny_release(&m, 0, &freed));
 	EXPECT_EQ(0, freed);	/* the unused rest [5, 16) still holds it */
 	ASSERT_EQ(0, sa_tiny_carve(&m, 5, 5, 1));
 	EXPECT_EQ(1, sa_tiny_usable(m, 5));
-	ASSERT_EQ(0, sa_tiny_release(&m, 6, &freed));	/* retire the rest */
+	ASSERT_EQ(10, sa_tiny_release(&m, 6, &freed));	/* retire the rest */
 	EXPECT_EQ(0, freed);
-	ASSERT_EQ(0, sa_tiny_release(&m, 5, &freed));
+	ASSERT_EQ(1, sa_tiny_release(&m, 5, &freed));
 	EXPECT_EQ(1, freed);
 	EXPECT_EQ(0, (uint32_t)m);
 }

@@ -4,9 +4,8 @@
  * library's own (malloc.c) and the drop-in's malloc family (override.c).
  *
  * Each either finishes in the calling thread's own span (or tiny block) or
- * answers "no", and the caller then tail-calls its slow path, which starts
- * over with safe points kept (mimalloc's split of mi_malloc and
- * _mi_malloc_generic). Small objects are counted by their spans, not here:
+ * tail-calls the slow path its caller names, which starts over with safe
+ * points kept (mimalloc's split of mi_malloc and _mi_malloc_generic). Small objects are counted by their spans, not here:
  * a span counts what it handed out and what its owner freed into it when
  * the owner refreshes it (span.c, mcache.c); tiny objects, which share
  * blocks, are counted one by one. The one call a fast path makes is the
@@ -25,6 +24,13 @@ void sa_free_slow(void *ptr);
 void sa_free_tiny_block(struct sa_tcache *c, struct sa_uspan *s, uint32_t idx);
 void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, uint32_t size)
 	__attribute__((returns_nonnull));
+/*
+ * The slow paths a fast path's caller names: they take what the caller
+ * gave the fast path and start over. Each fast path is inlined with a
+ * constant one, so every way out is a direct tail call.
+ */
+typedef void *sa_alloc_fn(size_t size, bool noscan, bool zero);
+typedef void sa_free_fn(void *ptr);
 
 /*
  * What malloc serves: objects under 16 bytes rounded to a multiple of 8
@@ -38,26 +44,48 @@ static inline size_t sa_round_small(size_t size)
 
 /*
  * A tiny object (noscan, 1 to 15 bytes) carved from c's current block, or
- * NULL when there is none or it has no room (the slow path starts the
- * next) or its mask is not as c left it (the slow path reports it).
- * Blocks are zeroed when they start.
+ * from a new block when the current one is used up, or NULL when the slow
+ * path must do it: the current block has room but not enough (its rest
+ * must be released), c has no tiny span with a free block, or the mask is
+ * not as c left it (the slow path reports that). A block is zeroed when it
+ * starts. "No block" is tiny 0 with tiny_off at the end.
  */
 static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache *c,
 								uint32_t sz)
 {
-	uint32_t fill = c->tiny_off, off = sa_tiny_align(fill, sz);
+	uint32_t fill = c->tiny_off, off = sa_tiny_align(fill, sz), idx;
 	uintptr_t block = c->tiny;
+	struct sa_uspan *s;
 
-	if (sa_unlikely(!block) || off + sz > SA_TINY_SIZE)
-		return NULL;
-	sa_fast_enter(c);
-	if (sa_unlikely(sa_tiny_carve(c->tiny_mask, fill, off, sz))) {
-		sa_fast_exit(c);
-		return NULL;
+	if (sa_likely(off + sz <= SA_TINY_SIZE)) {
+		sa_fast_enter(c);
+		if (sa_unlikely(sa_tiny_carve(c->tiny_mask, fill, off, sz))) {
+			sa_fast_exit(c);
+			return NULL;
+		}
+	} else {
+		/* a new block, once nothing of the current one is left to release */
+		s = c->alloc[SA_TINY_SC];
+		if (sa_unlikely(fill != SA_TINY_SIZE) || sa_unlikely(!s))
+			return NULL;
+		sa_fast_enter(c);
+		block = sa_span_next_fast(s);
+		if (sa_unlikely(!block)) {
+			sa_fast_exit(c);
+			return NULL;
+		}
+		if (s->needzero)
+			sa_zero_small(block, SA_TINY_SIZE);
+		idx = (uint32_t)((block - s->base) / SA_TINY_SIZE);
+		c->tiny = block;
+		c->tiny_mask = &s->tiny[idx];
+		/* nobody else knows the block yet: no compare-and-swap */
+		atomic_store_explicit(c->tiny_mask, sa_tiny_carved(sz), memory_order_relaxed);
+		off = 0;
 	}
 	c->tiny_off = off + sz;
-	SA_STAT_ADD(c->st.tiny, 1);
-	SA_STAT_ADD(c->st.tiny_bytes, sz);
+	c->tiny_n++;
+	c->tiny_bytes += sz;
 	sa_fast_exit(c);
 	return sa_fast_done(c, (void *)(block + off));
 }
@@ -66,46 +94,52 @@ static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache
  * An object of size bytes: a tiny one (noscan, under 16 bytes) from the
  * calling thread's current block, or one from its active span of the
  * size's class, zeroed if zero is set and the span may hold old data.
- * NULL when the slow path must do it: no cache yet, no room in the block
- * or the span's cache, a large object, or a size no heap holds.
+ * slow(size, noscan, zero) when that cannot be done here: no cache yet,
+ * no room in the block or the span's cache, a large object, or a size no
+ * heap holds.
  */
 static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bool noscan,
-								 bool zero)
+								 bool zero, sa_alloc_fn *slow)
 {
-	struct sa_tcache *c = sa_tc;
+	struct sa_tcache *c = sa_tc_fast;
 	/*
 	 * An end pointer lands inside its object (gc.h: end_pad). SIZE_MAX
-	 * plus the pad wraps to 0, which the range check below refuses, as
-	 * it refuses 0 itself.
+	 * plus the pad wraps to 0, which the tables send to the slow path
+	 * (sizeclass.c), as they send 0 itself.
 	 */
 	size_t sz = size + sa_gc.end_pad;
-	const size_t lo = noscan ? SA_TINY_SIZE : 1;
 	struct sa_uspan *s;
 	uint32_t elemsize;
+	unsigned int sc;
 	uintptr_t p;
 	bool dirty;
 
-	if (sa_unlikely(!c))
-		return NULL;
-	if (noscan && sz - 1 < SA_TINY_SIZE - 1)
-		return sa_fast_tiny(c, (uint32_t)sz);
-	if (sa_unlikely(sz - lo > SPANALLOC_MAX_SMALL_SIZE - lo))
-		return NULL;
+	if (sa_likely(sz <= 1024)) {
+		if (noscan && sz - 1 < SA_TINY_SIZE - 1) {
+			p = (uintptr_t)sa_fast_tiny(c, (uint32_t)sz);
+			return sa_likely(p) ? (void *)p : slow(size, noscan, zero);
+		}
+		sc = sa_size_to_spanclass8[noscan][(sz + 7) >> 3];
+	} else {
+		if (sa_unlikely(sz > SPANALLOC_MAX_SMALL_SIZE))
+			return slow(size, noscan, zero);
+		sc = sa_size_to_spanclass128[noscan][(sz - 1024 + 127) >> 7];
+	}
 	/* only this thread changes its active spans */
-	s = c->alloc[sa_spanclass_of(sz, noscan)];
+	s = c->alloc[sc];
 	if (sa_unlikely(!s))
-		return NULL;
+		return slow(size, noscan, zero);
 	sa_fast_enter(c);
 	p = sa_span_next_fast(s);
 	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
 	elemsize = s->elemsize;
 	sa_fast_exit(c);
 	if (sa_unlikely(!p))
-		return NULL;
+		return slow(size, noscan, zero);
 	/* the object is allocated: a stop while it is zeroed only scans old words */
 	if (dirty) {
 		if (sa_unlikely(elemsize > SA_ZERO_INLINE))
-			return sa_fast_zero(c, p, elemsize);	/* a tail call */
+			return sa_fast_zero(c, p, elemsize);
 		sa_zero_small(p, elemsize);
 	}
 	return sa_fast_done(c, (void *)p);
@@ -113,71 +147,74 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 
 /*
  * Frees tiny object p of s (any thread's): its bytes leave the block's
- * mask, and the block goes when that empties it. False, having changed
- * nothing, when no object starts at p (the slow path reports it).
+ * mask, and the block goes when that empties it, inline when s is the
+ * calling thread's. False, having changed nothing, when no object starts
+ * at p (the slow path reports it).
  */
 static inline __attribute__((always_inline)) bool sa_fast_free_tiny(struct sa_tcache *c,
 								    struct sa_uspan *s,
 								    uintptr_t p)
 {
-	uint32_t idx = sa_span_index(s, p), off, size, empty;
-	_Atomic(uint32_t) *mask;
+	uint32_t idx = (uint32_t)((p - s->base) / SA_TINY_SIZE), size, empty;
 
 	if (sa_unlikely(idx >= s->nelems))
 		return false;
-	off = (uint32_t)(p - (s->base + (uintptr_t)idx * SA_TINY_SIZE));
-	mask = &s->tiny[idx];
 	sa_fast_enter(c);
-	size = sa_tiny_usable(atomic_load_explicit(mask, memory_order_relaxed), off);
-	if (sa_unlikely(!size) || sa_unlikely(sa_tiny_release(mask, off, &empty))) {
+	/* spans are page aligned: p's offset in its block is p's low bits */
+	size = sa_tiny_release(&s->tiny[idx], (uint32_t)(p % SA_TINY_SIZE), &empty);
+	if (sa_unlikely(!size)) {
 		sa_fast_exit(c);
 		return false;
 	}
-	SA_STAT_ADD(c->st.freed, 1);
-	SA_STAT_ADD(c->st.freed_bytes, size);
+	c->tiny_freed++;
+	c->tiny_freed_bytes += size;
+	/*
+	 * An emptied block is still allocated: no stop until it is freed, or
+	 * a sweep could free it first.
+	 */
 	if (sa_unlikely(empty)) {
-		/*
-		 * The block is empty but still allocated: no stop between
-		 * here and its free, or a sweep could free it first.
-		 */
-		sa_safe_enter(c);
-		sa_fast_exit(c);
-		sa_free_tiny_block(c, s, idx);
-		return true;
+		if (atomic_load_explicit(&s->owner, memory_order_relaxed) != c ||
+		    sa_unlikely(sa_span_free_local(s, idx))) {
+			sa_safe_enter(c);
+			sa_fast_exit(c);
+			sa_free_tiny_block(c, s, idx);
+			return true;
+		}
 	}
 	sa_fast_exit(c);
 	return sa_fast_done(c, s) != NULL;
 }
 
 /*
- * Frees ptr if it is a tiny object, or an object of a span the calling
- * thread owns, freed once, untyped and not large: a bit set in the span's
- * localFree. Returns false, having changed nothing, for anything else
- * (NULL included), which the slow path must do.
+ * Frees ptr: here if it is a tiny object, or an object of a span the
+ * calling thread owns, freed once, untyped and not large (a bit set in the
+ * span's localFree); anything else (NULL included) is slow(ptr)'s.
  */
-static inline __attribute__((always_inline)) bool sa_fast_free(void *ptr)
+static inline __attribute__((always_inline)) void sa_fast_free(void *ptr, sa_free_fn *slow)
 {
 	uintptr_t p = (uintptr_t)ptr;
-	struct sa_tcache *c = sa_tc;
+	struct sa_tcache *c = sa_tc_fast;
 	struct sa_uspan *s = sa_span_of(ptr);	/* NULL for NULL too */
 	uint32_t idx;
 
-	if (sa_unlikely(!s) || sa_unlikely(!c))
-		return false;
-	if (!atomic_load_explicit(&s->fastfree, memory_order_relaxed))
-		return s->spanclass == SA_TINY_SC && sa_fast_free_tiny(c, s, p);
-	idx = sa_span_index(s, p);
-	if (sa_unlikely(s->base + (uintptr_t)idx * s->elemsize != p || idx >= s->nelems))
-		return false;
-	sa_fast_enter(c);
+	if (sa_unlikely(!s))
+		return slow(ptr);
 	/* the owner changes only at this thread's safe points */
-	if (sa_unlikely(atomic_load_explicit(&s->owner, memory_order_relaxed) != c) ||
-	    sa_unlikely(sa_span_free_local(s, idx))) {
+	if (atomic_load_explicit(&s->fast_owner, memory_order_relaxed) != c) {
+		/* sa_tc_none's fields are not to be written */
+		if (s->spanclass != SA_TINY_SC || c == &sa_tc_none || !sa_fast_free_tiny(c, s, p))
+			return slow(ptr);
+		return;
+	}
+	if (sa_unlikely(!sa_span_exact(s, p, &idx)) || sa_unlikely(idx >= s->nelems))
+		return slow(ptr);
+	sa_fast_enter(c);
+	if (sa_unlikely(sa_span_free_local(s, idx))) {
 		sa_fast_exit(c);
-		return false;
+		return slow(ptr);
 	}
 	sa_fast_exit(c);
-	return sa_fast_done(c, s) != NULL;
+	(void)sa_fast_done(c, s);
 }
 
 #pragma GCC visibility pop

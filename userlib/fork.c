@@ -127,7 +127,7 @@ static int sa_fork_settle(struct sa_uspan *s, struct sa_tcache *self)
 		sa_tcache_harvest(self, s);
 	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == self && self)
 		return SPANALLOC_ADOPT_OWNED;
-	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+	sa_span_set_owner(s, NULL);
 	if (!s->alloc_count) {
 		sa_pagemap_set(s, NULL);
 		sa_uspan_release(s);
@@ -171,6 +171,7 @@ static void sa_fork_detach_caches(struct sa_tcache *self)
 		if (c == self)
 			continue;
 		sa_tiny_retire(c);
+		sa_tcache_harvest_tiny(c);
 		memset(c->alloc, 0, sizeof(c->alloc));
 		memset(c->held, 0, sizeof(c->held));
 		memset(c->held_tail, 0, sizeof(c->held_tail));

@@ -96,10 +96,12 @@ struct sa_uspan {
 	/*
 	 * The fast paths' fields first, in one cache line: allocation reads
 	 * and writes alloc_cache and freeindex (the holder's), free reads the
-	 * fixed fields, fastfree and owner.
+	 * fixed fields and fast_owner.
 	 */
 	uintptr_t base;			/* fixed while the span lives */
 	uint64_t alloc_cache;		/* the holder's: see "Who holds a span" */
+	/* fixed: UINT64_MAX / elemsize + 1, the free's divide (sa_span_exact) */
+	uint64_t divmul;
 	uint32_t freeindex;		/* the holder's */
 	uint32_t elemsize;		/* fixed */
 	uint32_t nelems;		/* fixed */
@@ -108,14 +110,19 @@ struct sa_uspan {
 	uint8_t needzero;		/* the holder's: objects may hold old data */
 	/*
 	 * Set while the span is small, not tiny and has no types table: its
-	 * owner's frees can take the fast path. Cleared by the holder only.
+	 * owner's frees can take the fast path. The holder's.
 	 */
-	_Atomic uint8_t fastfree;
+	uint8_t fastfree;
 	/*
 	 * The cache whose active or held span this is, or NULL. Only that
 	 * thread writes it; others read it only to see that it is not theirs.
 	 */
 	_Atomic(struct sa_tcache *) owner;
+	/*
+	 * owner while fastfree is set, else NULL (sa_span_set_owner): the
+	 * fast free's one test for both.
+	 */
+	_Atomic(struct sa_tcache *) fast_owner;
 
 	/* Fixed while the span lives. */
 	uint64_t handle;
@@ -204,6 +211,13 @@ struct sa_tcache {
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
 	_Atomic(uint32_t) *tiny_mask;	/* its mask (tiny.h) */
+	/*
+	 * Tiny objects the fast paths carved and freed: plain counters only
+	 * this thread writes (one add each), taken into st at each refill and
+	 * give-back (sa_tcache_harvest_tiny) and seen at once by the thread's
+	 * own sa_get_stats.
+	 */
+	uint64_t tiny_n, tiny_bytes, tiny_freed, tiny_freed_bytes;
 	struct sa_uspan *adopted;	/* spans to hand back, list */
 	/* held spans a collection took from idle threads, to hand back */
 	struct sa_uspan *decayed;
@@ -287,6 +301,14 @@ extern struct sa_global sa_g;
 /* every chunk of struct sa_uspan ever made: the collector walks them */
 extern struct sa_uspan *_Atomic sa_chunks[SA_MAX_CHUNKS];
 extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
+/*
+ * The calling thread's cache as the fast paths see it: sa_tc, or while
+ * there is none sa_tc_none, a cache with no span and no tiny block in
+ * which every fast path fails (mimalloc's empty heap), so that they need
+ * no NULL test. Nothing writes sa_tc_none.
+ */
+extern __thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-exec")));
+extern struct sa_tcache sa_tc_none;
 /* set when the thread's cache was destroyed (thread exit): see sa_free() */
 extern __thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
 
@@ -319,6 +341,8 @@ static inline bool sa_must_zero(size_t size, bool noscan, bool zero)
 /* The span class of a small object that is not tiny (sizeclass.c). */
 static inline uint16_t sa_spanclass_of(size_t size, bool noscan)
 {
+	if (!size)
+		size = 1;	/* served as size 1 */
 	if (size <= 1024)
 		return sa_size_to_spanclass8[noscan][(size + 7) >> 3];
 	return sa_size_to_spanclass128[noscan][(size - 1024 + 127) >> 7];
@@ -348,6 +372,13 @@ static inline int sa_span_free_local(struct sa_uspan *s, uint32_t idx)
 	return 0;
 }
 bool sa_span_publish_full(struct sa_uspan *s);
+
+/* c (or NULL) becomes s's owner; only c, or s's last owner, may call it. */
+static inline void sa_span_set_owner(struct sa_uspan *s, struct sa_tcache *c)
+{
+	atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+	atomic_store_explicit(&s->fast_owner, s->fastfree ? c : NULL, memory_order_relaxed);
+}
 
 /* Takes hold of s if it is adoptable (see "Who holds a span"). */
 static inline bool sa_span_claim(struct sa_uspan *s)
@@ -428,6 +459,20 @@ static inline uint32_t sa_span_index(const struct sa_uspan *s, uintptr_t p)
 }
 
 /*
+ * Whether p is the start of an object of s, and its index if so, in one
+ * multiplication (Lemire's fastmod): for 32-bit n, the high half of
+ * n * divmul is n / elemsize, and the low half is below divmul exactly
+ * when elemsize divides n. The index may be nelems (in the span's tail).
+ */
+static inline bool sa_span_exact(const struct sa_uspan *s, uintptr_t p, uint32_t *idx)
+{
+	unsigned __int128 q = (unsigned __int128)(uint32_t)(p - s->base) * s->divmul;
+
+	*idx = (uint32_t)(q >> 64);
+	return (uint64_t)q < s->divmul;
+}
+
+/*
  * Whether v points into an allocated object of s; if so, its index and
  * start. Objects below freeindex are allocated (or freed since, which only
  * keeps them a cycle longer); beyond it, allocBits tell. The collector's
@@ -505,6 +550,7 @@ void sa_tcache_return_held(struct sa_tcache *c);
 void sa_tcache_decay_stopped(struct sa_tcache *c, void *self);
 void sa_tcache_return_decayed(struct sa_tcache *c);
 void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s);
+void sa_tcache_harvest_tiny(struct sa_tcache *c);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
 
 /* malloc.c */

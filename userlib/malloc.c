@@ -148,14 +148,14 @@ void sa_tiny_retire(struct sa_tcache *c)
 		return;
 	if (c->tiny_off < SA_TINY_SIZE) {
 		s = sa_tiny_span(c->tiny, &idx);
-		if (sa_tiny_release(c->tiny_mask, c->tiny_off, &freed))
+		if (!sa_tiny_release(c->tiny_mask, c->tiny_off, &freed))
 			sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),
 					 "free of a tiny block's unused part");
 		if (freed)
 			sa_free_slot(c, s, idx);
 	}
 	c->tiny = 0;
-	c->tiny_off = 0;
+	c->tiny_off = SA_TINY_SIZE;	/* no block: the next starts one */
 	c->tiny_mask = NULL;
 }
 
@@ -308,9 +308,7 @@ __attribute__((noinline)) void *sa_alloc_slow(size_t size, bool noscan, bool zer
 static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool noscan,
 							       bool zero)
 {
-	void *p = sa_fast_alloc(size, noscan, zero);
-
-	return sa_likely(p) ? p : sa_alloc_slow(size, noscan, zero);
+	return sa_fast_alloc(size, noscan, zero, sa_alloc_slow);
 }
 
 void *sa_alloc(size_t size)
@@ -326,9 +324,7 @@ void *sa_alloc_noscan(size_t size)
 void *sa_malloc(size_t size)
 {
 	/* 8-byte aligned at least, as jemalloc and mimalloc: no odd tiny offsets */
-	void *p = sa_fast_alloc(sa_round_small(size), true, false);
-
-	return sa_likely(p) ? p : sa_alloc_slow(sa_round_small(size), true, false);
+	return sa_fast_alloc(sa_round_small(size), true, false, sa_alloc_slow);
 }
 
 void *sa_calloc(size_t n, size_t size)
@@ -420,7 +416,8 @@ void sa_types_set(struct sa_uspan *s, uint32_t idx, const struct sa_type *t)
 		if (!s->types)
 			return;
 		/* its frees must clear their types: not the fast path's work */
-		atomic_store_explicit(&s->fastfree, 0, memory_order_relaxed);
+		s->fastfree = 0;
+		sa_span_set_owner(s, atomic_load_explicit(&s->owner, memory_order_relaxed));
 	}
 	s->types[idx] = t;
 }
@@ -544,6 +541,8 @@ __attribute__((noinline)) void sa_free_slow(void *ptr)
 	struct sa_uspan *s = sa_span_of(ptr);
 	struct sa_tcache *c;
 
+	if (!ptr)
+		return;
 	if (sa_unlikely(!s))
 		sa_bad_pointer(ptr, "free");
 	c = sa_tc;
@@ -561,9 +560,7 @@ __attribute__((noinline)) void sa_free_slow(void *ptr)
 
 void sa_free(void *ptr)
 {
-	if (sa_likely(sa_fast_free(ptr)) || !ptr)
-		return;
-	sa_free_slow(ptr);
+	sa_fast_free(ptr, sa_free_slow);
 }
 
 size_t sa_usable_size(const void *ptr)

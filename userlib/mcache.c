@@ -39,6 +39,8 @@
 #include "internal.h"
 
 __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
+struct sa_tcache sa_tc_none = { .tiny_off = SA_TINY_SIZE };
+__thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-exec"))) = &sa_tc_none;
 __thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
 
 /* Returns queued for one exchange. */
@@ -64,6 +66,19 @@ void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s)
 	s->freed_local = 0;
 }
 
+/* The tiny objects c's fast paths counted, into its counters. */
+void sa_tcache_harvest_tiny(struct sa_tcache *c)
+{
+	SA_STAT_ADD(c->st.tiny, c->tiny_n);
+	SA_STAT_ADD(c->st.tiny_bytes, c->tiny_bytes);
+	SA_STAT_ADD(c->st.freed, c->tiny_freed);
+	SA_STAT_ADD(c->st.freed_bytes, c->tiny_freed_bytes);
+	c->tiny_n = 0;
+	c->tiny_bytes = 0;
+	c->tiny_freed = 0;
+	c->tiny_freed_bytes = 0;
+}
+
 /*
  * What c's spans counted and have not harvested: added to sum by
  * sa_get_stats on c's own thread, so that a thread sees its own
@@ -71,6 +86,10 @@ void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s)
  */
 static void sa_tcache_pending(struct sa_tcache *c, struct sa_counters *sum)
 {
+	sum->tiny += c->tiny_n;
+	sum->tiny_bytes += c->tiny_bytes;
+	sum->freed += c->tiny_freed;
+	sum->freed_bytes += c->tiny_freed_bytes;
 	for (uint16_t sc = 2; sc < SA_NSC; sc++) {
 		uint64_t taken = 0, freed = 0;
 
@@ -207,7 +226,7 @@ static struct sa_uspan *sa_held_take(struct sa_tcache *c, uint16_t sc)
 static void sa_batch_give_back(struct sa_tcache *c, struct sa_retbatch *b,
 			       struct sa_uspan *s)
 {
-	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+	sa_span_set_owner(s, NULL);
 	if (sa_sweep_needed(s))
 		sa_sweep_held(s);
 	sa_span_settle(s);
@@ -253,7 +272,7 @@ void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
 		struct sa_uspan *s = stale;
 
 		stale = s->next;
-		atomic_store_explicit(&s->owner, self, memory_order_relaxed);
+		sa_span_set_owner(s, self);
 		s->next = self->decayed;
 		self->decayed = s;
 	}
@@ -277,7 +296,7 @@ static void sa_held_retire(struct sa_tcache *c, struct sa_uspan *s,
 		sa_held_push(c, s);
 		return;
 	}
-	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+	sa_span_set_owner(s, NULL);
 	sa_batch_add(c, b, s, SPANALLOC_RET_FULL);
 }
 
@@ -455,7 +474,7 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 			sa_sweep_held(s);
 		atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_relaxed);
 		sa_span_take(s);
-		atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+		sa_span_set_owner(s, c);
 		sa_gc_note_alloc(c, (uint64_t)(s->nelems - s->alloc_count) * s->elemsize);
 		return s;
 	}
@@ -463,7 +482,7 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 	if (!s)
 		return NULL;
 	sa_span_setup(s, d->addr, d->handle, d->npages, d->spanclass, d->needzero);
-	atomic_store_explicit(&s->owner, c, memory_order_relaxed);
+	sa_span_set_owner(s, c);
 	atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_release);
 	sa_pagemap_set(s, s);
 	sa_gc_note_alloc(c, (uint64_t)s->nelems * s->elemsize);
@@ -489,6 +508,7 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	uint32_t idx, ngot;
 	int err;
 
+	sa_tcache_harvest_tiny(c);
 	if (s && sa_sweep_needed(s))
 		sa_sweep_held(s);	/* lazily: before any allocation from it */
 	if (s) {
@@ -551,11 +571,11 @@ struct sa_tcache *sa_tcache_create(void)
 {
 	struct sa_tcache *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE,
 				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
 	bool collected;
 
 	if (c == MAP_FAILED)
 		return NULL;
+	c->tiny_off = SA_TINY_SIZE;	/* no tiny block yet */
 	c->self = pthread_self();
 	c->tid = (pid_t)syscall(SYS_gettid);
 	/*
@@ -572,6 +592,7 @@ struct sa_tcache *sa_tcache_create(void)
 	pthread_mutex_unlock(&sa_g.lock);
 	/* first: glibc may allocate for a key, and that must find c */
 	sa_tc = c;
+	sa_tc_fast = c;
 	sa_tc_gone = 0;
 	pthread_setspecific(sa_g.key, c);
 	/* in a collected heap, a thread that allocates unseen loses objects */
@@ -592,6 +613,7 @@ void sa_tcache_flush(struct sa_tcache *c)
 	struct sa_retbatch b = { .n = 0 };
 
 	sa_tiny_retire(c);
+	sa_tcache_harvest_tiny(c);
 	for (uint16_t sc = 0; sc < SA_NSC; sc++) {
 		struct sa_uspan *s = c->alloc[sc];
 
@@ -667,6 +689,7 @@ void sa_tcache_destroy(struct sa_tcache *c)
 	sa_world_unregister(c);
 	if (sa_tc == c) {
 		sa_tc = NULL;
+		sa_tc_fast = &sa_tc_none;
 		sa_tc_gone = 1;
 	}
 	munmap(c, sizeof(*c));

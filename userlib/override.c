@@ -175,54 +175,41 @@ static void sa_foreign(const void *p, const char *what)
 }
 
 /*
- * The entry points below are the fast path and a tail call to one of
- * these: kept out of line, so that the fast path saves no registers.
+ * The entry points below are the fast path, which tail-calls one of
+ * these when it cannot serve: kept out of line, so that the fast path
+ * saves no registers. Each takes what the fast path was given (the size
+ * rounded as sa_round_small does, which any allocator may serve).
  */
-static __attribute__((noinline)) void *sa_malloc_other(size_t size)
+static __attribute__((noinline)) void *sa_malloc_other(size_t size, bool noscan, bool zero)
 {
 	/* the fast path said no: straight to the slow one */
 	if (sa_tc)
-		return sa_alloc_slow(sa_round_small(size), true, false);
+		return sa_alloc_slow(size, noscan, zero);
 	switch (sa_which()) {
 	case SA_MODE_SPANALLOC:
-		return sa_alloc_slow(sa_round_small(size), true, false);
+		return sa_alloc_slow(size, noscan, zero);
 	case SA_MODE_GLIBC:
-		return sa_libc.malloc(size);
+		return zero ? sa_libc.calloc(1, size) : sa_libc.malloc(size);
 	}
+	/* static memory is zero, and the arena never hands it out twice */
 	return sa_boot_alloc(size, 16);
 }
 
 void *malloc(size_t size)
 {
-	void *p = sa_fast_alloc(sa_round_small(size), true, false);
-
-	return sa_likely(p) ? p : sa_malloc_other(size);
-}
-
-static __attribute__((noinline)) void *sa_calloc_other(size_t n, size_t size, size_t bytes)
-{
-	switch (sa_tc ? SA_MODE_SPANALLOC : sa_which()) {
-	case SA_MODE_SPANALLOC:
-		/* noscan and zeroed: Boehm's GC_MALLOC_ATOMIC rule */
-		return sa_alloc_slow(sa_round_small(bytes), true, true);
-	case SA_MODE_GLIBC:
-		return sa_libc.calloc(n, size);
-	}
-	/* static memory is zero, and the arena never hands it out twice */
-	return sa_boot_alloc(bytes, 16);
+	return sa_fast_alloc(sa_round_small(size), true, false, sa_malloc_other);
 }
 
 void *calloc(size_t n, size_t size)
 {
 	size_t bytes;
-	void *p;
 
 	if (__builtin_mul_overflow(n, size, &bytes)) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	p = sa_fast_alloc(sa_round_small(bytes), true, true);
-	return sa_likely(p) ? p : sa_calloc_other(n, size, bytes);
+	/* noscan and zeroed: Boehm's GC_MALLOC_ATOMIC rule */
+	return sa_fast_alloc(sa_round_small(bytes), true, true, sa_malloc_other);
 }
 
 static __attribute__((noinline)) void sa_free_other(void *p)
@@ -249,9 +236,7 @@ static __attribute__((noinline)) void sa_free_other(void *p)
 
 void free(void *p)
 {
-	if (sa_likely(sa_fast_free(p)))
-		return;
-	sa_free_other(p);
+	sa_fast_free(p, sa_free_other);
 }
 
 static void *sa_aligned_any(size_t align, size_t size)

@@ -52,6 +52,13 @@ void sa_sizeclass_init(void)
 			sa_size_to_spanclass8[n][i] = sa_spanclass_for(sa_size_to_class8[i], n);
 		for (unsigned int i = 0; i < sizeof(sa_size_to_class128); i++)
 			sa_size_to_spanclass128[n][i] = sa_spanclass_for(sa_size_to_class128[i], n);
+		/*
+		 * Size 0 (or SIZE_MAX plus the end pad, wrapped) has span
+		 * class 0, which no thread ever has an active span of: the
+		 * fast path leaves it to the slow path without a test of its
+		 * own, and sa_spanclass_of() never looks it up.
+		 */
+		sa_size_to_spanclass8[n][0] = 0;
 	}
 }
 

@@ -23,10 +23,12 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 		s->elemsize = ci->size;
 		s->nelems = ci->nelems;
 		s->divmagic = ci->divmagic;
+		s->divmul = UINT64_MAX / ci->size + 1;
 	} else {
 		s->elemsize = npages << SA_PAGE_SHIFT;
 		s->nelems = 1;
 		s->divmagic = 0;
+		s->divmul = 0;
 	}
 	s->freeindex = 0;
 	s->alloc_count = 0;
@@ -34,13 +36,12 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	s->taken = 0;
 	s->freed_local = 0;
 	s->needzero = needzero;
-	atomic_store_explicit(&s->fastfree, spanclass >= 2 && spanclass != SA_TINY_SC,
-			      memory_order_relaxed);
+	s->fastfree = spanclass >= 2 && spanclass != SA_TINY_SC;
 	s->next = NULL;
 	memset(s->alloc_bits, 0, sizeof(s->alloc_bits));
 	memset(s->local_free, 0, sizeof(s->local_free));
 	s->alloc_cache = sa_span_word_cache(s, 0);
-	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
+	sa_span_set_owner(s, NULL);
 	atomic_store_explicit(&s->adoptable, 0, memory_order_relaxed);
 	for (int w = 0; w < SA_BITWORDS; w++) {
 		atomic_store_explicit(&s->free_bits[w], 0, memory_order_relaxed);

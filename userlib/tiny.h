@@ -45,6 +45,12 @@ static inline uint32_t sa_tiny_fresh(void)
 	return SA_TINY_START(0) | SA_TINY_END(15);
 }
 
+/* A new block with its first object, [0, size), carved. */
+static inline uint32_t sa_tiny_carved(uint32_t size)
+{
+	return SA_TINY_START(0) | SA_TINY_END(size - 1) | SA_TINY_START(size) | SA_TINY_END(15);
+}
+
 /*
  * Carves [off, off + size) out of the pseudo-object that starts at fill
  * (fill <= off, off + size <= 16). Bytes [fill, off) are alignment padding.
@@ -73,19 +79,21 @@ static inline uint32_t sa_tiny_end(uint32_t m, uint32_t off)
 
 /*
  * Frees the object (or pseudo-object) starting at off. *freed is set when
- * that was the last thing in the block. Returns -1 if nothing starts at off.
+ * that was the last thing in the block. Returns its size, or 0 (having
+ * changed nothing) if nothing starts at off.
  */
-static inline int sa_tiny_release(_Atomic(uint32_t) *m, uint32_t off, uint32_t *freed)
+static inline uint32_t sa_tiny_release(_Atomic(uint32_t) *m, uint32_t off, uint32_t *freed)
 {
-	uint32_t old = atomic_load_explicit(m, memory_order_relaxed), new;
+	uint32_t old = atomic_load_explicit(m, memory_order_relaxed), new, end;
 
 	do {
-		if (!(old & SA_TINY_START(off)))
-			return -1;
-		new = old & ~(SA_TINY_START(off) | SA_TINY_END(sa_tiny_end(old, off)));
+		if (off >= 16 || !(old & SA_TINY_START(off)))
+			return 0;
+		end = sa_tiny_end(old, off);
+		new = old & ~(SA_TINY_START(off) | SA_TINY_END(end));
 	} while (!atomic_compare_exchange_weak(m, &old, new));
 	*freed = new == 0;
-	return 0;
+	return end - off + 1;
 }
 
 /* Usable bytes of the object at off, or 0 when no object starts there. */
