@@ -538,6 +538,37 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 	EXPECT_EQ(0, kst.pages_inuse);
 }
 
+/*
+ * A thread that moves on to other size classes gives back, at its next
+ * span change, the spans it kept aside and has not taken again for
+ * SA_HELD_DECAY_MS (1 s), in a manual heap too: no collection, no trim.
+ */
+TEST(held_spans_decay_when_a_thread_moves_on)
+{
+	enum { BATCH = 100, SIZE = 256, OTHER = 64, NOTHER = 400 };
+	unsigned int sc = SPANALLOC_SPANCLASS(sa_size_class(SIZE), 0);
+	struct spanalloc_class_stats cs[NSC];
+	struct spanalloc_stats kst;
+	void *objs[BATCH], *other[NOTHER];
+
+	NEED_DEVICE();
+	ASSERT_LE(0, sa_set_held_pages(8));
+	ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	/* the active span and the used-up ones kept aside */
+	ASSERT_LE(2, cs[sc].owned);
+	usleep(1300 * 1000);	/* past SA_HELD_DECAY_MS and the check's period */
+	/* other objects, enough for span changes in their class */
+	for (int i = 0; i < NOTHER; i++)
+		ASSERT_NE(NULL, other[i] = sa_alloc(OTHER));
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	EXPECT_EQ(1, cs[sc].owned);	/* only the active span is left */
+	/* and the class still serves */
+	ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));
+	for (int i = 0; i < NOTHER; i++)
+		sa_free(other[i]);
+}
+
 TEST(bad_frees_abort_with_a_message)
 {
 	static const struct {

@@ -70,18 +70,7 @@ static uint64_t pause_ring[SA_PAUSES];
 
 double sa_gc_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double sa_cpu_now(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	return sa_seconds(CLOCK_MONOTONIC);
 }
 
 static void sa_gc_update_goal(uint64_t live)
@@ -134,7 +123,7 @@ static void sa_gc_trace(uint64_t n, double t_start, double t_stop, double t_mark
 			double t_end, double cpu_stop, double cpu_mark, double cpu_term,
 			uint64_t before, uint64_t live)
 {
-	double proc = sa_cpu_now(CLOCK_PROCESS_CPUTIME_ID);
+	double proc = sa_seconds(CLOCK_PROCESS_CPUTIME_ID);
 	int share = proc > 0 ? (int)(100.0 * sa_gc.cpu_s / proc + 0.5) : 0;
 
 	fprintf(stderr,
@@ -162,7 +151,7 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	uint64_t before, live, pause;
 
 	__builtin_unwind_init();
-	cpu0 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	cpu0 = sa_seconds(CLOCK_THREAD_CPUTIME_ID);
 	sa_sweep_finish_claimed(c);
 	if (sa_mark_setup()) {
 		fprintf(stderr, "spanalloc: gc: no memory for marking; collection skipped\n");
@@ -176,7 +165,7 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	 * clock; gctrace prints its three parts, sa_gc_get_stats their sum.
 	 */
 	t1 = sa_gc_now();
-	cpu1 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	cpu1 = sa_seconds(CLOCK_THREAD_CPUTIME_ID);
 	sa_world_stop();
 	sa_sweep_finish_stopped();
 	/* idle threads' stale held spans become ours (mcache.c) */
@@ -184,10 +173,10 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	sa_sweep_prepare_stopped();
 	before = atomic_load(&sa_gc.heap_live);
 	t2 = sa_gc_now();
-	cpu2 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	cpu2 = sa_seconds(CLOCK_THREAD_CPUTIME_ID);
 	sa_mark_run();
 	t3 = sa_gc_now();
-	cpu3 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	cpu3 = sa_seconds(CLOCK_THREAD_CPUTIME_ID);
 	helpers = sa_mark_cpu_s();
 	live = sa_mark_live_bytes();
 	sa_gc.live_marked = live;
@@ -197,7 +186,7 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 	sa_sweep_reset();
 	sa_world_start();
 	t4 = sa_gc_now();
-	cpu4 = sa_cpu_now(CLOCK_THREAD_CPUTIME_ID);
+	cpu4 = sa_seconds(CLOCK_THREAD_CPUTIME_ID);
 	atomic_store_explicit(&c->stop_sp, 0, memory_order_relaxed);
 
 	pause = (uint64_t)((t4 - t1) * 1e9);

@@ -55,6 +55,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include "spanalloc.h"
 
 /*
@@ -143,6 +144,7 @@ struct sa_uspan {
 	struct sa_uspan *next;		/* holder's lists; pool free list */
 	struct sa_uspan *prev;		/* holder's held list */
 	uint32_t held_gc;		/* collections when it was kept aside */
+	uint32_t held_ms;		/* and the time, sa_coarse_ms() */
 	uint64_t alloc_bits[SA_BITWORDS];
 	uint64_t local_free[SA_BITWORDS];
 
@@ -199,6 +201,11 @@ struct sa_counters {
  * pin memory in a collected heap.
  */
 #define SA_HELD_DECAY_GCS	2
+/*
+ * And a span kept aside this long without being taken again goes back at
+ * the thread's next span change, in manual and collected heaps alike.
+ */
+#define SA_HELD_DECAY_MS	1000
 
 /* The calling thread's cache (Go's mcache). */
 struct sa_tcache {
@@ -208,6 +215,7 @@ struct sa_tcache {
 	struct sa_uspan *held_tail[SA_NSC];
 	uint8_t nheld_class[SA_NSC];
 	uint32_t nheld;
+	uint32_t decay_ms;		/* when held spans were last looked at */
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
 	_Atomic(uint32_t) *tiny_mask;	/* its mask (tiny.h) */
@@ -311,6 +319,24 @@ extern __thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-e
 extern struct sa_tcache sa_tc_none;
 /* set when the thread's cache was destroyed (thread exit): see sa_free() */
 extern __thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
+
+/* Seconds on clock id: one conversion for every clock the library reads. */
+static inline double sa_seconds(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Milliseconds, wrapping, at the kernel tick's resolution: for ages only. */
+static inline uint32_t sa_coarse_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
 
 /* sizeclass.c */
 extern uint8_t sa_size_to_class8[1024 / 8 + 1];

@@ -94,14 +94,6 @@ static struct {
 	.done_cond = PTHREAD_COND_INITIALIZER,
 };
 
-static double sa_thread_cpu(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *sa_mark_mmap(size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -392,12 +384,12 @@ static SA_NO_TSAN void sa_rescan(struct sa_worker *w)
 
 static void sa_worker_phase(struct sa_worker *w, int phase)
 {
-	double t0 = sa_thread_cpu();
+	double t0 = sa_seconds(CLOCK_THREAD_CPUTIME_ID);
 
 	if (phase == SA_PHASE_RESCAN)
 		sa_rescan(w);
 	sa_drain(w);
-	w->cpu += sa_thread_cpu() - t0;
+	w->cpu += sa_seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
 }
 
 static void *sa_worker_main(void *arg)

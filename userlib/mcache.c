@@ -15,12 +15,14 @@
  *
  * Held spans stay owned by the thread, so its own frees into them are
  * plain stores, as into its active spans; frees from other threads set
- * freeBits as for any span. In a collected heap they decay: a collection
- * takes the spans not taken again across SA_HELD_DECAY_GCS collections
- * from every thread while the world is stopped (an idle thread makes no
- * exchange) and gives them back once it runs again. This is mimalloc's design (a thread keeps its
- * full pages and their frees come back to it), where Go instead hands a
- * used-up span to mcentral at once.
+ * freeBits as for any span. They decay: a span not taken again for
+ * SA_HELD_DECAY_MS goes back with the thread's next span change, and in a
+ * collected heap a collection also takes the spans not taken again across
+ * SA_HELD_DECAY_GCS collections from every thread while the world is
+ * stopped (an idle thread makes no exchange) and gives them back once it
+ * runs again. This is mimalloc's design (a thread keeps its full pages and
+ * their frees come back to it), where Go instead hands a used-up span to
+ * mcentral at once.
  *
  * A FULL span is not the kernel's to reuse: its objects are in use. When a
  * thread frees into one, it adopts the span (internal.h says how that is
@@ -177,6 +179,7 @@ static void sa_held_push(struct sa_tcache *c, struct sa_uspan *s)
 	uint16_t sc = s->spanclass;
 
 	s->held_gc = sa_held_gcs();
+	s->held_ms = sa_coarse_ms();
 	s->prev = NULL;
 	s->next = c->held[sc];
 	if (s->next)
@@ -275,6 +278,34 @@ void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
 		sa_span_set_owner(s, self);
 		s->next = self->decayed;
 		self->decayed = s;
+	}
+}
+
+/*
+ * Queues the spans c has kept aside for SA_HELD_DECAY_MS or more without
+ * taking them again, oldest first, leaving room in b for what the caller
+ * adds: a thread that moved on to other size classes does not pin the
+ * memory of those it left (mimalloc's page retirement after a delay).
+ * Looked at four times per SA_HELD_DECAY_MS at most.
+ */
+static void sa_held_decay(struct sa_tcache *c, struct sa_retbatch *b)
+{
+	uint32_t now;
+
+	if (!c->nheld)
+		return;
+	now = sa_coarse_ms();
+	if (now - c->decay_ms < SA_HELD_DECAY_MS / 4)
+		return;
+	c->decay_ms = now;
+	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
+		struct sa_uspan *s;
+
+		while ((s = c->held_tail[sc]) && now - s->held_ms >= SA_HELD_DECAY_MS &&
+		       b->n < SA_MAX_BATCH / 2) {
+			sa_held_unlink(c, s);
+			sa_batch_give_back(c, b, s);
+		}
 	}
 }
 
@@ -532,13 +563,14 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	if (s) {
 		c->alloc[sc] = NULL;
 		sa_held_retire(c, s, &b);
+		sa_held_decay(c, &b);
 	}
 	if (h) {
 		c->alloc[sc] = h;
 		/* as for a span from the kernel: its free slots count as live */
 		sa_gc_note_alloc(c, (uint64_t)(h->nelems - h->alloc_count) * h->elemsize);
 		SA_STAT_ADD(c->st.local_sweeps, 1);
-		if (b.n) {	/* only when fewer held pages were asked for */
+		if (b.n) {	/* fewer held pages asked for, or spans kept too long */
 			sa_batch_add_adopted(c, &b);
 			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
 		}

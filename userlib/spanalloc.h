@@ -126,11 +126,13 @@ void sa_thread_flush(void);
  * still keeps one). 0 hands every used-up span back at once, as Go does:
  * the least memory held, one system call per span turnover. Takes effect
  * at each thread's next span change. SPANALLOC_HELD_PAGES sets it at
- * start-up. In a collected heap a span kept aside and not taken again
- * across two collections goes back to the kernel, even from an idle
- * thread; in a manual heap a thread keeps its spans until it exits,
- * flushes or calls sa_trim(). Returns the previous value, or -1 with
- * errno EINVAL when pages is over 64.
+ * start-up. A span kept aside and not taken again for a second goes back
+ * to the kernel at the thread's next span change; in a collected heap one
+ * not taken again across two collections goes back too, even from a
+ * thread that makes no allocation at all. In a manual heap such an idle
+ * thread keeps its spans until it allocates again, exits, flushes or
+ * calls sa_trim(). Returns the previous value, or -1 with errno EINVAL
+ * when pages is over 64.
  */
 int sa_set_held_pages(unsigned int pages);
 
