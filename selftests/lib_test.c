@@ -569,6 +569,55 @@ TEST(held_spans_decay_when_a_thread_moves_on)
 		sa_free(other[i]);
 }
 
+/*
+ * The library's own memory comes and goes with the spans: a record per
+ * span in use, a mask table per tiny span, nothing left once the thread
+ * gives everything back; an older caller's shorter struct is filled only
+ * as far as it reaches.
+ */
+TEST(metadata_is_counted_with_its_spans)
+{
+	enum { N = 1000, SIZE = 64 };
+	struct sa_meta_stats m, m2;
+	void *objs[N], *tiny;
+	struct sa_stats st;
+
+	NEED_DEVICE();
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_get_meta_stats(&m, sizeof(m)));
+	EXPECT_EQ(0, m.span_records);
+	EXPECT_EQ(0, m.span_bytes);
+	for (int i = 0; i < N; i++)
+		ASSERT_NE(NULL, objs[i] = sa_alloc(SIZE));
+	ASSERT_NE(NULL, tiny = sa_alloc_noscan(4));
+	ASSERT_EQ(0, sa_get_meta_stats(&m, sizeof(m)));
+	ASSERT_EQ(0, sa_get_stats(&st));
+	/* 1000 objects of 64 B fill 8 spans of 8 KiB, and one tiny span */
+	EXPECT_LE(N * SIZE, m.span_bytes);
+	EXPECT_GE(N * SIZE + 2 * 8192, m.span_bytes);
+	EXPECT_LT(0, m.span_records);
+	EXPECT_EQ(0, m.span_records % (m.span_bytes / 8192));	/* the same size each */
+	EXPECT_LT(0, m.tiny_masks);
+	EXPECT_EQ(m.span_bytes / 8192 * 8, m.page_map);
+	EXPECT_LT(0, m.thread_caches);
+	EXPECT_EQ(m.span_records + m.tiny_masks + m.type_maps + m.page_map +
+		  m.thread_caches, m.total);
+	EXPECT_LE(m.total, m.mapped);
+	/* the first field only: the rest is left as it was */
+	memset(&m2, 0xee, sizeof(m2));
+	ASSERT_EQ(0, sa_get_meta_stats(&m2, sizeof(m2.span_records)));
+	EXPECT_EQ(m.span_records, m2.span_records);
+	EXPECT_EQ(0xeeeeeeeeeeeeeeeeULL, m2.span_bytes);
+	for (int i = 0; i < N; i++)
+		sa_free(objs[i]);
+	sa_free(tiny);
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_get_meta_stats(&m, sizeof(m)));
+	EXPECT_EQ(0, m.span_records);
+	EXPECT_EQ(0, m.tiny_masks);
+	EXPECT_EQ(0, m.span_bytes);
+}
+
 TEST(bad_frees_abort_with_a_message)
 {
 	static const struct {

@@ -29,6 +29,9 @@
  *    holds adopt them and hand them back).
  * 4. producer_consumer_64B: objects per second when one thread allocates
  *    (not zeroed) and 1 or 3 others free, every allocator.
+ * 6. metadata_<size>B: the library's own memory (sa_get_meta_stats) per
+ *    byte of live objects, with 16 MiB of objects of one size live, and
+ *    the share of a span its record takes.
  * 5. alloc_free_[malloc_|tiny]<size>B_instructions: instructions per
  *    allocate+free pair (one thread, batches of 100), counted by
  *    valgrind's callgrind (when installed) on this program run in a second
@@ -633,6 +636,56 @@ static void cross_thread_frees(int ncpu)
 	}
 }
 
+/* One row of section 6: n objects of size bytes live, from alloc. */
+static void metadata_row(const char *label, size_t size, void *(*alloc)(size_t))
+{
+	size_t n = (16u << 20) / size;
+	void **objs = malloc(n * sizeof(*objs));
+	struct sa_meta_stats m;
+	size_t i;
+
+	if (!objs)
+		return;
+	sa_thread_flush();
+	for (i = 0; i < n; i++)
+		if (!(objs[i] = alloc(size)))
+			break;
+	if (i == n && !sa_get_meta_stats(&m, sizeof(m))) {
+		double live = (double)n * size;
+
+		printf("%-8s %10.1f %10.1f %12.1f %12.4f %12.4f %12.4f\n", label, live / (1 << 20),
+		       m.span_bytes / (double)(1 << 20), m.total / 1024.0, m.total / live,
+		       m.span_records / (double)m.span_bytes,
+		       (m.tiny_masks + m.type_maps) / (double)m.span_bytes);
+		printf("BENCH name=metadata_%s impl=spanalloc threads=1 meta_per_live_byte=%.4f record_share=%.4f table_share=%.4f\n",
+		       label, m.total / live, m.span_records / (double)m.span_bytes,
+		       (m.tiny_masks + m.type_maps) / (double)m.span_bytes);
+	} else {
+		printf("%-8s allocation failed\n", label);
+	}
+	while (i-- > 0)
+		sa_free(objs[i]);
+	free(objs);
+	sa_thread_flush();
+}
+
+static void metadata_report(void)
+{
+	static const size_t msizes[] = { 8, 16, 64, 256, 1024, 4096, 16384 };
+	char label[32];
+
+	printf("\n== library metadata per live byte (sa_get_meta_stats): 16 MiB of live objects of one size\n");
+	printf("%-8s %10s %10s %12s %12s %12s %12s\n", "size", "live MiB", "spans MiB",
+	       "meta KiB", "per live B", "records", "tables");
+	for (size_t k = 0; k < sizeof(msizes) / sizeof(msizes[0]); k++) {
+		snprintf(label, sizeof(label), "%zuB", msizes[k]);
+		metadata_row(label, msizes[k], sa_alloc);
+	}
+	metadata_row("tiny8B", 8, sa_alloc_noscan);
+	printf("(meta: records, tiny block masks, pointer maps, page map entries and thread\n"
+	       " caches; records and tables: their bytes per byte of the spans in use)\n");
+}
+
 int main(int argc, char **argv)
 {
 	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -744,6 +797,8 @@ int main(int argc, char **argv)
 	printf("\n== system calls (library's count), per object and per span got\n");
 	syscalls_grow_shrink();
 	syscalls_cross_thread();
+
+	metadata_report();
 
 instructions:
 	printf("\n== instructions per alloc+free pair (callgrind, 1 thread, batches of %d)\n", BATCH);

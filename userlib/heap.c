@@ -226,6 +226,7 @@ static void *sa_block_get(void **free_list, size_t each)
 
 		if (!chunk)
 			return NULL;
+		sa_g.table_chunks++;
 		for (size_t off = 0; off + each <= SA_META_CHUNK; off += each) {
 			memcpy(chunk + off, free_list, sizeof(void *));
 			*free_list = chunk + off;
@@ -252,6 +253,7 @@ void *sa_types_table_alloc(void)
 
 	pthread_mutex_lock(&sa_g.lock);
 	t = sa_block_get(&sa_g.free_types, SA_TYPES_TABLE);
+	sa_g.type_tables += t != NULL;
 	pthread_mutex_unlock(&sa_g.lock);
 	return t;
 }
@@ -339,6 +341,7 @@ struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
 			locked = true;
 		}
 		s->tiny = sa_block_get(&sa_g.free_tiny, SA_TINY_TABLE);
+		sa_g.tiny_tables += s->tiny != NULL;
 		if (!s->tiny) {
 			sa_pool_put(s);
 			s = NULL;
@@ -356,14 +359,17 @@ void sa_uspan_release(struct sa_uspan *s)
 
 	atomic_store_explicit(&s->where, SA_WHERE_NONE, memory_order_release);
 	sa_gc_note_inuse(-(int64_t)((uint64_t)s->npages << SA_PAGE_SHIFT));
+	atomic_fetch_sub_explicit(&sa_g.records_inuse, 1, memory_order_relaxed);
 	if (s->types || s->tiny || !c || c->nspare >= SA_SPARE_MAX) {
 		sa_pool_lock();
 		if (s->types) {
 			sa_block_put(&sa_g.free_types, s->types);
+			sa_g.type_tables--;
 			s->types = NULL;
 		}
 		if (s->tiny) {
 			sa_block_put(&sa_g.free_tiny, (void *)s->tiny);
+			sa_g.tiny_tables--;
 			s->tiny = NULL;
 		}
 		/* a full spare list goes back to half, with this record */
@@ -559,4 +565,31 @@ int sa_kernel_stats(struct spanalloc_stats *st,
 		st->classes_count = SA_NSC;
 	}
 	return ioctl(sa_g.fd, SPANALLOC_IOC_STATS, st) < 0 ? -1 : 0;
+}
+
+int sa_get_meta_stats(struct sa_meta_stats *m, size_t size)
+{
+	struct sa_meta_stats st = { 0 };
+	uint64_t records, caches = 0;
+
+	if (sa_init())
+		return -1;
+	records = atomic_load_explicit(&sa_g.records_inuse, memory_order_relaxed);
+	st.span_records = records * sizeof(struct sa_uspan);
+	st.span_bytes = atomic_load_explicit(&sa_gc.heap_inuse, memory_order_relaxed);
+	st.page_map = st.span_bytes / SA_PAGE_SIZE * sizeof(*sa_g.pagemap);
+	pthread_mutex_lock(&sa_g.lock);
+	st.tiny_masks = sa_g.tiny_tables * SA_TINY_TABLE;
+	st.type_maps = sa_g.type_tables * SA_TYPES_TABLE;
+	for (struct sa_tcache *c = sa_g.caches; c; c = c->next)
+		caches++;
+	st.mapped = (uint64_t)atomic_load(&sa_g.nchunks) * SA_META_CHUNK +
+		    sa_g.table_chunks * SA_META_CHUNK;
+	pthread_mutex_unlock(&sa_g.lock);
+	st.thread_caches = caches * sizeof(struct sa_tcache);
+	st.mapped += st.thread_caches;
+	st.total = st.span_records + st.tiny_masks + st.type_maps + st.page_map +
+		   st.thread_caches;
+	memcpy(m, &st, size < sizeof(st) ? size : sizeof(st));
+	return 0;
 }

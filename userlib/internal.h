@@ -297,6 +297,10 @@ struct sa_global {
 	void *free_tiny;		/* free tiny mask tables, chained */
 	void *free_types;		/* free type tables, chained */
 	_Atomic uint32_t nchunks;		/* chunks in sa_chunks */
+	/* what sa_get_meta_stats() reports */
+	_Atomic uint64_t records_inuse;	/* span records set up and not released */
+	uint64_t tiny_tables, type_tables;	/* in use, under lock */
+	uint64_t table_chunks;		/* mapped for both, under lock */
 };
 
 #define SA_USPANS_PER_CHUNK	(SA_META_CHUNK / sizeof(struct sa_uspan))

@@ -52,6 +52,7 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 			      atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed),
 			      memory_order_relaxed);
 	sa_gc_note_inuse((int64_t)((uint64_t)npages << SA_PAGE_SHIFT));
+	atomic_fetch_add_explicit(&sa_g.records_inuse, 1, memory_order_relaxed);
 }
 
 void sa_span_bad_free(const struct sa_uspan *s, const void *p, const char *what)

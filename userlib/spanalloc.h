@@ -159,8 +159,36 @@ struct sa_stats {
 	uint64_t bytes_freed;		/* by sa_free */
 };
 
-/* Fills *st. Returns 0, or -1 with errno if the heap is not initialized. */
+/*
+ * Fills *st. Returns 0, or -1 with errno if the heap is not initialized.
+ * The calling thread's own allocations and frees are counted at once;
+ * another thread's reach the counts when it next changes spans (at most
+ * its current spans' worth late), or when it exits.
+ */
 int sa_get_stats(struct sa_stats *st);
+
+/*
+ * The library's own memory about the heap, in bytes (all but mapped are
+ * in use now). Beside the objects, the heap costs total, and span_records
+ * / span_bytes is the share of a span its record takes.
+ */
+struct sa_meta_stats {
+	uint64_t span_records;	/* a record per span in use */
+	uint64_t span_bytes;	/* the spans in use, large ones included */
+	uint64_t tiny_masks;	/* the block masks of tiny spans */
+	uint64_t type_maps;	/* the pointer maps of spans with typed objects */
+	uint64_t page_map;	/* its entries for the pages of spans in use */
+	uint64_t thread_caches;	/* a cache per thread that allocated */
+	uint64_t total;		/* the five above */
+	uint64_t mapped;	/* pools of records and tables, caches: free parts too */
+};
+
+/*
+ * Fills the first size bytes of *m (callers built against an older,
+ * shorter struct keep working). 0, or -1 with errno if the heap is not
+ * initialized.
+ */
+int sa_get_meta_stats(struct sa_meta_stats *m, size_t size);
 
 /*
  * The kernel's counters for this heap (struct spanalloc_stats and, when
