@@ -618,6 +618,34 @@ TEST(metadata_is_counted_with_its_spans)
 	EXPECT_EQ(0, m.span_bytes);
 }
 
+/*
+ * A thread that frees what it allocated long ago frees into spans it
+ * handed back FULL: it adopts them, and hands them back once it has
+ * several. One still being freed into stays with it, so that it goes back
+ * EMPTY when its last object is freed, not PARTIAL and all free, where no
+ * thread but an allocating one would ever look at it again.
+ */
+TEST(frees_into_full_spans_give_every_span_back)
+{
+	enum { N = 64 * 1024, SIZE = 8 };	/* 64 spans of 1024 objects */
+	void **objs = malloc(N * sizeof(*objs));
+	struct spanalloc_stats kst;
+
+	NEED_DEVICE();
+	ASSERT_NE(NULL, objs);
+	for (int order = 0; order < 2; order++) {
+		for (int i = 0; i < N; i++)
+			ASSERT_NE(NULL, objs[i] = sa_alloc(SIZE));
+		for (int i = 0; i < N; i++)
+			sa_free(objs[order ? i : N - 1 - i]);
+		sa_thread_flush();
+		ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
+		EXPECT_EQ(0, kst.spans);
+		EXPECT_EQ(0, kst.pages_inuse);
+	}
+	free(objs);
+}
+
 TEST(bad_frees_abort_with_a_message)
 {
 	static const struct {

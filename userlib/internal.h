@@ -575,7 +575,9 @@ void sa_tcache_destroy(struct sa_tcache *c);
 void sa_tcache_flush(struct sa_tcache *c);
 uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc);
 void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
-void sa_tcache_return_adopted(struct sa_tcache *c);
+/* adopted spans a thread that only frees keeps while they are freed into */
+#define SA_ADOPTED_BUSY	4
+void sa_tcache_return_adopted(struct sa_tcache *c, uint32_t busy);
 void sa_tcache_return_held(struct sa_tcache *c);
 void sa_tcache_decay_stopped(struct sa_tcache *c, void *self);
 void sa_tcache_return_decayed(struct sa_tcache *c);

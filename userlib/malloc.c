@@ -115,7 +115,7 @@ static __attribute__((noinline)) void sa_free_slot_slow(struct sa_tcache *c,
 				 "double free");
 	sa_tcache_adopt(c, s);
 	if (c->nadopted >= SA_MAX_BATCH / 2)
-		sa_tcache_return_adopted(c);
+		sa_tcache_return_adopted(c, SA_ADOPTED_BUSY);
 }
 
 /* Frees object idx of s, which may be another thread's span. */
@@ -521,7 +521,7 @@ static __attribute__((noinline, cold)) void sa_free_orphan(struct sa_uspan *s, v
 {
 	pthread_mutex_lock(&sa_orphan_lock);
 	sa_free_in(&sa_orphan, s, ptr);
-	sa_tcache_return_adopted(&sa_orphan);
+	sa_tcache_return_adopted(&sa_orphan, 0);
 	pthread_mutex_lock(&sa_g.lock);
 	sa_counters_add(&sa_g.dead, &sa_orphan.st);
 	memset(&sa_orphan.st, 0, sizeof(sa_orphan.st));

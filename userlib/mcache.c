@@ -346,43 +346,49 @@ void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
 }
 
 /*
- * Queues the spans the thread adopted. The kernel holds them as FULL. A
- * span whose frees have been announced but whose bits are not set yet
- * still looks full here: it must not be returned FULL again. It is made
- * adoptable again if nothing is pending any more, or kept for a later try
- * (the free finishing will make it show).
+ * Queues the spans the thread adopted. The kernel holds them as FULL. Up
+ * to busy of them that were freed into since they were last looked at
+ * stay adopted: more frees are likely on the way (a thread freeing what
+ * another allocated goes through a span object by object), and returned
+ * PARTIAL now, a span whose every object is freed after would sit on the
+ * kernel's partial lists, all free, until some thread allocates from it.
+ * A span still full (the sweeper adopts without a free) is made adoptable
+ * again, or kept if a free came meanwhile (sa_span_publish_full).
  */
-static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b)
+static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b, uint32_t busy)
 {
-	struct sa_uspan *keep = NULL;
+	struct sa_uspan *keep = NULL, **tail;
+	uint32_t left = c->nadopted;
 
-	while (c->adopted && b->n < SA_MAX_BATCH) {
+	while (left-- && b->n < SA_MAX_BATCH) {
 		struct sa_uspan *s = c->adopted;
+		uint32_t before = s->alloc_count;
 
 		c->adopted = s->next;
 		c->nadopted--;
 		if (sa_sweep_needed(s))
 			sa_sweep_held(s);
 		sa_span_settle(s);
-		if (s->alloc_count < s->nelems) {
+		if (s->alloc_count && s->alloc_count < before && busy) {
+			busy--;
+		} else if (s->alloc_count < s->nelems) {
 			sa_batch_add_settled(c, b, s);
 			continue;
-		}
-		atomic_store_explicit(&s->where, SA_WHERE_KFULL, memory_order_release);
-		if (sa_span_publish_full(s)) {
+		} else {
+			atomic_store_explicit(&s->where, SA_WHERE_KFULL, memory_order_release);
+			if (!sa_span_publish_full(s))
+				continue;
 			atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_relaxed);
-			s->next = keep;
-			keep = s;
 		}
+		s->next = keep;
+		keep = s;
 	}
-	while (keep) {
-		struct sa_uspan *s = keep;
-
-		keep = s->next;
-		s->next = c->adopted;
-		c->adopted = s;
+	/* behind the ones not looked at, so that the next call starts with those */
+	for (tail = &c->adopted; *tail; tail = &(*tail)->next)
+		;
+	*tail = keep;
+	for (; keep; keep = keep->next)
 		c->nadopted++;
-	}
 }
 
 /* The returns were applied: FULL spans become adoptable. */
@@ -449,19 +455,18 @@ static void sa_batch_flush(struct sa_tcache *c, struct sa_retbatch *b)
 		sa_batch_send(c, b, 0, 0, NULL, &ngot);
 }
 
-void sa_tcache_return_adopted(struct sa_tcache *c)
+/*
+ * Hands back what c adopted, but up to busy spans still being freed into
+ * (sa_batch_add_adopted): 0 when c is done (it exits, flushes, trims).
+ */
+void sa_tcache_return_adopted(struct sa_tcache *c, uint32_t busy)
 {
 	struct sa_retbatch b = { .n = 0 };
 	uint32_t ngot;
 
-	while (c->adopted) {
-		sa_batch_add_adopted(c, &b);
-		if (!b.n) {
-			/* only spans with a free half done: let it finish */
-			sched_yield();
-			continue;
-		}
-		if (sa_batch_send(c, &b, 0, 0, NULL, &ngot))
+	while (c->nadopted > busy) {
+		sa_batch_add_adopted(c, &b, busy);
+		if (b.n && sa_batch_send(c, &b, 0, 0, NULL, &ngot))
 			break;
 	}
 }
@@ -478,7 +483,7 @@ void sa_tcache_return_decayed(struct sa_tcache *c)
 		sa_batch_give_back_sending(c, &b, s);
 	}
 	sa_batch_flush(c, &b);
-	sa_tcache_return_adopted(c);
+	sa_tcache_return_adopted(c, 0);
 }
 
 /* Takes a span the kernel just handed this thread, as c's active span. */
@@ -571,14 +576,14 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 		sa_gc_note_alloc(c, (uint64_t)(h->nelems - h->alloc_count) * h->elemsize);
 		SA_STAT_ADD(c->st.local_sweeps, 1);
 		if (b.n) {	/* fewer held pages asked for, or spans kept too long */
-			sa_batch_add_adopted(c, &b);
+			sa_batch_add_adopted(c, &b, 0);
 			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
 		}
 		return sa_span_object(h, sa_span_next_free(h));
 	}
 	if (sa_gc_on())
 		sa_sweep_help(c, 2);	/* sweep before growing, as Go does */
-	sa_batch_add_adopted(c, &b);
+	sa_batch_add_adopted(c, &b, 0);
 	err = sa_batch_send(c, &b, sc, 1, &d, &ngot);
 	if (!ngot) {
 		errno = err ? -err : ENOMEM;
@@ -674,7 +679,7 @@ void sa_tcache_return_held(struct sa_tcache *c)
 	}
 	sa_batch_flush(c, &b);
 	/* Publishing FULL spans may have adopted some back: loop. */
-	sa_tcache_return_adopted(c);
+	sa_tcache_return_adopted(c, 0);
 }
 
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from)

@@ -183,7 +183,7 @@ void sa_sweep_help(struct sa_tcache *c, int nspans)
 			nspans--;
 	}
 	if (c->nadopted >= SA_MAX_BATCH / 2)
-		sa_tcache_return_adopted(c);
+		sa_tcache_return_adopted(c, 0);
 }
 
 /*
@@ -199,7 +199,7 @@ void sa_sweep_finish_claimed(struct sa_tcache *c)
 		sa_safe_exit(c);
 	}
 	sa_safe_enter(c);
-	sa_tcache_return_adopted(c);
+	sa_tcache_return_adopted(c, 0);
 	sa_safe_exit(c);
 }
 
