@@ -55,7 +55,9 @@ $(B)/lib/libspanalloc.so: $(LIB_OBJ) userlib/libspanalloc.map
 		-Wl,--version-script=userlib/libspanalloc.map -o $@.0 $(LIB_OBJ)
 	ln -sf libspanalloc.so.0 $@
 
+# Made afresh: an archive updated in place keeps members of removed files.
 $(B)/lib/libspanalloc.a: $(LIB_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 
 # The drop-in: the library plus the malloc family (override.c). Its own
@@ -67,6 +69,7 @@ $(B)/lib/libspanalloc-malloc.so: $(LIB_OBJ) $(B)/lib/override.o userlib/libspana
 		-o $@ $(LIB_OBJ) $(B)/lib/override.o -ldl
 
 $(B)/lib/libspanalloc-malloc.a: $(LIB_OBJ) $(B)/lib/override.o
+	rm -f $@
 	$(AR) rcs $@ $^
 
 # Written on every run: PREFIX may differ between make lib and make install.
@@ -177,7 +180,7 @@ $(B)/tools/%: tools/%.c $(B)/lib/libspanalloc.a
 	$(CC) $(SA_CFLAGS) -O2 -o $@ $< $(B)/lib/libspanalloc.a -lpthread
 
 # Native unit tests of the parts that need no device, under ASan and UBSan.
-UNIT_SRC := userlib/sizeclass.c userlib/span.c
+UNIT_SRC := userlib/sizeclass.c userlib/mbitmap.c
 $(B)/native/unit_test: selftests/unit_test.c $(UNIT_SRC) $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \

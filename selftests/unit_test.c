@@ -13,7 +13,7 @@
 
 /* Only the pieces under test are linked: these are never reached. */
 struct sa_global sa_g;
-struct sa_gc_state sa_gc;	/* span.c keeps heap_inuse in it */
+struct sa_gc_state sa_gc;	/* mbitmap.c keeps heap_inuse in it */
 __thread struct sa_tcache *sa_tc;
 
 static const uint32_t page = SPANALLOC_PAGE_SIZE;
@@ -137,7 +137,7 @@ TEST(span_hands_out_every_object_once_in_order)
 		for (uint32_t i = 0; i < s->nelems; i++)
 			ASSERT_EQ(i, alloc_one(s));
 		ASSERT_EQ(s->nelems, alloc_one(s));
-		ASSERT_EQ(0, sa_span_sweep_full(s));
+		ASSERT_EQ(0, sa_span_reuse_freed(s));
 		/* counted at the refresh, not per object */
 		ASSERT_EQ(s->nelems, s->alloc_count);
 		ASSERT_EQ(s->nelems, s->taken);
@@ -157,7 +157,7 @@ TEST(full_span_reuses_exactly_what_was_freed)
 		;
 	for (uint32_t i = 0; i < n; i++)
 		free_one(s, freed[i]);
-	ASSERT_EQ(n, sa_span_sweep_full(s));
+	ASSERT_EQ(n, sa_span_reuse_freed(s));
 	EXPECT_EQ(s->nelems - n, s->alloc_count);
 	EXPECT_EQ(1, s->needzero);
 	for (uint32_t i = 0; i < n; i++)
@@ -352,7 +352,7 @@ TEST(first_free_after_full_return_adopts_exactly_once)
 
 	while (alloc_one(s) < s->nelems)
 		;
-	ASSERT_EQ(0, sa_span_sweep_full(s));
+	ASSERT_EQ(0, sa_span_reuse_freed(s));
 	/* published with no free pending: nobody holds it now */
 	ASSERT_FALSE(sa_span_publish_full(s));
 	EXPECT_EQ(1, sa_span_free(s, 5));	/* the first free adopts */
@@ -374,7 +374,7 @@ TEST(free_before_publishing_keeps_span_with_its_holder)
 
 	while (alloc_one(s) < s->nelems)
 		;
-	ASSERT_EQ(0, sa_span_sweep_full(s));
+	ASSERT_EQ(0, sa_span_reuse_freed(s));
 	EXPECT_EQ(0, sa_span_free(s, 1));	/* still held: no adoption */
 	EXPECT_TRUE(sa_span_publish_full(s));	/* so the holder keeps it */
 	EXPECT_EQ(0, sa_span_free(s, 2));
@@ -420,7 +420,7 @@ TEST(free_racing_a_full_publish_leaves_exactly_one_holder)
 
 		while (alloc_one(r.s) < r.s->nelems)
 			;
-		ASSERT_EQ(0, sa_span_sweep_full(r.s));
+		ASSERT_EQ(0, sa_span_reuse_freed(r.s));
 		atomic_store(&r.ready, 0);
 		atomic_store(&r.round, i);
 		while (atomic_load(&r.ready) < 1)
@@ -456,7 +456,7 @@ TEST(owner_frees_need_no_atomics_and_are_collected)
 	free_one(s, 10);				/* and one remote */
 	EXPECT_EQ(1ULL << 10, atomic_load(&s->free_bits[0]));	/* only remote frees are atomic */
 	EXPECT_EQ(1ULL << 9, s->local_free[0]);
-	EXPECT_EQ(2, sa_span_sweep_full(s));
+	EXPECT_EQ(2, sa_span_reuse_freed(s));
 	EXPECT_EQ(9, alloc_one(s));
 	EXPECT_EQ(10, alloc_one(s));
 	free(s);

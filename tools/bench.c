@@ -400,6 +400,31 @@ static double instructions_per_pair(size_t size, const char *impl)
 	return (double)(c[1] - c[0]) / ((double)(n2 - n1) * BATCH);
 }
 
+/* A wall-time table's header: its first columns, then one per allocator. */
+static void family_header(const struct impl *impls, const char *first, int mi)
+{
+	printf("%s", first);
+	for (int i = 0; i < nimpl; i++)
+		printf(" %16s", impls[i].name);
+	printf("   vs glibc%s\n", mi ? "  vs mimalloc" : "");
+}
+
+/*
+ * A wall-time row: the medians of runs[i][0..reps) in millions, with the
+ * ratios of the first allocator's to glibc's and mimalloc's, into r.
+ */
+static void family_row(double r[4], double runs[4][16], int mi)
+{
+	for (int i = 0; i < nimpl; i++) {
+		r[i] = median(runs[i], reps);
+		printf(" %14.2f M", r[i] / 1e6);
+	}
+	printf("   %7.2fx", r[0] / r[1]);
+	if (mi)
+		printf("  %10.2fx", r[0] / r[mi]);
+	printf("\n");
+}
+
 /*
  * Section 1: every size in sz, 1 thread and as many as CPUs, every
  * allocator of a family; BENCH names are alloc_free_<prefix><size>B.
@@ -412,10 +437,7 @@ static void small_objects(const struct impl *impls, const int *thr,
 
 	printf("== %s: alloc+free pairs per second (batches of %d), median of %d x %.1f s\n",
 	       title, BATCH, reps, secs_per_run);
-	printf("%-6s %-8s", "size", "threads");
-	for (int i = 0; i < nimpl; i++)
-		printf(" %16s", impls[i].name);
-	printf("   vs glibc%s\n", mi ? "  vs mimalloc" : "");
+	family_header(impls, "size   threads ", mi);
 	for (unsigned int z = 0; z < nsz; z++) {
 		for (unsigned int t = 0; t < 2; t++) {
 			double r[4] = { 0 }, runs[4][16];
@@ -427,14 +449,7 @@ static void small_objects(const struct impl *impls, const int *thr,
 				for (int i = 0; i < nimpl; i++)
 					runs[i][k] = alloc_free(&impls[i], sz[z], thr[t]);
 			printf("%-6zu %-8d", sz[z], thr[t]);
-			for (int i = 0; i < nimpl; i++) {
-				r[i] = median(runs[i], reps);
-				printf(" %14.1f M", r[i] / 1e6);
-			}
-			printf("   %7.2fx", r[0] / r[1]);
-			if (mi)
-				printf("  %10.2fx", r[0] / r[mi]);
-			printf("\n");
+			family_row(r, runs, mi);
 			snprintf(name, sizeof(name), "alloc_free_%s%zuB", prefix, sz[z]);
 			for (int i = 0; i < nimpl; i++)
 				printf("BENCH name=%s impl=%s threads=%d pairs_per_s=%.0f ratio_vs_glibc=%.3f\n",
@@ -611,10 +626,7 @@ static void cross_thread_frees(int ncpu)
 
 	printf("\n== free from another thread: one thread allocates 64 B objects, consumers free them;\n"
 	       "   objects per second, median of %d runs\n", reps);
-	printf("%-10s", "consumers");
-	for (int i = 0; i < nimpl; i++)
-		printf(" %16s", plain[i].name);
-	printf("   vs glibc%s\n", mi ? "  vs mimalloc" : "");
+	family_header(plain, "consumers ", mi);
 	for (int nc = 1; nc <= PC_MAX && nc < ncpu; nc += 2) {
 		double r[4] = { 0 }, runs[4][16];
 
@@ -622,14 +634,7 @@ static void cross_thread_frees(int ncpu)
 			for (int i = 0; i < nimpl; i++)
 				runs[i][k] = producer_consumer(&plain[i], nc, 200000 / nc);
 		printf("%-10d", nc);
-		for (int i = 0; i < nimpl; i++) {
-			r[i] = median(runs[i], reps);
-			printf(" %14.2f M", r[i] / 1e6);
-		}
-		printf("   %7.2fx", r[0] / r[1]);
-		if (mi)
-			printf("  %10.2fx", r[0] / r[mi]);
-		printf("\n");
+		family_row(r, runs, mi);
 		for (int i = 0; i < nimpl; i++)
 			printf("BENCH name=producer_consumer_64B impl=%s threads=%d objects_per_s=%.0f ratio_vs_glibc=%.3f\n",
 			       plain[i].name, nc + 1, r[i], r[i] / r[1]);

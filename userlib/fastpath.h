@@ -7,7 +7,7 @@
  * tail-calls the slow path its caller names, which starts over with safe
  * points kept (mimalloc's split of mi_malloc and _mi_malloc_generic). Small objects are counted by their spans, not here:
  * a span counts what it handed out and what its owner freed into it when
- * the owner refreshes it (span.c, mcache.c); tiny objects, which share
+ * the owner refreshes it (mbitmap.c, mcache.c); tiny objects, which share
  * blocks, are counted one by one. The one call a fast path makes is the
  * free of a tiny block its last object's free emptied. Safe points:
  * sa_fast_enter.

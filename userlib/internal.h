@@ -378,14 +378,15 @@ static inline uint16_t sa_spanclass_of(size_t size, bool noscan)
 	return sa_size_to_spanclass128[noscan][(size - 1024 + 127) >> 7];
 }
 
-/* span.c: allocation state of one span; no I/O, no locks. */
+/* mbitmap.c: allocation state of one span; no I/O, no locks. */
 void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 		   uint32_t npages, uint16_t spanclass, bool needzero);
 uint32_t sa_span_refresh(struct sa_uspan *s, uint32_t upto);
 void sa_span_take(struct sa_uspan *s);
 uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_taken_since(const struct sa_uspan *s);
-uint32_t sa_span_sweep_full(struct sa_uspan *s);
+uint32_t sa_span_local_frees(const struct sa_uspan *s);
+uint32_t sa_span_reuse_freed(struct sa_uspan *s);
 bool sa_span_settle(struct sa_uspan *s);
 bool sa_span_settle_forked(struct sa_uspan *s);
 void sa_span_restart(struct sa_uspan *s);

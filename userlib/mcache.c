@@ -81,6 +81,13 @@ void sa_tcache_harvest_tiny(struct sa_tcache *c)
 	c->tiny_freed_bytes = 0;
 }
 
+/* What s counted and its holder has not harvested, added to *taken, *freed. */
+static void sa_span_pending(const struct sa_uspan *s, uint64_t *taken, uint64_t *freed)
+{
+	*taken += s->taken;
+	*freed += s->freed_local + sa_span_local_frees(s);
+}
+
 /*
  * What c's spans counted and have not harvested: added to sum by
  * sa_get_stats on c's own thread, so that a thread sees its own
@@ -97,18 +104,12 @@ static void sa_tcache_pending(struct sa_tcache *c, struct sa_counters *sum)
 
 		if (sc == SA_TINY_SC)
 			continue;
-		for (struct sa_uspan *s = c->alloc[sc]; s; s = NULL) {
-			taken += s->taken + sa_span_taken_since(s);
-			freed += s->freed_local;
-			for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
-				freed += (uint64_t)__builtin_popcountll(s->local_free[w]);
+		if (c->alloc[sc]) {
+			taken += sa_span_taken_since(c->alloc[sc]);
+			sa_span_pending(c->alloc[sc], &taken, &freed);
 		}
-		for (struct sa_uspan *s = c->held[sc]; s; s = s->next) {
-			taken += s->taken;
-			freed += s->freed_local;
-			for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
-				freed += (uint64_t)__builtin_popcountll(s->local_free[w]);
-		}
+		for (struct sa_uspan *s = c->held[sc]; s; s = s->next)
+			sa_span_pending(s, &taken, &freed);
 		sum->allocated[sc] += taken;
 		sum->freed += freed;
 		sum->freed_bytes += freed * sa_classes[sc >> 1].size;
@@ -531,60 +532,43 @@ static uintptr_t sa_span_object(struct sa_uspan *s, uint32_t idx)
 }
 
 /*
- * The active span of class sc has no free object in its cache: find one
- * further in it, in what was freed into it, or in the next span. Returns an
- * object of what is c->alloc[sc] on return (not zeroed: the caller zeroes
- * it if it must and the span says needzero), or 0 with errno set.
+ * The active span s (if any) has nothing in its cache: the next free
+ * object further in it, or among what was freed into it meanwhile (a
+ * local sweep, no system call); 0 if it is used up.
  */
-uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
+static uintptr_t sa_refill_from_active(struct sa_tcache *c, struct sa_uspan *s)
 {
-	struct sa_uspan *s = c->alloc[sc], *h;
-	struct sa_retbatch b = { .n = 0 };
+	uint32_t idx;
+
+	if (sa_sweep_needed(s))
+		sa_sweep_held(s);	/* lazily: before any allocation from it */
+	idx = sa_span_next_free(s);
+	if (idx < s->nelems)
+		return sa_span_object(s, idx);
+	/* counted at each refresh: a span in use for ever counts too */
+	idx = sa_span_reuse_freed(s);
+	sa_tcache_harvest(c, s);
+	if (!idx)
+		return 0;
+	SA_STAT_ADD(c->st.local_sweeps, 1);
+	return sa_span_object(s, sa_span_next_free(s));
+}
+
+/*
+ * The next span of class sc from the kernel, made active, with b's returns
+ * in the same exchange; its first free object, or 0 with errno set.
+ */
+static uintptr_t sa_refill_from_kernel(struct sa_tcache *c, uint16_t sc, struct sa_retbatch *b)
+{
 	struct spanalloc_span d;
+	struct sa_uspan *s;
 	uint32_t idx, ngot;
 	int err;
 
-	sa_tcache_harvest_tiny(c);
-	if (s && sa_sweep_needed(s))
-		sa_sweep_held(s);	/* lazily: before any allocation from it */
-	if (s) {
-		idx = sa_span_next_free(s);
-		if (idx < s->nelems)
-			return sa_span_object(s, idx);
-		/* counted at each refresh: a span in use for ever counts too */
-		idx = sa_span_sweep_full(s);
-		sa_tcache_harvest(c, s);
-		if (idx) {
-			SA_STAT_ADD(c->st.local_sweeps, 1);
-			return sa_span_object(s, sa_span_next_free(s));
-		}
-	}
-	/*
-	 * A span kept aside that was freed into since: no system call. The
-	 * used-up one is kept aside in its place, as mimalloc keeps full
-	 * pages, so that the frees to come find their way back here too.
-	 */
-	h = sa_held_take(c, sc);
-	if (s) {
-		c->alloc[sc] = NULL;
-		sa_held_retire(c, s, &b);
-		sa_held_decay(c, &b);
-	}
-	if (h) {
-		c->alloc[sc] = h;
-		/* as for a span from the kernel: its free slots count as live */
-		sa_gc_note_alloc(c, (uint64_t)(h->nelems - h->alloc_count) * h->elemsize);
-		SA_STAT_ADD(c->st.local_sweeps, 1);
-		if (b.n) {	/* fewer held pages asked for, or spans kept too long */
-			sa_batch_add_adopted(c, &b, 0);
-			sa_batch_send(c, &b, 0, 0, NULL, &ngot);
-		}
-		return sa_span_object(h, sa_span_next_free(h));
-	}
 	if (sa_gc_on())
 		sa_sweep_help(c, 2);	/* sweep before growing, as Go does */
-	sa_batch_add_adopted(c, &b, 0);
-	err = sa_batch_send(c, &b, sc, 1, &d, &ngot);
+	sa_batch_add_adopted(c, b, 0);
+	err = sa_batch_send(c, b, sc, 1, &d, &ngot);
 	if (!ngot) {
 		errno = err ? -err : ENOMEM;
 		return 0;
@@ -602,6 +586,47 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 		abort();
 	}
 	return sa_span_object(s, idx);
+}
+
+/*
+ * The active span of class sc has no free object in its cache: find one
+ * further in it, in what was freed into it, in a span kept aside, or in
+ * the next span from the kernel. Returns an object of what is
+ * c->alloc[sc] on return (not zeroed: the caller zeroes it if it must and
+ * the span says needzero), or 0 with errno set.
+ */
+uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
+{
+	struct sa_uspan *s = c->alloc[sc], *h;
+	struct sa_retbatch b = { .n = 0 };
+	uintptr_t p;
+	uint32_t ngot;
+
+	sa_tcache_harvest_tiny(c);
+	if (s && (p = sa_refill_from_active(c, s)))
+		return p;
+	/*
+	 * A span kept aside that was freed into since: no system call. The
+	 * used-up one is kept aside in its place, as mimalloc keeps full
+	 * pages, so that the frees to come find their way back here too.
+	 */
+	h = sa_held_take(c, sc);
+	if (s) {
+		c->alloc[sc] = NULL;
+		sa_held_retire(c, s, &b);
+		sa_held_decay(c, &b);
+	}
+	if (!h)
+		return sa_refill_from_kernel(c, sc, &b);
+	c->alloc[sc] = h;
+	/* as for a span from the kernel: its free slots count as live */
+	sa_gc_note_alloc(c, (uint64_t)(h->nelems - h->alloc_count) * h->elemsize);
+	SA_STAT_ADD(c->st.local_sweeps, 1);
+	if (b.n) {	/* fewer held pages asked for, or spans kept too long */
+		sa_batch_add_adopted(c, &b, 0);
+		sa_batch_send(c, &b, 0, 0, NULL, &ngot);
+	}
+	return sa_span_object(h, sa_span_next_free(h));
 }
 
 struct sa_tcache *sa_tcache_create(void)

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * span: the allocation state of one span (struct sa_uspan, see internal.h):
- * finding free objects with allocBits, allocCache and freeindex as Go's
- * mbitmap.go does, and folding in the frees other threads recorded in
- * freeBits. Pure bit work: no system calls, no locks; callers hold the span.
+ * mbitmap: the allocation state of one span (struct sa_uspan, see
+ * internal.h), what Go's mbitmap.go holds: finding free objects with
+ * allocBits, allocCache and freeindex, folding in the frees recorded in
+ * localFree and freeBits, and the one-word protocol by which a free
+ * adopts a span returned FULL. Pure bit work: no system calls, no locks;
+ * callers hold the span.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +163,16 @@ uint32_t sa_span_taken_since(const struct sa_uspan *s)
 	return n;
 }
 
+/* The frees the holder made into s and has not taken in yet. */
+uint32_t sa_span_local_frees(const struct sa_uspan *s)
+{
+	uint32_t n = 0;
+
+	for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
+		n += (uint32_t)__builtin_popcountll(s->local_free[w]);
+	return n;
+}
+
 /* Counts what was handed out since the last call, before the bits change. */
 static void sa_span_account(struct sa_uspan *s)
 {
@@ -240,7 +252,7 @@ uint32_t sa_span_next_free(struct sa_uspan *s)
  * The holder used s up (freeindex == nelems): take in what was freed since
  * and start over if anything was. Returns the number of objects freed.
  */
-uint32_t sa_span_sweep_full(struct sa_uspan *s)
+uint32_t sa_span_reuse_freed(struct sa_uspan *s)
 {
 	uint32_t n = sa_span_refresh(s, s->nelems);
 
