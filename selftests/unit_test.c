@@ -78,12 +78,15 @@ static unsigned int cls_of(size_t size)
 
 static struct sa_uspan *fake_span(unsigned int cls, void **mem)
 {
-	struct sa_uspan *s = aligned_alloc(64, sizeof(*s));
+	uint8_t kind = sa_bits_kind(sa_classes[cls].nelems);
+	/* the record and its bitmaps in one block, as heap.c makes them */
+	struct sa_uspan *s = aligned_alloc(64, sizeof(*s) + SA_BITS_EXT(kind));
 	size_t len = sa_classes[cls].npages * page;
 
 	*mem = aligned_alloc(page, len);
 	/* records are reused: setup must not trust what the last span left */
-	memset(s, 0xa5, sizeof(*s));
+	memset(s, 0xa5, sizeof(*s) + SA_BITS_EXT(kind));
+	sa_span_bind_bits(s, kind, s + 1);
 	s->types = NULL;	/* released with the record (sa_uspan_release) */
 	s->tiny = NULL;
 	sa_span_setup(s, (uintptr_t)*mem, 1, sa_classes[cls].npages,
@@ -361,7 +364,7 @@ TEST(first_free_after_full_return_adopts_exactly_once)
 	EXPECT_EQ(0, atomic_load(&s->adoptable));
 	sa_span_settle(s);
 	EXPECT_EQ(62, s->alloc_count);
-	for (int w = 0; w < SA_BITWORDS; w++)	/* every free collected */
+	for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)	/* every free collected */
 		EXPECT_EQ(0, atomic_load(&s->free_bits[w]));
 	free(s);
 	free(mem);

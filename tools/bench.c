@@ -40,9 +40,10 @@
  *    instruction differs widely between kinds of code), so they
  *    complement the timings.
  *
- *   bench [--exchange|--instructions] [seconds per run, default 0.5]
+ *   bench [--exchange|--instructions|--metadata] [seconds per run, default 0.5]
  *         [runs per measurement, default 5]
- *         (--exchange: section 2 alone; --instructions: section 5 alone)
+ *         (--exchange: section 2 alone; --instructions: section 5 alone;
+ *         --metadata: section 6 alone)
  *   bench --pairs SIZE IMPL N    (N batches of 100 pairs with allocator IMPL)
  *
  * Each number is the median of its runs.
@@ -78,6 +79,7 @@ static double secs_per_run = 0.5;
 static int reps = 5;
 static int exchange_only;	/* --exchange: section 2 alone */
 static int instructions_only;	/* --instructions: section 5 alone */
+static int metadata_only;	/* --metadata: section 6 alone */
 static const size_t sizes[] = { 16, 32, 64, 128, 256 };
 
 static int cmp_double(const void *a, const void *b)
@@ -727,6 +729,10 @@ int main(int argc, char **argv)
 		instructions_only = 1;
 		argc--;
 		argv++;
+	} else if (argc > 1 && !strcmp(argv[1], "--metadata")) {
+		metadata_only = 1;
+		argc--;
+		argv++;
 	}
 	if (argc > 1)
 		secs_per_run = atof(argv[1]);
@@ -739,6 +745,10 @@ int main(int argc, char **argv)
 
 	if (instructions_only)
 		goto instructions;
+	if (metadata_only) {
+		metadata_report();
+		return 0;
+	}
 	if (!exchange_only) {
 		static const size_t tiny_sizes[] = { 8 };
 

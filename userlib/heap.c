@@ -263,43 +263,56 @@ void *sa_types_table_alloc(void)
  * SA_SPARE_BATCH at a time into the calling thread's spare list and go
  * back there first, so that getting a span or handing one back EMPTY takes
  * no lock in steady state (as Go's mheap serves pages from a per-P cache).
- * Only the tables some spans carry (tiny masks, pointer maps) still come
- * from and go to the pool under the lock. sa_pool_locked counts the times
- * the lock was taken for either (lib_test checks that it is rare).
+ * Pool and spare lists are per kind of bitmaps (internal.h): a record's
+ * bitmaps are made with it, so a span takes a record of its kind. Only the
+ * tables some spans carry (tiny masks, pointer maps) still come from and
+ * go to the pool under the lock. sa_pool_locked counts the times the lock
+ * was taken for either (lib_test checks that it is rare).
  */
 _Atomic uint64_t sa_pool_locked;
 
-/* Caller holds sa_g.lock: a record from the pool, growing it; NULL if none. */
-static struct sa_uspan *sa_pool_take(void)
+/*
+ * Caller holds sa_g.lock: a record of the kind from the pool, growing it
+ * by a chunk of records (and their bitmaps); NULL if none.
+ */
+static struct sa_uspan *sa_pool_take(uint8_t kind)
 {
 	struct sa_uspan *s;
 
-	if (!sa_g.free_uspans) {
+	if (!sa_g.free_uspans[kind]) {
 		uint32_t n = atomic_load(&sa_g.nchunks);
+		size_t ext = SA_BITS_EXT(kind);
 		struct sa_uspan *chunk;
+		char *bits = NULL;
 
 		chunk = n < sizeof(sa_chunks) / sizeof(sa_chunks[0]) ?
 			sa_meta_alloc(SA_META_CHUNK) : NULL;
+		if (chunk && ext && !(bits = sa_meta_alloc(SA_USPANS_PER_CHUNK * ext))) {
+			munmap(chunk, SA_META_CHUNK);
+			chunk = NULL;
+		}
 		if (!chunk)
 			return NULL;
+		sa_g.meta_mapped += SA_META_CHUNK + SA_USPANS_PER_CHUNK * ext;
 		for (size_t i = SA_USPANS_PER_CHUNK; i-- > 0;) {
-			chunk[i].next = sa_g.free_uspans;
-			sa_g.free_uspans = &chunk[i];
+			sa_span_bind_bits(&chunk[i], kind, bits ? bits + i * ext : NULL);
+			chunk[i].next = sa_g.free_uspans[kind];
+			sa_g.free_uspans[kind] = &chunk[i];
 		}
 		/* published last: walkers see only initialized records */
 		atomic_store_explicit(&sa_chunks[n], chunk, memory_order_release);
 		atomic_store_explicit(&sa_g.nchunks, n + 1, memory_order_release);
 	}
-	s = sa_g.free_uspans;
-	sa_g.free_uspans = s->next;
+	s = sa_g.free_uspans[kind];
+	sa_g.free_uspans[kind] = s->next;
 	return s;
 }
 
 /* Caller holds sa_g.lock. */
 static void sa_pool_put(struct sa_uspan *s)
 {
-	s->next = sa_g.free_uspans;
-	sa_g.free_uspans = s;
+	s->next = sa_g.free_uspans[s->kind];
+	sa_g.free_uspans[s->kind] = s;
 }
 
 static void sa_pool_lock(void)
@@ -308,28 +321,37 @@ static void sa_pool_lock(void)
 	atomic_fetch_add_explicit(&sa_pool_locked, 1, memory_order_relaxed);
 }
 
+/* The kind of record spans of the class take (class 0: one large object). */
+static uint8_t sa_spanclass_kind(uint16_t spanclass)
+{
+	uint32_t nelems = sa_classes[spanclass >> 1].nelems;
+
+	return sa_bits_kind(nelems ? nelems : 1);
+}
+
 struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
 {
+	uint8_t kind = sa_spanclass_kind(spanclass);
 	struct sa_tcache *c = sa_tc;
 	struct sa_uspan *s = NULL;
 	bool locked = false;
 
-	if (c && c->spare) {
-		s = c->spare;
-		c->spare = s->next;
-		c->nspare--;
+	if (c && c->spare[kind]) {
+		s = c->spare[kind];
+		c->spare[kind] = s->next;
+		c->nspare[kind]--;
 	} else {
 		sa_pool_lock();
 		locked = true;
-		s = sa_pool_take();
+		s = sa_pool_take(kind);
 		for (uint32_t i = 1; c && s && i < SA_SPARE_BATCH; i++) {
-			struct sa_uspan *x = sa_pool_take();
+			struct sa_uspan *x = sa_pool_take(kind);
 
 			if (!x)
 				break;
-			x->next = c->spare;
-			c->spare = x;
-			c->nspare++;
+			x->next = c->spare[kind];
+			c->spare[kind] = x;
+			c->nspare[kind]++;
 		}
 		if (!s)
 			goto out;
@@ -356,11 +378,13 @@ out:
 void sa_uspan_release(struct sa_uspan *s)
 {
 	struct sa_tcache *c = sa_tc;
+	uint8_t k = s->kind;
 
 	atomic_store_explicit(&s->where, SA_WHERE_NONE, memory_order_release);
 	sa_gc_note_inuse(-(int64_t)((uint64_t)s->npages << SA_PAGE_SHIFT));
-	atomic_fetch_sub_explicit(&sa_g.records_inuse, 1, memory_order_relaxed);
-	if (s->types || s->tiny || !c || c->nspare >= SA_SPARE_MAX) {
+	atomic_fetch_sub_explicit(&sa_g.meta_inuse, sizeof(*s) + SA_BITS_EXT(k),
+				  memory_order_relaxed);
+	if (s->types || s->tiny || !c || c->nspare[k] >= SA_SPARE_MAX) {
 		sa_pool_lock();
 		if (s->types) {
 			sa_block_put(&sa_g.free_types, s->types);
@@ -373,14 +397,14 @@ void sa_uspan_release(struct sa_uspan *s)
 			s->tiny = NULL;
 		}
 		/* a full spare list goes back to half, with this record */
-		while (c && c->nspare > SA_SPARE_MAX / 2) {
-			struct sa_uspan *x = c->spare;
+		while (c && c->nspare[k] > SA_SPARE_MAX / 2) {
+			struct sa_uspan *x = c->spare[k];
 
-			c->spare = x->next;
-			c->nspare--;
+			c->spare[k] = x->next;
+			c->nspare[k]--;
 			sa_pool_put(x);
 		}
-		if (!c || c->nspare >= SA_SPARE_MAX) {
+		if (!c || c->nspare[k] >= SA_SPARE_MAX) {
 			sa_pool_put(s);
 			s = NULL;
 		}
@@ -388,21 +412,23 @@ void sa_uspan_release(struct sa_uspan *s)
 		if (!s)
 			return;
 	}
-	s->next = c->spare;
-	c->spare = s;
-	c->nspare++;
+	s->next = c->spare[k];
+	c->spare[k] = s;
+	c->nspare[k]++;
 }
 
 /* c's spare records back to the pool (its thread leaves). Caller holds sa_g.lock. */
 void sa_uspan_return_spares(struct sa_tcache *c)
 {
-	while (c->spare) {
-		struct sa_uspan *s = c->spare;
+	for (uint8_t k = 0; k < SA_BITS_KINDS; k++) {
+		while (c->spare[k]) {
+			struct sa_uspan *s = c->spare[k];
 
-		c->spare = s->next;
-		sa_pool_put(s);
+			c->spare[k] = s->next;
+			sa_pool_put(s);
+		}
+		c->nspare[k] = 0;
 	}
-	c->nspare = 0;
 }
 
 void sa_pagemap_set(struct sa_uspan *s, struct sa_uspan *val)
@@ -570,12 +596,11 @@ int sa_kernel_stats(struct spanalloc_stats *st,
 int sa_get_meta_stats(struct sa_meta_stats *m, size_t size)
 {
 	struct sa_meta_stats st = { 0 };
-	uint64_t records, caches = 0;
+	uint64_t caches = 0;
 
 	if (sa_init())
 		return -1;
-	records = atomic_load_explicit(&sa_g.records_inuse, memory_order_relaxed);
-	st.span_records = records * sizeof(struct sa_uspan);
+	st.span_records = atomic_load_explicit(&sa_g.meta_inuse, memory_order_relaxed);
 	st.span_bytes = atomic_load_explicit(&sa_gc.heap_inuse, memory_order_relaxed);
 	st.page_map = st.span_bytes / SA_PAGE_SIZE * sizeof(*sa_g.pagemap);
 	pthread_mutex_lock(&sa_g.lock);
@@ -583,8 +608,7 @@ int sa_get_meta_stats(struct sa_meta_stats *m, size_t size)
 	st.type_maps = sa_g.type_tables * SA_TYPES_TABLE;
 	for (struct sa_tcache *c = sa_g.caches; c; c = c->next)
 		caches++;
-	st.mapped = (uint64_t)atomic_load(&sa_g.nchunks) * SA_META_CHUNK +
-		    sa_g.table_chunks * SA_META_CHUNK;
+	st.mapped = sa_g.meta_mapped + sa_g.table_chunks * SA_META_CHUNK;
 	pthread_mutex_unlock(&sa_g.lock);
 	st.thread_caches = caches * sizeof(struct sa_tcache);
 	st.mapped += st.thread_caches;

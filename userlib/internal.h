@@ -67,7 +67,6 @@
 #define SA_PAGE_SHIFT	SPANALLOC_PAGE_SHIFT
 #define SA_PAGE_SIZE	((uintptr_t)1 << SA_PAGE_SHIFT)
 #define SA_NSC		SPANALLOC_NUM_SPANCLASSES
-#define SA_BITWORDS	(SPANALLOC_MAX_NELEMS / 64)
 #define SA_TINY_SIZE	16
 #define SA_TINY_SC	SPANALLOC_SPANCLASS(2, 1)	/* 16 B noscan */
 #define SA_MAX_BATCH	32
@@ -93,27 +92,47 @@
 #define sa_likely(x)	__builtin_expect(!!(x), 1)
 #define sa_unlikely(x)	__builtin_expect(!!(x), 0)
 
+/*
+ * A record's four bitmaps (allocBits, localFree, freeBits, markBits) are as
+ * long as its kind allows: SA_BITS_CAP words each. Kind 0, one word (64
+ * objects: every size class from 128 bytes, and large objects), keeps them
+ * in the record; the others in an extension of SA_BITS_EXT bytes made with
+ * the record. Both are fixed for the record's life (sa_span_bind_bits), so
+ * that a record is 256 bytes, not the 704 four 1024-bit maps took, and
+ * only the classes under 128 bytes pay for longer ones.
+ */
+#define SA_BITS_KINDS	4
+static const uint8_t sa_bits_cap[SA_BITS_KINDS] = { 1, 4, 8, 16 };
+
+/* The kind of record a span of nelems objects takes. */
+static inline uint8_t sa_bits_kind(uint32_t nelems)
+{
+	uint32_t w = (nelems + 63) / 64;
+
+	return w <= 1 ? 0 : w <= 4 ? 1 : w <= 8 ? 2 : 3;
+}
+
+/*
+ * An extension's bytes: the holder's two maps, then the two others write
+ * (free and mark bits) from a cache line of their own.
+ */
+static inline size_t sa_bits_half(uint8_t kind)
+{
+	return ((size_t)sa_bits_cap[kind] * 16 + 63) & ~(size_t)63;
+}
+#define SA_BITS_EXT(kind)	((kind) ? 2 * sa_bits_half(kind) : 0)
+
 struct sa_uspan {
 	/*
 	 * The fast paths' fields first, in one cache line: allocation reads
 	 * and writes alloc_cache and freeindex (the holder's), free reads the
-	 * fixed fields and fast_owner.
+	 * fixed fields, fast_owner and local_free.
 	 */
 	uintptr_t base;			/* fixed while the span lives */
 	uint64_t alloc_cache;		/* the holder's: see "Who holds a span" */
 	/* fixed: UINT64_MAX / elemsize + 1, the free's divide (sa_span_exact) */
 	uint64_t divmul;
-	uint32_t freeindex;		/* the holder's */
-	uint32_t elemsize;		/* fixed */
-	uint32_t nelems;		/* fixed */
-	uint32_t divmagic;		/* fixed */
-	uint16_t spanclass;		/* fixed */
-	uint8_t needzero;		/* the holder's: objects may hold old data */
-	/*
-	 * Set while the span is small, not tiny and has no types table: its
-	 * owner's frees can take the fast path. The holder's.
-	 */
-	uint8_t fastfree;
+	uint64_t *local_free;		/* fixed with the record */
 	/*
 	 * The cache whose active or held span this is, or NULL. Only that
 	 * thread writes it; others read it only to see that it is not theirs.
@@ -124,11 +143,26 @@ struct sa_uspan {
 	 * fast free's one test for both.
 	 */
 	_Atomic(struct sa_tcache *) fast_owner;
+	uint32_t freeindex;		/* the holder's */
+	uint32_t elemsize;		/* fixed */
+	uint32_t nelems;		/* fixed */
+	uint16_t spanclass;		/* fixed */
+	uint8_t needzero;		/* the holder's: objects may hold old data */
+	/*
+	 * Set while the span is small, not tiny and has no types table: its
+	 * owner's frees can take the fast path. The holder's.
+	 */
+	uint8_t fastfree;
 
-	/* Fixed while the span lives. */
+	/* Fixed while the span lives, or with the record. */
 	uint64_t handle;
-	uint32_t npages;
+	uint64_t *alloc_bits;
+	_Atomic uint64_t *free_bits, *mark_bits;
 	_Atomic(uint32_t) *tiny;	/* tiny spans: a block mask per object */
+	/* typed objects: types[i] is object i's pointer map, or NULL (gc.h) */
+	const struct sa_type **types;
+	uint32_t npages;
+	uint32_t divmagic;
 
 	/* The holder's: see "Who holds a span". */
 	/*
@@ -145,24 +179,21 @@ struct sa_uspan {
 	struct sa_uspan *prev;		/* holder's held list */
 	uint32_t held_gc;		/* collections when it was kept aside */
 	uint32_t held_ms;		/* and the time, sa_coarse_ms() */
-	uint64_t alloc_bits[SA_BITWORDS];
-	uint64_t local_free[SA_BITWORDS];
+	uint8_t kind;			/* of its bitmaps, fixed with the record */
+	uint64_t inl_holder[2];		/* kind 0: allocBits, localFree */
 
 	/* Written by any thread: kept off the holder's cache lines. */
-	_Alignas(64) _Atomic uint64_t free_bits[SA_BITWORDS];
+	_Alignas(64) _Atomic uint64_t inl_remote[2];	/* kind 0: freeBits, markBits */
 	_Atomic uint32_t adoptable;	/* see "Who holds a span" */
-
 	/*
 	 * Collector state (gc.h). where says who holds the span, for the
 	 * sweeper's benefit (SA_WHERE_*); sweepgen is Go's: sa_gc.sweepgen - 2
 	 * unswept, - 1 being swept, equal swept. mark_bits are set by markers
 	 * with atomic OR while the world is stopped and become allocBits when
-	 * the span is swept. types[i] is object i's pointer map, or NULL.
+	 * the span is swept.
 	 */
 	_Atomic uint32_t sweepgen;
 	_Atomic uint8_t where;
-	const struct sa_type **types;
-	_Atomic uint64_t mark_bits[SA_BITWORDS];
 };
 
 enum {
@@ -229,9 +260,9 @@ struct sa_tcache {
 	struct sa_uspan *adopted;	/* spans to hand back, list */
 	/* held spans a collection took from idle threads, to hand back */
 	struct sa_uspan *decayed;
-	/* free span records kept for the next spans (heap.c: no lock) */
-	struct sa_uspan *spare;
-	uint32_t nspare;
+	/* free span records kept for the next spans, per kind (heap.c: no lock) */
+	struct sa_uspan *spare[SA_BITS_KINDS];
+	uint32_t nspare[SA_BITS_KINDS];
 	uint32_t nadopted;
 	struct sa_counters st;
 	struct sa_tcache *prev, *next;	/* all caches, under sa_g.lock */
@@ -293,14 +324,15 @@ struct sa_global {
 	struct sa_tcache *caches;
 	struct sa_counters dead;	/* counters of exited threads */
 	_Atomic uint32_t held_pages;	/* sa_set_held_pages() */
-	struct sa_uspan *free_uspans;
+	struct sa_uspan *free_uspans[SA_BITS_KINDS];	/* per kind */
 	void *free_tiny;		/* free tiny mask tables, chained */
 	void *free_types;		/* free type tables, chained */
 	_Atomic uint32_t nchunks;		/* chunks in sa_chunks */
 	/* what sa_get_meta_stats() reports */
-	_Atomic uint64_t records_inuse;	/* span records set up and not released */
+	_Atomic uint64_t meta_inuse;	/* bytes of records (and bitmaps) in use */
 	uint64_t tiny_tables, type_tables;	/* in use, under lock */
 	uint64_t table_chunks;		/* mapped for both, under lock */
+	uint64_t meta_mapped;		/* bytes of record chunks, under lock */
 };
 
 #define SA_USPANS_PER_CHUNK	(SA_META_CHUNK / sizeof(struct sa_uspan))
@@ -379,6 +411,7 @@ static inline uint16_t sa_spanclass_of(size_t size, bool noscan)
 }
 
 /* mbitmap.c: allocation state of one span; no I/O, no locks. */
+void sa_span_bind_bits(struct sa_uspan *s, uint8_t kind, void *ext);
 void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 		   uint32_t npages, uint16_t spanclass, bool needzero);
 uint32_t sa_span_refresh(struct sa_uspan *s, uint32_t upto);

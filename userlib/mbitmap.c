@@ -12,9 +12,34 @@
 #include <string.h>
 #include "internal.h"
 
+_Static_assert(SPANALLOC_MAX_NELEMS <= 16 * 64, "the longest bitmaps hold every object");
+
+/*
+ * Points s's bitmaps at its own words (kind 0) or at ext, SA_BITS_EXT(kind)
+ * bytes aligned to a cache line, for the record's whole life.
+ */
+void sa_span_bind_bits(struct sa_uspan *s, uint8_t kind, void *ext)
+{
+	uint32_t cap = sa_bits_cap[kind];
+
+	s->kind = kind;
+	if (!kind) {
+		s->alloc_bits = &s->inl_holder[0];
+		s->local_free = &s->inl_holder[1];
+		s->free_bits = &s->inl_remote[0];
+		s->mark_bits = &s->inl_remote[1];
+		return;
+	}
+	s->alloc_bits = ext;
+	s->local_free = s->alloc_bits + cap;
+	s->free_bits = (_Atomic uint64_t *)((char *)ext + sa_bits_half(kind));
+	s->mark_bits = s->free_bits + cap;
+}
+
 void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 		   uint32_t npages, uint16_t spanclass, bool needzero)
 {
+	uint32_t words;
 	const struct spanalloc_class *ci = &sa_classes[spanclass >> 1];
 
 	s->base = base;
@@ -40,21 +65,28 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	s->needzero = needzero;
 	s->fastfree = spanclass >= 2 && spanclass != SA_TINY_SC;
 	s->next = NULL;
-	memset(s->alloc_bits, 0, sizeof(s->alloc_bits));
-	memset(s->local_free, 0, sizeof(s->local_free));
-	s->alloc_cache = sa_span_word_cache(s, 0);
-	sa_span_set_owner(s, NULL);
-	atomic_store_explicit(&s->adoptable, 0, memory_order_relaxed);
-	for (int w = 0; w < SA_BITWORDS; w++) {
+	words = (s->nelems + 63) / 64;
+	if (words > sa_bits_cap[s->kind]) {
+		fprintf(stderr, "spanalloc: a record for %u objects given a span of %u; aborting\n",
+			sa_bits_cap[s->kind] * 64, s->nelems);
+		abort();
+	}
+	for (uint32_t w = 0; w < words; w++) {
+		s->alloc_bits[w] = 0;
+		s->local_free[w] = 0;
 		atomic_store_explicit(&s->free_bits[w], 0, memory_order_relaxed);
 		atomic_store_explicit(&s->mark_bits[w], 0, memory_order_relaxed);
 	}
+	s->alloc_cache = sa_span_word_cache(s, 0);
+	sa_span_set_owner(s, NULL);
+	atomic_store_explicit(&s->adoptable, 0, memory_order_relaxed);
 	/* a new span has nothing to sweep */
 	atomic_store_explicit(&s->sweepgen,
 			      atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed),
 			      memory_order_relaxed);
 	sa_gc_note_inuse((int64_t)((uint64_t)npages << SA_PAGE_SHIFT));
-	atomic_fetch_add_explicit(&sa_g.records_inuse, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sa_g.meta_inuse, sizeof(*s) + SA_BITS_EXT(s->kind),
+				  memory_order_relaxed);
 }
 
 void sa_span_bad_free(const struct sa_uspan *s, const void *p, const char *what)

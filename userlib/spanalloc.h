@@ -173,7 +173,7 @@ int sa_get_stats(struct sa_stats *st);
  * / span_bytes is the share of a span its record takes.
  */
 struct sa_meta_stats {
-	uint64_t span_records;	/* a record per span in use */
+	uint64_t span_records;	/* a record per span in use, with its bitmaps */
 	uint64_t span_bytes;	/* the spans in use, large ones included */
 	uint64_t tiny_masks;	/* the block masks of tiny spans */
 	uint64_t type_maps;	/* the pointer maps of spans with typed objects */
