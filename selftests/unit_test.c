@@ -468,23 +468,26 @@ TEST(owner_frees_need_no_atomics_and_are_collected)
 
 TEST(tiny_blocks_carve_and_release)
 {
-	_Atomic(uint32_t) m = sa_tiny_fresh();
+	_Atomic(sa_tiny_mask) m = sa_tiny_fresh();
 	uint32_t freed = 7;
 
-	/* 3 bytes at 0, 4 at 4 (aligned), 8 at 8 */
-	ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, 3));
-	ASSERT_EQ(0, sa_tiny_carve(&m, 3, 4, 4));
-	EXPECT_EQ(3, sa_tiny_usable(m, 0));
+	/* 3 bytes (carved as 4) at 0, 4 at 4 (aligned), 8 at 8 */
+	EXPECT_EQ(4, sa_tiny_round(3));
+	ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, 4));
+	ASSERT_EQ(0, sa_tiny_carve(&m, 4, 4, 4));
+	EXPECT_EQ(4, sa_tiny_usable(m, 0));
 	EXPECT_EQ(4, sa_tiny_usable(m, 4));
-	EXPECT_EQ(0, sa_tiny_usable(m, 3));	/* padding */
+	EXPECT_EQ(0, sa_tiny_usable(m, 2));	/* inside an object */
+	EXPECT_EQ(0, sa_tiny_usable(m, 5));	/* odd: never a start */
 	ASSERT_EQ(0, sa_tiny_carve(&m, 8, 8, 8));
 	EXPECT_EQ(8, sa_tiny_usable(m, 8));
-	EXPECT_EQ(0, sa_tiny_release(&m, 3, &freed));	/* nothing starts there */
+	EXPECT_EQ(0, sa_tiny_release(&m, 2, &freed));	/* nothing starts there */
+	EXPECT_EQ(0, sa_tiny_release(&m, 3, &freed));
 	EXPECT_EQ(0, sa_tiny_release(&m, 16, &freed));	/* nor past the block */
 	ASSERT_EQ(4, sa_tiny_release(&m, 4, &freed));	/* its size */
 	EXPECT_EQ(0, freed);
 	EXPECT_EQ(0, sa_tiny_release(&m, 4, &freed));	/* double free */
-	ASSERT_EQ(3, sa_tiny_release(&m, 0, &freed));
+	ASSERT_EQ(4, sa_tiny_release(&m, 0, &freed));
 	EXPECT_EQ(0, freed);
 	ASSERT_EQ(8, sa_tiny_release(&m, 8, &freed));
 	EXPECT_EQ(1, freed);	/* block full, so no pseudo-object: empty */
@@ -494,28 +497,35 @@ TEST(tiny_blocks_carve_and_release)
 TEST(tiny_block_started_carved_equals_carving_a_fresh_one)
 {
 	for (uint32_t size = 1; size < 16; size++) {
-		_Atomic(uint32_t) m = sa_tiny_fresh();
+		_Atomic(sa_tiny_mask) m = sa_tiny_fresh();
+		uint32_t carved = sa_tiny_round(size), freed = 7;
 
-		ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, size));
-		EXPECT_EQ((uint32_t)m, sa_tiny_carved(size));
+		ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, carved));
+		EXPECT_EQ((sa_tiny_mask)m, sa_tiny_carved(carved));
+		EXPECT_EQ(carved, sa_tiny_usable(m, 0));
+		/* the object, then the rest: the block empties */
+		EXPECT_EQ(carved, sa_tiny_release(&m, 0, &freed));
+		if (carved < 16)
+			EXPECT_EQ(16 - carved, sa_tiny_release(&m, carved, &freed));
+		EXPECT_EQ(1, freed);
 	}
 }
 
 TEST(tiny_block_outlives_its_objects_while_being_carved)
 {
-	_Atomic(uint32_t) m = sa_tiny_fresh();
+	_Atomic(sa_tiny_mask) m = sa_tiny_fresh();
 	uint32_t freed = 7;
 
-	ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, 5));
-	ASSERT_EQ(5, sa_tiny_release(&m, 0, &freed));
-	EXPECT_EQ(0, freed);	/* the unused rest [5, 16) still holds it */
-	ASSERT_EQ(0, sa_tiny_carve(&m, 5, 5, 1));
-	EXPECT_EQ(1, sa_tiny_usable(m, 5));
-	ASSERT_EQ(10, sa_tiny_release(&m, 6, &freed));	/* retire the rest */
+	ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, 6));
+	ASSERT_EQ(6, sa_tiny_release(&m, 0, &freed));
+	EXPECT_EQ(0, freed);	/* the unused rest [6, 16) still holds it */
+	ASSERT_EQ(0, sa_tiny_carve(&m, 6, 6, 2));
+	EXPECT_EQ(2, sa_tiny_usable(m, 6));
+	ASSERT_EQ(8, sa_tiny_release(&m, 8, &freed));	/* retire the rest */
 	EXPECT_EQ(0, freed);
-	ASSERT_EQ(1, sa_tiny_release(&m, 5, &freed));
+	ASSERT_EQ(2, sa_tiny_release(&m, 6, &freed));
 	EXPECT_EQ(1, freed);
-	EXPECT_EQ(0, (uint32_t)m);
+	EXPECT_EQ(0, (sa_tiny_mask)m);
 }
 
 /*

@@ -43,17 +43,18 @@ static inline size_t sa_round_small(size_t size)
 }
 
 /*
- * A tiny object (noscan, 1 to 15 bytes) carved from c's current block, or
- * from a new block when the current one is used up, or NULL when the slow
+ * A tiny object (noscan, 1 to 15 bytes, rounded up to 2) carved from c's
+ * current block, or from a new block when the current one is used up, or
+ * NULL when the slow
  * path must do it: the current block has room but not enough (its rest
  * must be released), c has no tiny span with a free block, or the mask is
  * not as c left it (the slow path reports that). A block is zeroed when it
  * starts. "No block" is tiny 0 with tiny_off at the end.
  */
 static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache *c,
-								uint32_t sz)
+								uint32_t size)
 {
-	uint32_t fill = c->tiny_off, off = sa_tiny_align(fill, sz), idx;
+	uint32_t sz = sa_tiny_round(size), fill = c->tiny_off, off = sa_tiny_align(fill, sz), idx;
 	uintptr_t block = c->tiny;
 	struct sa_uspan *s;
 

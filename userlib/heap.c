@@ -210,7 +210,7 @@ static void *sa_meta_alloc(size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-#define SA_TINY_TABLE	(SPANALLOC_PAGE_SIZE / SA_TINY_SIZE * sizeof(uint32_t))
+#define SA_TINY_TABLE	(SPANALLOC_PAGE_SIZE / SA_TINY_SIZE * sizeof(sa_tiny_mask))
 
 /*
  * Tables that come and go with span records (tiny block masks; pointer

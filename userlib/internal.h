@@ -57,6 +57,7 @@
 #include <sys/types.h>
 #include <time.h>
 #include "spanalloc.h"
+#include "tiny.h"	/* the 16-byte block masks */
 
 /*
  * Everything declared from here on is the library's own: hidden, so that
@@ -158,7 +159,7 @@ struct sa_uspan {
 	uint64_t handle;
 	uint64_t *alloc_bits;
 	_Atomic uint64_t *free_bits, *mark_bits;
-	_Atomic(uint32_t) *tiny;	/* tiny spans: a block mask per object */
+	_Atomic(sa_tiny_mask) *tiny;	/* tiny spans: a block mask per object */
 	/* typed objects: types[i] is object i's pointer map, or NULL (gc.h) */
 	const struct sa_type **types;
 	uint32_t npages;
@@ -249,7 +250,7 @@ struct sa_tcache {
 	uint32_t decay_ms;		/* when held spans were last looked at */
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
-	_Atomic(uint32_t) *tiny_mask;	/* its mask (tiny.h) */
+	_Atomic(sa_tiny_mask) *tiny_mask;	/* its mask (tiny.h) */
 	/*
 	 * Tiny objects the fast paths carved and freed: plain counters only
 	 * this thread writes (one add each), taken into st at each refill and
@@ -564,7 +565,6 @@ sa_span_object_at(const struct sa_uspan *s, uintptr_t v, uint32_t *idx, uintptr_
 	return true;
 }
 
-#include "tiny.h"	/* the 16-byte block masks */
 
 /* heap.c: the device, the page map, the pools. */
 int sa_heap_init(void);

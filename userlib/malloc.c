@@ -161,14 +161,14 @@ void sa_tiny_retire(struct sa_tcache *c)
 
 static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 {
-	uint32_t sz = size ? (uint32_t)size : 1, idx;
+	uint32_t sz = size ? (uint32_t)size : 1, carved = sa_tiny_round(sz), idx;
 	struct sa_uspan *s;
 	uintptr_t p;
 	void *obj = sa_fast_tiny(c, sz);
 
 	if (obj)
 		return obj;
-	if (c->tiny && sa_tiny_align(c->tiny_off, sz) + sz <= SA_TINY_SIZE) {
+	if (c->tiny && sa_tiny_align(c->tiny_off, carved) + carved <= SA_TINY_SIZE) {
 		/* room, yet no carve: the rest of the block was freed */
 		s = sa_tiny_span(c->tiny, &idx);
 		sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),

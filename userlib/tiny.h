@@ -5,14 +5,17 @@
  *
  * Go packs several small noscan objects into one 16-byte block and frees
  * the block only when the collector finds no pointer into it. Here objects
- * can also be freed one by one, so each block has a 32-bit mask:
- *   bit o      (0-15)  an object (live) starts at byte o
- *   bit 16 + o (16-31) an object ends at byte o (its last byte)
+ * can also be freed one by one, so each block has a 16-bit mask over its
+ * eight 2-byte units (tiny objects are rounded up to 2 bytes, so that a
+ * span's masks take 1 KiB, 1/8 of it, not 2):
+ *   bit u      (0-7)   an object (live) starts at unit u (byte 2u)
+ *   bit 8 + u  (8-15)  an object ends in unit u (its last byte)
  * While a thread is still carving the block, the part not handed out yet
- * is a pseudo-object from the fill offset to byte 15, so the block cannot
- * become empty under the carving thread. The block (one 16-byte object of
- * its span) is freed when the mask becomes 0: by the last object's free,
- * or by the thread retiring the block, whichever comes last.
+ * is a pseudo-object from the fill offset to the block's end, so the
+ * block cannot become empty under the carving thread. The block (one
+ * 16-byte object of its span) is freed when the mask becomes 0: by the
+ * last object's free, or by the thread retiring the block, whichever
+ * comes last. Offsets and sizes below are in bytes, and even.
  *
  * The masks are updated with compare-and-swap: the carving thread and
  * freeing threads may touch one block at once. All inline: the fast paths
@@ -22,15 +25,25 @@
 #define SPANALLOC_TINY_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
-#define SA_TINY_START(o)	(1U << (o))
-#define SA_TINY_END(o)	(1U << (16 + (o)))
+typedef uint16_t sa_tiny_mask;
+
+/* An object starts at byte o; an object's last byte is byte o. */
+#define SA_TINY_START(o)	((sa_tiny_mask)(1U << ((o) / 2)))
+#define SA_TINY_END(o)	((sa_tiny_mask)(1U << (8 + (o) / 2)))
+
+/* A tiny object's size as carved: size (1 to 15) rounded up to 2 bytes. */
+static inline uint32_t sa_tiny_round(uint32_t size)
+{
+	return (size + 1) & ~1U;
+}
 
 /*
- * Where an object of size bytes (1 to 15) starts in a block filled up to
- * fill: aligned as Go does, to the largest of 8, 4 and 2 dividing the size
- * (its lowest set bit, at most 8 below 16).
+ * Where an object of size bytes (rounded: 2 to 16) starts in a block
+ * filled up to fill: aligned as Go does, to the largest of 8, 4 and 2
+ * dividing the size (its lowest set bit; 16 only fits an empty block).
  */
 static inline uint32_t sa_tiny_align(uint32_t fill, uint32_t size)
 {
@@ -40,15 +53,21 @@ static inline uint32_t sa_tiny_align(uint32_t fill, uint32_t size)
 }
 
 /* A new block: all of it is the pseudo-object [0, 16). */
-static inline uint32_t sa_tiny_fresh(void)
+static inline sa_tiny_mask sa_tiny_fresh(void)
 {
 	return SA_TINY_START(0) | SA_TINY_END(15);
 }
 
-/* A new block with its first object, [0, size), carved. */
-static inline uint32_t sa_tiny_carved(uint32_t size)
+/* The pseudo-object that follows an object ending at byte end, if any. */
+static inline sa_tiny_mask sa_tiny_rest(uint32_t end)
 {
-	return SA_TINY_START(0) | SA_TINY_END(size - 1) | SA_TINY_START(size) | SA_TINY_END(15);
+	return end < 16 ? SA_TINY_START(end) : 0;
+}
+
+/* A new block with its first object, [0, size), carved. */
+static inline sa_tiny_mask sa_tiny_carved(uint32_t size)
+{
+	return SA_TINY_START(0) | SA_TINY_END(size - 1) | sa_tiny_rest(size) | SA_TINY_END(15);
 }
 
 /*
@@ -56,25 +75,30 @@ static inline uint32_t sa_tiny_carved(uint32_t size)
  * (fill <= off, off + size <= 16). Bytes [fill, off) are alignment padding.
  * Returns -1 if the pseudo-object is gone (a stray free named it).
  */
-static inline int sa_tiny_carve(_Atomic(uint32_t) *m, uint32_t fill, uint32_t off,
+static inline int sa_tiny_carve(_Atomic(sa_tiny_mask) *m, uint32_t fill, uint32_t off,
 				uint32_t size)
 {
-	uint32_t old = atomic_load_explicit(m, memory_order_relaxed), new;
+	sa_tiny_mask old = atomic_load_explicit(m, memory_order_relaxed), new;
 
 	do {
 		if (!(old & SA_TINY_START(fill)))
 			return -1;
-		new = (old & ~SA_TINY_START(fill)) | SA_TINY_START(off) | SA_TINY_END(off + size - 1);
-		if (off + size < 16)
-			new |= SA_TINY_START(off + size);
+		new = (sa_tiny_mask)((old & ~SA_TINY_START(fill)) | SA_TINY_START(off) |
+				     SA_TINY_END(off + size - 1) | sa_tiny_rest(off + size));
 	} while (!atomic_compare_exchange_weak(m, &old, new));
 	return 0;
 }
 
-/* The end byte of the object starting at off in mask m. */
-static inline uint32_t sa_tiny_end(uint32_t m, uint32_t off)
+/* The size of the object starting at off in mask m (which must start one). */
+static inline uint32_t sa_tiny_size(sa_tiny_mask m, uint32_t off)
 {
-	return off + (uint32_t)__builtin_ctz(m >> (16 + off));
+	return 2 * (1 + (uint32_t)__builtin_ctz((uint32_t)m >> (8 + off / 2)));
+}
+
+/* Whether an object starts at off in m: an even offset in the block, marked. */
+static inline bool sa_tiny_starts(sa_tiny_mask m, uint32_t off)
+{
+	return off < 16 && !(off & 1) && (m & SA_TINY_START(off));
 }
 
 /*
@@ -82,26 +106,25 @@ static inline uint32_t sa_tiny_end(uint32_t m, uint32_t off)
  * that was the last thing in the block. Returns its size, or 0 (having
  * changed nothing) if nothing starts at off.
  */
-static inline uint32_t sa_tiny_release(_Atomic(uint32_t) *m, uint32_t off, uint32_t *freed)
+static inline uint32_t sa_tiny_release(_Atomic(sa_tiny_mask) *m, uint32_t off, uint32_t *freed)
 {
-	uint32_t old = atomic_load_explicit(m, memory_order_relaxed), new, end;
+	sa_tiny_mask old = atomic_load_explicit(m, memory_order_relaxed), new;
+	uint32_t size;
 
 	do {
-		if (off >= 16 || !(old & SA_TINY_START(off)))
+		if (!sa_tiny_starts(old, off))
 			return 0;
-		end = sa_tiny_end(old, off);
-		new = old & ~(SA_TINY_START(off) | SA_TINY_END(end));
+		size = sa_tiny_size(old, off);
+		new = (sa_tiny_mask)(old & ~(SA_TINY_START(off) | SA_TINY_END(off + size - 1)));
 	} while (!atomic_compare_exchange_weak(m, &old, new));
 	*freed = new == 0;
-	return end - off + 1;
+	return size;
 }
 
 /* Usable bytes of the object at off, or 0 when no object starts there. */
-static inline uint32_t sa_tiny_usable(uint32_t m, uint32_t off)
+static inline uint32_t sa_tiny_usable(sa_tiny_mask m, uint32_t off)
 {
-	if (off >= 16 || !(m & SA_TINY_START(off)))
-		return 0;
-	return sa_tiny_end(m, off) - off + 1;
+	return sa_tiny_starts(m, off) ? sa_tiny_size(m, off) : 0;
 }
 
 #endif /* SPANALLOC_TINY_H */
