@@ -539,13 +539,14 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 }
 
 /*
- * A thread that moves on to other size classes gives back, at its next
- * span change, the spans it kept aside and has not taken again for
- * SA_HELD_DECAY_MS (1 s), in a manual heap too: no collection, no trim.
+ * A thread that moves on to other size classes gives back the spans it
+ * kept aside and has not taken again for SA_HELD_DECAY_MS (1 s), in a
+ * manual heap too (no collection, no trim), even when its frees keep its
+ * new class's span going (no span change).
  */
 TEST(held_spans_decay_when_a_thread_moves_on)
 {
-	enum { BATCH = 100, SIZE = 256, OTHER = 64, NOTHER = 400 };
+	enum { BATCH = 100, SIZE = 256, OTHER = 64, NOTHER = 100 };
 	unsigned int sc = SPANALLOC_SPANCLASS(sa_size_class(SIZE), 0);
 	struct spanalloc_class_stats cs[NSC];
 	struct spanalloc_stats kst;
@@ -558,15 +559,20 @@ TEST(held_spans_decay_when_a_thread_moves_on)
 	/* the active span and the used-up ones kept aside */
 	ASSERT_LE(2, cs[sc].owned);
 	usleep(1300 * 1000);	/* past SA_HELD_DECAY_MS and the check's period */
-	/* other objects, enough for span changes in their class */
-	for (int i = 0; i < NOTHER; i++)
-		ASSERT_NE(NULL, other[i] = sa_alloc(OTHER));
+	/*
+	 * Other objects, allocated and freed in turn: the thread's frees keep
+	 * its span of that class going, so it changes no span at all.
+	 */
+	for (int r = 0; r < 20; r++) {
+		for (int i = 0; i < NOTHER; i++)
+			ASSERT_NE(NULL, other[i] = sa_alloc(OTHER));
+		for (int i = 0; i < NOTHER; i++)
+			sa_free(other[i]);
+	}
 	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
 	EXPECT_EQ(1, cs[sc].owned);	/* only the active span is left */
 	/* and the class still serves */
 	ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));
-	for (int i = 0; i < NOTHER; i++)
-		sa_free(other[i]);
 }
 
 /*

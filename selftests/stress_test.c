@@ -378,8 +378,14 @@ static void ring_run(struct __test_metadata *_metadata, int n, double secs,
 	       (unsigned long long)(st.adopted - adopted0));
 	EXPECT_EQ(0, errors);
 	EXPECT_EQ(sent, got);
+	/*
+	 * Nothing held: every used-up span went back FULL, and frees adopted
+	 * them. How many depends on how far the run got (ThreadSanitizer's is
+	 * a hundred times shorter), and on how long adopters keep the spans
+	 * still being freed into: at least one per 2000 objects passed on.
+	 */
 	if (!held_pages)
-		EXPECT_LT(adopted0 + 100, st.adopted);
+		EXPECT_LT(adopted0 + got / 2000, st.adopted);
 	expect_heap_settled(_metadata);
 	free(w);
 }

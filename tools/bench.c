@@ -29,9 +29,6 @@
  *    holds adopt them and hand them back).
  * 4. producer_consumer_64B: objects per second when one thread allocates
  *    (not zeroed) and 1 or 3 others free, every allocator.
- * 6. metadata_<size>B: the library's own memory (sa_get_meta_stats) per
- *    byte of live objects, with 16 MiB of objects of one size live, and
- *    the share of a span its record takes.
  * 5. alloc_free_[malloc_|tiny]<size>B_instructions: instructions per
  *    allocate+free pair (one thread, batches of 100), counted by
  *    valgrind's callgrind (when installed) on this program run in a second
@@ -39,6 +36,9 @@
  *    carry the emulator's cost model (under QEMU TCG, time per
  *    instruction differs widely between kinds of code), so they
  *    complement the timings.
+ * 6. metadata_<size>B: the library's own memory (sa_get_meta_stats) per
+ *    byte of live objects, with 16 MiB of objects of one size live, and
+ *    the share of a span its record takes.
  *
  *   bench [--exchange|--instructions|--metadata] [seconds per run, default 0.5]
  *         [runs per measurement, default 5]

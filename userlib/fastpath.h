@@ -5,12 +5,14 @@
  *
  * Each either finishes in the calling thread's own span (or tiny block) or
  * tail-calls the slow path its caller names, which starts over with safe
- * points kept (mimalloc's split of mi_malloc and _mi_malloc_generic). Small objects are counted by their spans, not here:
- * a span counts what it handed out and what its owner freed into it when
- * the owner refreshes it (mbitmap.c, mcache.c); tiny objects, which share
- * blocks, are counted one by one. The one call a fast path makes is the
- * free of a tiny block its last object's free emptied. Safe points:
- * sa_fast_enter.
+ * points kept (mimalloc's split of mi_malloc and _mi_malloc_generic).
+ * Small objects are counted by their spans, not here: a span counts what
+ * it handed out and what its owner freed into it when the owner refreshes
+ * it (mbitmap.c, mcache.c); tiny objects, which share blocks, are counted
+ * with one plain add each into the thread's cache, harvested at refills.
+ * The only calls besides the tail calls: zeroing an object over
+ * SA_ZERO_INLINE bytes, and freeing a tiny block of another thread's span
+ * that the free of its last object emptied. Safe points: sa_fast_enter.
  */
 #ifndef SPANALLOC_FASTPATH_H
 #define SPANALLOC_FASTPATH_H
@@ -120,11 +122,11 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 			p = (uintptr_t)sa_fast_tiny(c, (uint32_t)sz);
 			return sa_likely(p) ? (void *)p : slow(size, noscan, zero);
 		}
-		sc = sa_size_to_spanclass8[noscan][(sz + 7) >> 3];
+		sc = sa_spanclass8(sz, noscan);
 	} else {
 		if (sa_unlikely(sz > SPANALLOC_MAX_SMALL_SIZE))
 			return slow(size, noscan, zero);
-		sc = sa_size_to_spanclass128[noscan][(sz - 1024 + 127) >> 7];
+		sc = sa_spanclass128(sz, noscan);
 	}
 	/* only this thread changes its active spans */
 	s = c->alloc[sc];
@@ -198,21 +200,34 @@ static inline __attribute__((always_inline)) void sa_fast_free(void *ptr, sa_fre
 	struct sa_uspan *s = sa_span_of(ptr);	/* NULL for NULL too */
 	uint32_t idx;
 
-	if (sa_unlikely(!s))
-		return slow(ptr);
-	/* the owner changes only at this thread's safe points */
-	if (atomic_load_explicit(&s->fast_owner, memory_order_relaxed) != c) {
-		/* sa_tc_none's fields are not to be written */
-		if (s->spanclass != SA_TINY_SC || c == &sa_tc_none || !sa_fast_free_tiny(c, s, p))
-			return slow(ptr);
+	if (sa_unlikely(!s)) {
+		slow(ptr);
 		return;
 	}
-	if (sa_unlikely(!sa_span_exact(s, p, &idx)) || sa_unlikely(idx >= s->nelems))
-		return slow(ptr);
+	/*
+	 * A first look, outside the region: sa_tc_none owns nothing, so past
+	 * this test c is a real cache whose fields may be written.
+	 */
+	if (atomic_load_explicit(&s->fast_owner, memory_order_relaxed) != c) {
+		if (s->spanclass != SA_TINY_SC || c == &sa_tc_none || !sa_fast_free_tiny(c, s, p))
+			slow(ptr);
+		return;
+	}
+	if (sa_unlikely(!sa_span_exact(s, p, &idx)) || sa_unlikely(idx >= s->nelems)) {
+		slow(ptr);
+		return;
+	}
 	sa_fast_enter(c);
-	if (sa_unlikely(sa_span_free_local(s, idx))) {
+	/*
+	 * Again inside it: until the region was entered, a stop could give
+	 * a held span to the collecting thread (sa_tcache_decay_stopped).
+	 * Inside, the owner changes only at this thread's safe points.
+	 */
+	if (sa_unlikely(atomic_load_explicit(&s->fast_owner, memory_order_relaxed) != c) ||
+	    sa_unlikely(sa_span_free_local(s, idx))) {
 		sa_fast_exit(c);
-		return slow(ptr);
+		slow(ptr);
+		return;
 	}
 	sa_fast_exit(c);
 	(void)sa_fast_done(c, s);

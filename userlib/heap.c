@@ -272,16 +272,23 @@ void *sa_types_table_alloc(void)
 _Atomic uint64_t sa_pool_locked;
 
 /*
- * Caller holds sa_g.lock: a record of the kind from the pool, growing it
- * by a chunk of records (and their bitmaps); NULL if none.
+ * Caller holds sa_g.lock: a record of the kind from the pool, or the next
+ * one of its kind's newest chunk, or the first of a new chunk (and its
+ * bitmaps); NULL if none. A chunk's records are made one by one as they
+ * are needed, so that its untouched pages cost nothing: the collector,
+ * which walks every chunk, reads an unmade record as zeroes, SA_WHERE_NONE.
  */
 static struct sa_uspan *sa_pool_take(uint8_t kind)
 {
-	struct sa_uspan *s;
+	size_t ext = SA_BITS_EXT(kind);
+	struct sa_uspan *s = sa_g.free_uspans[kind];
 
-	if (!sa_g.free_uspans[kind]) {
+	if (s) {
+		sa_g.free_uspans[kind] = s->next;
+		return s;
+	}
+	if (sa_g.fresh[kind] == sa_g.fresh_end[kind]) {
 		uint32_t n = atomic_load(&sa_g.nchunks);
-		size_t ext = SA_BITS_EXT(kind);
 		struct sa_uspan *chunk;
 		char *bits = NULL;
 
@@ -294,17 +301,17 @@ static struct sa_uspan *sa_pool_take(uint8_t kind)
 		if (!chunk)
 			return NULL;
 		sa_g.meta_mapped += SA_META_CHUNK + SA_USPANS_PER_CHUNK * ext;
-		for (size_t i = SA_USPANS_PER_CHUNK; i-- > 0;) {
-			sa_span_bind_bits(&chunk[i], kind, bits ? bits + i * ext : NULL);
-			chunk[i].next = sa_g.free_uspans[kind];
-			sa_g.free_uspans[kind] = &chunk[i];
-		}
-		/* published last: walkers see only initialized records */
+		sa_g.fresh[kind] = chunk;
+		sa_g.fresh_end[kind] = chunk + SA_USPANS_PER_CHUNK;
+		sa_g.fresh_bits[kind] = bits;
+		/* published: walkers see zeroes, or records made before a release */
 		atomic_store_explicit(&sa_chunks[n], chunk, memory_order_release);
 		atomic_store_explicit(&sa_g.nchunks, n + 1, memory_order_release);
 	}
-	s = sa_g.free_uspans[kind];
-	sa_g.free_uspans[kind] = s->next;
+	s = sa_g.fresh[kind]++;
+	sa_span_bind_bits(s, kind, sa_g.fresh_bits[kind]);
+	if (ext)
+		sa_g.fresh_bits[kind] += ext;
 	return s;
 }
 
@@ -610,10 +617,16 @@ int sa_get_meta_stats(struct sa_meta_stats *m, size_t size)
 		caches++;
 	st.mapped = sa_g.meta_mapped + sa_g.table_chunks * SA_META_CHUNK;
 	pthread_mutex_unlock(&sa_g.lock);
-	st.thread_caches = caches * sizeof(struct sa_tcache);
+	/* each cache is a mapping of its own */
+	st.thread_caches = caches * ((sizeof(struct sa_tcache) + 4095) & ~(size_t)4095);
 	st.mapped += st.thread_caches;
 	st.total = st.span_records + st.tiny_masks + st.type_maps + st.page_map +
 		   st.thread_caches;
-	memcpy(m, &st, size < sizeof(st) ? size : sizeof(st));
+	if (size) {
+		/* a newer caller's longer struct: what this library lacks is 0 */
+		memcpy(m, &st, size < sizeof(st) ? size : sizeof(st));
+		if (size > sizeof(st))
+			memset((char *)m + sizeof(st), 0, size - sizeof(st));
+	}
 	return 0;
 }

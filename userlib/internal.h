@@ -197,6 +197,9 @@ struct sa_uspan {
 	_Atomic uint8_t where;
 };
 
+/* what bench section 6 and lib_test count on: four cache lines */
+_Static_assert(sizeof(struct sa_uspan) == 256, "a span record is 256 bytes");
+
 enum {
 	SA_WHERE_NONE,		/* not a span: in the pool or being set up */
 	SA_WHERE_THREAD,	/* a thread's active, held or adopted span */
@@ -235,7 +238,8 @@ struct sa_counters {
 #define SA_HELD_DECAY_GCS	2
 /*
  * And a span kept aside this long without being taken again goes back at
- * the thread's next span change, in manual and collected heaps alike.
+ * the thread's next refill, in manual and collected heaps alike; so do
+ * adopted spans when the thread adopted none for as long.
  */
 #define SA_HELD_DECAY_MS	1000
 
@@ -259,6 +263,7 @@ struct sa_tcache {
 	 */
 	uint64_t tiny_n, tiny_bytes, tiny_freed, tiny_freed_bytes;
 	struct sa_uspan *adopted;	/* spans to hand back, list */
+	uint32_t adopt_ms, adopt_gc;	/* when it last adopted one (decay) */
 	/* held spans a collection took from idle threads, to hand back */
 	struct sa_uspan *decayed;
 	/* free span records kept for the next spans, per kind (heap.c: no lock) */
@@ -305,7 +310,7 @@ struct sa_tcache {
 
 
 /*
- * Chunks of span records: 24 M records at most, a span each (a 64 GiB heap
+ * Chunks of span records: 64 M records at most, a span each (a 64 GiB heap
  * of 8 KiB spans has 8 M).
  */
 #define SA_MAX_CHUNKS		65536
@@ -334,6 +339,9 @@ struct sa_global {
 	uint64_t tiny_tables, type_tables;	/* in use, under lock */
 	uint64_t table_chunks;		/* mapped for both, under lock */
 	uint64_t meta_mapped;		/* bytes of record chunks, under lock */
+	/* per kind, under lock: the records of the newest chunk not made yet */
+	struct sa_uspan *fresh[SA_BITS_KINDS], *fresh_end[SA_BITS_KINDS];
+	char *fresh_bits[SA_BITS_KINDS];
 };
 
 #define SA_USPANS_PER_CHUNK	(SA_META_CHUNK / sizeof(struct sa_uspan))
@@ -353,7 +361,7 @@ extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")
  * no NULL test. Nothing writes sa_tc_none.
  */
 extern __thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-exec")));
-extern struct sa_tcache sa_tc_none;
+extern const struct sa_tcache sa_tc_none;
 /* set when the thread's cache was destroyed (thread exit): see sa_free() */
 extern __thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
 
@@ -401,14 +409,25 @@ static inline bool sa_must_zero(size_t size, bool noscan, bool zero)
 	return zero || (noscan && size <= SA_TINY_SIZE);
 }
 
-/* The span class of a small object that is not tiny (sizeclass.c). */
+/*
+ * The span class of a small object that is not tiny (sizeclass.c), for
+ * size up to 1 KiB and above; span class 0 for size 0 (no span).
+ */
+static inline uint16_t sa_spanclass8(size_t size, bool noscan)
+{
+	return sa_size_to_spanclass8[noscan][(size + 7) >> 3];
+}
+
+static inline uint16_t sa_spanclass128(size_t size, bool noscan)
+{
+	return sa_size_to_spanclass128[noscan][(size - 1024 + 127) >> 7];
+}
+
 static inline uint16_t sa_spanclass_of(size_t size, bool noscan)
 {
 	if (!size)
 		size = 1;	/* served as size 1 */
-	if (size <= 1024)
-		return sa_size_to_spanclass8[noscan][(size + 7) >> 3];
-	return sa_size_to_spanclass128[noscan][(size - 1024 + 127) >> 7];
+	return size <= 1024 ? sa_spanclass8(size, noscan) : sa_spanclass128(size, noscan);
 }
 
 /* mbitmap.c: allocation state of one span; no I/O, no locks. */
@@ -466,6 +485,12 @@ static inline uint64_t sa_span_word_cache(const struct sa_uspan *s, uint32_t w)
 	return ~s->alloc_bits[w] & (left >= 64 ? ~0ULL : (1ULL << left) - 1);
 }
 
+/* The address of object idx of s. */
+static inline uintptr_t sa_span_object(const struct sa_uspan *s, uint32_t idx)
+{
+	return s->base + (uintptr_t)idx * s->elemsize;
+}
+
 /*
  * Go's nextFreeFast: the next free object from the 64-bit cache, or 0 when
  * the cache is used up (the caller then takes the slow path). Bit 0 of the
@@ -484,9 +509,9 @@ static inline uintptr_t sa_span_next_fast(struct sa_uspan *s)
 	s->alloc_cache = (cache >> bit) >> 1;
 	s->freeindex = idx + 1;
 	/* never 0: spans lie inside the heap mapping (told, so no test) */
-	if (!(s->base + (uintptr_t)idx * s->elemsize))
+	if (!sa_span_object(s, idx))
 		__builtin_unreachable();
-	return s->base + (uintptr_t)idx * s->elemsize;
+	return sa_span_object(s, idx);
 }
 
 /*
@@ -561,7 +586,7 @@ sa_span_object_at(const struct sa_uspan *s, uintptr_t v, uint32_t *idx, uintptr_
 	    (i >= s->freeindex && !(s->alloc_bits[i / 64] & (1ULL << (i % 64)))))
 		return false;
 	*idx = i;
-	*obj = s->base + (uintptr_t)i * s->elemsize;
+	*obj = sa_span_object(s, i);
 	return true;
 }
 

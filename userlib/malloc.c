@@ -111,7 +111,7 @@ static __attribute__((noinline)) void sa_free_slot_slow(struct sa_tcache *c,
 	if (r == 0)
 		return;
 	if (r < 0)
-		sa_span_bad_free(s, (void *)(s->base + (uintptr_t)idx * s->elemsize),
+		sa_span_bad_free(s, (void *)sa_span_object(s, idx),
 				 "double free");
 	sa_tcache_adopt(c, s);
 	if (c->nadopted >= SA_MAX_BATCH / 2)
@@ -468,6 +468,8 @@ __attribute__((noinline)) void sa_free_tiny_block(struct sa_tcache *c, struct sa
 {
 	int saved = errno;
 
+	/* a thread that only frees tiny objects reaches no refill */
+	sa_tcache_harvest_tiny(c);
 	sa_free_slot(c, s, idx);
 	sa_safe_exit(c);
 	errno = saved;
@@ -486,7 +488,7 @@ static void sa_free_in(struct sa_tcache *c, struct sa_uspan *s, void *ptr)
 		return;
 	}
 	idx = sa_span_index(s, p);
-	obj = s->base + (uintptr_t)idx * s->elemsize;
+	obj = sa_span_object(s, idx);
 	if (sa_unlikely(idx >= s->nelems))
 		sa_bad_pointer(ptr, "free");
 	sa_safe_enter(c);
@@ -522,6 +524,7 @@ static __attribute__((noinline, cold)) void sa_free_orphan(struct sa_uspan *s, v
 	pthread_mutex_lock(&sa_orphan_lock);
 	sa_free_in(&sa_orphan, s, ptr);
 	sa_tcache_return_adopted(&sa_orphan, 0);
+	sa_tcache_harvest_tiny(&sa_orphan);
 	pthread_mutex_lock(&sa_g.lock);
 	sa_counters_add(&sa_g.dead, &sa_orphan.st);
 	memset(&sa_orphan.st, 0, sizeof(sa_orphan.st));
@@ -579,7 +582,7 @@ size_t sa_usable_size(const void *ptr)
 	idx = sa_span_index(s, p);
 	if (idx >= s->nelems)
 		return 0;
-	obj = s->base + (uintptr_t)idx * s->elemsize;
+	obj = sa_span_object(s, idx);
 	if (s->spanclass == SA_TINY_SC)
 		return sa_tiny_usable(atomic_load(&s->tiny[idx]), (uint32_t)(p - obj));
 	return s->elemsize - (p - obj);

@@ -276,7 +276,7 @@ sa_scan(struct sa_worker *w, struct sa_gray e)
 			uint32_t idx = s->spanclass < 2 ? 0 : sa_span_index(s, p);
 
 			t = s->types[idx];
-			obj = s->base + (uintptr_t)idx * s->elemsize;
+			obj = sa_span_object(s, idx);
 		}
 	}
 	if (t) {
@@ -373,7 +373,7 @@ static SA_NO_TSAN void sa_rescan(struct sa_worker *w)
 				uint32_t idx = wd * 64 + (uint32_t)__builtin_ctzll(m);
 
 				m &= m - 1;
-				sa_scan(w, (struct sa_gray){ s->base + (uintptr_t)idx * s->elemsize,
+				sa_scan(w, (struct sa_gray){ sa_span_object(s, idx),
 							    s->elemsize });
 				while (w->n)
 					sa_scan(w, w->stack[--w->n]);

@@ -103,7 +103,7 @@ static uint32_t sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
 	if (f & ~s->alloc_bits[w]) {
 		uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(f & ~s->alloc_bits[w]);
 
-		sa_span_bad_free(s, (void *)(s->base + (uintptr_t)i * s->elemsize),
+		sa_span_bad_free(s, (void *)sa_span_object(s, i),
 				 "double free or free of an object never allocated");
 	}
 	s->alloc_bits[w] &= ~f;

@@ -27,8 +27,9 @@
  * A FULL span is not the kernel's to reuse: its objects are in use. When a
  * thread frees into one, it adopts the span (internal.h says how that is
  * decided without a race) and hands it back as PARTIAL, or EMPTY if every
- * object is free by then, with its next exchange. A thread that only frees sends its
- * adopted spans once it holds SA_MAX_BATCH / 2 of them.
+ * object is free by then, with its next exchange. A thread that only
+ * frees sends its adopted spans once it holds SA_MAX_BATCH / 2 of them,
+ * but for up to SA_ADOPTED_BUSY still being freed into.
  */
 #include <errno.h>
 #include <sys/syscall.h>
@@ -41,8 +42,10 @@
 #include "internal.h"
 
 __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
-struct sa_tcache sa_tc_none = { .tiny_off = SA_TINY_SIZE };
-__thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-exec"))) = &sa_tc_none;
+/* const: a write to it, which would be a bug, faults */
+const struct sa_tcache sa_tc_none = { .tiny_off = SA_TINY_SIZE };
+__thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-exec"))) =
+	(struct sa_tcache *)&sa_tc_none;
 __thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
 
 /* Returns queued for one exchange. */
@@ -68,13 +71,23 @@ void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s)
 	s->freed_local = 0;
 }
 
-/* The tiny objects c's fast paths counted, into its counters. */
+/* Adds c's pending tiny counts to *to (its own counters, or a sum). */
+static void sa_tiny_counts_add(struct sa_counters *to, const struct sa_tcache *c)
+{
+	SA_STAT_ADD(to->tiny, c->tiny_n);
+	SA_STAT_ADD(to->tiny_bytes, c->tiny_bytes);
+	SA_STAT_ADD(to->freed, c->tiny_freed);
+	SA_STAT_ADD(to->freed_bytes, c->tiny_freed_bytes);
+}
+
+/*
+ * The fast paths count tiny objects in plain per-thread fields (one add
+ * each); they reach the counters others read here, at refills, flushes,
+ * and frees that empty a block.
+ */
 void sa_tcache_harvest_tiny(struct sa_tcache *c)
 {
-	SA_STAT_ADD(c->st.tiny, c->tiny_n);
-	SA_STAT_ADD(c->st.tiny_bytes, c->tiny_bytes);
-	SA_STAT_ADD(c->st.freed, c->tiny_freed);
-	SA_STAT_ADD(c->st.freed_bytes, c->tiny_freed_bytes);
+	sa_tiny_counts_add(&c->st, c);
 	c->tiny_n = 0;
 	c->tiny_bytes = 0;
 	c->tiny_freed = 0;
@@ -95,10 +108,7 @@ static void sa_span_pending(const struct sa_uspan *s, uint64_t *taken, uint64_t 
  */
 static void sa_tcache_pending(struct sa_tcache *c, struct sa_counters *sum)
 {
-	sum->tiny += c->tiny_n;
-	sum->tiny_bytes += c->tiny_bytes;
-	sum->freed += c->tiny_freed;
-	sum->freed_bytes += c->tiny_freed_bytes;
+	sa_tiny_counts_add(sum, c);
 	for (uint16_t sc = 2; sc < SA_NSC; sc++) {
 		uint64_t taken = 0, freed = 0;
 
@@ -269,6 +279,18 @@ void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
 	struct sa_tcache *self = arg;
 	struct sa_uspan *stale = NULL;
 
+	/* adopted spans of a thread that stopped freeing: self hands them back */
+	if (c != self && c->nadopted && sa_held_gcs() - c->adopt_gc >= SA_HELD_DECAY_GCS) {
+		while (c->adopted) {
+			struct sa_uspan *s = c->adopted;
+
+			c->adopted = s->next;
+			c->nadopted--;
+			s->next = self->adopted;
+			self->adopted = s;
+			self->nadopted++;
+		}
+	}
 	if (!c->nheld)
 		return;
 	sa_held_unlink_stale(c, &stale);
@@ -287,13 +309,17 @@ void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
  * taking them again, oldest first, leaving room in b for what the caller
  * adds: a thread that moved on to other size classes does not pin the
  * memory of those it left (mimalloc's page retirement after a delay).
- * Looked at four times per SA_HELD_DECAY_MS at most.
+ * Looked at four times per SA_HELD_DECAY_MS at most, from every refill,
+ * so that a thread whose frees keep its active spans going (no span
+ * change) decays too.
  */
+static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b, uint32_t busy);
+
 static void sa_held_decay(struct sa_tcache *c, struct sa_retbatch *b)
 {
 	uint32_t now;
 
-	if (!c->nheld)
+	if (!c->nheld && !c->nadopted)
 		return;
 	now = sa_coarse_ms();
 	if (now - c->decay_ms < SA_HELD_DECAY_MS / 4)
@@ -308,6 +334,9 @@ static void sa_held_decay(struct sa_tcache *c, struct sa_retbatch *b)
 			sa_batch_give_back(c, b, s);
 		}
 	}
+	/* the ones kept while freed into (sa_batch_add_adopted), once no more come */
+	if (c->nadopted && now - c->adopt_ms >= SA_HELD_DECAY_MS)
+		sa_batch_add_adopted(c, b, 0);
 }
 
 /*
@@ -339,6 +368,8 @@ static void sa_held_retire(struct sa_tcache *c, struct sa_uspan *s,
  */
 void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
 {
+	c->adopt_ms = sa_coarse_ms();
+	c->adopt_gc = sa_held_gcs();
 	atomic_store_explicit(&s->where, SA_WHERE_THREAD, memory_order_relaxed);
 	s->next = c->adopted;
 	c->adopted = s;
@@ -526,11 +557,6 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 	return s;
 }
 
-static uintptr_t sa_span_object(struct sa_uspan *s, uint32_t idx)
-{
-	return s->base + (uintptr_t)idx * s->elemsize;
-}
-
 /*
  * The active span s (if any) has nothing in its cache: the next free
  * object further in it, or among what was freed into it meanwhile (a
@@ -603,6 +629,12 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	uint32_t ngot;
 
 	sa_tcache_harvest_tiny(c);
+	if (c->nheld || c->nadopted) {
+		struct sa_retbatch stale = { .n = 0 };
+
+		sa_held_decay(c, &stale);
+		sa_batch_flush(c, &stale);
+	}
 	if (s && (p = sa_refill_from_active(c, s)))
 		return p;
 	/*
@@ -614,7 +646,6 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 	if (s) {
 		c->alloc[sc] = NULL;
 		sa_held_retire(c, s, &b);
-		sa_held_decay(c, &b);
 	}
 	if (!h)
 		return sa_refill_from_kernel(c, sc, &b);
@@ -727,6 +758,11 @@ void sa_counters_add(struct sa_counters *to, struct sa_counters *from)
 
 void sa_tcache_destroy(struct sa_tcache *c)
 {
+	/* first: a signal handler's free must not start a fast path on c */
+	if (sa_tc_fast == c) {
+		sa_tc_fast = (struct sa_tcache *)&sa_tc_none;
+		atomic_signal_fence(memory_order_seq_cst);
+	}
 	/*
 	 * Still stoppable until it leaves the list, but not while it holds
 	 * sa_g.lock: a collection takes that lock with the world stopped
@@ -751,7 +787,6 @@ void sa_tcache_destroy(struct sa_tcache *c)
 	sa_world_unregister(c);
 	if (sa_tc == c) {
 		sa_tc = NULL;
-		sa_tc_fast = &sa_tc_none;
 		sa_tc_gone = 1;
 	}
 	munmap(c, sizeof(*c));

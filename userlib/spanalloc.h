@@ -184,8 +184,9 @@ struct sa_meta_stats {
 };
 
 /*
- * Fills the first size bytes of *m (callers built against an older,
- * shorter struct keep working). 0, or -1 with errno if the heap is not
+ * Fills the first size bytes of *m: a caller built against an older,
+ * shorter struct keeps working, and a newer, longer one gets 0 in what
+ * this library does not know. 0, or -1 with errno if the heap is not
  * initialized.
  */
 int sa_get_meta_stats(struct sa_meta_stats *m, size_t size);
