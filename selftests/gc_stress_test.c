@@ -11,7 +11,8 @@
  *   - a global ring, to be freed by another thread (cross-thread frees,
  *     spans adopted when they went back full: half the time no thread
  *     keeps a used-up span aside, so that every one goes back FULL);
- * drop the rest as garbage, and free some explicitly. Meanwhile the main
+ * drop the rest as garbage, free some explicitly, and read the heap's
+ * statistics (which take the pool lock). Meanwhile the main
  * thread collects, starts short-lived threads whose only reference to a
  * list is their start argument, and forks: each child checks what its
  * thread holds, collects, and checks again. After every cycle each worker
@@ -172,6 +173,17 @@ static void *worker_main(void *arg)
 			}	/* else: garbage */
 		}
 		table[i] = make_cell(id++, pick_size(&s), NULL);
+		/*
+		 * The statistics take the lock a stopped world's sweep takes:
+		 * they must not be stopped holding it.
+		 */
+		if (!(id % 64)) {
+			struct sa_meta_stats m;
+			struct sa_stats st;
+
+			if (sa_get_meta_stats(&m, sizeof(m)) || sa_get_stats(&st))
+				atomic_fetch_add(&bad, 1);
+		}
 		/* what others sent us to free */
 		for (int k = 0; k < RING; k++) {
 			struct cell *x = atomic_exchange(&ring[w->id][k], NULL);

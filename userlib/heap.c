@@ -602,7 +602,9 @@ int sa_kernel_stats(struct spanalloc_stats *st,
 
 int sa_get_meta_stats(struct sa_meta_stats *m, size_t size)
 {
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	struct sa_meta_stats st = { 0 };
+	struct sa_tcache *self = sa_tc;
 	uint64_t caches = 0;
 
 	if (sa_init())
@@ -610,6 +612,9 @@ int sa_get_meta_stats(struct sa_meta_stats *m, size_t size)
 	st.span_records = atomic_load_explicit(&sa_g.meta_inuse, memory_order_relaxed);
 	st.span_bytes = atomic_load_explicit(&sa_gc.heap_inuse, memory_order_relaxed);
 	st.page_map = st.span_bytes / SA_PAGE_SIZE * sizeof(*sa_g.pagemap);
+	/* a collection must not stop us holding the lock its sweep takes */
+	if (self)
+		sa_safe_enter(self);
 	pthread_mutex_lock(&sa_g.lock);
 	st.tiny_masks = sa_g.tiny_tables * SA_TINY_TABLE;
 	st.type_maps = sa_g.type_tables * SA_TYPES_TABLE;
@@ -617,8 +622,10 @@ int sa_get_meta_stats(struct sa_meta_stats *m, size_t size)
 		caches++;
 	st.mapped = sa_g.meta_mapped + sa_g.table_chunks * SA_META_CHUNK;
 	pthread_mutex_unlock(&sa_g.lock);
+	if (self)
+		sa_safe_exit(self);
 	/* each cache is a mapping of its own */
-	st.thread_caches = caches * ((sizeof(struct sa_tcache) + 4095) & ~(size_t)4095);
+	st.thread_caches = caches * ((sizeof(struct sa_tcache) + page - 1) / page * page);
 	st.mapped += st.thread_caches;
 	st.total = st.span_records + st.tiny_masks + st.type_maps + st.page_map +
 		   st.thread_caches;

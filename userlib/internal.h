@@ -136,7 +136,9 @@ struct sa_uspan {
 	uint64_t *local_free;		/* fixed with the record */
 	/*
 	 * The cache whose active or held span this is, or NULL. Only that
-	 * thread writes it; others read it only to see that it is not theirs.
+	 * thread writes it, or a collection while that thread is stopped
+	 * outside its no-stop regions (sa_tcache_decay_stopped); others read
+	 * it only to see that it is not theirs.
 	 */
 	_Atomic(struct sa_tcache *) owner;
 	/*

@@ -306,8 +306,7 @@ void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
 
 /*
  * Queues the spans c has kept aside for SA_HELD_DECAY_MS or more without
- * taking them again, oldest first, leaving room in b for what the caller
- * adds: a thread that moved on to other size classes does not pin the
+ * taking them again, oldest first, up to half a batch: a thread that moved on to other size classes does not pin the
  * memory of those it left (mimalloc's page retirement after a delay).
  * Looked at four times per SA_HELD_DECAY_MS at most, from every refill,
  * so that a thread whose frees keep its active spans going (no span
