@@ -97,7 +97,7 @@ SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/gc_roots_test $(B)/selftests/gc_tls_module.so \
 	     $(B)/selftests/gc_stress_test \
 	     $(B)/selftests/dropin_test $(B)/selftests/cxx_test \
-	     $(B)/selftests/heaps_gone
+	     $(B)/selftests/heaps_gone $(B)/selftests/observe_test
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc \
 	   $(B)/tools/allocbench
 
@@ -110,6 +110,10 @@ $(B)/selftests/heaps_gone: selftests/heaps_gone.c selftests/util.h $(LIB_HDR)
 $(B)/selftests/spanalloc_test: selftests/spanalloc_test.c selftests/util.h $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< -lpthread
+
+$(B)/selftests/observe_test: selftests/observe_test.c selftests/util.h $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ST_CFLAGS) -o $@ $<
 
 # Linked with the drop-in: every malloc in the program is spanalloc's.
 $(B)/selftests/dropin_test: selftests/dropin_test.c selftests/child.h $(B)/lib/libspanalloc-malloc.a

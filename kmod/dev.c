@@ -211,7 +211,7 @@ static int __init sa_init(void)
 	int ret;
 
 	/* The published first sizes of the uapi structs never change. */
-	BUILD_BUG_ON(sizeof(struct spanalloc_info) != SPANALLOC_INFO_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_info) != SPANALLOC_INFO_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct spanalloc_exchange) != SPANALLOC_EXCHANGE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_large) != SPANALLOC_LARGE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_stats) != SPANALLOC_STATS_SIZE_VER2);
@@ -238,11 +238,16 @@ static int __init sa_init(void)
 	ret = sa_scavenger_init();
 	if (ret)
 		goto err_shrinker;
-	ret = misc_register(&sa_misc);
+	ret = sa_info_init();
 	if (ret)
 		goto err_scav;
+	ret = misc_register(&sa_misc);
+	if (ret)
+		goto err_info;
 	return 0;
 
+err_info:
+	sa_info_exit();
 err_scav:
 	sa_scavenger_exit();
 err_shrinker:
@@ -257,6 +262,7 @@ err_cache:
 static void __exit sa_exit(void)
 {
 	misc_deregister(&sa_misc);
+	sa_info_exit();
 	sa_scavenger_exit();
 	sa_shrinker_exit();
 	sa_mcache_hotplug_exit();

@@ -15,7 +15,9 @@
  */
 #include <linux/bug.h>
 #include <linux/slab.h>
+#include <linux/pid.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include "spanalloc.h"
 
 /* Protects sa_heaps; see the lock order in spanalloc.h. */
@@ -24,6 +26,8 @@ EXPORT_SYMBOL_IF_KUNIT(sa_heaps_mutex);
 LIST_HEAD(sa_heaps);
 
 atomic64_t sa_global_heaps = ATOMIC64_INIT(0);
+/* the last heap id handed out */
+static atomic64_t sa_heap_ids = ATOMIC64_INIT(0);
 atomic64_t sa_global_spans = ATOMIC64_INIT(0);
 EXPORT_SYMBOL_IF_KUNIT(sa_global_spans);
 atomic64_t sa_global_pages = ATOMIC64_INIT(0);
@@ -56,6 +60,7 @@ struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth)
 	spin_lock_init(&heap->lock);
 	sa_mheap_init(heap);
 	INIT_LIST_HEAD(&heap->node);
+	heap->id = atomic64_inc_return(&sa_heap_ids);
 	atomic64_inc(&sa_global_heaps);
 	/*
 	 * A KUnit heap (no owner) is the test's alone: the background paths
@@ -66,8 +71,10 @@ struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth)
 
 	heap->mm = mm;
 	mmgrab(mm);
+	heap->opener = get_pid(task_tgid(current));
 	/* set up before the shrinker and the registry can find it */
 	if (sa_shrinker_add_heap(heap)) {
+		put_pid(heap->opener);
 		mmdrop(mm);
 		atomic64_dec(&sa_global_heaps);
 		goto err;
@@ -132,10 +139,72 @@ void sa_heap_destroy(struct sa_heap *heap)
 	free_percpu(heap->counters);
 	if (heap->mm)
 		mmdrop(heap->mm);
+	put_pid(heap->opener);
 	kfree(heap);
 	atomic64_dec(&sa_global_heaps);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_heap_destroy);
+
+/*
+ * Fills every field of st after classes_ptr: a snapshot of the heap's
+ * state and its counters (summed over CPUs as they are read).
+ */
+void sa_heap_stats(struct sa_heap *heap, struct spanalloc_stats *st)
+{
+	u64 sum[SA_NR_COUNTERS] = { 0 };
+	int cpu, i;
+
+	for_each_possible_cpu(cpu) {
+		const struct sa_heap_counters *c = per_cpu_ptr(heap->counters, cpu);
+
+		for (i = 0; i < SA_NR_COUNTERS; i++)
+			sum[i] += READ_ONCE(c->c[i]);
+	}
+	spin_lock(&heap->lock);
+	st->limit = (u64)heap->limit_pages << SA_PAGE_SHIFT;
+	st->arenas = heap->active_pages / SA_ARENA_PAGES;
+	st->pages_inuse = heap->pages_inuse;
+	st->pages_free = heap->active_pages - heap->pages_inuse;
+	st->spans = heap->nspans;
+	st->large_spans = heap->nlarge;
+	st->pages_dirty = heap->free_dirty;
+	st->pages_unreleasable = heap->free_stuck;
+	spin_unlock(&heap->lock);
+	st->mapped = sa_heap_mapped(heap);
+	st->exchanges = sum[SA_C_EXCHANGES];
+	st->large_allocs = sum[SA_C_LARGE_ALLOCS];
+	st->spans_got = sum[SA_C_SPANS_GOT];
+	st->spans_returned = sum[SA_C_SPANS_RETURNED];
+	st->pcp_hits = sum[SA_C_PCP_HITS];
+	st->central_hits = sum[SA_C_CENTRAL_HITS];
+	st->heap_spans = sum[SA_C_HEAP_SPANS];
+	st->pcp_flushes = sum[SA_C_PCP_FLUSHES];
+	st->enomem = sum[SA_C_ENOMEM];
+	st->pages_released = sum[SA_C_RELEASED];
+}
+
+/*
+ * Spans of span class sc (< SA_NSPANCLASS) in each state, for a mapped
+ * heap: a snapshot taken while spans move, so the sum may be off by the
+ * spans moving, but owned (what is left) is never below zero.
+ */
+void sa_heap_class_stats(struct sa_heap *heap, u16 sc,
+			 struct spanalloc_class_stats *cs)
+{
+	struct sa_central *c = &heap->central[sc];
+	u32 spans, kernel;
+
+	spin_lock(&c->lock);
+	cs->partial = c->npartial;
+	cs->full = c->nfull;
+	spin_unlock(&c->lock);
+	cs->cached = sa_mcache_count(heap, sc);
+	spin_lock(&heap->lock);
+	spans = heap->class_spans[sc];
+	spin_unlock(&heap->lock);
+	kernel = cs->partial + cs->full + cs->cached;
+	cs->owned = spans > kernel ? spans - kernel : 0;
+}
 
 /* At module exit: every heap holds a module reference, so none is left. */
 void sa_heaps_warn_leftover(void)

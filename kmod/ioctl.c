@@ -17,6 +17,7 @@
 #include <linux/sched.h>
 #include <linux/uaccess.h>
 #include "spanalloc.h"
+#include "spanalloc_trace.h"
 
 /*
  * Copies a size-prefixed struct in; the size user space claims is read once
@@ -87,6 +88,7 @@ static long sa_ioctl_info(struct sa_heap *heap, void __user *uarg)
 		info.global_pages = 0;
 		info.global_arenas = 0;
 	}
+	info.heap_id = heap->id;
 	return sa_copy_out(uarg, &info, sizeof(info), info.size);
 }
 
@@ -243,49 +245,25 @@ static long sa_ioctl_alloc_large(struct sa_heap *heap, void __user *uarg)
 		sa_mheap_free_span(heap, s);
 		return -EFAULT;
 	}
+	trace_spanalloc_large_alloc(heap->id, lg.span.handle, lg.npages,
+				    lg.flags & SPANALLOC_LARGE_NOSCAN);
 	sa_span_publish(s);
 	sa_count(heap, SA_C_LARGE_ALLOCS);
 	sa_count(heap, SA_C_SPANS_GOT);
 	return 0;
 }
 
-static void sa_sum_counters(struct sa_heap *heap, struct sa_heap_counters *sum)
-{
-	int cpu, i;
-
-	memset(sum, 0, sizeof(*sum));
-	for_each_possible_cpu(cpu) {
-		const struct sa_heap_counters *c = per_cpu_ptr(heap->counters, cpu);
-
-		for (i = 0; i < SA_NR_COUNTERS; i++)
-			sum->c[i] += READ_ONCE(c->c[i]);
-	}
-}
-
 static int sa_class_stats_out(struct sa_heap *heap,
 			      struct spanalloc_class_stats __user *ucs, u32 n)
 {
-	struct spanalloc_class_stats cs = { 0 };
-	u32 i, spans;
+	struct spanalloc_class_stats cs;
+	u32 i;
 
 	if (!sa_heap_mapped(heap))
 		return clear_user(ucs, n * sizeof(cs)) ? -EFAULT : 0;
 	for (i = 0; i < n; i++) {
 		/* n came from user space: no speculation past the table */
-		u32 sc = array_index_nospec(i, SA_NSPANCLASS);
-		struct sa_central *c = &heap->central[sc];
-
-		spin_lock(&c->lock);
-		cs.partial = c->npartial;
-		cs.full = c->nfull;
-		spin_unlock(&c->lock);
-		cs.cached = sa_mcache_count(heap, sc);
-		spin_lock(&heap->lock);
-		spans = heap->class_spans[sc];
-		spin_unlock(&heap->lock);
-		/* A snapshot taken while spans move: never below zero. */
-		cs.owned = spans > cs.partial + cs.full + cs.cached ?
-			   spans - cs.partial - cs.full - cs.cached : 0;
+		sa_heap_class_stats(heap, array_index_nospec(i, SA_NSPANCLASS), &cs);
 		if (copy_to_user(&ucs[i], &cs, sizeof(cs)))
 			return -EFAULT;
 	}
@@ -294,7 +272,6 @@ static int sa_class_stats_out(struct sa_heap *heap,
 
 static long sa_ioctl_stats(struct sa_heap *heap, void __user *uarg)
 {
-	struct sa_heap_counters sum;
 	struct spanalloc_stats st;
 	int ret;
 
@@ -312,28 +289,7 @@ static long sa_ioctl_stats(struct sa_heap *heap, void __user *uarg)
 			return ret;
 	}
 
-	sa_sum_counters(heap, &sum);
-	spin_lock(&heap->lock);
-	st.limit = (u64)heap->limit_pages << SA_PAGE_SHIFT;
-	st.arenas = heap->active_pages / SA_ARENA_PAGES;
-	st.pages_inuse = heap->pages_inuse;
-	st.pages_free = heap->active_pages - heap->pages_inuse;
-	st.spans = heap->nspans;
-	st.large_spans = heap->nlarge;
-	spin_unlock(&heap->lock);
-	st.mapped = sa_heap_mapped(heap);
-	st.exchanges = sum.c[SA_C_EXCHANGES];
-	st.large_allocs = sum.c[SA_C_LARGE_ALLOCS];
-	st.spans_got = sum.c[SA_C_SPANS_GOT];
-	st.spans_returned = sum.c[SA_C_SPANS_RETURNED];
-	st.pcp_hits = sum.c[SA_C_PCP_HITS];
-	st.central_hits = sum.c[SA_C_CENTRAL_HITS];
-	st.heap_spans = sum.c[SA_C_HEAP_SPANS];
-	st.pcp_flushes = sum.c[SA_C_PCP_FLUSHES];
-	st.enomem = sum.c[SA_C_ENOMEM];
-	st.pages_dirty = READ_ONCE(heap->free_dirty);
-	st.pages_released = sum.c[SA_C_RELEASED];
-	st.pages_unreleasable = READ_ONCE(heap->free_stuck);
+	sa_heap_stats(heap, &st);
 	return sa_copy_out(uarg, &st, sizeof(st), st.size);
 }
 
@@ -362,7 +318,7 @@ static long sa_ioctl_release(struct sa_heap *heap, void __user *uarg)
 	/* released is an out field: ignored on input */
 	if (rel.flags)
 		return -EINVAL;
-	ret = sa_scavenge(heap, U64_MAX, 0, SA_SCAV_WAIT, &pages);
+	ret = sa_scavenge(heap, U64_MAX, 0, SA_SCAV_WAIT, SA_RELEASE_IOCTL, &pages);
 	if (ret)
 		return ret;
 	rel.released = pages << SA_PAGE_SHIFT;

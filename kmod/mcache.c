@@ -21,6 +21,7 @@
 #include <linux/percpu.h>
 #include <linux/workqueue.h>
 #include "spanalloc.h"
+#include "spanalloc_trace.h"
 
 static enum cpuhp_state sa_mcache_hp_state;
 
@@ -45,22 +46,28 @@ void sa_mcache_destroy(struct sa_heap *heap)
 	heap->mcache = NULL;
 }
 
-/* Moves the oldest half of a full stack to mcentral. */
+/*
+ * Moves the k oldest spans of a stack to mcentral: half of a full one, or
+ * all of it when a CPU's stacks are drained (cpu: whose, -1 for this one).
+ */
 static void sa_mcache_spill(struct sa_heap *heap, struct sa_mcache_stack *st,
-			    u16 sc, u32 k)
+			    u16 sc, u32 k, int cpu, bool drain)
 {
 	sa_mcentral_put_partial(&heap->central[sc], st->spans, k);
 	memmove(st->spans, st->spans + k, (st->n - k) * sizeof(st->spans[0]));
 	st->n -= k;
 	sa_count(heap, SA_C_PCP_FLUSHES);
+	trace_spanalloc_pcp_drain(heap->id, cpu, sc, k, drain);
 }
 
 /*
  * Hands out up to n ready spans of class sc from this CPU's stack,
  * refilling it from mcentral when it runs dry. Returns how many; fewer
- * than n when mcentral has no partial span left either.
+ * than n when mcentral has no partial span left either. *hits_out: how many
+ * of them were on the stack before (the rest came through a refill).
  */
-u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n)
+u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
+		  u32 *hits_out)
 {
 	u32 refill = max(heap->pcp_depth / 2, 1U);
 	struct sa_mcache_stack *st;
@@ -85,6 +92,7 @@ u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n)
 	local_unlock(&heap->mcache->lock);
 	sa_count_add(heap, SA_C_PCP_HITS, hits);
 	sa_count_add(heap, SA_C_CENTRAL_HITS, moved);
+	*hits_out = hits;
 	return got;
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mcache_get);
@@ -97,26 +105,29 @@ void sa_mcache_put(struct sa_heap *heap, struct sa_span *s)
 	local_lock(&heap->mcache->lock);
 	st = this_cpu_ptr(&heap->mcache->stacks[s->spanclass]);
 	if (st->n >= heap->pcp_depth)
-		sa_mcache_spill(heap, st, s->spanclass, max(heap->pcp_depth / 2, 1U));
+		sa_mcache_spill(heap, st, s->spanclass,
+				max(heap->pcp_depth / 2, 1U), -1, false);
 	st->spans[st->n++] = s;
 	atomic_set(&s->state, SA_SPAN_CACHED);
 	local_unlock(&heap->mcache->lock);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mcache_put);
 
-static void sa_mcache_drain_stacks(struct sa_heap *heap, struct sa_mcache *mc)
+static void sa_mcache_drain_stacks(struct sa_heap *heap, struct sa_mcache *mc,
+				   int cpu)
 {
 	u16 sc;
 
 	for (sc = 0; sc < SA_NSPANCLASS; sc++)
 		if (mc->stacks[sc].n)
-			sa_mcache_spill(heap, &mc->stacks[sc], sc, mc->stacks[sc].n);
+			sa_mcache_spill(heap, &mc->stacks[sc], sc,
+					mc->stacks[sc].n, cpu, true);
 }
 
 /* cpu is dead: nobody touches its stacks any more. Moves them to mcentral. */
 void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu)
 {
-	sa_mcache_drain_stacks(heap, per_cpu_ptr(heap->mcache, cpu));
+	sa_mcache_drain_stacks(heap, per_cpu_ptr(heap->mcache, cpu), cpu);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mcache_drain_cpu);
 
@@ -127,7 +138,7 @@ EXPORT_SYMBOL_IF_KUNIT(sa_mcache_drain_cpu);
 void sa_mcache_drain_local(struct sa_heap *heap)
 {
 	local_lock(&heap->mcache->lock);
-	sa_mcache_drain_stacks(heap, this_cpu_ptr(heap->mcache));
+	sa_mcache_drain_stacks(heap, this_cpu_ptr(heap->mcache), -1);
 	local_unlock(&heap->mcache->lock);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mcache_drain_local);

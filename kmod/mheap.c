@@ -37,6 +37,7 @@
 #include <linux/slab.h>
 #include <linux/wait.h>
 #include "spanalloc.h"
+#include "spanalloc_trace.h"
 
 static struct kmem_cache *sa_span_cache;
 
@@ -250,6 +251,7 @@ static bool sa_mheap_grow(struct sa_heap *heap, u32 want)
 		heap->active_pages += SA_ARENA_PAGES;
 		spin_unlock(&heap->lock);
 		atomic64_inc(&sa_global_arenas);
+		trace_spanalloc_heap_grow(heap->id, i, (i + 1) * SA_ARENA_PAGES);
 	}
 	mutex_unlock(&heap->grow_mutex);
 	return ok;
@@ -391,6 +393,21 @@ static void sa_mheap_count_span(const struct sa_span *s)
  * the heap's generations or memory do not allow it, ERR_PTR(-EINTR) if a
  * fatal signal came while it waited. May sleep.
  */
+/*
+ * Whether npages more pages in use would pass the heap's limit; a refusal
+ * is traced. Under heap->lock, or unlocked as a first check before work
+ * that the locked check repeats.
+ */
+static bool sa_mheap_over_limit(struct sa_heap *heap, u32 npages)
+{
+	u32 inuse = READ_ONCE(heap->pages_inuse), limit = READ_ONCE(heap->limit_pages);
+
+	if (inuse + (u64)npages <= limit)
+		return false;
+	trace_spanalloc_limit(heap->id, npages, inuse, limit);
+	return true;
+}
+
 struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 				    u32 npages)
 {
@@ -407,8 +424,7 @@ struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 		bool busy;
 
 		spin_lock(&heap->lock);
-		if (heap->pages_inuse + (u64)npages > heap->limit_pages ||
-		    !heap->gens_left) {
+		if (sa_mheap_over_limit(heap, npages) || !heap->gens_left) {
 			spin_unlock(&heap->lock);
 			goto fail;
 		}
@@ -477,7 +493,7 @@ struct sa_span *sa_mheap_adopt_span(struct sa_heap *heap, u32 p, u32 npages,
 	/* it indexes the arena table and the bitmaps */
 	p = array_index_nospec(p, heap->max_pages);
 	/* before arenas are set up for it */
-	if (READ_ONCE(heap->pages_inuse) + (u64)npages > READ_ONCE(heap->limit_pages))
+	if (sa_mheap_over_limit(heap, npages))
 		return ERR_PTR(-ENOMEM);
 	if (!sa_mheap_grow(heap, p + npages))
 		return ERR_PTR(-ENOMEM);
@@ -488,7 +504,7 @@ struct sa_span *sa_mheap_adopt_span(struct sa_heap *heap, u32 p, u32 npages,
 	if (find_next_bit(heap->used, p + npages, p) < p + npages)
 		goto fail;
 	err = -ENOMEM;
-	if (heap->pages_inuse + (u64)npages > heap->limit_pages || !heap->gens_left)
+	if (sa_mheap_over_limit(heap, npages) || !heap->gens_left)
 		goto fail;
 	sa_mheap_cut(heap, s, p, npages, spanclass);
 	s->needzero = 1;

@@ -35,6 +35,7 @@
 #include <linux/sched/mm.h>
 #include <linux/workqueue.h>
 #include "spanalloc.h"
+#include "spanalloc_trace.h"
 
 #define SA_SCAV_PERIOD		(HZ / 10)
 /* Always keep this much resident, so a tiny heap is never churned. */
@@ -169,9 +170,9 @@ static bool sa_scav_zap(struct sa_heap *heap, struct mm_struct *mm,
  * user space asked for, tries those again first.
  */
 int sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
-		enum sa_scav_mode mode, u64 *released)
+		enum sa_scav_mode mode, enum sa_release_why why, u64 *released)
 {
-	u64 t0 = budget_ns ? ktime_get_ns() : 0;
+	u64 t0 = ktime_get_ns();
 	struct sa_scav_run run;
 	struct mm_struct *mm;
 	u32 from = 0;
@@ -209,6 +210,7 @@ int sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
 	}
 	mutex_unlock(&heap->scav_mutex);
 	sa_count_add(heap, SA_C_RELEASED, *released);
+	trace_spanalloc_release(heap->id, why, *released, ktime_get_ns() - t0, ret);
 	return ret;
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_scavenge);
@@ -276,7 +278,7 @@ static void sa_scavenger_fn(struct work_struct *work)
 		spent = ktime_get_ns() - t0;
 		if (pct && retained > goal && spent < budget)
 			sa_scavenge(heap, retained - goal, budget - spent,
-				    SA_SCAV_TRY, &done);
+				    SA_SCAV_TRY, SA_RELEASE_SCAVENGER, &done);
 		again |= sa_scav_has_work(heap);
 	}
 	mutex_unlock(&sa_heaps_mutex);

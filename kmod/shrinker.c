@@ -136,7 +136,8 @@ unsigned long sa_shrink_scan(struct shrinker *s, struct shrink_control *sc)
 	for (i = 0; i < c.n && freed < want; i++) {
 		u64 done;
 
-		sa_scavenge(c.heaps[i], want - freed, 0, SA_SCAV_TRY, &done);
+		sa_scavenge(c.heaps[i], want - freed, 0, SA_SCAV_TRY,
+			    SA_RELEASE_SHRINKER, &done);
 		freed += done;
 	}
 	mutex_unlock(&sa_heaps_mutex);

@@ -13,24 +13,28 @@
  */
 #include <linux/err.h>
 #include "spanalloc.h"
+#include "spanalloc_trace.h"
 
 /*
  * Gets up to n spans of span class sc (a small class) into out[], each in
- * state HANDING. Returns how many; if that is less than n, *err says why.
+ * state HANDING. Returns how many; if that is less than n, *err says why
+ * (else it is 0).
  */
 u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 		int *err)
 {
 	u32 npages = sa_classes[sc >> 1].npages;
-	u32 got, i;
+	u32 got, i, pcp = 0, central;
 
 	if (heap->pcp_depth) {
-		got = sa_mcache_get(heap, sc, out, n);
+		got = sa_mcache_get(heap, sc, out, n, &pcp);
 	} else {
 		got = sa_mcentral_take(&heap->central[sc], out, n,
 				       SA_SPAN_HANDING);
 		sa_count_add(heap, SA_C_CENTRAL_HITS, got);
 	}
+	central = got - pcp;
+	*err = 0;
 	for (i = got; i < n; i++) {
 		struct sa_span *s = sa_mheap_alloc_span(heap, sc, npages);
 
@@ -42,6 +46,7 @@ u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 		sa_count(heap, SA_C_HEAP_SPANS);
 	}
 	sa_count_add(heap, SA_C_SPANS_GOT, got);
+	trace_spanalloc_span_get(heap->id, sc, n, got, pcp, central, *err);
 	return got;
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_span_get);
@@ -121,6 +126,9 @@ void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op)
 	/* Its objects were handed out: whoever gets it next must zero them. */
 	s->needzero = 1;
 	sa_count(heap, SA_C_SPANS_RETURNED);
+	/* before the switch: an EMPTY span is freed there */
+	trace_spanalloc_span_return(heap->id, sa_span_handle(s), s->spanclass,
+				    s->npages, op, prev == SA_SPAN_FULL);
 
 	switch (op) {
 	case SPANALLOC_RET_PARTIAL:

@@ -204,6 +204,9 @@ struct sa_arena {
 struct sa_heap {
 	struct mm_struct *mm;		/* owner, mmgrab()ed; NULL: KUnit heap */
 	struct file *file;		/* the open file that is this heap */
+	/* names it in /proc/spanallocinfo and in traces; fixed, never 0 */
+	u64 id;
+	struct pid *opener;		/* the thread group that opened it */
 	struct list_head node;		/* on sa_heaps, under sa_heaps_mutex */
 	u32 pcp_depth;			/* mcache depth; 0: mcache off; fixed */
 	u64 max_map;			/* longest mapping allowed; fixed */
@@ -310,6 +313,13 @@ struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth);
 int sa_heap_map(struct sa_heap *heap, unsigned long base, u64 len);
 void sa_heap_destroy(struct sa_heap *heap);
 void sa_heaps_warn_leftover(void);
+void sa_heap_stats(struct sa_heap *heap, struct spanalloc_stats *st);
+void sa_heap_class_stats(struct sa_heap *heap, u16 sc,
+			 struct spanalloc_class_stats *cs);
+
+/* info.c */
+int sa_info_init(void);
+void sa_info_exit(void);
 
 /* mheap.c */
 void sa_mheap_init(struct sa_heap *heap);
@@ -353,7 +363,8 @@ void sa_mcentral_remove_full(struct sa_central *c, struct sa_span *s);
 /* mcache.c */
 int sa_mcache_init(struct sa_heap *heap);
 void sa_mcache_destroy(struct sa_heap *heap);
-u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n);
+u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
+		  u32 *hits);
 void sa_mcache_put(struct sa_heap *heap, struct sa_span *s);
 void sa_mcache_drain_cpu(struct sa_heap *heap, unsigned int cpu);
 void sa_mcache_drain_local(struct sa_heap *heap);
@@ -373,6 +384,13 @@ void sa_span_put_ready(struct sa_heap *heap, struct sa_span *s);
 void sa_span_return(struct sa_heap *heap, struct sa_span *s, int prev, u32 op);
 
 /* scavenge.c */
+/* Who asked for a release (the spanalloc_release tracepoint says). */
+enum sa_release_why {
+	SA_RELEASE_IOCTL,
+	SA_RELEASE_SCAVENGER,
+	SA_RELEASE_SHRINKER,
+};
+
 enum sa_scav_mode {
 	SA_SCAV_WAIT,		/* may sleep on the owner's mmap lock */
 	SA_SCAV_TRY,		/* reclaim: trylocks only, never sleeps on a lock */
@@ -381,7 +399,7 @@ enum sa_scav_mode {
 struct vm_area_struct;
 void sa_zap(struct vm_area_struct *vma, unsigned long addr, unsigned long len);
 int sa_scavenge(struct sa_heap *heap, u64 max_pages, u64 budget_ns,
-		enum sa_scav_mode mode, u64 *released);
+		enum sa_scav_mode mode, enum sa_release_why why, u64 *released);
 void sa_scavenger_note(struct sa_heap *heap);
 int sa_scavenger_init(void);
 void sa_scavenger_exit(void);

@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-[ $# -gt 0 ] || set -- spanalloc_test reclaim_test lib_test stress_test gc_test gc_roots_test gc_stress_test dropin_test
+[ $# -gt 0 ] || set -- spanalloc_test observe_test reclaim_test lib_test stress_test gc_test gc_roots_test gc_stress_test dropin_test
 rc=0
 for t in "$@"; do
 	echo "# spanalloc selftest: $t"

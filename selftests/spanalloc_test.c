@@ -150,11 +150,16 @@ TEST_F(heap, every_ioctl_takes_every_published_struct_size)
 		u.st.size = sz;
 		EXPECT_EQ(0, sa_t_ioctl(self->fd, SPANALLOC_IOC_STATS, &u));
 	}
-	memset(&u, 0, sizeof(u));
-	u.info.size = SPANALLOC_INFO_SIZE_VER0;
-	EXPECT_EQ(0, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 0,
-						 SPANALLOC_INFO_SIZE_VER0), &u));
-	EXPECT_EQ(SPANALLOC_ABI_VERSION, u.info.abi_version);
+	for (uint32_t sz = SPANALLOC_INFO_SIZE_VER0; sz <= SPANALLOC_INFO_SIZE_VER1; sz += 8) {
+		memset(&u, 0xee, sizeof(u));
+		memset(&u, 0, sz);
+		u.info.size = sz;
+		EXPECT_EQ(0, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 0, sz), &u))
+			TH_LOG("info of %u bytes", sz);
+		EXPECT_EQ(SPANALLOC_ABI_VERSION, u.info.abi_version);
+		EXPECT_EQ((char)0xee, u.bytes[sz]);
+	}
+	EXPECT_LT(0, u.info.heap_id);
 	memset(&u, 0, sizeof(u));
 	u.ex = (struct spanalloc_exchange){
 		.size = SPANALLOC_EXCHANGE_SIZE_VER0, .get_ptr = (uintptr_t)&s,

@@ -534,7 +534,8 @@ TEST(tiny_block_outlives_its_objects_while_being_carved)
  */
 TEST(uapi_structs_only_grow_at_the_end)
 {
-	EXPECT_EQ(SPANALLOC_INFO_SIZE_VER0, sizeof(struct spanalloc_info));
+	EXPECT_EQ(SPANALLOC_INFO_SIZE_VER0, offsetof(struct spanalloc_info, heap_id));
+	EXPECT_EQ(SPANALLOC_INFO_SIZE_VER1, sizeof(struct spanalloc_info));
 	EXPECT_EQ(SPANALLOC_EXCHANGE_SIZE_VER0, sizeof(struct spanalloc_exchange));
 	EXPECT_EQ(SPANALLOC_LARGE_SIZE_VER0, sizeof(struct spanalloc_large));
 	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER0, offsetof(struct spanalloc_stats, pages_dirty));

@@ -400,7 +400,9 @@ static void scav_unreleasable_pages_leave_no_work(struct kunit *test)
 	a = t_alloc(test, heap, SPANALLOC_SPANCLASS(0, 0), 1000);
 	sa_mheap_free_span(heap, a);
 	KUNIT_EXPECT_TRUE(test, sa_scav_has_work(heap));
-	KUNIT_EXPECT_EQ(test, 0, sa_scavenge(heap, U64_MAX, 0, SA_SCAV_WAIT, &done));
+	KUNIT_EXPECT_EQ(test, 0,
+			sa_scavenge(heap, U64_MAX, 0, SA_SCAV_WAIT,
+				    SA_RELEASE_IOCTL, &done));
 	KUNIT_EXPECT_EQ(test, 0, done);
 	KUNIT_EXPECT_EQ(test, 1000, heap->free_stuck);
 	KUNIT_EXPECT_EQ(test, 0, heap->free_dirty);
@@ -543,6 +545,7 @@ static void mcache_refills_and_flushes_by_half_stacks(struct kunit *test)
 	struct sa_heap *heap = t_heap_depth(test, T_ARENAS, depth);
 	struct sa_central *c = &heap->central[T_SC];
 	struct sa_span *s[12], *out[1];
+	u32 hits;
 	int i;
 
 	for (i = 0; i < 12; i++)
@@ -551,7 +554,9 @@ static void mcache_refills_and_flushes_by_half_stacks(struct kunit *test)
 
 	/* one CPU throughout, so that "this CPU's stack" means one stack */
 	migrate_disable();
-	KUNIT_EXPECT_EQ(test, 1, sa_mcache_get(heap, T_SC, out, 1));
+	KUNIT_EXPECT_EQ(test, 1, sa_mcache_get(heap, T_SC, out, 1, &hits));
+	/* the stack was empty: it came through a refill */
+	KUNIT_EXPECT_EQ(test, 0, hits);
 	KUNIT_EXPECT_EQ(test, half - 1, sa_mcache_count(heap, T_SC));
 	KUNIT_EXPECT_EQ(test, 6 - half, c->npartial);
 	KUNIT_EXPECT_EQ(test, SA_SPAN_HANDING, atomic_read(&out[0]->state));

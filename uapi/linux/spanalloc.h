@@ -88,9 +88,12 @@ struct spanalloc_info {
 	__u64 global_spans;	/* out: spans alive in all heaps */
 	__u64 global_pages;	/* out: heap pages in spans, all heaps */
 	__u64 global_arenas;	/* out: arenas set up, all heaps */
+	/* since VER1 */
+	__u64 heap_id;		/* out: names it in /proc/spanallocinfo and traces */
 };
 
 #define SPANALLOC_INFO_SIZE_VER0	96
+#define SPANALLOC_INFO_SIZE_VER1	104
 
 /* A span handed out by the kernel. */
 struct spanalloc_span {
