@@ -99,7 +99,7 @@ SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/dropin_test $(B)/selftests/cxx_test \
 	     $(B)/selftests/heaps_gone $(B)/selftests/observe_test
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc \
-	   $(B)/tools/allocbench
+	   $(B)/tools/allocbench $(B)/tools/spantop
 
 selftests: $(SELFTESTS) $(TOOLS)
 
@@ -113,7 +113,7 @@ $(B)/selftests/spanalloc_test: selftests/spanalloc_test.c selftests/util.h $(LIB
 
 $(B)/selftests/observe_test: selftests/observe_test.c selftests/util.h $(LIB_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(ST_CFLAGS) -o $@ $<
+	$(CC) $(ST_CFLAGS) -o $@ $< -lpthread
 
 # Linked with the drop-in: every malloc in the program is spanalloc's.
 $(B)/selftests/dropin_test: selftests/dropin_test.c selftests/child.h $(B)/lib/libspanalloc-malloc.a
@@ -179,6 +179,11 @@ $(B)/tools/allocbench: tools/allocbench.c
 	@mkdir -p $(@D)
 	$(CC) $(SA_CFLAGS) -O2 -o $@ $< -lpthread
 
+# Reads /proc/spanallocinfo: no library.
+$(B)/tools/spantop: tools/spantop.c
+	@mkdir -p $(@D)
+	$(CC) $(SA_CFLAGS) -O2 -o $@ $<
+
 $(B)/tools/%: tools/%.c $(B)/lib/libspanalloc.a
 	@mkdir -p $(@D)
 	$(CC) $(SA_CFLAGS) -O2 -o $@ $< $(B)/lib/libspanalloc.a -lpthread
@@ -203,8 +208,10 @@ lint:
 	bash scripts/lint.sh
 
 # --- install ---------------------------------------------------------------
-install: lib
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/linux
+install: lib $(B)/tools/spantop
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/linux \
+		$(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(B)/tools/spantop $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(B)/lib/libspanalloc.a $(B)/lib/libspanalloc-malloc.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(B)/lib/libspanalloc-malloc.so $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(B)/lib/libspanalloc.so.0 $(DESTDIR)$(LIBDIR)/

@@ -8,6 +8,7 @@
  * Needs /dev/spanalloc and root (run it through scripts/vm-run); says
  * SKIP when either is missing.
  */
+#include <pthread.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -219,6 +220,121 @@ TEST_F(heap, info_is_for_root_only)
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+/* Runs cmd with sh and returns what it printed (NULL if it failed). */
+static char *run(const char *cmd)
+{
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	FILE *p = popen(cmd, "r");
+	size_t n;
+
+	if (!p || !buf) {
+		free(buf);
+		return NULL;
+	}
+	while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+		len += n;
+		if (cap - len < 4096) {
+			char *more = realloc(buf, cap *= 2);
+
+			if (!more)
+				break;
+			buf = more;
+		}
+	}
+	buf[len] = 0;
+	if (pclose(p)) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* build/tools/spantop, beside this test's build/selftests */
+static void spantop_path(char *path, size_t size)
+{
+	char self[512];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	self[n > 0 ? n : 0] = 0;
+	slash = strrchr(self, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(path, size, "%s/../tools/spantop", self);
+}
+
+static volatile int churn_stop;
+
+/* Exchanges on the heap, so that spantop has a rate to measure. */
+static void *churn(void *arg)
+{
+	int fd = *(int *)arg;
+	struct spanalloc_span s;
+
+	while (!churn_stop) {
+		if (sa_t_get1(fd, SPANALLOC_SPANCLASS(3, 1), &s) ||
+		    sa_t_ret(fd, s.handle, SPANALLOC_RET_PARTIAL))
+			break;
+	}
+	return NULL;
+}
+
+TEST_F(heap, spantop_shows_this_heap_its_classes_and_rates)
+{
+	unsigned int sc = SPANALLOC_SPANCLASS(21, 0);
+	char tool[600], cmd[800], want[128], *out, *at, *end;
+	struct spanalloc_span s[2];
+	pthread_t th;
+	double rate;
+	FILE *check;
+
+	spantop_path(tool, sizeof(tool));
+	ASSERT_EQ(0, access(tool, X_OK)) TH_LOG("%s: build it (make selftests)", tool);
+	ASSERT_EQ(0, sa_t_get(self->fd, sc, s, 2, NULL));
+	churn_stop = 0;
+	ASSERT_EQ(0, pthread_create(&th, NULL, churn, &self->fd));
+	snprintf(cmd, sizeof(cmd), "%s --once --json -d 0.5", tool);
+	out = run(cmd);
+	churn_stop = 1;
+	pthread_join(th, NULL);
+	ASSERT_NE(NULL, out);
+
+	/* well-formed JSON, as a JSON reader sees it */
+	check = popen("python3 -m json.tool > /dev/null", "w");
+	ASSERT_NE(NULL, check);
+	fputs(out, check);
+	EXPECT_EQ(0, pclose(check)) TH_LOG("%s", out);
+
+	snprintf(want, sizeof(want), "{\"id\": %llu, \"pid\": %d, ",
+		 (unsigned long long)self->info.heap_id, getpid());
+	at = strstr(out, want);
+	ASSERT_NE(NULL, at) TH_LOG("%s", out);
+	at = strstr(at, "\"exchanges_per_s\": ");
+	ASSERT_NE(NULL, at);
+	rate = strtod(at + strlen("\"exchanges_per_s\": "), &end);
+	EXPECT_LT(0, rate) TH_LOG("%.40s", at);
+	/* the classes of this heap follow it, before the next heap */
+	end = strstr(at, "\n  {\"id\"");
+	snprintf(want, sizeof(want), "{\"spanclass\": %u, \"size\": %u, \"noscan\": false",
+		 sc, sa_t_classes[sc >> 1].size);
+	at = strstr(at, want);
+	EXPECT_TRUE(at && (!end || at < end)) TH_LOG("%s", out);
+	free(out);
+
+	/* the screen: this heap's classes when it is picked */
+	snprintf(cmd, sizeof(cmd), "%s --once -H %llu", tool,
+		 (unsigned long long)self->info.heap_id);
+	out = run(cmd);
+	ASSERT_NE(NULL, out);
+	snprintf(want, sizeof(want), "span classes of heap %llu ",
+		 (unsigned long long)self->info.heap_id);
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
+	snprintf(want, sizeof(want), "%6u %6u %-6s", sc, sa_t_classes[sc >> 1].size, "scan");
+	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
+	free(out);
 }
 
 /* tracefs, mounted if it is not yet (a bare VM has no mount of it) */
