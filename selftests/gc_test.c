@@ -963,6 +963,79 @@ TEST_F(gc, statistics_add_up)
 	}
 }
 
+/* What a person tuning GOGC reads, as Go's runtime/metrics has it. */
+TEST_F(gc, statistics_for_tuning_say_what_the_collector_did)
+{
+	struct sa_gc_stats st, old;
+	uint64_t ns[256], sorted[256], in_buckets = 0, t0, t1;
+	struct timespec ts;
+	int n;
+
+	gc_start(_metadata);
+	sa_gc_set_percent(150);
+	sa_gc_set_memory_limit(1LL << 40);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t0 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	churn(32 << 20);
+	sa_gc_collect();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t1 = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	ASSERT_EQ(0, sa_gc_get_stats(&st));
+	ASSERT_LE(2, st.cycles);
+	EXPECT_EQ(150, st.gc_percent);
+	EXPECT_EQ(1LL << 40, st.memory_limit);
+	/* the last cycle ended between the two clock reads */
+	EXPECT_LE(t0, st.last_gc_unix_ns);
+	EXPECT_GE(t1, st.last_gc_unix_ns);
+	EXPECT_LT(0, st.gc_cpu_ns);
+	EXPECT_LT(0, st.gc_cpu_fraction);
+	EXPECT_GE(1, st.gc_cpu_fraction);
+	EXPECT_LT(0, st.stack_bytes);
+	/* sa_gc_collect returns swept */
+	EXPECT_LT(0, st.sweep_spans);
+	EXPECT_EQ(st.sweep_spans, st.sweep_spans_done);
+
+	/* every pause in its bucket, and the quantiles of the same pauses */
+	n = sa_gc_get_pauses(ns, 256);
+	ASSERT_EQ((int)st.cycles, n);
+	for (int b = 0; b < SA_GC_PAUSE_BUCKETS; b++) {
+		uint64_t lo = b ? 1000ULL << b : 0, hi = 1000ULL << (b + 1), k = 0;
+
+		for (int i = 0; i < n; i++)
+			k += ns[i] >= lo && (ns[i] < hi || b == SA_GC_PAUSE_BUCKETS - 1);
+		EXPECT_EQ(k, st.pause_buckets[b]) TH_LOG("bucket %d", b);
+		in_buckets += st.pause_buckets[b];
+	}
+	EXPECT_EQ(st.cycles, in_buckets);
+	memcpy(sorted, ns, sizeof(ns[0]) * (size_t)n);
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+			uint64_t t = sorted[j];
+
+			sorted[j] = sorted[j - 1];
+			sorted[j - 1] = t;
+		}
+	EXPECT_EQ(sorted[(n * 50 + 99) / 100 - 1], st.pause_p50_ns);
+	EXPECT_EQ(sorted[(n * 90 + 99) / 100 - 1], st.pause_p90_ns);
+	EXPECT_EQ(sorted[(n * 99 + 99) / 100 - 1], st.pause_p99_ns);
+	EXPECT_LE(st.pause_p99_ns, st.pause_max_ns);
+
+	/* a caller built before these fields: nothing written past its struct */
+	memset(&old, 0xee, sizeof(old));
+	ASSERT_EQ(0, (sa_gc_get_stats)(&old));
+	EXPECT_EQ(st.cycles, old.cycles);
+	EXPECT_EQ(0xeeeeeeeeu, (uint32_t)old.gc_percent);
+	/* and one built after them: 0 in what this library does not know */
+	{
+		_Alignas(struct sa_gc_stats) char big[sizeof(st) + 16];
+
+		memset(big, 0xee, sizeof(big));
+		ASSERT_EQ(0, sa_gc_get_stats_size((struct sa_gc_stats *)big, sizeof(big)));
+		for (size_t i = sizeof(st); i < sizeof(big); i++)
+			EXPECT_EQ(0, big[i]);
+	}
+}
+
 /*
  * SPANALLOC_GCTRACE=1 prints one line per cycle in Go's gctrace format;
  * SPANALLOC_GOGC sets the percent. Checked in a child, from its stderr,

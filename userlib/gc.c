@@ -67,6 +67,17 @@ static void sa_gc_unlock_cycle(void)
 /* The last SA_PAUSES pauses, as Go's MemStats.PauseNs; under cycle_lock. */
 #define SA_PAUSES	256
 static uint64_t pause_ring[SA_PAUSES];
+/* every pause by length (sa_gc_stats.pause_buckets); under cycle_lock */
+static uint64_t pause_hist[SA_GC_PAUSE_BUCKETS];
+static uint64_t last_gc_unix_ns;	/* under cycle_lock */
+
+static unsigned int sa_pause_bucket(uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+	unsigned int b = us < 2 ? 0 : 63 - (unsigned int)__builtin_clzll(us);
+
+	return b < SA_GC_PAUSE_BUCKETS ? b : SA_GC_PAUSE_BUCKETS - 1;
+}
 
 double sa_gc_now(void)
 {
@@ -191,6 +202,8 @@ static __attribute__((noinline)) void sa_gc_cycle(struct sa_tcache *c)
 
 	pause = (uint64_t)((t4 - t1) * 1e9);
 	pause_ring[atomic_load(&sa_gc.cycles) % SA_PAUSES] = pause;
+	pause_hist[sa_pause_bucket(pause)]++;
+	last_gc_unix_ns = (uint64_t)(sa_seconds(CLOCK_REALTIME) * 1e9);
 	atomic_fetch_add(&sa_gc.pause_total_ns, pause);
 	if (pause > atomic_load(&sa_gc.pause_max_ns))
 		atomic_store(&sa_gc.pause_max_ns, pause);
@@ -463,13 +476,46 @@ int sa_gc_get_pauses(uint64_t *ns, unsigned int n)
 	return (int)k;
 }
 
-int sa_gc_get_stats(struct sa_gc_stats *st)
+static int sa_u64_cmp(const void *a, const void *b)
 {
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* What only the collecting thread writes, read under cycle_lock. */
+static void sa_gc_get_cycle_stats(struct sa_gc_stats *st)
+{
+	uint64_t last[SA_PAUSES];
+	double proc = sa_seconds(CLOCK_PROCESS_CPUTIME_ID);
+	int k;
+
+	pthread_mutex_lock(&sa_gc.cycle_lock);
+	memcpy(st->pause_buckets, pause_hist, sizeof(pause_hist));
+	st->last_gc_unix_ns = last_gc_unix_ns;
+	st->gc_cpu_ns = (uint64_t)(sa_gc.cpu_s * 1e9);
+	st->gc_cpu_fraction = proc > 0 ? sa_gc.cpu_s / proc : 0;
+	st->stack_bytes = sa_roots_stack_bytes();
+	st->globals_bytes = sa_roots_globals_bytes();
+	pthread_mutex_unlock(&sa_gc.cycle_lock);
+	k = sa_gc_get_pauses(last, SA_PAUSES);
+	if (k > 0) {
+		qsort(last, (size_t)k, sizeof(last[0]), sa_u64_cmp);
+		/* the nearest rank: the smallest pause q of them do not pass */
+		st->pause_p50_ns = last[(k * 50 + 99) / 100 - 1];
+		st->pause_p90_ns = last[(k * 90 + 99) / 100 - 1];
+		st->pause_p99_ns = last[(k * 99 + 99) / 100 - 1];
+	}
+}
+
+int sa_gc_get_stats_size(struct sa_gc_stats *out, size_t size)
+{
+	struct sa_gc_stats full = { 0 }, *st = &full;
+	uint32_t next;
 	struct sa_stats a;
 
 	if (sa_get_stats(&a))
 		return -1;
-	memset(st, 0, sizeof(*st));
 	st->heap_inuse = atomic_load(&sa_gc.heap_inuse);
 	st->heap_live = atomic_load(&sa_gc.heap_live);
 	st->live_after_gc = sa_gc.live_marked;
@@ -486,5 +532,23 @@ int sa_gc_get_stats(struct sa_gc_stats *st)
 	st->mark_overflows = atomic_load(&sa_gc.mark_overflows);
 	st->mark_workers = (uint32_t)atomic_load(&sa_gc.nworkers);
 	st->parallel_cycles = atomic_load(&sa_gc.parallel_cycles);
+	st->gc_percent = atomic_load(&sa_gc.percent);
+	st->memory_limit = atomic_load(&sa_gc.mem_limit);
+	sa_gc_get_cycle_stats(st);
+	st->sweep_spans = sa_uspan_count();
+	next = atomic_load(&sa_gc.sweep_next);
+	st->sweep_spans_done = atomic_load(&sa_gc.sweep_done) || next > st->sweep_spans ?
+			       st->sweep_spans : next;
+	if (size) {
+		/* a newer caller's longer struct: what this library lacks is 0 */
+		memset(out, 0, size);
+		memcpy(out, st, size < sizeof(*st) ? size : sizeof(*st));
+	}
 	return 0;
+}
+
+/* Callers built before SPANALLOC_4: their struct ends with mark_workers. */
+int (sa_gc_get_stats)(struct sa_gc_stats *st)
+{
+	return sa_gc_get_stats_size(st, offsetof(struct sa_gc_stats, gc_percent));
 }

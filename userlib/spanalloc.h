@@ -349,6 +349,8 @@ void sa_gc_enable(void);
 /* The start of the allocated object p points into, or NULL. */
 void *sa_base(const void *p);
 
+#define SA_GC_PAUSE_BUCKETS	32
+
 struct sa_gc_stats {
 	uint64_t heap_inuse;		/* bytes of spans the heap holds */
 	uint64_t heap_live;		/* marked at the last cycle + since */
@@ -362,8 +364,40 @@ struct sa_gc_stats {
 	uint64_t mark_overflows;	/* gray stack overflows recovered */
 	uint64_t parallel_cycles;	/* marked by more than one thread */
 	uint32_t mark_workers;		/* marking threads available */
+	/*
+	 * Since SPANALLOC_4: what a person tuning GOGC reads in Go's
+	 * runtime/metrics and gctrace.
+	 */
+	int32_t gc_percent;		/* GOGC now; < 0: pacing off */
+	int64_t memory_limit;		/* GOMEMLIMIT now; INT64_MAX: none */
+	uint64_t gc_cpu_ns;		/* CPU time collections took, all threads */
+	double gc_cpu_fraction;		/* of the process's CPU time (gctrace's %) */
+	/*
+	 * Every pause so far by length: pause_buckets[i] counts those of
+	 * [2^i, 2^(i+1)) microseconds, bucket 0 those under 2 us, the last
+	 * bucket every longer one. The quantiles are of the last 256.
+	 */
+	uint64_t pause_buckets[SA_GC_PAUSE_BUCKETS];
+	uint64_t pause_p50_ns, pause_p90_ns, pause_p99_ns;
+	uint64_t last_gc_unix_ns;	/* when the last cycle ended; 0: none yet */
+	uint64_t stack_bytes;		/* stacks the last cycle scanned */
+	uint64_t globals_bytes;		/* and data and bss */
+	/*
+	 * Sweep progress: span records the last cycle's sweep visits, and how
+	 * many of them it has (equal once the sweep is over).
+	 */
+	uint64_t sweep_spans, sweep_spans_done;
 };
+/*
+ * Fills the first size bytes of *st (a newer caller's longer struct gets
+ * 0 in what this library does not know); 0, or -1 with errno if the heap
+ * is not initialized. sa_gc_get_stats(st) is the call to make: it passes
+ * the size. The function of that name (callers built before SPANALLOC_4)
+ * fills the fields up to mark_workers.
+ */
+int sa_gc_get_stats_size(struct sa_gc_stats *st, size_t size);
 int sa_gc_get_stats(struct sa_gc_stats *st);
+#define sa_gc_get_stats(st)	sa_gc_get_stats_size((st), sizeof(*(st)))
 
 /*
  * The most recent pauses (as Go's MemStats.PauseNs): copies up to n of
