@@ -12,6 +12,7 @@
 PREFIX	?= /usr/local
 LIBDIR	?= $(PREFIX)/lib
 INCDIR	?= $(PREFIX)/include
+MANDIR	?= $(PREFIX)/share/man
 KSERIES	?= 6.1
 # The running kernel's build tree when there is one; else Debian's headers
 # for KSERIES, installed on demand (the VM tooling uses the same ones).
@@ -19,7 +20,8 @@ KDIR	?= $(shell if [ -d /lib/modules/$$(uname -r)/build ]; then \
 		echo /lib/modules/$$(uname -r)/build; else \
 		bash -c '. scripts/kernel-env.sh && sa_headers_dir $$(sa_kernel_abi $(KSERIES))'; fi)
 
-VERSION	:= 0.1.0
+# one version for everything: DKMS's (dkms.conf)
+VERSION	:= $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
 B	:= build
 CC	?= cc
 CFLAGS	?= -O2 -g
@@ -32,7 +34,7 @@ LIB_HDR	:= $(wildcard userlib/*.h) uapi/linux/spanalloc.h uapi/linux/spanalloc-s
 LIB_OBJ	:= $(patsubst userlib/%.c,$(B)/lib/%.o,$(LIB_SRC))
 
 .PHONY: all modules lib selftests tsan check demo bench install modules_install \
-	sizeclasses lint clean
+	sizeclasses lint clean dkms-source dkms-install dkms-remove
 
 all: modules lib selftests
 
@@ -41,6 +43,29 @@ modules:
 
 modules_install:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules_install
+
+# --- DKMS: the module rebuilt for every kernel installed (root) ----------------
+# What the module builds from, as DKMS gets it in /usr/src/spanalloc-VERSION.
+DKMS_SRC := Kbuild dkms.conf $(wildcard kmod/*.c kmod/*.h) kmod/tests/spanalloc_kunit.c \
+	    uapi/linux/spanalloc.h uapi/linux/spanalloc-sizeclasses.h \
+	    include/spanalloc-classtable.h
+DKMS_DIR = $(DESTDIR)/usr/src/spanalloc-$(VERSION)
+
+dkms-source:
+	rm -rf $(DKMS_DIR)
+	for f in $(DKMS_SRC); do install -D -m 644 $$f $(DKMS_DIR)/$$f || exit 1; done
+
+# DKMS_FLAGS: more dkms options (-k KERNEL, --kernelsourcedir, private
+# trees with --dkmstree/--sourcetree/--installtree, as scripts/package.sh
+# uses them); by default the running kernel and the system's trees.
+dkms-install: dkms-source
+	dkms add spanalloc/$(VERSION) $(DKMS_FLAGS)
+	dkms build spanalloc/$(VERSION) $(DKMS_FLAGS)
+	dkms install spanalloc/$(VERSION) $(DKMS_FLAGS)
+
+dkms-remove:
+	dkms remove spanalloc/$(VERSION) $(or $(DKMS_FLAGS),--all)
+	rm -rf $(DKMS_DIR)
 
 # --- libspanalloc ----------------------------------------------------------
 lib: $(B)/lib/libspanalloc.so $(B)/lib/libspanalloc.a $(B)/lib/spanalloc.pc \
@@ -210,8 +235,12 @@ lint:
 # --- install ---------------------------------------------------------------
 install: lib $(B)/tools/spantop
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/linux \
-		$(DESTDIR)$(PREFIX)/bin
+		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	install -m 755 $(B)/tools/spantop $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 docs/man/spantop.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 docs/man/spanalloc.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 docs/man/spanalloc.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 644 $(B)/lib/libspanalloc.a $(B)/lib/libspanalloc-malloc.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(B)/lib/libspanalloc-malloc.so $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(B)/lib/libspanalloc.so.0 $(DESTDIR)$(LIBDIR)/

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # check.sh: every test of the project (make check runs it after building).
 #   1. the generated size class headers match a fresh run of their generator
-#   2. kernel code lint: checkpatch --strict, sparse, W=1 on 6.1 and 6.12
-#   3. native unit tests under ASan and UBSan
+#   2. kernel code lint: checkpatch --strict, sparse, W=1 on 6.1 and 6.12;
+#      the man pages cover every public function, module parameter and
+#      tracepoint
+#   3. native unit tests under ASan and UBSan; the Debian packages build,
+#      ship what they should, and DKMS builds the module from them for 6.1
+#      and 6.12
 #   4. the kselftests (device, reclaim, library, stress, gc) and a short fuzzer
 #      run in a VM booting Debian's 6.1 kernel, then 6.12, with the
 #      collector's tests also under ThreadSanitizer on 6.1; the VM run itself
-#      must end clean (no kernel warning, module unloads)
+#      must end clean (no kernel warning, module unloads); then a VM per
+#      series loads the DKMS-built module and runs the packaged libraries
 #   5. on the debug kernel (KASAN, lockdep, kmemleak, DEBUG_VM, DEBUG_LIST,
 #      fault injection; built into the cache on first use): the KUnit
 #      suites, the whole selftest suite plus fault injection, and a longer
@@ -65,6 +70,25 @@ sizeclasses_fresh() {
 		build/mksizeclasses table | diff -u include/spanalloc-classtable.h -
 }
 check sizeclasses_header_is_generated sizeclasses_fresh
+
+# Every public function is in spanalloc(3), every module parameter and
+# tracepoint in spanalloc(7); each page renders without a warning.
+man_pages_cover() {
+	local f name rc=0
+	. scripts/kernel-env.sh && sa_need_pkgs groff-base || return 1
+	for f in docs/man/*.[137]; do
+		[ -z "$(groff -man -ww -z "$f" 2>&1)" ] || { echo "$f: groff warns"; rc=1; }
+	done
+	for name in $(sed -n 's/^[a-z].*[ *]\(sa_[a-z0-9_]*\)(.*/\1/p' userlib/spanalloc.h); do
+		grep -qw "$name" docs/man/spanalloc.3 || { echo "spanalloc(3) lacks $name"; rc=1; }
+	done
+	for name in $(sed -n 's/^module_param_named(\([a-z_]*\),.*/\1/p' kmod/*.c) \
+		$(sed -n 's/^TRACE_EVENT(\([a-z_]*\),/\1/p' kmod/spanalloc_trace.h); do
+		grep -qw "$name" docs/man/spanalloc.7 || { echo "spanalloc(7) lacks $name"; rc=1; }
+	done
+	return $rc
+}
+check man_pages_cover_the_api_parameters_and_tracepoints man_pages_cover
 check checkpatch_strict scripts/lint.sh checkpatch
 check sparse_6.1_and_6.12 scripts/lint.sh sparse
 check module_builds_without_warnings_6.1 scripts/lint.sh w1 6.1
@@ -74,6 +98,12 @@ check sparse_debug_with_kunit scripts/lint.sh sparse debug
 
 build/native/unit_test > "$log/unit.tap" 2>&1
 tap "native(asan,ubsan):" "$log/unit.tap"
+
+# Debian packages and DKMS (scripts/package.sh): built from a copy of the
+# tree, unpacked and inspected, the module built by dkms from the packaged
+# source for 6.1 and 6.12; the VM runs below load that module.
+check debian_packages_build scripts/package.sh build
+check debian_packages_ship_everything_and_dkms_builds_for_6.1_and_6.12 scripts/package.sh check
 
 # The real programs the drop-in runs in the VMs (programs.sh), from Debian,
 # and valgrind (lib_test maps the heap under it, as make bench does).
@@ -96,12 +126,16 @@ for series in 6.1 6.12; do
 		bad "vm $series: run ends clean (no kernel warning, module unloads)"
 	fi
 	tap "vm $series:" "$log/vm-$series.log"
+	# the module DKMS built from the package, loaded, with the packaged
+	# libraries and drop-in
+	check "packages_in_vm_${series}_dkms_module_example_and_dropin" \
+		scripts/vm-run --kernel "$series" --no-module -- scripts/package.sh vm-test
 done
 
 echo "== KUnit, selftests, fault injection and the fuzzer on the debug kernel"
 rm -f "$log/kunit.ktap"
 if scripts/vm-run --kernel debug --kunit "$log/kunit.ktap" -- sh -c \
-	"PY_TESTS='$PY_TESTS_DEBUG' selftests/run.sh --fuzz $FUZZ_DEBUG --programs '$PROGRAMS' spanalloc_test reclaim_test fault_test lib_test stress_test gc_test gc_roots_test gc_stress_test dropin_test; exit 0" 2>&1 |
+	"PY_TESTS='$PY_TESTS_DEBUG' selftests/run.sh --fuzz $FUZZ_DEBUG --programs '$PROGRAMS' spanalloc_test observe_test reclaim_test fault_test lib_test stress_test gc_test gc_roots_test gc_stress_test dropin_test; exit 0" 2>&1 |
 	tee "$log/vm-debug.log"; then
 	ok "vm debug: run ends clean (no KASAN, lockdep, DEBUG_VM, list or atomic-sleep report, kmemleak clean, lockdep still on, module unloads)"
 else
