@@ -122,7 +122,8 @@ SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/gc_roots_test $(B)/selftests/gc_tls_module.so \
 	     $(B)/selftests/gc_stress_test \
 	     $(B)/selftests/dropin_test $(B)/selftests/cxx_test \
-	     $(B)/selftests/heaps_gone $(B)/selftests/observe_test
+	     $(B)/selftests/heaps_gone $(B)/selftests/observe_test \
+	     $(B)/selftests/profile_test
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc \
 	   $(B)/tools/allocbench $(B)/tools/spantop
 

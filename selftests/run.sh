@@ -8,7 +8,8 @@
 # --programs "cxx sqlite redis python" runs those real programs under the
 # drop-in (programs.sh) after the tests; --tsan also runs the collector's
 # tests built with ThreadSanitizer (build/tsan), where any report fails
-# the test it happens in. Binaries come from build/ (make
+# the test it happens in (and gc_stress_test once more with heap profile
+# sampling on). Binaries come from build/ (make
 # selftests).
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$here/.." && pwd)/build
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-[ $# -gt 0 ] || set -- spanalloc_test observe_test reclaim_test lib_test stress_test gc_test gc_roots_test gc_stress_test dropin_test
+[ $# -gt 0 ] || set -- spanalloc_test observe_test reclaim_test lib_test stress_test gc_test gc_roots_test gc_stress_test dropin_test profile_test
 rc=0
 for t in "$@"; do
 	echo "# spanalloc selftest: $t"
@@ -54,6 +55,13 @@ if [ "$tsan" = 1 ]; then
 			"$build/tsan/$t" > "$build/tsan/$t.out" 2>&1 || rc=1
 		sed 's/^\(\(not \)\{0,1\}ok [0-9]* \)/\1tsan /' "$build/tsan/$t.out"
 	done
+	# Heap profile sampling at a small rate: its lock meets world stops,
+	# sweeps and frees from every thread.
+	echo "# spanalloc selftest under ThreadSanitizer, heap profile on: gc_stress_test"
+	SPANALLOC_PROFILE_RATE=4096 \
+	TSAN_OPTIONS="exitcode=66 halt_on_error=0 second_deadlock_stack=1 die_after_fork=0" \
+		"$build/tsan/gc_stress_test" > "$build/tsan/gc_stress_test.prof.out" 2>&1 || rc=1
+	sed 's/^\(\(not \)\{0,1\}ok [0-9]* \)/\1tsan profiled /' "$build/tsan/gc_stress_test.prof.out"
 fi
 if [ -n "$programs" ]; then
 	echo "# real programs under the drop-in: $programs"

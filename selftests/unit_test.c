@@ -15,6 +15,14 @@
 struct sa_global sa_g;
 struct sa_gc_state sa_gc;	/* mbitmap.c keeps heap_inuse in it */
 __thread struct sa_tcache *sa_tc;
+/* no span here has a profile sample (nsampled stays 0) */
+void sa_prof_freed_slow(struct sa_uspan *s, uint32_t w, uint64_t bits)
+{
+	(void)s;
+	(void)w;
+	(void)bits;
+	abort();
+}
 
 static const uint32_t page = SPANALLOC_PAGE_SIZE;
 

@@ -69,6 +69,7 @@ static void sa_fork_locks(enum sa_fork_phase phase)
 	sa_sweep_fork(phase);
 	sa_orphan_fork(phase);
 	sa_fork_mutex(&sa_g.lock, phase);
+	sa_prof_fork(phase);
 }
 
 static void sa_fork_prepare(void)

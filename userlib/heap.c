@@ -115,6 +115,7 @@ int sa_heap_init(void)
 
 	sa_sizeclass_init();
 	sa_read_env();
+	sa_prof_init();
 	if (!dev || !*dev)
 		dev = "/dev/spanalloc";
 	/* a forked child opens it again (fork.c) */
@@ -528,6 +529,7 @@ void sa_large_release(struct sa_uspan *s)
 {
 	uint64_t handle = s->handle;
 
+	sa_prof_freed(s, 0, 1);
 	sa_pagemap_set(s, NULL);
 	sa_uspan_release(s);
 	sa_kernel_return_empty(handle);

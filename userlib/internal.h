@@ -197,6 +197,8 @@ struct sa_uspan {
 	 */
 	_Atomic uint32_t sweepgen;
 	_Atomic uint8_t where;
+	/* live heap profile samples in it (prof.c); changed under its lock */
+	_Atomic uint32_t nsampled;
 };
 
 /* what bench section 6 and lib_test count on: four cache lines */
@@ -264,6 +266,14 @@ struct sa_tcache {
 	 * own sa_get_stats.
 	 */
 	uint64_t tiny_n, tiny_bytes, tiny_freed, tiny_freed_bytes;
+	/*
+	 * The heap profile's countdown (prof.c): bytes until the next sample
+	 * point, the rate it was drawn for, its random state, and the points
+	 * that fell in bytes counted since the last sample was taken.
+	 */
+	int64_t prof_left;
+	uint64_t prof_drawn, prof_rng;
+	uint32_t prof_pending;
 	struct sa_uspan *adopted;	/* spans to hand back, list */
 	uint32_t adopt_ms, adopt_gc;	/* when it last adopted one (decay) */
 	/* held spans a collection took from idle threads, to hand back */
@@ -645,6 +655,40 @@ void sa_tcache_return_decayed(struct sa_tcache *c);
 void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_harvest_tiny(struct sa_tcache *c);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
+
+/* prof.c: the heap profile */
+extern _Atomic uint64_t sa_prof_rate;
+void sa_prof_init(void);
+void sa_prof_fork(enum sa_fork_phase phase);
+void sa_prof_cross(struct sa_tcache *c);
+void sa_prof_sample(struct sa_tcache *c, void *p);
+void sa_prof_freed_slow(struct sa_uspan *s, uint32_t w, uint64_t bits);
+
+/* c allocated bytes more (counted by span, never per object). */
+static inline void sa_prof_count(struct sa_tcache *c, uint64_t bytes)
+{
+	if (sa_unlikely(atomic_load_explicit(&sa_prof_rate, memory_order_relaxed)) &&
+	    (c->prof_left -= (int64_t)bytes) < 0)
+		sa_prof_cross(c);
+}
+
+/*
+ * Objects bits of word w of s are freed (taken in by the holder, or swept):
+ * the profile hears of it if any of s's objects is a sample.
+ */
+static inline void sa_prof_freed(struct sa_uspan *s, uint32_t w, uint64_t bits)
+{
+	if (sa_unlikely(atomic_load_explicit(&s->nsampled, memory_order_relaxed)))
+		sa_prof_freed_slow(s, w, bits);
+}
+
+/* An allocating slow path's last step: a sample, if one is due. */
+static inline void *sa_prof_done(struct sa_tcache *c, void *p)
+{
+	if (sa_unlikely(c->prof_pending) && p)
+		sa_prof_sample(c, p);
+	return p;
+}
 
 /* malloc.c */
 void sa_orphan_fork(enum sa_fork_phase phase);

@@ -232,6 +232,7 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 		memset((void *)p, 0, s->elemsize - s->freeindex);
 	SA_STAT_ADD(c->st.large, 1);
 	SA_STAT_ADD(c->st.large_bytes, s->elemsize);
+	sa_prof_count(c, s->elemsize);
 	sa_gc_note_alloc(c, s->elemsize);
 	return (void *)p;
 }
@@ -302,7 +303,7 @@ __attribute__((noinline)) void *sa_alloc_slow(size_t size, bool noscan, bool zer
 	sa_safe_exit(c);
 	if (sa_unlikely(!p))
 		p = sa_alloc_after_gc(c, size, noscan, zero);
-	return p;
+	return sa_prof_done(c, p);
 }
 
 static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool noscan,
@@ -378,7 +379,7 @@ static void *sa_aligned(size_t align, size_t size)
 				   align < SA_PAGE_SIZE ? SA_PAGE_SIZE : align);
 	}
 	sa_safe_exit(c);
-	return r;
+	return sa_prof_done(c, r);
 }
 
 void *sa_aligned_alloc(size_t align, size_t size)
@@ -443,7 +444,7 @@ void *sa_alloc_typed(size_t size, const struct sa_type *type)
 		sa_types_set(s, s->spanclass < 2 ? 0 : sa_span_index(s, (uintptr_t)p), type);
 	}
 	sa_safe_exit(c);
-	return p;
+	return sa_prof_done(c, p);
 }
 
 /*

@@ -80,6 +80,8 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	s->alloc_cache = sa_span_word_cache(s, 0);
 	sa_span_set_owner(s, NULL);
 	atomic_store_explicit(&s->adoptable, 0, memory_order_relaxed);
+	/* its objects are new: none is a profile sample yet */
+	atomic_store_explicit(&s->nsampled, 0, memory_order_relaxed);
 	/* a new span has nothing to sweep */
 	atomic_store_explicit(&s->sweepgen,
 			      atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed),
@@ -106,6 +108,7 @@ static uint32_t sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
 		sa_span_bad_free(s, (void *)sa_span_object(s, i),
 				 "double free or free of an object never allocated");
 	}
+	sa_prof_freed(s, w, f);
 	s->alloc_bits[w] &= ~f;
 	return (uint32_t)__builtin_popcountll(f);
 }
@@ -311,8 +314,10 @@ bool sa_span_settle_forked(struct sa_uspan *s)
 		uint64_t f = s->local_free[w] |
 			     atomic_exchange_explicit(&s->free_bits[w], 0, memory_order_relaxed);
 
-		if (f & s->alloc_bits[w])
+		if (f & s->alloc_bits[w]) {
 			s->needzero = 1;
+			sa_prof_freed(s, w, f & s->alloc_bits[w]);
+		}
 		s->freed_local += (uint32_t)__builtin_popcountll(s->local_free[w] & s->alloc_bits[w]);
 		s->alloc_bits[w] &= ~f;
 		s->local_free[w] = 0;

@@ -63,6 +63,7 @@ struct sa_retbatch {
 void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s)
 {
 	if (s->spanclass != SA_TINY_SC) {
+		sa_prof_count(c, (uint64_t)s->taken * s->elemsize);
 		SA_STAT_ADD(c->st.allocated[s->spanclass], s->taken);
 		SA_STAT_ADD(c->st.freed, s->freed_local);
 		SA_STAT_ADD(c->st.freed_bytes, (uint64_t)s->freed_local * s->elemsize);
@@ -87,6 +88,7 @@ static void sa_tiny_counts_add(struct sa_counters *to, const struct sa_tcache *c
  */
 void sa_tcache_harvest_tiny(struct sa_tcache *c)
 {
+	sa_prof_count(c, c->tiny_bytes);
 	sa_tiny_counts_add(&c->st, c);
 	c->tiny_n = 0;
 	c->tiny_bytes = 0;

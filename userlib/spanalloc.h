@@ -212,6 +212,25 @@ int sa_kernel_stats(struct spanalloc_stats *st,
 long long sa_trim(void);
 
 /*
+ * The heap profile, as Go's runtime.MemProfile and in pprof's format:
+ * allocations sampled on average once per rate bytes allocated (Go's
+ * MemProfileRate; 0, the default, samples nothing), each with its call
+ * stack; for each stack, what it allocated and what of it is still in
+ * use, as estimates of every allocation (sampled ones stand for the rate's
+ * worth of bytes). Frees and collections are seen when the span's holder
+ * takes them in or the collector sweeps, as in Go. SPANALLOC_HEAPPROFILE
+ * =path samples from the start (SPANALLOC_PROFILE_RATE=bytes, default
+ * 524288) and writes the profile to path when the program exits.
+ *
+ * sa_set_profile_rate() returns the previous rate; a change applies to
+ * each thread's next sample. sa_heap_profile_write() writes the profile
+ * as it is now to path (read it with `go tool pprof` or `pprof`, which
+ * symbolize the addresses from the mapped files); 0, or -1 with errno.
+ */
+size_t sa_set_profile_rate(size_t bytes);
+int sa_heap_profile_write(const char *path);
+
+/*
  * Garbage collection.
  *
  * sa_gc_init() makes the heap collected: from then on every object of the

@@ -70,6 +70,7 @@ void sa_sweep_held(struct sa_uspan *s)
 
 		if (gone) {
 			dead += (uint32_t)__builtin_popcountll(gone);
+			sa_prof_freed(s, w, gone);
 			if (s->types)
 				for (uint64_t g = gone; g; g &= g - 1)
 					s->types[w * 64 + (uint32_t)__builtin_ctzll(g)] = NULL;

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * profile_test: the heap profile, read back by pprof (`go tool pprof`, as
+ * a user reads it): what each call stack allocated and still uses, within
+ * the sampling's error; collected and freed objects leave the in-use view;
+ * SPANALLOC_HEAPPROFILE writes a profile at exit, and under the drop-in
+ * the library's own frames are not in it.
+ *
+ * Needs /dev/spanalloc and Go's pprof; says SKIP when either is missing.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "spanalloc.h"
+#include "kselftest_harness.h"
+#include "util.h"
+
+#define MIB (1024.0 * 1024.0)
+/* small: many samples, so that 25% is several standard deviations */
+#define RATE (16 * 1024)
+
+static void *volatile sink;
+
+static __attribute__((noipa)) void **keep_a(size_t total, size_t size)
+{
+	size_t n = total / size;
+	void **v = sa_alloc_noscan(n * sizeof(*v));
+
+	for (size_t i = 0; v && i < n; i++)
+		v[i] = sa_alloc_noscan(size);
+	return v;
+}
+
+static __attribute__((noipa)) void churn_b(size_t total, size_t size)
+{
+	for (size_t i = 0; i < total / size; i++) {
+		void *p = sa_malloc(size);
+
+		sink = p;
+		sa_free(p);
+	}
+}
+
+static __attribute__((noipa)) void **large_c(int n, size_t size)
+{
+	void **v = sa_alloc_noscan((size_t)n * sizeof(*v));
+
+	for (int i = 0; v && i < n; i++)
+		v[i] = sa_alloc_noscan(size);
+	return v;
+}
+
+static __attribute__((noipa)) void garbage_d(size_t total, size_t size)
+{
+	for (size_t i = 0; i < total / size; i++)
+		sink = sa_alloc(size);
+	sink = NULL;
+}
+
+/* `go tool pprof` with args; its output, or NULL. */
+static char *pprof(const char *args)
+{
+	char cmd[1024];
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "HOME=${HOME:-/tmp} go tool pprof %s 2>&1", args);
+	p = popen(cmd, "r");
+	if (!p || !buf) {
+		free(buf);
+		return NULL;
+	}
+	while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+		len += n;
+		if (cap - len < 4096) {
+			char *more = realloc(buf, cap *= 2);
+
+			if (!more)
+				break;
+			buf = more;
+		}
+	}
+	buf[len] = 0;
+	if (pclose(p)) {
+		fprintf(stderr, "%s\n", buf);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/*
+ * A function's value in `pprof -top -cum -unit=B` (or -unit=count) output:
+ * the fourth column of its line, or -1 when it has none.
+ */
+static double cum_of(const char *top, const char *fn)
+{
+	for (const char *l = top; l && *l; ) {
+		const char *e = strchr(l, '\n');
+		char line[512], name[256], flat[64], fp[64], sp[64], cum[64];
+
+		snprintf(line, sizeof(line), "%.*s", (int)(e ? e - l : (long)strlen(l)), l);
+		if (sscanf(line, "%63s %63s %63s %63s %*s %255s", flat, fp, sp, cum, name) == 5 &&
+		    !strcmp(name, fn))
+			return strtod(cum, NULL);
+		l = e ? e + 1 : NULL;
+	}
+	return -1;
+}
+
+static bool have_pprof(void)
+{
+	return !system("go tool pprof -h > /dev/null 2>&1");
+}
+
+#define SKIP_UNLESS_READY() do { \
+	if (access(SA_DEV, F_OK)) \
+		SKIP(return, "no " SA_DEV ": load spanalloc.ko (scripts/vm-run does)"); \
+	if (!have_pprof()) \
+		SKIP(return, "no `go tool pprof` (Debian's golang-go)"); \
+} while (0)
+
+TEST(profile_attributes_bytes_to_their_call_sites)
+{
+	char path[] = "/tmp/sa-profile-XXXXXX", args[256];
+	double a, b_alloc, b_inuse, c;
+	void **kept_a, **kept_c;
+	char *top;
+	int fd;
+
+	SKIP_UNLESS_READY();
+	ASSERT_EQ(0, sa_set_profile_rate(RATE));
+	EXPECT_EQ(RATE, sa_set_profile_rate(RATE));
+	kept_a = keep_a(16 << 20, 1024);
+	churn_b(8 << 20, 64);
+	kept_c = large_c(8, 1 << 20);
+	ASSERT_NE(NULL, kept_a);
+	ASSERT_NE(NULL, kept_c);
+	/* the frees reach the profile when the holder takes them in */
+	sa_thread_flush();
+	fd = mkstemp(path);
+	ASSERT_LE(0, fd);
+	close(fd);
+	ASSERT_EQ(0, sa_heap_profile_write(path));
+
+	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=inuse_space %s", path);
+	top = pprof(args);
+	ASSERT_NE(NULL, top);
+	a = cum_of(top, "keep_a");
+	b_inuse = cum_of(top, "churn_b");
+	c = cum_of(top, "large_c");
+	TH_LOG("in use: keep_a %.2f MiB (16), churn_b %.2f MiB (0), large_c %.2f MiB (8)",
+	       a / MIB, b_inuse / MIB, c / MIB);
+	EXPECT_LT(fabs(a / MIB - 16), 16 * 0.25) TH_LOG("%s", top);
+	EXPECT_LT(fabs(c / MIB - 8), 8 * 0.25);
+	/* all freed: no line, or nothing left */
+	EXPECT_GT(0.5, b_inuse / MIB);
+	free(top);
+
+	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=alloc_space %s", path);
+	top = pprof(args);
+	ASSERT_NE(NULL, top);
+	b_alloc = cum_of(top, "churn_b");
+	TH_LOG("allocated: churn_b %.2f MiB (8)", b_alloc / MIB);
+	EXPECT_LT(fabs(b_alloc / MIB - 8), 8 * 0.25) TH_LOG("%s", top);
+	free(top);
+
+	/* objects: 16 Ki of 1 KiB in keep_a (its vector besides) */
+	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -sample_index=inuse_objects %s", path);
+	top = pprof(args);
+	ASSERT_NE(NULL, top);
+	a = cum_of(top, "keep_a");
+	TH_LOG("objects in use: keep_a %.0f (16385)", a);
+	EXPECT_LT(fabs(a - 16385), 16385 * 0.25) TH_LOG("%s", top);
+	free(top);
+	if (getenv("SA_KEEP_PROFILE"))
+		sa_heap_profile_write(getenv("SA_KEEP_PROFILE"));
+	unlink(path);
+	sink = kept_a;
+	sink = kept_c;
+}
+
+TEST(collected_objects_leave_the_inuse_profile)
+{
+	char path[] = "/tmp/sa-profile-XXXXXX", args[256];
+	double in, all;
+	char *top;
+	int fd;
+
+	SKIP_UNLESS_READY();
+	ASSERT_EQ(0, sa_gc_init());
+	sa_set_profile_rate(RATE);
+	garbage_d(8 << 20, 128);
+	sa_gc_collect();
+	fd = mkstemp(path);
+	ASSERT_LE(0, fd);
+	close(fd);
+	ASSERT_EQ(0, sa_heap_profile_write(path));
+	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=alloc_space %s", path);
+	top = pprof(args);
+	ASSERT_NE(NULL, top);
+	all = cum_of(top, "garbage_d");
+	free(top);
+	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=inuse_space %s", path);
+	top = pprof(args);
+	ASSERT_NE(NULL, top);
+	in = cum_of(top, "garbage_d");
+	free(top);
+	TH_LOG("garbage_d: %.2f MiB allocated (8), %.2f MiB in use after a collection",
+	       all / MIB, in / MIB);
+	EXPECT_LT(fabs(all / MIB - 8), 8 * 0.25);
+	/* conservative: a stale word may keep an object or two */
+	EXPECT_GT(0.5, in / MIB);
+	unlink(path);
+}
+
+/* a file of build/, found from this test's build/selftests */
+static void sibling(char *out, size_t size, const char *name)
+{
+	char self[512];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	self[n > 0 ? n : 0] = 0;
+	slash = strrchr(self, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(out, size, "%s/%s", self, name);
+}
+
+TEST(heapprofile_is_written_at_exit_without_the_drop_ins_frames)
+{
+	char prog[600], lib[600], cmd[2048], args[256], *top, *raw;
+	char path[] = "/tmp/sa-profile-XXXXXX";
+	struct stat st;
+	int fd;
+
+	SKIP_UNLESS_READY();
+	/* a C program that calls only malloc and free, with its symbols */
+	sibling(prog, sizeof(prog), "../tools/allocbench");
+	sibling(lib, sizeof(lib), "../lib/libspanalloc-malloc.so");
+	fd = mkstemp(path);
+	ASSERT_LE(0, fd);
+	close(fd);
+	unlink(path);
+	snprintf(cmd, sizeof(cmd),
+		 "SPANALLOC_REQUIRE=1 SPANALLOC_HEAPPROFILE=%s SPANALLOC_PROFILE_RATE=%d LD_PRELOAD=%s %s larson 2 20 > /dev/null 2>&1",
+		 path, RATE, lib, prog);
+	ASSERT_EQ(0, system(cmd));
+	ASSERT_EQ(0, stat(path, &st)) TH_LOG("no profile written at exit");
+	EXPECT_LT(0, st.st_size);
+
+	snprintf(args, sizeof(args), "-top -nodecount=500 -unit=B -sample_index=alloc_space %s", path);
+	top = pprof(args);
+	ASSERT_NE(NULL, top);
+	/* the drop-in's frames are cut: nothing of it is where bytes are counted */
+	EXPECT_EQ(NULL, strstr(top, " sa_")) TH_LOG("%s", top);
+	EXPECT_EQ(NULL, strstr(top, " malloc\n")) TH_LOG("%s", top);
+	/* and the program's are there: its threads allocate */
+	EXPECT_NE(NULL, strstr(top, " larson_thread\n")) TH_LOG("%s", top);
+	free(top);
+	snprintf(args, sizeof(args), "-traces %s", path);
+	raw = pprof(args);
+	ASSERT_NE(NULL, raw);
+	EXPECT_NE(NULL, strstr(raw, " larson_thread\n")) TH_LOG("%.4000s", raw);
+	free(raw);
+	unlink(path);
+}
+
+TEST_HARNESS_MAIN
