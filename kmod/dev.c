@@ -67,7 +67,8 @@ static int sa_open(struct inode *inode, struct file *file)
 			      READ_ONCE(sa_pcp_depth));
 	if (IS_ERR(heap))
 		return PTR_ERR(heap);
-	heap->file = file;
+	/* sa_heap_get() may look from now on */
+	WRITE_ONCE(heap->file, file);
 	file->private_data = heap;
 	return 0;
 }
@@ -218,6 +219,8 @@ static int __init sa_init(void)
 	BUILD_BUG_ON(sizeof(struct spanalloc_limit) != SPANALLOC_LIMIT_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_release) != SPANALLOC_RELEASE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_adopt) != SPANALLOC_ADOPT_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_snapshot) != SPANALLOC_SNAPSHOT_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_snapshot_span) != 12);
 	BUILD_BUG_ON(sizeof(struct spanalloc_adopt_span) != 24);
 	BUILD_BUG_ON(sizeof(struct spanalloc_span) != 24);
 	BUILD_BUG_ON(sizeof(struct spanalloc_ret) != 16);

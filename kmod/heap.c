@@ -14,6 +14,7 @@
  * or a close never waits on another process.
  */
 #include <linux/bug.h>
+#include <linux/fs.h>
 #include <linux/slab.h>
 #include <linux/pid.h>
 #include <linux/sched/mm.h>
@@ -144,6 +145,33 @@ void sa_heap_destroy(struct sa_heap *heap)
 	atomic64_dec(&sa_global_heaps);
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_heap_destroy);
+
+/*
+ * The heap of id, kept alive by a reference to its file (*pin; fput() it
+ * when done), or NULL. A heap on the list whose file is already being
+ * released (its count is 0) is not taken: its release waits for the
+ * mutex held here, so the file is still there to look at.
+ */
+struct sa_heap *sa_heap_get(u64 id, struct file **pin)
+{
+	struct sa_heap *heap, *found = NULL;
+
+	mutex_lock(&sa_heaps_mutex);
+	list_for_each_entry(heap, &sa_heaps, node) {
+		/* an open publishes the heap before it stores its file */
+		struct file *file = READ_ONCE(heap->file);
+
+		if (heap->id != id)
+			continue;
+		if (file && atomic_long_inc_not_zero(&file->f_count)) {
+			*pin = file;
+			found = heap;
+		}
+		break;
+	}
+	mutex_unlock(&sa_heaps_mutex);
+	return found;
+}
 
 /*
  * Fills every field of st after classes_ptr: a snapshot of the heap's

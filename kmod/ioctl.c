@@ -13,6 +13,7 @@
  */
 #include <linux/capability.h>
 #include <linux/fs.h>
+#include <linux/file.h>
 #include <linux/nospec.h>
 #include <linux/sched.h>
 #include <linux/uaccess.h>
@@ -344,6 +345,78 @@ static long sa_ioctl_adopt(struct sa_heap *heap, void __user *uarg)
 	return sa_copy_out(uarg, &ad, sizeof(ad), ad.size);
 }
 
+/* Pages of a snapshot read per hold of the heap's lock. */
+#define SA_SNAPSHOT_WINDOW	4096
+
+/* Copies a window's n entries of size bytes to ubuf[at...], within room. */
+static int sa_snapshot_out(u64 ubuf, u32 room, u32 at, const void *src, u32 n,
+			   size_t size)
+{
+	if (!ubuf || at >= room)
+		return 0;
+	n = min(n, room - at);
+	return copy_to_user(u64_to_user_ptr(ubuf + (u64)at * size), src, n * size) ?
+	       -EFAULT : 0;
+}
+
+static long sa_ioctl_snapshot(struct sa_heap *heap, void __user *uarg)
+{
+	struct spanalloc_snapshot_span *spans = NULL;
+	struct spanalloc_snapshot sn;
+	struct sa_heap *target = heap;
+	struct file *pin = NULL;
+	u32 p, active, found, nspans = 0, covered = 0;
+	u8 *states = NULL;
+	int ret;
+
+	ret = sa_copy_in(&sn, sizeof(sn), SPANALLOC_SNAPSHOT_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	if (sn.flags || sn.reserved || (sn.pages_count && !sn.pages_ptr) ||
+	    (sn.spans_count && !sn.spans_ptr))
+		return -EINVAL;
+	if (sn.heap_id && sn.heap_id != heap->id) {
+		/* another process's memory: the administrator's */
+		if (!capable(CAP_SYS_ADMIN))
+			return -EPERM;
+		target = sa_heap_get(sn.heap_id, &pin);
+		if (!target)
+			return -ESRCH;
+	}
+	active = sa_heap_mapped(target) ? READ_ONCE(target->active_pages) : 0;
+	if (active) {
+		states = kvmalloc(SA_SNAPSHOT_WINDOW, GFP_KERNEL);
+		spans = kvmalloc_array(SA_SNAPSHOT_WINDOW, sizeof(*spans), GFP_KERNEL);
+		ret = states && spans ? 0 : -ENOMEM;
+	}
+	/* the heap may grow meanwhile: the windows stop where it was */
+	for (p = 0; !ret && p < active; p += SA_SNAPSHOT_WINDOW) {
+		u32 n = min_t(u32, SA_SNAPSHOT_WINDOW, active - p);
+
+		found = sa_mheap_snapshot(target, p, n, states, spans, &covered);
+		ret = sa_snapshot_out(sn.pages_ptr, sn.pages_count, p, states, n, 1);
+		if (!ret)
+			ret = sa_snapshot_out(sn.spans_ptr, sn.spans_count, nspans, spans,
+					      found, sizeof(*spans));
+		nspans += found;
+		if (!ret && fatal_signal_pending(current))
+			ret = -EINTR;
+		cond_resched();
+	}
+	kvfree(states);
+	kvfree(spans);
+	if (!ret) {
+		sn.pages_count = active;
+		sn.spans_count = nspans;
+		sn.base = active ? target->base : 0;
+		sn.arenas = active / SA_ARENA_PAGES;
+		ret = sa_copy_out(uarg, &sn, sizeof(sn), sn.size);
+	}
+	if (pin)
+		fput(pin);
+	return ret;
+}
+
 /*
  * Commands are told apart by type, number and direction only: the size
  * field of the command is the size of the struct in the header the caller
@@ -360,6 +433,7 @@ static const struct {
 	[_IOC_NR(SPANALLOC_IOC_SET_LIMIT)] = { _IOC_WRITE, sa_ioctl_set_limit },
 	[_IOC_NR(SPANALLOC_IOC_RELEASE)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_release },
 	[_IOC_NR(SPANALLOC_IOC_ADOPT)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_adopt },
+	[_IOC_NR(SPANALLOC_IOC_SNAPSHOT)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_snapshot },
 };
 
 long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg)

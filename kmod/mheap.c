@@ -570,6 +570,66 @@ void sa_mheap_free_span(struct sa_heap *heap, struct sa_span *s)
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_mheap_free_span);
 
+static u8 sa_snapshot_state(const struct sa_span *s)
+{
+	switch (atomic_read(&s->state)) {
+	case SA_SPAN_OWNED:
+		return SPANALLOC_SPAN_OWNED;
+	case SA_SPAN_CACHED:
+		return SPANALLOC_SPAN_CACHED;
+	case SA_SPAN_PARTIAL:
+		return SPANALLOC_SPAN_PARTIAL;
+	case SA_SPAN_FULL:
+		return SPANALLOC_SPAN_FULL;
+	default:
+		return SPANALLOC_SPAN_MOVING;
+	}
+}
+
+/*
+ * One window of a snapshot (SPANALLOC_IOC_SNAPSHOT): the state of pages
+ * [from, from + n) of set-up arenas into states[], and the spans that
+ * start there into spans[] (room for n: a span starts at most at every
+ * page). *covered is the first page past the last span seen, carried from
+ * window to window so that a span's later pages count as in it. Returns
+ * the spans found. Bounded work under heap->lock: the caller's window.
+ */
+u32 sa_mheap_snapshot(struct sa_heap *heap, u32 from, u32 n, u8 *states,
+		      struct spanalloc_snapshot_span *spans, u32 *covered)
+{
+	u32 i, found = 0;
+
+	spin_lock(&heap->lock);
+	n = min(n, heap->active_pages - min(from, heap->active_pages));
+	for (i = 0; i < n; i++) {
+		u32 p = from + i;
+		struct sa_span *s;
+
+		s = rcu_dereference_protected(sa_mheap_arena(heap, p)->spans[p % SA_ARENA_PAGES],
+					      lockdep_is_held(&heap->lock));
+		if (s) {
+			spans[found++] = (struct spanalloc_snapshot_span){
+				.start = s->start, .npages = s->npages,
+				.spanclass = s->spanclass,
+				.state = sa_snapshot_state(s),
+			};
+			*covered = max(*covered, s->start + s->npages);
+		}
+		if (p < *covered)
+			states[i] = SPANALLOC_PAGE_SPAN;
+		else if (test_bit(p, heap->dirty))
+			states[i] = SPANALLOC_PAGE_DIRTY;
+		else if (test_bit(p, heap->stuck))
+			states[i] = SPANALLOC_PAGE_STUCK;
+		else
+			/* clean, or held by a release that is making it so */
+			states[i] = SPANALLOC_PAGE_RELEASED;
+	}
+	spin_unlock(&heap->lock);
+	return found;
+}
+EXPORT_SYMBOL_IF_KUNIT(sa_mheap_snapshot);
+
 /*
  * Finds the span a handle names. Caller holds rcu_read_lock(); the span
  * stays valid until it is unlocked. NULL for anything that does not name a

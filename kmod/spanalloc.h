@@ -314,6 +314,7 @@ int sa_heap_map(struct sa_heap *heap, unsigned long base, u64 len);
 void sa_heap_destroy(struct sa_heap *heap);
 void sa_heaps_warn_leftover(void);
 void sa_heap_stats(struct sa_heap *heap, struct spanalloc_stats *st);
+struct sa_heap *sa_heap_get(u64 id, struct file **pin);
 void sa_heap_class_stats(struct sa_heap *heap, u16 sc,
 			 struct spanalloc_class_stats *cs);
 
@@ -342,6 +343,8 @@ struct sa_scav_run {
 	DECLARE_BITMAP(data, SA_SCAV_ALIGN);	/* pages that may hold data */
 };
 
+u32 sa_mheap_snapshot(struct sa_heap *heap, u32 from, u32 n, u8 *states,
+		      struct spanalloc_snapshot_span *spans, u32 *covered);
 u32 sa_mheap_scav_take(struct sa_heap *heap, u32 *from, struct sa_scav_run *run);
 u32 sa_mheap_scav_done(struct sa_heap *heap, struct sa_scav_run *run, bool released);
 void sa_mheap_unstick(struct sa_heap *heap);

@@ -221,7 +221,7 @@ static void check_errno(const char *what, int r, bool must_fail)
 	}
 	switch (errno) {
 	case EINVAL: case EFAULT: case ENOMEM: case EPERM: case ENXIO:
-	case EBADF: case ENOTTY: case EBUSY:
+	case EBADF: case ENOTTY: case EBUSY: case ESRCH:
 		/* EBADF, ENOTTY: another thread closed the fd, maybe reused it */
 		if (must_fail && errno != EINVAL && errno != EFAULT &&
 		    errno != EBADF && errno != ENOTTY)
@@ -399,6 +399,30 @@ static void op_stats(void)
 	if (!below(10))
 		st.limit = rnd();	/* an output field: ignored on input */
 	check_errno("stats", ioctl(fd, fz_cmd(SPANALLOC_IOC_STATS, st.size), &st),
+		    bad && fd >= 0);
+}
+
+/* A snapshot of this heap or another (by a guessed id), into bad buffers too. */
+static void op_snapshot(void)
+{
+	static uint8_t pages[4 * 8192];
+	static struct spanalloc_snapshot_span spans[512];
+	struct spanalloc_snapshot sn;
+	bool bad = false;
+	int slot, fd = heap_fd(&slot);
+
+	memset(&sn, 0, sizeof(sn));
+	sn.size = fz_size(sizeof(sn), SPANALLOC_SNAPSHOT_SIZE_VER0, &bad);
+	sn.flags = below(20) ? 0 : 1u << below(32);
+	sn.reserved = below(20) ? 0 : (uint32_t)rnd();
+	sn.heap_id = below(3) ? 0 : below(2) ? below(64) : rnd();
+	sn.pages_count = below(4) ? below(sizeof(pages) + 1) : (uint32_t)rnd();
+	sn.pages_ptr = sn.pages_count || below(2) ? fz_ptr(pages) : 0;
+	sn.spans_count = below(4) ? below(513) : (uint32_t)rnd();
+	sn.spans_ptr = sn.spans_count || below(2) ? fz_ptr(spans) : 0;
+	bad |= sn.flags || sn.reserved || (sn.pages_count && !sn.pages_ptr) ||
+	       (sn.spans_count && !sn.spans_ptr);
+	check_errno("snapshot", ioctl(fd, fz_cmd(SPANALLOC_IOC_SNAPSHOT, sn.size), &sn),
 		    bad && fd >= 0);
 }
 
@@ -646,7 +670,7 @@ static void op_reopen(void)
 static void (*const ops[])(void) = {
 	op_info, op_exchange, op_exchange, op_exchange, op_exchange, op_large,
 	op_large, op_stats, op_limit_release, op_bad_cmd, op_layout, op_layout,
-	op_fork, op_reopen,
+	op_fork, op_reopen, op_snapshot,
 };
 
 struct worker {

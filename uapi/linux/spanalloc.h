@@ -303,6 +303,56 @@ struct spanalloc_adopt {
 
 #define SPANALLOC_ADOPT_SIZE_VER0	48
 
+/*
+ * SPANALLOC_IOC_SNAPSHOT: the layout of a heap, for pictures and
+ * debuggers: a byte per page of its set-up arenas and every span, in page
+ * order. Each window of pages is read at one moment while the heap runs
+ * on, so two windows may disagree by the spans that moved in between.
+ * heap_id 0 (or the heap's own id) is the heap of this file; another
+ * heap's id (SPANALLOC_IOC_INFO, /proc/spanallocinfo) needs CAP_SYS_ADMIN
+ * (-EPERM; -ESRCH if there is none). Up to pages_count bytes go to
+ * pages_ptr and up to spans_count entries to spans_ptr (either may be 0
+ * with its count); on return the counts say how many there are, which may
+ * be more than there was room for.
+ */
+enum spanalloc_page_state {
+	SPANALLOC_PAGE_SPAN = 1,	/* in a span */
+	SPANALLOC_PAGE_DIRTY,		/* free, may still be resident */
+	SPANALLOC_PAGE_RELEASED,	/* free, given back to the kernel */
+	SPANALLOC_PAGE_STUCK,		/* free, its release was refused */
+};
+
+enum spanalloc_span_state {
+	SPANALLOC_SPAN_OWNED = 1,	/* user space has it */
+	SPANALLOC_SPAN_CACHED,		/* in a per-CPU cache */
+	SPANALLOC_SPAN_PARTIAL,		/* on its class's partial list */
+	SPANALLOC_SPAN_FULL,		/* on its class's full list */
+	SPANALLOC_SPAN_MOVING,		/* being handed out or returned */
+};
+
+struct spanalloc_snapshot_span {
+	__u32 start;		/* first page, counted from the heap's base */
+	__u32 npages;
+	__u16 spanclass;	/* SPANALLOC_SPANCLASS(); 0, 1: large */
+	__u8 state;		/* enum spanalloc_span_state */
+	__u8 reserved;
+};
+
+struct spanalloc_snapshot {
+	__u32 size;		/* in: sizeof(struct spanalloc_snapshot) */
+	__u32 flags;		/* in: 0 */
+	__u64 heap_id;		/* in: 0 for this file's heap */
+	__u64 pages_ptr;	/* in: __u8[pages_count] */
+	__u64 spans_ptr;	/* in: struct spanalloc_snapshot_span[spans_count] */
+	__u32 pages_count;	/* in: room; out: pages of its set-up arenas */
+	__u32 spans_count;	/* in: room; out: spans */
+	__u64 base;		/* out: user address of page 0 in its owner */
+	__u32 arenas;		/* out: arenas set up */
+	__u32 reserved;		/* in: 0 */
+};
+
+#define SPANALLOC_SNAPSHOT_SIZE_VER0	56
+
 #define SPANALLOC_IOC_MAGIC	0xb6
 #define SPANALLOC_IOC_INFO	_IOWR(SPANALLOC_IOC_MAGIC, 0x00, struct spanalloc_info)
 #define SPANALLOC_IOC_EXCHANGE	_IOWR(SPANALLOC_IOC_MAGIC, 0x01, struct spanalloc_exchange)
@@ -311,5 +361,6 @@ struct spanalloc_adopt {
 #define SPANALLOC_IOC_SET_LIMIT	_IOW(SPANALLOC_IOC_MAGIC, 0x04, struct spanalloc_limit)
 #define SPANALLOC_IOC_RELEASE	_IOWR(SPANALLOC_IOC_MAGIC, 0x05, struct spanalloc_release)
 #define SPANALLOC_IOC_ADOPT	_IOWR(SPANALLOC_IOC_MAGIC, 0x06, struct spanalloc_adopt)
+#define SPANALLOC_IOC_SNAPSHOT	_IOWR(SPANALLOC_IOC_MAGIC, 0x07, struct spanalloc_snapshot)
 
 #endif /* _UAPI_LINUX_SPANALLOC_H */
