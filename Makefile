@@ -125,7 +125,7 @@ SELFTESTS := $(B)/selftests/spanalloc_test $(B)/selftests/lib_test \
 	     $(B)/selftests/heaps_gone $(B)/selftests/observe_test \
 	     $(B)/selftests/profile_test
 TOOLS	:= $(B)/tools/demo $(B)/tools/bench $(B)/tools/fuzz $(B)/tools/gcbench-spanalloc \
-	   $(B)/tools/allocbench $(B)/tools/spantop
+	   $(B)/tools/allocbench $(B)/tools/spantop $(B)/tools/spanview
 
 selftests: $(SELFTESTS) $(TOOLS)
 
@@ -205,10 +205,12 @@ $(B)/tools/allocbench: tools/allocbench.c
 	@mkdir -p $(@D)
 	$(CC) $(SA_CFLAGS) -O2 -o $@ $< -lpthread
 
-# Reads /proc/spanallocinfo: no library.
-$(B)/tools/spantop: tools/spantop.c
+# Read /proc/spanallocinfo (and the snapshot ioctl): no library.
+$(B)/tools/spantop $(B)/tools/spanview: $(B)/tools/%: tools/%.c tools/spanallocinfo.c \
+		tools/spanallocinfo.h uapi/linux/spanalloc.h
 	@mkdir -p $(@D)
-	$(CC) $(SA_CFLAGS) -O2 -o $@ $<
+	$(CC) $(SA_CFLAGS) -O2 -o $@ $< tools/spanallocinfo.c
+$(B)/tools/spanview: include/spanalloc-classtable.h
 
 $(B)/tools/%: tools/%.c $(B)/lib/libspanalloc.a
 	@mkdir -p $(@D)
@@ -234,12 +236,12 @@ lint:
 	bash scripts/lint.sh
 
 # --- install ---------------------------------------------------------------
-install: lib $(B)/tools/spantop
+install: lib $(B)/tools/spantop $(B)/tools/spanview
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/linux \
 		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
-	install -m 755 $(B)/tools/spantop $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 docs/man/spantop.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 755 $(B)/tools/spantop $(B)/tools/spanview $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 docs/man/spantop.1 docs/man/spanview.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 docs/man/spanalloc.3 $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 docs/man/spanalloc.7 $(DESTDIR)$(MANDIR)/man7/
 	install -m 644 $(B)/lib/libspanalloc.a $(B)/lib/libspanalloc-malloc.a $(DESTDIR)$(LIBDIR)/

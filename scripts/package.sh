@@ -67,9 +67,10 @@ check() {
 	need usr/include/spanalloc.h
 	need usr/include/linux/spanalloc.h
 	need usr/bin/spantop
+	need usr/bin/spanview
 	need "usr/src/spanalloc-$version/dkms.conf"
 	need "usr/src/spanalloc-$version/Kbuild"
-	for d in man1/spantop.1 man3/spanalloc.3 man7/spanalloc.7; do
+	for d in man1/spantop.1 man1/spanview.1 man3/spanalloc.3 man7/spanalloc.7; do
 		need "usr/share/man/$d.gz"
 		t=$(zcat "$root/usr/share/man/$d.gz" | groff -man -ww -z 2>&1)
 		[ -z "$t" ] && say "$d renders without a warning" || bad "$d: $t"

@@ -222,6 +222,162 @@ TEST_F(heap, info_is_for_root_only)
 	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
+static int snapshot(int fd, uint64_t id, uint8_t *pages, uint32_t npages,
+		    struct spanalloc_snapshot_span *spans, uint32_t nspans,
+		    struct spanalloc_snapshot *out)
+{
+	*out = (struct spanalloc_snapshot){
+		.size = sizeof(*out), .heap_id = id,
+		.pages_ptr = (uintptr_t)pages, .pages_count = npages,
+		.spans_ptr = (uintptr_t)spans, .spans_count = nspans,
+	};
+	return sa_t_ioctl(fd, SPANALLOC_IOC_SNAPSHOT, out);
+}
+
+static const struct spanalloc_snapshot_span *
+find_span(const struct spanalloc_snapshot_span *v, uint32_t n, uint32_t start)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (v[i].start == start)
+			return &v[i];
+	return NULL;
+}
+
+TEST_F(heap, snapshot_shows_every_span_and_page_as_the_stats_count_them)
+{
+	unsigned int sc = SPANALLOC_SPANCLASS(6, 0), sc2 = SPANALLOC_SPANCLASS(40, 1), got;
+	struct spanalloc_release rel = { .size = sizeof(rel) };
+	struct spanalloc_snapshot_span *spans, one[2];
+	struct spanalloc_span s[3], t[2], lg;
+	struct spanalloc_snapshot sn;
+	struct spanalloc_stats st;
+	uint32_t count[5] = { 0 };
+	const struct spanalloc_snapshot_span *x;
+	uint8_t *pages, guard[2];
+
+	ASSERT_EQ(0, sa_t_get(self->fd, sc, s, 3, &got));
+	ASSERT_EQ(3, got);
+	ASSERT_EQ(0, sa_t_get(self->fd, sc2, t, 2, &got));
+	ASSERT_EQ(2, got);
+	ASSERT_EQ(0, sa_t_large(self->fd, 3, 0, &lg));
+	ASSERT_EQ(0, sa_t_ret(self->fd, s[0].handle, SPANALLOC_RET_PARTIAL));
+	ASSERT_EQ(0, sa_t_ret(self->fd, s[1].handle, SPANALLOC_RET_FULL));
+	ASSERT_EQ(0, sa_t_ret(self->fd, t[1].handle, SPANALLOC_RET_EMPTY));
+	ASSERT_EQ(0, sa_t_ioctl(self->fd, SPANALLOC_IOC_RELEASE, &rel));
+	ASSERT_EQ(0, sa_t_ret(self->fd, t[0].handle, SPANALLOC_RET_EMPTY));
+	ASSERT_EQ(0, sa_t_stats(self->fd, &st, NULL));
+
+	/* the counts alone first, then with room for everything */
+	ASSERT_EQ(0, snapshot(self->fd, 0, NULL, 0, NULL, 0, &sn));
+	EXPECT_EQ(st.arenas * (SPANALLOC_ARENA_SIZE >> SPANALLOC_PAGE_SHIFT), sn.pages_count);
+	EXPECT_EQ(st.spans, sn.spans_count);
+	EXPECT_EQ((uintptr_t)self->map, sn.base);
+	EXPECT_EQ(st.arenas, sn.arenas);
+	pages = calloc(sn.pages_count, 1);
+	spans = calloc(sn.spans_count, sizeof(*spans));
+	ASSERT_NE(NULL, pages);
+	ASSERT_NE(NULL, spans);
+	ASSERT_EQ(0, snapshot(self->fd, self->info.heap_id, pages, sn.pages_count, spans,
+			      sn.spans_count, &sn));
+	for (uint32_t p = 0; p < sn.pages_count; p++) {
+		ASSERT_LE(SPANALLOC_PAGE_SPAN, pages[p]);
+		ASSERT_GE(SPANALLOC_PAGE_STUCK, pages[p]);
+		count[pages[p]]++;
+	}
+	EXPECT_EQ(st.pages_inuse, count[SPANALLOC_PAGE_SPAN]);
+	EXPECT_EQ(st.pages_dirty, count[SPANALLOC_PAGE_DIRTY]);
+	EXPECT_EQ(st.pages_unreleasable, count[SPANALLOC_PAGE_STUCK]);
+	EXPECT_EQ(st.pages_free - st.pages_dirty - st.pages_unreleasable,
+		  count[SPANALLOC_PAGE_RELEASED]);
+	/* in page order, and each of ours where it is, as it is */
+	for (uint32_t i = 1; i < sn.spans_count; i++)
+		EXPECT_LT(spans[i - 1].start + spans[i - 1].npages - 1, spans[i].start);
+#define START(sp) ((uint32_t)(((sp).addr - (uintptr_t)self->map) >> SPANALLOC_PAGE_SHIFT))
+	x = find_span(spans, sn.spans_count, START(s[0]));
+	ASSERT_NE(NULL, x);
+	EXPECT_EQ(sc, x->spanclass);
+	EXPECT_EQ(sa_t_class_pages(sc), x->npages);
+	EXPECT_EQ(self->info.pcp_depth ? SPANALLOC_SPAN_CACHED : SPANALLOC_SPAN_PARTIAL, x->state);
+	x = find_span(spans, sn.spans_count, START(s[1]));
+	ASSERT_NE(NULL, x);
+	EXPECT_EQ(SPANALLOC_SPAN_FULL, x->state);
+	x = find_span(spans, sn.spans_count, START(s[2]));
+	ASSERT_NE(NULL, x);
+	EXPECT_EQ(SPANALLOC_SPAN_OWNED, x->state);
+	x = find_span(spans, sn.spans_count, START(lg));
+	ASSERT_NE(NULL, x);
+	EXPECT_EQ(0, x->spanclass);
+	EXPECT_EQ(3, x->npages);
+	EXPECT_EQ(SPANALLOC_SPAN_OWNED, x->state);
+	for (uint32_t p = 0; p < 3; p++)
+		EXPECT_EQ(SPANALLOC_PAGE_SPAN, pages[START(lg) + p]);
+	EXPECT_EQ(NULL, find_span(spans, sn.spans_count, START(t[0])));
+	EXPECT_EQ(SPANALLOC_PAGE_DIRTY, pages[START(t[0])]);
+	EXPECT_EQ(SPANALLOC_PAGE_RELEASED, pages[START(t[1])]);
+#undef START
+
+	/* too little room: only what fits is written, the counts say all */
+	memset(guard, 0xee, sizeof(guard));
+	memset(one, 0xee, sizeof(one));
+	ASSERT_EQ(0, snapshot(self->fd, 0, guard, 1, one, 1, &sn));
+	EXPECT_EQ(0xee, guard[1]);
+	EXPECT_EQ(0xee, one[1].reserved);
+	EXPECT_EQ(spans[0].start, one[0].start);
+	EXPECT_EQ(st.spans, sn.spans_count);
+	EXPECT_EQ(-EINVAL, snapshot(self->fd, 0, NULL, 1, NULL, 0, &sn));
+	free(pages);
+	free(spans);
+}
+
+/* Another process's heap: root may look at it by its id, nobody else. */
+TEST_F(heap, snapshot_of_another_heap_is_for_root_only)
+{
+	struct spanalloc_snapshot_span v[4];
+	struct spanalloc_snapshot sn;
+	int go[2], ready[2], status;
+	uint64_t id;
+	pid_t pid, nobody;
+
+	ASSERT_EQ(0, pipe(go));
+	ASSERT_EQ(0, pipe(ready));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct spanalloc_info info;
+		struct spanalloc_span s;
+		void *map;
+		size_t len;
+		int fd = sa_t_open_mapped(&map, &len);
+		char c;
+
+		if (fd < 0 || sa_t_info(fd, &info) || sa_t_get1(fd, SPANALLOC_SPANCLASS(9, 1), &s))
+			_exit(2);
+		if (write(ready[1], &info.heap_id, sizeof(info.heap_id)) != sizeof(info.heap_id))
+			_exit(3);
+		/* until the parent has looked */
+		_exit(read(go[0], &c, 1) == 1 ? 0 : 4);
+	}
+	ASSERT_EQ(sizeof(id), read(ready[0], &id, sizeof(id)));
+	ASSERT_EQ(0, snapshot(self->fd, id, NULL, 0, v, 4, &sn));
+	EXPECT_EQ(1, sn.spans_count);
+	EXPECT_EQ(SPANALLOC_SPANCLASS(9, 1), v[0].spanclass);
+	EXPECT_EQ(SPANALLOC_SPAN_OWNED, v[0].state);
+	nobody = fork();
+	ASSERT_LE(0, nobody);
+	if (nobody == 0) {
+		if (setgid(65534) || setuid(65534))
+			_exit(2);
+		_exit(snapshot(self->fd, id, NULL, 0, NULL, 0, &sn) == -EPERM ? 0 : 1);
+	}
+	ASSERT_EQ(nobody, waitpid(nobody, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(1, write(go[1], "x", 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	/* gone with its process */
+	EXPECT_EQ(-ESRCH, snapshot(self->fd, id, NULL, 0, NULL, 0, &sn));
+}
+
 /* Runs cmd with sh and returns what it printed (NULL if it failed). */
 static char *run(const char *cmd)
 {
@@ -252,8 +408,8 @@ static char *run(const char *cmd)
 	return buf;
 }
 
-/* build/tools/spantop, beside this test's build/selftests */
-static void spantop_path(char *path, size_t size)
+/* build/tools/NAME, beside this test's build/selftests */
+static void tool_path(char *path, size_t size, const char *name)
 {
 	char self[512];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -263,7 +419,7 @@ static void spantop_path(char *path, size_t size)
 	slash = strrchr(self, '/');
 	if (slash)
 		*slash = 0;
-	snprintf(path, size, "%s/../tools/spantop", self);
+	snprintf(path, size, "%s/../tools/%s", self, name);
 }
 
 static volatile int churn_stop;
@@ -291,7 +447,7 @@ TEST_F(heap, spantop_shows_this_heap_its_classes_and_rates)
 	double rate;
 	FILE *check;
 
-	spantop_path(tool, sizeof(tool));
+	tool_path(tool, sizeof(tool), "spantop");
 	ASSERT_EQ(0, access(tool, X_OK)) TH_LOG("%s: build it (make selftests)", tool);
 	ASSERT_EQ(0, sa_t_get(self->fd, sc, s, 2, NULL));
 	churn_stop = 0;
@@ -335,6 +491,70 @@ TEST_F(heap, spantop_shows_this_heap_its_classes_and_rates)
 	snprintf(want, sizeof(want), "%6u %6u %-6s", sc, sa_t_classes[sc >> 1].size, "scan");
 	EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
 	free(out);
+}
+
+/* Occurrences of needle in s. */
+static int occurrences(const char *s, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+TEST_F(heap, spanview_draws_every_span_of_the_heap)
+{
+	unsigned int sc = SPANALLOC_SPANCLASS(12, 0), got;
+	char tool[600], cmd[800], want[256], *svg;
+	struct spanalloc_span s[5], lg;
+	struct spanalloc_snapshot sn;
+	struct spanalloc_stats st;
+	FILE *check;
+
+	tool_path(tool, sizeof(tool), "spanview");
+	ASSERT_EQ(0, access(tool, X_OK)) TH_LOG("%s: build it (make selftests)", tool);
+	ASSERT_EQ(0, sa_t_get(self->fd, sc, s, 5, &got));
+	ASSERT_EQ(5, got);
+	ASSERT_EQ(0, sa_t_large(self->fd, 20, SPANALLOC_LARGE_NOSCAN, &lg));
+	ASSERT_EQ(0, sa_t_ret(self->fd, s[1].handle, SPANALLOC_RET_EMPTY));
+	ASSERT_EQ(0, sa_t_ret(self->fd, s[2].handle, SPANALLOC_RET_FULL));
+	ASSERT_EQ(0, snapshot(self->fd, 0, NULL, 0, NULL, 0, &sn));
+	ASSERT_EQ(0, sa_t_stats(self->fd, &st, NULL));
+
+	/* by pid, as a person would ask; and by the heap's id */
+	snprintf(cmd, sizeof(cmd), "%s --pid %d", tool, getpid());
+	svg = run(cmd);
+	ASSERT_NE(NULL, svg);
+	check = popen("python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.stdin)'", "w");
+	ASSERT_NE(NULL, check);
+	fputs(svg, check);
+	EXPECT_EQ(0, pclose(check)) TH_LOG("not well-formed XML");
+	EXPECT_EQ((int)sn.spans_count, occurrences(svg, "<g class=\"span\">"));
+	snprintf(want, sizeof(want), ">heap %llu: %llu arenas, %u spans<",
+		 (unsigned long long)self->info.heap_id, (unsigned long long)st.arenas,
+		 sn.spans_count);
+	EXPECT_NE(NULL, strstr(svg, want)) TH_LOG("%.600s", svg);
+	snprintf(want, sizeof(want), ">pages in spans %llu, free %llu (dirty %llu, released %llu, stuck %llu)<",
+		 (unsigned long long)st.pages_inuse, (unsigned long long)st.pages_free,
+		 (unsigned long long)st.pages_dirty,
+		 (unsigned long long)(st.pages_free - st.pages_dirty - st.pages_unreleasable),
+		 (unsigned long long)st.pages_unreleasable);
+	EXPECT_NE(NULL, strstr(svg, want)) TH_LOG("%.600s", svg);
+	snprintf(want, sizeof(want), "<title>large object, 20 pages at %llu, owned</title>",
+		 (unsigned long long)((lg.addr - (uintptr_t)self->map) >> SPANALLOC_PAGE_SHIFT));
+	EXPECT_NE(NULL, strstr(svg, want));
+	snprintf(want, sizeof(want), "<title>class %u B scan, %u page%s at %llu, full</title>",
+		 sa_t_classes[sc >> 1].size, sa_t_class_pages(sc),
+		 sa_t_class_pages(sc) == 1 ? "" : "s",
+		 (unsigned long long)((s[2].addr - (uintptr_t)self->map) >> SPANALLOC_PAGE_SHIFT));
+	EXPECT_NE(NULL, strstr(svg, want)) TH_LOG("%s", want);
+	free(svg);
+	snprintf(cmd, sizeof(cmd), "%s --heap %llu", tool, (unsigned long long)self->info.heap_id);
+	svg = run(cmd);
+	ASSERT_NE(NULL, svg);
+	EXPECT_EQ((int)sn.spans_count, occurrences(svg, "<g class=\"span\">"));
+	free(svg);
 }
 
 /* tracefs, mounted if it is not yet (a bare VM has no mount of it) */

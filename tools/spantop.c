@@ -27,155 +27,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#define INFO_PATH "/proc/spanallocinfo"
-
-enum { K_MAPPED, K_ACTIVE, K_INUSE, K_FREE, K_DIRTY, K_RELEASED, K_STUCK, K_LIMIT, NKIB };
-enum { E_EXCH, E_GOT, E_RET, E_PCP, E_CENTRAL, E_FRESH, E_FLUSH, E_LARGE, E_ENOMEM, E_RELPAGES, NEV };
-
-static const char *const kib_names[NKIB] = {
-	"mapped", "active", "inuse", "free", "dirty", "released", "unreleasable", "limit",
-};
-static const char *const ev_names[NEV] = {
-	"exchanges", "spans_got", "spans_returned", "pcp_hits", "central_hits",
-	"heap_spans", "pcp_flushes", "large_allocs", "enomem", "pages_released",
-};
-
-struct cls {
-	unsigned int sc, size, noscan, objs, pages;
-	unsigned int owned, cached, partial, full;
-};
-
-struct heap {
-	unsigned long long id;
-	int pid;
-	char comm[32];
-	unsigned long long kib[NKIB], spans, large, ev[NEV];
-	/* per second over the interval, if there was a sample before */
-	bool have_rates;
-	double exch_s, rel_s, hit;
-	struct cls *cls;
-	int ncls;
-};
-
-struct snap {
-	struct heap *h;
-	int n;
-	double t;
-};
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void snap_free(struct snap *s)
-{
-	for (int i = 0; i < s->n; i++)
-		free(s->h[i].cls);
-	free(s->h);
-	s->h = NULL;
-	s->n = 0;
-}
-
-static void *grow(void *p, int n, size_t size)
-{
-	/* doubling at powers of two */
-	if (n && (n & (n - 1)))
-		return p;
-	p = realloc(p, (n ? 2 * n : 1) * size);
-	if (!p) {
-		perror("spantop");
-		exit(1);
-	}
-	return p;
-}
-
-/*
- * Parses the file's text into s. Lines it does not know are skipped, and
- * fields added at the end of a known line are ignored (the format's rule).
- * Returns 0, or -1 if the first line is not a version 1 header.
- */
-static int snap_parse(struct snap *s, const char *text)
-{
-	const char *l = text;
-
-	s->h = NULL;
-	s->n = 0;
-	if (strncmp(l, "spanallocinfo - version: 1.", 27))
-		return -1;
-	for (; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
-		if (!strncmp(l, "heap ", 5)) {
-			struct heap h = { 0 };
-
-			if (sscanf(l, "heap %llu %d %31s : kib %llu %llu %llu %llu %llu %llu %llu %llu : spans %llu %llu : events %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-				   &h.id, &h.pid, h.comm, &h.kib[0], &h.kib[1], &h.kib[2],
-				   &h.kib[3], &h.kib[4], &h.kib[5], &h.kib[6], &h.kib[7],
-				   &h.spans, &h.large, &h.ev[0], &h.ev[1], &h.ev[2],
-				   &h.ev[3], &h.ev[4], &h.ev[5], &h.ev[6], &h.ev[7],
-				   &h.ev[8], &h.ev[9]) != 23)
-				continue;
-			s->h = grow(s->h, s->n, sizeof(*s->h));
-			s->h[s->n++] = h;
-		} else if (!strncmp(l, "class ", 6) && s->n) {
-			struct heap *h = &s->h[s->n - 1];
-			unsigned long long id;
-			struct cls c;
-
-			if (sscanf(l, "class %llu %u %u %u %u %u : spans %u %u %u %u", &id,
-				   &c.sc, &c.size, &c.noscan, &c.objs, &c.pages, &c.owned,
-				   &c.cached, &c.partial, &c.full) != 10 || id != h->id)
-				continue;
-			h->cls = grow(h->cls, h->ncls, sizeof(*h->cls));
-			h->cls[h->ncls++] = c;
-		}
-	}
-	return 0;
-}
-
-static int snap_read(struct snap *s, const char *path)
-{
-	size_t len = 0, cap = 1 << 16;
-	char *buf = malloc(cap);
-	FILE *f = fopen(path, "r");
-	size_t n;
-	int r;
-
-	if (!f || !buf) {
-		fprintf(stderr, "spantop: %s: %s%s\n", path, strerror(errno),
-			errno == EACCES ? " (it is root's)" :
-			errno == ENOENT ? " (is spanalloc.ko loaded?)" : "");
-		exit(1);
-	}
-	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-		len += n;
-		if (cap - len < 4096 && !(buf = realloc(buf, cap *= 2))) {
-			perror("spantop");
-			exit(1);
-		}
-	}
-	fclose(f);
-	buf[len] = 0;
-	s->t = now_s();
-	r = snap_parse(s, buf);
-	free(buf);
-	if (r)
-		fprintf(stderr, "spantop: %s: not a version 1 spanallocinfo file\n", path);
-	return r;
-}
+#include "spanallocinfo.h"
 
 /* Rates of cur's heaps over the time since prev (same heap: same id). */
-static void snap_rates(struct snap *cur, const struct snap *prev)
+static void snap_rates(struct sai_snap *cur, const struct sai_snap *prev)
 {
 	double dt = cur->t - prev->t;
 
 	for (int i = 0; i < cur->n; i++) {
-		struct heap *h = &cur->h[i];
+		struct sai_heap *h = &cur->h[i];
 
 		for (int j = 0; j < prev->n; j++) {
-			const struct heap *p = &prev->h[j];
+			const struct sai_heap *p = &prev->h[j];
 			unsigned long long got;
 
 			if (p->id != h->id || dt <= 0)
@@ -191,7 +54,7 @@ static void snap_rates(struct snap *cur, const struct snap *prev)
 
 static const char *sort_key = "inuse";
 
-static double sort_val(const struct heap *h)
+static double sort_val(const struct sai_heap *h)
 {
 	static const struct { const char *name; int kib; } kibs[] = {
 		{ "inuse", K_INUSE }, { "mapped", K_MAPPED }, { "free", K_FREE },
@@ -228,7 +91,7 @@ static bool sort_key_valid(const char *k)
 /* Biggest first; ties by id, so the order is stable from one screen to the next. */
 static int heap_cmp(const void *a, const void *b)
 {
-	const struct heap *x = a, *y = b;
+	const struct sai_heap *x = a, *y = b;
 	double vx = sort_val(x), vy = sort_val(y);
 
 	if (vx != vy)
@@ -256,12 +119,12 @@ static void rate(char *buf, bool have, double v)
 		snprintf(buf, 16, "-");
 }
 
-static void print_text(FILE *o, struct snap *s, unsigned long long pick, int rows)
+static void print_text(FILE *o, struct sai_snap *s, unsigned long long pick, int rows)
 {
 	unsigned long long tot[NKIB] = { 0 };
 	double exch = 0, rel = 0;
 	char b[8][16], stamp[32];
-	const struct heap *top = NULL;
+	const struct sai_heap *top = NULL;
 	time_t t = time(NULL);
 	bool rates = false;
 
@@ -284,7 +147,7 @@ static void print_text(FILE *o, struct snap *s, unsigned long long pick, int row
 		"COMMAND", "IN USE", "FREE", "DIRTY", "RELEASED", "LIMIT", "SPANS", "LARGE",
 		"EXCH/S", "REL/S", "PCPHIT");
 	for (int i = 0; i < s->n; i++) {
-		const struct heap *h = &s->h[i];
+		const struct sai_heap *h = &s->h[i];
 		char hit[16];
 
 		if (pick ? h->id == pick : !top)
@@ -309,7 +172,7 @@ static void print_text(FILE *o, struct snap *s, unsigned long long pick, int row
 	fprintf(o, "%6s %6s %-6s %8s %5s %7s %7s %7s %7s %9s\n", "CLASS", "SIZE", "KIND",
 		"OBJ/SPAN", "PAGES", "OWNED", "CACHED", "PARTIAL", "FULL", "MEMORY");
 	for (int i = 0; i < top->ncls; i++) {
-		const struct cls *c = &top->cls[i];
+		const struct sai_class *c = &top->cls[i];
 		unsigned long long spans = (unsigned long long)c->owned + c->cached +
 					   c->partial + c->full;
 
@@ -339,27 +202,27 @@ static void json_string(FILE *o, const char *s)
 	fputc('"', o);
 }
 
-static void print_json(FILE *o, const struct snap *s)
+static void print_json(FILE *o, const struct sai_snap *s)
 {
 	fprintf(o, "{\"version\": \"1.0\", \"heaps\": [");
 	for (int i = 0; i < s->n; i++) {
-		const struct heap *h = &s->h[i];
+		const struct sai_heap *h = &s->h[i];
 
 		fprintf(o, "%s\n  {\"id\": %llu, \"pid\": %d, \"comm\": ", i ? "," : "", h->id,
 			h->pid);
 		json_string(o, h->comm);
 		for (int k = 0; k < NKIB; k++)
-			fprintf(o, ", \"%s_kib\": %llu", kib_names[k], h->kib[k]);
+			fprintf(o, ", \"%s_kib\": %llu", sai_kib_names[k], h->kib[k]);
 		fprintf(o, ", \"spans\": %llu, \"large_spans\": %llu", h->spans, h->large);
 		for (int k = 0; k < NEV; k++)
-			fprintf(o, ", \"%s\": %llu", ev_names[k], h->ev[k]);
+			fprintf(o, ", \"%s\": %llu", sai_ev_names[k], h->ev[k]);
 		fprintf(o, ",\n   \"rates\": {");
 		json_rate(o, "exchanges_per_s", h->have_rates, h->exch_s, ", ");
 		json_rate(o, "pages_released_per_s", h->have_rates, h->rel_s, ", ");
 		json_rate(o, "pcp_hit_ratio", h->have_rates, h->hit, "");
 		fprintf(o, "},\n   \"classes\": [");
 		for (int j = 0; j < h->ncls; j++) {
-			const struct cls *c = &h->cls[j];
+			const struct sai_class *c = &h->cls[j];
 
 			fprintf(o, "%s\n    {\"spanclass\": %u, \"size\": %u, \"noscan\": %s, \"objects_per_span\": %u, \"pages_per_span\": %u, \"owned\": %u, \"cached\": %u, \"partial\": %u, \"full\": %u}",
 				j ? "," : "", c->sc, c->size, c->noscan ? "true" : "false",
@@ -422,10 +285,10 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *path = INFO_PATH;
+	const char *path = SPANALLOCINFO_PATH;
 	bool once = false, json = false, delay_set = false;
 	unsigned long long pick = 0;
-	struct snap prev = { 0 }, cur = { 0 };
+	struct sai_snap prev = { 0 }, cur = { 0 };
 	double delay = 1;
 	char *end;
 	int c;
@@ -463,11 +326,11 @@ int main(int argc, char **argv)
 	if (once) {
 		/* rates only when asked for an interval */
 		if (delay_set && delay > 0) {
-			if (snap_read(&prev, path))
+			if (sai_read(&prev, path, "spantop"))
 				return 1;
 			usleep((useconds_t)(delay * 1e6));
 		}
-		if (snap_read(&cur, path))
+		if (sai_read(&cur, path, "spantop"))
 			return 1;
 		if (prev.t)
 			snap_rates(&cur, &prev);
@@ -497,7 +360,7 @@ int main(int argc, char **argv)
 		const char *k;
 		char ch;
 
-		if (snap_read(&cur, path))
+		if (sai_read(&cur, path, "spantop"))
 			return 1;
 		if (prev.t)
 			snap_rates(&cur, &prev);
@@ -506,9 +369,9 @@ int main(int argc, char **argv)
 		fputs("\033[H\033[2J", stdout);
 		print_text(stdout, &cur, pick, 20);
 		fflush(stdout);
-		snap_free(&prev);
+		sai_free(&prev);
 		prev = cur;
-		cur = (struct snap){ 0 };
+		cur = (struct sai_snap){ 0 };
 		if (poll(&pfd, tty_raw ? 1 : 0, (int)(delay * 1000)) > 0 &&
 		    read(STDIN_FILENO, &ch, 1) == 1) {
 			if (ch == 'q')
