@@ -656,6 +656,12 @@ void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_harvest_tiny(struct sa_tcache *c);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
 
+/* symtab.c: function names for code addresses (the heap profile's) */
+struct sa_symtab;
+struct sa_symtab *sa_symtab_load(void);
+const char *sa_symtab_lookup(const struct sa_symtab *t, uintptr_t addr);
+void sa_symtab_free(struct sa_symtab *t);
+
 /* prof.c: the heap profile */
 extern _Atomic uint64_t sa_prof_rate;
 void sa_prof_init(void);

@@ -575,7 +575,9 @@ static int sa_prof_encode(struct sa_pb *out, const struct sa_prof_bucket *bk, ui
 {
 	struct sa_strtab t = { 0 };
 	struct sa_mapping maps[512];
-	struct sa_pb m = { 0 };
+	struct sa_pb m = { 0 }, fn = { 0 };
+	struct sa_symtab *syms;
+	const char **fnames;
 	uint64_t *addrs = NULL;
 	uint32_t nmaps, acap = 0;
 	uint64_t sv[4], st[4];
@@ -644,10 +646,22 @@ static int sa_prof_encode(struct sa_pb *out, const struct sa_prof_bucket *bk, ui
 		sa_pb_uint(&m, 3, maps[i].hi);
 		sa_pb_uint(&m, 4, maps[i].off);
 		sa_pb_uint(&m, 5, maps[i].file);
+		/* names come with the locations; lines are pprof's to find */
+		sa_pb_uint(&m, 7, 1);
 		sa_pb_msg(out, 3, m.p, m.n);
 	}
-	for (uint32_t k = 0; k < acap; k++) {
+	/*
+	 * Locations, each with its function's name when the symbol tables
+	 * have it: functions get ids in the order first seen, and a name is
+	 * one pointer into a mapped symbol table, so equal pointers are one
+	 * function.
+	 */
+	syms = sa_symtab_load();
+	fnames = sa_prof_map(acap * sizeof(*fnames));
+	for (uint32_t k = 0; fnames && k < acap; k++) {
 		uint64_t a = addrs[k] & ~(1ULL << 63);
+		const char *name;
+		uint64_t fid = 0;
 
 		if (!addrs[k])
 			continue;
@@ -659,8 +673,33 @@ static int sa_prof_encode(struct sa_pb *out, const struct sa_prof_bucket *bk, ui
 				break;
 			}
 		sa_pb_uint(&m, 3, a);
+		name = sa_symtab_lookup(syms, a);
+		if (name) {
+			struct sa_pb line = { 0 };
+			uint32_t f = (uint32_t)(((uintptr_t)name >> 3) % acap);
+
+			while (fnames[f] && fnames[f] != name)
+				f = (f + 1) % acap;
+			if (!fnames[f]) {
+				fnames[f] = name;
+				sa_pb_uint(&fn, 1, f + 1);
+				sa_pb_uint(&fn, 2, sa_str(&t, name));
+				sa_pb_msg(out, 5, fn.p, fn.n);
+				fn.n = 0;
+			}
+			fid = f + 1;
+			sa_pb_uint(&line, 1, fid);
+			sa_pb_msg(&m, 4, line.p, line.n);
+			m.failed |= line.failed;
+			sa_pb_free(&line);
+		}
 		sa_pb_msg(out, 4, m.p, m.n);
 	}
+	out->failed |= !fnames || fn.failed;
+	if (fnames)
+		munmap(fnames, acap * sizeof(*fnames));
+	sa_pb_free(&fn);
+	sa_symtab_free(syms);
 	munmap(addrs, acap * sizeof(*addrs));
 	sa_pb_bytes(out, t.out.p, t.out.n);
 	clock_gettime(CLOCK_REALTIME, &now);
