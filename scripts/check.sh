@@ -108,7 +108,7 @@ check debian_packages_ship_everything_and_dkms_builds_for_6.1_and_6.12 scripts/p
 # The real programs the drop-in runs in the VMs (programs.sh), from Debian,
 # and valgrind (lib_test maps the heap under it, as make bench does).
 . scripts/kernel-env.sh
-sa_need_pkgs python3.11 libpython3.11-testsuite sqlite3 redis-server redis-tools valgrind golang-go ||
+sa_need_pkgs python3.11 libpython3.11-testsuite sqlite3 redis-server redis-tools valgrind golang-go linux-perf ||
 	bad "the real programs' Debian packages are installed"
 
 for series in 6.1 6.12; do

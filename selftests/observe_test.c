@@ -626,6 +626,30 @@ static int count_lines(const char *text, const char *const *words)
 
 #define COUNT(text, ...) count_lines(text, (const char *const[]){ __VA_ARGS__, NULL })
 
+TEST_F(heap, perf_lists_every_tracepoint)
+{
+	static const char *const events[] = {
+		"spanalloc_span_get", "spanalloc_span_return", "spanalloc_large_alloc",
+		"spanalloc_heap_grow", "spanalloc_release", "spanalloc_pcp_drain",
+		"spanalloc_limit",
+	};
+	char *out;
+
+	if (system("perf --version > /dev/null 2>&1"))
+		SKIP(return, "no perf (Debian's linux-perf)");
+	if (!tracefs())
+		SKIP(return, "no tracefs");
+	out = run("perf list 'spanalloc:*' 2>&1");
+	ASSERT_NE(NULL, out);
+	for (unsigned int i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
+		char want[96];
+
+		snprintf(want, sizeof(want), "spanalloc:%s ", events[i]);
+		EXPECT_NE(NULL, strstr(out, want)) TH_LOG("%s", out);
+	}
+	free(out);
+}
+
 TEST_F(heap, tracepoints_report_every_kind_of_event_with_its_fields)
 {
 	static const char *const events[] = {
