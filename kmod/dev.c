@@ -67,15 +67,14 @@ static int sa_open(struct inode *inode, struct file *file)
 			      READ_ONCE(sa_pcp_depth));
 	if (IS_ERR(heap))
 		return PTR_ERR(heap);
-	/* sa_heap_get() may look from now on */
-	WRITE_ONCE(heap->file, file);
+	heap->file = file;
 	file->private_data = heap;
 	return 0;
 }
 
 static int sa_release(struct inode *inode, struct file *file)
 {
-	sa_heap_destroy(file->private_data);
+	sa_heap_put(file->private_data);
 	return 0;
 }
 
@@ -212,6 +211,7 @@ static int __init sa_init(void)
 	int ret;
 
 	/* The published first sizes of the uapi structs never change. */
+	BUILD_BUG_ON(offsetof(struct spanalloc_info, heap_id) != SPANALLOC_INFO_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_info) != SPANALLOC_INFO_SIZE_VER1);
 	BUILD_BUG_ON(sizeof(struct spanalloc_exchange) != SPANALLOC_EXCHANGE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_large) != SPANALLOC_LARGE_SIZE_VER0);

@@ -14,7 +14,6 @@
  * or a close never waits on another process.
  */
 #include <linux/bug.h>
-#include <linux/fs.h>
 #include <linux/slab.h>
 #include <linux/pid.h>
 #include <linux/sched/mm.h>
@@ -27,8 +26,8 @@ EXPORT_SYMBOL_IF_KUNIT(sa_heaps_mutex);
 LIST_HEAD(sa_heaps);
 
 atomic64_t sa_global_heaps = ATOMIC64_INIT(0);
-/* the last heap id handed out */
-static atomic64_t sa_heap_ids = ATOMIC64_INIT(0);
+/* the last heap id handed out; under sa_heaps_mutex */
+static u64 sa_heap_last_id;
 atomic64_t sa_global_spans = ATOMIC64_INIT(0);
 EXPORT_SYMBOL_IF_KUNIT(sa_global_spans);
 atomic64_t sa_global_pages = ATOMIC64_INIT(0);
@@ -61,14 +60,18 @@ struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth)
 	spin_lock_init(&heap->lock);
 	sa_mheap_init(heap);
 	INIT_LIST_HEAD(&heap->node);
-	heap->id = atomic64_inc_return(&sa_heap_ids);
+	refcount_set(&heap->ref, 1);
 	atomic64_inc(&sa_global_heaps);
 	/*
 	 * A KUnit heap (no owner) is the test's alone: the background paths
 	 * never see it.
 	 */
-	if (!mm)
+	if (!mm) {
+		mutex_lock(&sa_heaps_mutex);
+		heap->id = ++sa_heap_last_id;
+		mutex_unlock(&sa_heaps_mutex);
 		return heap;
+	}
 
 	heap->mm = mm;
 	mmgrab(mm);
@@ -81,6 +84,7 @@ struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth)
 		goto err;
 	}
 	mutex_lock(&sa_heaps_mutex);
+	heap->id = ++sa_heap_last_id;
 	list_add_tail(&heap->node, &sa_heaps);
 	mutex_unlock(&sa_heaps_mutex);
 	return heap;
@@ -125,7 +129,10 @@ err_central:
 }
 EXPORT_SYMBOL_IF_KUNIT(sa_heap_map);
 
-/* Frees a heap and everything in it; nothing else may use it any more. */
+/*
+ * Frees a heap and everything in it; nothing else may use it any more
+ * (its last reference is gone, or it is a KUnit heap).
+ */
 void sa_heap_destroy(struct sa_heap *heap)
 {
 	mutex_lock(&sa_heaps_mutex);
@@ -147,30 +154,31 @@ void sa_heap_destroy(struct sa_heap *heap)
 EXPORT_SYMBOL_IF_KUNIT(sa_heap_destroy);
 
 /*
- * The heap of id, kept alive by a reference to its file (*pin; fput() it
- * when done), or NULL. A heap on the list whose file is already being
- * released (its count is 0) is not taken: its release waits for the
- * mutex held here, so the file is still there to look at.
+ * The open heap with the smallest id at or past from, with a reference
+ * (sa_heap_put() it), or NULL. One whose last reference is being put is
+ * passed over: it is about to leave the list.
  */
-struct sa_heap *sa_heap_get(u64 id, struct file **pin)
+struct sa_heap *sa_heap_get(u64 from)
 {
 	struct sa_heap *heap, *found = NULL;
 
 	mutex_lock(&sa_heaps_mutex);
+	/* in id order (see sa_heap_create()) */
 	list_for_each_entry(heap, &sa_heaps, node) {
-		/* an open publishes the heap before it stores its file */
-		struct file *file = READ_ONCE(heap->file);
-
-		if (heap->id != id)
-			continue;
-		if (file && atomic_long_inc_not_zero(&file->f_count)) {
-			*pin = file;
+		if (heap->id >= from && refcount_inc_not_zero(&heap->ref)) {
 			found = heap;
+			break;
 		}
-		break;
 	}
 	mutex_unlock(&sa_heaps_mutex);
 	return found;
+}
+
+/* Drops a reference: the file's at release, or a sa_heap_get()'s. */
+void sa_heap_put(struct sa_heap *heap)
+{
+	if (refcount_dec_and_test(&heap->ref))
+		sa_heap_destroy(heap);
 }
 
 /*

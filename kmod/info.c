@@ -24,11 +24,15 @@
  * large spans, then counters since it was opened. A class line for every
  * small span class with spans alive follows its heap's line.
  *
- * Readers hold sa_heaps_mutex from one heap to the next, for the bounded
- * work of one heap's lines (a few spinlocked reads per class), as the
- * other walkers of the registry do: closing a heap waits for at most that.
+ * The position in the file is the id of the next heap to show (0: the
+ * header), so a read() that resumes after heaps came or went goes on from
+ * where it stopped, neither repeating nor skipping one. Each heap is
+ * shown holding a reference to it, not sa_heaps_mutex (which only finding
+ * it takes), so a reader holds up no open, close or background walk.
  */
+#include <linux/fs.h>
 #include <linux/pid.h>
+#include <linux/pid_namespace.h>
 #include <linux/proc_fs.h>
 #include <linux/sched.h>
 #include <linux/seq_file.h>
@@ -38,24 +42,28 @@
 
 static void *sa_info_start(struct seq_file *m, loff_t *pos)
 {
-	mutex_lock(&sa_heaps_mutex);
 	if (!*pos)
 		return SEQ_START_TOKEN;
-	return seq_list_start(&sa_heaps, *pos - 1);
+	return sa_heap_get(*pos);
 }
 
 static void *sa_info_next(struct seq_file *m, void *v, loff_t *pos)
 {
 	if (v == SEQ_START_TOKEN) {
-		++*pos;
-		return seq_list_start(&sa_heaps, 0);
+		*pos = 1;
+	} else {
+		struct sa_heap *heap = v;
+
+		*pos = heap->id + 1;
+		sa_heap_put(heap);
 	}
-	return seq_list_next(v, &sa_heaps, pos);
+	return sa_heap_get(*pos);
 }
 
 static void sa_info_stop(struct seq_file *m, void *v)
 {
-	mutex_unlock(&sa_heaps_mutex);
+	if (v && v != SEQ_START_TOKEN)
+		sa_heap_put(v);
 }
 
 /* get_task_comm() wants an array it can take the size of */
@@ -63,23 +71,28 @@ struct sa_comm {
 	char s[TASK_COMM_LEN];
 };
 
-/* The opener's pid as the reader sees it, and its command, if it lives. */
-static pid_t sa_info_opener(struct sa_heap *heap, struct sa_comm *comm)
+/*
+ * The opener's pid in the pid namespace of this /proc, and its command,
+ * if it lives and is seen there (else 0 and "-").
+ */
+static pid_t sa_info_opener(struct seq_file *m, struct sa_heap *heap,
+			    struct sa_comm *comm)
 {
+	struct pid_namespace *ns = proc_pid_ns(file_inode(m->file)->i_sb);
 	struct task_struct *t;
+	unsigned char *c;
 	pid_t nr = 0;
-	char *c;
 
 	strscpy(comm->s, "-", sizeof(comm->s));
 	rcu_read_lock();
 	t = pid_task(heap->opener, PIDTYPE_TGID);
-	if (t) {
-		nr = pid_vnr(heap->opener);
+	if (t)
+		nr = pid_nr_ns(heap->opener, ns);
+	if (nr)
 		get_task_comm(comm->s, t);
-	}
 	rcu_read_unlock();
 	/* one word per field: blanks and controls become '_' */
-	for (c = comm->s; *c; c++)
+	for (c = (unsigned char *)comm->s; *c; c++)
 		if (*c <= ' ' || *c == 0x7f)
 			*c = '_';
 	return nr;
@@ -122,8 +135,8 @@ static int sa_info_show(struct seq_file *m, void *v)
 			 "# class <heap> <spanclass> <objsize> <noscan> <objperspan> <pagesperspan> : spans <owned> <cached> <partial> <full>\n");
 		return 0;
 	}
-	heap = list_entry(v, struct sa_heap, node);
-	pid = sa_info_opener(heap, &comm);
+	heap = v;
+	pid = sa_info_opener(m, heap, &comm);
 	sa_heap_stats(heap, &st);
 	released = st.pages_free - st.pages_dirty - st.pages_unreleasable;
 	seq_printf(m, "heap %llu %d %s : kib %llu %llu %llu %llu %llu %llu %llu %llu : spans %llu %llu : events %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu\n",

@@ -13,7 +13,6 @@
  */
 #include <linux/capability.h>
 #include <linux/fs.h>
-#include <linux/file.h>
 #include <linux/nospec.h>
 #include <linux/sched.h>
 #include <linux/uaccess.h>
@@ -364,7 +363,6 @@ static long sa_ioctl_snapshot(struct sa_heap *heap, void __user *uarg)
 	struct spanalloc_snapshot_span *spans = NULL;
 	struct spanalloc_snapshot sn;
 	struct sa_heap *target = heap;
-	struct file *pin = NULL;
 	u32 p, active, found, nspans = 0, covered = 0;
 	u8 *states = NULL;
 	int ret;
@@ -379,14 +377,19 @@ static long sa_ioctl_snapshot(struct sa_heap *heap, void __user *uarg)
 		/* another process's memory: the administrator's */
 		if (!capable(CAP_SYS_ADMIN))
 			return -EPERM;
-		target = sa_heap_get(sn.heap_id, &pin);
+		target = sa_heap_get(sn.heap_id);
+		if (target && target->id != sn.heap_id) {
+			sa_heap_put(target);
+			target = NULL;
+		}
 		if (!target)
 			return -ESRCH;
 	}
 	active = sa_heap_mapped(target) ? READ_ONCE(target->active_pages) : 0;
 	if (active) {
-		states = kvmalloc(SA_SNAPSHOT_WINDOW, GFP_KERNEL);
-		spans = kvmalloc_array(SA_SNAPSHOT_WINDOW, sizeof(*spans), GFP_KERNEL);
+		/* zeroed: a page past the heap's end (it never shrinks) reads 0 */
+		states = kvzalloc(SA_SNAPSHOT_WINDOW, GFP_KERNEL_ACCOUNT);
+		spans = kvmalloc_array(SA_SNAPSHOT_WINDOW, sizeof(*spans), GFP_KERNEL_ACCOUNT);
 		ret = states && spans ? 0 : -ENOMEM;
 	}
 	/* the heap may grow meanwhile: the windows stop where it was */
@@ -412,8 +415,8 @@ static long sa_ioctl_snapshot(struct sa_heap *heap, void __user *uarg)
 		sn.arenas = active / SA_ARENA_PAGES;
 		ret = sa_copy_out(uarg, &sn, sizeof(sn), sn.size);
 	}
-	if (pin)
-		fput(pin);
+	if (target != heap)
+		sa_heap_put(target);
 	return ret;
 }
 

@@ -388,12 +388,6 @@ static void sa_mheap_count_span(const struct sa_span *s)
 }
 
 /*
- * Cuts a new span of npages pages for span class spanclass. Returns the
- * span in state HANDING, or ERR_PTR(-ENOMEM) when the limit, the mapping,
- * the heap's generations or memory do not allow it, ERR_PTR(-EINTR) if a
- * fatal signal came while it waited. May sleep.
- */
-/*
  * Whether npages more pages in use would pass the heap's limit; a refusal
  * is traced. Under heap->lock, or unlocked as a first check before work
  * that the locked check repeats.
@@ -407,6 +401,13 @@ static bool sa_mheap_over_limit(struct sa_heap *heap, u32 npages)
 	trace_spanalloc_limit(heap->id, npages, inuse, limit);
 	return true;
 }
+
+/*
+ * Cuts a new span of npages pages for span class spanclass. Returns the
+ * span in state HANDING, or ERR_PTR(-ENOMEM) when the limit, the mapping,
+ * the heap's generations or memory do not allow it, ERR_PTR(-EINTR) if a
+ * fatal signal came while it waited. May sleep.
+ */
 
 struct sa_span *sa_mheap_alloc_span(struct sa_heap *heap, u16 spanclass,
 				    u32 npages)

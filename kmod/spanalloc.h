@@ -73,6 +73,7 @@
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
+#include <linux/refcount.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
@@ -204,9 +205,18 @@ struct sa_arena {
 struct sa_heap {
 	struct mm_struct *mm;		/* owner, mmgrab()ed; NULL: KUnit heap */
 	struct file *file;		/* the open file that is this heap */
-	/* names it in /proc/spanallocinfo and in traces; fixed, never 0 */
+	/*
+	 * Names it in /proc/spanallocinfo and in traces; fixed, never 0.
+	 * Given under sa_heaps_mutex as the heap joins the list, so the list
+	 * is in id order.
+	 */
 	u64 id;
 	struct pid *opener;		/* the thread group that opened it */
+	/*
+	 * The open file's reference, and one per sa_heap_get() (a reader of
+	 * the heap that is not its owner); the last put destroys it.
+	 */
+	refcount_t ref;
 	struct list_head node;		/* on sa_heaps, under sa_heaps_mutex */
 	u32 pcp_depth;			/* mcache depth; 0: mcache off; fixed */
 	u64 max_map;			/* longest mapping allowed; fixed */
@@ -314,7 +324,8 @@ int sa_heap_map(struct sa_heap *heap, unsigned long base, u64 len);
 void sa_heap_destroy(struct sa_heap *heap);
 void sa_heaps_warn_leftover(void);
 void sa_heap_stats(struct sa_heap *heap, struct spanalloc_stats *st);
-struct sa_heap *sa_heap_get(u64 id, struct file **pin);
+struct sa_heap *sa_heap_get(u64 from);
+void sa_heap_put(struct sa_heap *heap);
 void sa_heap_class_stats(struct sa_heap *heap, u16 sc,
 			 struct spanalloc_class_stats *cs);
 

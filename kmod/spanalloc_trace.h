@@ -115,8 +115,11 @@ TRACE_EVENT(spanalloc_heap_grow,
 );
 
 /*
- * One release of free pages (sa_scavenge()): pages given back to the
- * kernel, in ns nanoseconds, for why; ret as sa_scavenge() returns it.
+ * One release of free pages (sa_scavenge()) that ran: pages given back to
+ * the kernel, in ns nanoseconds from the call (a wait for another release
+ * included), for why; ret as sa_scavenge() returns it. A release that did
+ * not start (the heap not mapped, busy for a background one, or a fatal
+ * signal while waiting) is not traced.
  */
 TRACE_EVENT(spanalloc_release,
 	    TP_PROTO(u64 heap, u32 why, u64 pages, u64 ns, int ret),

@@ -2,7 +2,8 @@
 # package.sh: the Debian packages and DKMS, built and checked as a user of
 # them would use them. Everything lands in build/pkg/.
 #   scripts/package.sh build     dpkg-buildpackage -b of a copy of this tree:
-#                                spanalloc-dkms, libspanalloc0, libspanalloc-dev
+#                                spanalloc-dkms, libspanalloc0, libspanalloc-dev,
+#                                spanalloc-tools
 #   scripts/package.sh check     unpacks them into a scratch root; checks what
 #                                each ships (libraries, headers, pkg-config,
 #                                man pages that render cleanly, udev rule, DKMS
@@ -51,7 +52,8 @@ check() {
 	sa_need_pkgs dkms pkgconf || return 1
 	rm -rf "$root"
 	mkdir -p "$root"
-	for d in spanalloc-dkms_"$version"_all libspanalloc0_"$version"_amd64 libspanalloc-dev_"$version"_amd64; do
+	for d in spanalloc-dkms_"$version"_all libspanalloc0_"$version"_amd64 \
+		libspanalloc-dev_"$version"_amd64 spanalloc-tools_"$version"_amd64; do
 		[ -f "$pkg/$d.deb" ] || { bad "$d.deb was not built"; continue; }
 		dpkg-deb -x "$pkg/$d.deb" "$root" && say "unpacked $d.deb"
 	done
@@ -70,6 +72,18 @@ check() {
 	need usr/bin/spanview
 	need "usr/src/spanalloc-$version/dkms.conf"
 	need "usr/src/spanalloc-$version/Kbuild"
+	need usr/lib/modules-load.d/spanalloc.conf
+	# the library package holds libraries only (Debian Policy 8.2)
+	if t=$(dpkg-deb -c "$pkg/libspanalloc0_${version}_amd64.deb") &&
+		t=$(echo "$t" | awk '{print $6}' | grep -v -e '/$' -e '^./usr/lib/' -e '^./usr/share/doc/'; true) &&
+		[ -z "$t" ]; then
+		say "libspanalloc0 ships only libraries"
+	else
+		bad "libspanalloc0 also ships ${t:-(no package)}"
+	fi
+	grep -q '^Depends: adduser' <(dpkg-deb -f "$pkg/spanalloc-dkms_${version}_all.deb" Depends | sed 's/^/Depends: /') &&
+		say "spanalloc-dkms depends on adduser (its postinst adds a group)" ||
+		bad "spanalloc-dkms does not depend on adduser"
 	for d in man1/spantop.1 man1/spanview.1 man3/spanalloc.3 man7/spanalloc.7; do
 		need "usr/share/man/$d.gz"
 		t=$(zcat "$root/usr/share/man/$d.gz" | groff -man -ww -z 2>&1)
