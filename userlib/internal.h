@@ -199,6 +199,13 @@ struct sa_uspan {
 	_Atomic uint8_t where;
 	/* live heap profile samples in it (prof.c); changed under its lock */
 	_Atomic uint32_t nsampled;
+	/*
+	 * The holder's: the part of the allocation cache held back from the
+	 * fast path, so that it runs dry at a heap profile sample (prof.c),
+	 * and freeindex when it was (0: nothing held back).
+	 */
+	uint64_t prof_rest;
+	uint32_t prof_cut_at;
 };
 
 /* what bench section 6 and lib_test count on: four cache lines */
@@ -268,12 +275,13 @@ struct sa_tcache {
 	uint64_t tiny_n, tiny_bytes, tiny_freed, tiny_freed_bytes;
 	/*
 	 * The heap profile's countdown (prof.c): bytes until the next sample
-	 * point, the rate it was drawn for, its random state, and the points
-	 * that fell in bytes counted since the last sample was taken.
+	 * point, the rate it was drawn for, its random state, the bytes the
+	 * points that fell in the allocation being made stand for, and set
+	 * while a sample is being taken.
 	 */
 	int64_t prof_left;
-	uint64_t prof_drawn, prof_rng;
-	uint32_t prof_pending;
+	uint64_t prof_drawn, prof_rng, prof_pending;
+	int prof_busy;
 	struct sa_uspan *adopted;	/* spans to hand back, list */
 	uint32_t adopt_ms, adopt_gc;	/* when it last adopted one (decay) */
 	/* held spans a collection took from idle threads, to hand back */
@@ -666,16 +674,20 @@ void sa_symtab_free(struct sa_symtab *t);
 extern _Atomic uint64_t sa_prof_rate;
 void sa_prof_init(void);
 void sa_prof_fork(enum sa_fork_phase phase);
-void sa_prof_cross(struct sa_tcache *c);
+void sa_prof_charge_slow(struct sa_tcache *c, struct sa_uspan *s, uint64_t bytes);
+uintptr_t sa_prof_resume(struct sa_uspan *s);
 void sa_prof_sample(struct sa_tcache *c, void *p);
 void sa_prof_freed_slow(struct sa_uspan *s, uint32_t w, uint64_t bits);
 
-/* c allocated bytes more (counted by span, never per object). */
-static inline void sa_prof_count(struct sa_tcache *c, uint64_t bytes)
+/*
+ * The slow path hands out an object of bytes, and s's cache is what the
+ * fast path takes from next (s NULL for a large object): charge both to
+ * the profile's countdown.
+ */
+static inline void sa_prof_charge(struct sa_tcache *c, struct sa_uspan *s, uint64_t bytes)
 {
-	if (sa_unlikely(atomic_load_explicit(&sa_prof_rate, memory_order_relaxed)) &&
-	    (c->prof_left -= (int64_t)bytes) < 0)
-		sa_prof_cross(c);
+	if (sa_unlikely(atomic_load_explicit(&sa_prof_rate, memory_order_relaxed)))
+		sa_prof_charge_slow(c, s, bytes);
 }
 
 /*

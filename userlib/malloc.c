@@ -232,7 +232,7 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 		memset((void *)p, 0, s->elemsize - s->freeindex);
 	SA_STAT_ADD(c->st.large, 1);
 	SA_STAT_ADD(c->st.large_bytes, s->elemsize);
-	sa_prof_count(c, s->elemsize);
+	sa_prof_charge(c, NULL, s->elemsize);
 	sa_gc_note_alloc(c, s->elemsize);
 	return (void *)p;
 }

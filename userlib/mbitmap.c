@@ -82,6 +82,7 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	atomic_store_explicit(&s->adoptable, 0, memory_order_relaxed);
 	/* its objects are new: none is a profile sample yet */
 	atomic_store_explicit(&s->nsampled, 0, memory_order_relaxed);
+	s->prof_rest = 0;
 	/* a new span has nothing to sweep */
 	atomic_store_explicit(&s->sweepgen,
 			      atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed),
@@ -223,6 +224,7 @@ void sa_span_restart(struct sa_uspan *s)
 {
 	s->freeindex = 0;
 	s->taken_from = 0;
+	s->prof_rest = 0;
 	s->alloc_cache = sa_span_word_cache(s, 0);
 }
 

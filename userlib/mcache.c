@@ -63,7 +63,6 @@ struct sa_retbatch {
 void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s)
 {
 	if (s->spanclass != SA_TINY_SC) {
-		sa_prof_count(c, (uint64_t)s->taken * s->elemsize);
 		SA_STAT_ADD(c->st.allocated[s->spanclass], s->taken);
 		SA_STAT_ADD(c->st.freed, s->freed_local);
 		SA_STAT_ADD(c->st.freed_bytes, (uint64_t)s->freed_local * s->elemsize);
@@ -88,7 +87,6 @@ static void sa_tiny_counts_add(struct sa_counters *to, const struct sa_tcache *c
  */
 void sa_tcache_harvest_tiny(struct sa_tcache *c)
 {
-	sa_prof_count(c, c->tiny_bytes);
 	sa_tiny_counts_add(&c->st, c);
 	c->tiny_n = 0;
 	c->tiny_bytes = 0;
@@ -569,6 +567,9 @@ static uintptr_t sa_refill_from_active(struct sa_tcache *c, struct sa_uspan *s)
 
 	if (sa_sweep_needed(s))
 		sa_sweep_held(s);	/* lazily: before any allocation from it */
+	/* dry at a heap profile sample: it is the next object (prof.c) */
+	if (sa_unlikely(s->prof_rest))
+		return sa_prof_resume(s);
 	idx = sa_span_next_free(s);
 	if (idx < s->nelems)
 		return sa_span_object(s, idx);
@@ -622,7 +623,7 @@ static uintptr_t sa_refill_from_kernel(struct sa_tcache *c, uint16_t sc, struct 
  * c->alloc[sc] on return (not zeroed: the caller zeroes it if it must and
  * the span says needzero), or 0 with errno set.
  */
-uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
+static uintptr_t sa_tcache_refill_in(struct sa_tcache *c, uint16_t sc)
 {
 	struct sa_uspan *s = c->alloc[sc], *h;
 	struct sa_retbatch b = { .n = 0 };
@@ -659,6 +660,15 @@ uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
 		sa_batch_send(c, &b, 0, 0, NULL, &ngot);
 	}
 	return sa_span_object(h, sa_span_next_free(h));
+}
+
+uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
+{
+	uintptr_t p = sa_tcache_refill_in(c, sc);
+
+	if (p)
+		sa_prof_charge(c, c->alloc[sc], c->alloc[sc]->elemsize);
+	return p;
 }
 
 struct sa_tcache *sa_tcache_create(void)

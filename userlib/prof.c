@@ -5,13 +5,19 @@
  * Sampling. Every thread counts down the bytes it allocates, from a
  * distance drawn from an exponential distribution of mean sa_prof_rate
  * (Go's MemProfileRate), so that the points where samples fall form a
- * Poisson process over the bytes allocated. Nothing is counted per object:
- * a thread counts a span's objects when it harvests the span's counts
- * (mcache.c), the tiny allocator's bytes at the same time, and a large
- * object when it is made. Each point that falls in a batch of bytes makes
- * the allocation the same slow path returns next a sample, standing for
- * sa_prof_rate bytes of its size: an estimate of the bytes each call stack
- * allocated that is unbiased whatever the sizes, as Go's is.
+ * Poisson process over the bytes allocated; the allocation a point falls
+ * in is a sample, standing for sa_prof_rate bytes: an estimate of the
+ * bytes each call stack allocated that is unbiased whatever the sizes and
+ * the order of the calls, as Go's is. Go counts down in every malloc; the
+ * fast paths here count nothing. Instead, each time the slow path hands a
+ * thread a span's next cache of free objects (sa_prof_charge), the cache
+ * is charged to the countdown ahead of time, and if the next point falls
+ * inside it, the cache is cut just before the object it falls in: the
+ * fast path runs dry there, and the slow path puts the rest back and
+ * hands out exactly that object as the sample (sa_prof_resume). Large
+ * objects are charged as they are made. A cache dropped before it is used
+ * up (a collection, a thread's exit) was charged for objects never
+ * handed out: that moves the next point earlier, it favours no caller.
  *
  * A sample records its call stack (the unwinder, outside any no-stop
  * region: it may take the dynamic linker's lock) in a bucket per stack,
@@ -43,9 +49,13 @@
 
 #define SA_PROF_DEPTH		32
 #define SA_PROF_DEFAULT_RATE	(512 * 1024)
+/* Rates past this are taken as it: the countdown's arithmetic stays in range. */
+#define SA_PROF_MAX_RATE	(1ULL << 40)
 
 _Atomic uint64_t sa_prof_rate;
-static char prof_path[4096];	/* SPANALLOC_HEAPPROFILE: written at exit */
+/* SPANALLOC_HEAPPROFILE, written at exit; %p in it is the pid */
+static char prof_path[4096];
+static pid_t prof_pid;		/* the process that read it */
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct sa_prof_bucket {
@@ -83,33 +93,54 @@ void sa_prof_fork(enum sa_fork_phase phase)
 	sa_fork_mutex(&prof_lock, phase);
 }
 
+/* path with each %p made pid (as core_pattern's), into out. */
+static void sa_prof_expand(char *out, size_t size, const char *path, pid_t pid)
+{
+	size_t n = 0;
+
+	for (const char *p = path; *p && n + 1 < size; p++) {
+		if (p[0] == '%' && p[1] == 'p') {
+			n += (size_t)snprintf(out + n, size - n, "%d", (int)pid);
+			if (n >= size)
+				n = size - 1;
+			p++;
+		} else {
+			out[n++] = *p;
+		}
+	}
+	out[n] = 0;
+}
+
 void sa_prof_init(void)
 {
 	const char *path = getenv("SPANALLOC_HEAPPROFILE");
 	const char *rate = getenv("SPANALLOC_PROFILE_RATE");
 	uint64_t r = SA_PROF_DEFAULT_RATE;
-	char *end;
+	bool rate_set = false;
 
 	if (rate && *rate) {
+		char *end;
 		unsigned long long v = strtoull(rate, &end, 10);
 
-		if (*end)
-			fprintf(stderr, "spanalloc: SPANALLOC_PROFILE_RATE=%s: not a number of bytes; ignored\n",
-				rate);
-		else
+		rate_set = !*end && *rate != '-' && v <= SA_PROF_MAX_RATE;
+		if (rate_set)
 			r = v;
+		else
+			fprintf(stderr, "spanalloc: SPANALLOC_PROFILE_RATE=%s: not a number of bytes up to 2^40; ignored\n",
+				rate);
 	}
 	if (path && *path) {
 		snprintf(prof_path, sizeof(prof_path), "%s", path);
-		atomic_store(&sa_prof_rate, r);
-	} else if (rate && *rate && !*end) {
-		atomic_store(&sa_prof_rate, r);
+		prof_pid = getpid();
 	}
+	if ((path && *path) || rate_set)
+		atomic_store(&sa_prof_rate, r);
 }
 
 size_t sa_set_profile_rate(size_t bytes)
 {
-	return (size_t)atomic_exchange(&sa_prof_rate, (uint64_t)bytes);
+	return (size_t)atomic_exchange(&sa_prof_rate,
+				       bytes > SA_PROF_MAX_RATE ? SA_PROF_MAX_RATE : (uint64_t)bytes);
 }
 
 /*
@@ -145,23 +176,78 @@ static int64_t sa_prof_next(struct sa_tcache *c, uint64_t rate)
 	return (int64_t)(sa_neg_ln(u > 0 ? u : 1.0 / 9007199254740992.0) * (double)rate) + 1;
 }
 
-/* The countdown passed 0: how many points fell in the bytes just counted. */
-void sa_prof_cross(struct sa_tcache *c)
+/*
+ * c allocated bytes more: the points that fell in them are bytes' worth of
+ * samples pending for the allocation just made. A new rate (or a thread's
+ * first allocation) starts from a fresh distance.
+ */
+static void sa_prof_count(struct sa_tcache *c, uint64_t rate, uint64_t bytes)
+{
+	if (c->prof_drawn != rate) {
+		c->prof_drawn = rate;
+		c->prof_left = sa_prof_next(c, rate);
+	}
+	c->prof_left -= (int64_t)bytes;
+	while (c->prof_left < 0) {
+		/* far behind (a large object, a tiny rate): many points at once */
+		if (-c->prof_left > 64 * (int64_t)rate) {
+			uint64_t k = (uint64_t)-c->prof_left / rate;
+
+			c->prof_pending += k * rate;
+			c->prof_left += (int64_t)(k * rate);
+			continue;
+		}
+		c->prof_pending += rate;
+		c->prof_left += sa_prof_next(c, rate);
+	}
+}
+
+/*
+ * The slow path returns an object of bytes from s (NULL: a large one), the
+ * span whose cache the fast path uses next: charge the object, then the
+ * cache, cut before the object the next point falls in (see the top).
+ */
+void sa_prof_charge_slow(struct sa_tcache *c, struct sa_uspan *s, uint64_t bytes)
 {
 	uint64_t rate = atomic_load_explicit(&sa_prof_rate, memory_order_relaxed);
+	uint64_t cache, kept = 0;
+	uint32_t m, j;
 
 	if (!rate)
 		return;
-	if (c->prof_drawn != rate) {
-		/* a new rate: a fresh distance, nothing sampled for bytes before it */
-		c->prof_drawn = rate;
-		c->prof_left = sa_prof_next(c, rate);
+	sa_prof_count(c, rate, bytes);
+	if (!s || s->prof_rest)
 		return;
+	cache = s->alloc_cache;
+	m = (uint32_t)__builtin_popcountll(cache);
+	/* the objects wholly before the next point; it falls in object j */
+	j = (uint64_t)c->prof_left / s->elemsize < m ?
+	    (uint32_t)((uint64_t)c->prof_left / s->elemsize) : m;
+	c->prof_left -= (int64_t)j * s->elemsize;
+	if (j == m)
+		return;
+	for (uint32_t i = 0; i < j; i++) {
+		uint64_t low = cache & -cache;
+
+		kept |= low;
+		cache ^= low;
 	}
-	while (c->prof_left < 0) {
-		c->prof_pending++;
-		c->prof_left += sa_prof_next(c, rate);
-	}
+	s->alloc_cache = kept;
+	s->prof_rest = cache;
+	s->prof_cut_at = s->freeindex;
+}
+
+/*
+ * The fast path ran dry at a cut: the rest of the cache back, and its
+ * first object, the one the point fell in, handed out (the caller charges
+ * it, which makes it a sample).
+ */
+uintptr_t sa_prof_resume(struct sa_uspan *s)
+{
+	/* the cache moves one bit per object the fast path passed since */
+	s->alloc_cache = s->prof_rest >> (s->freeindex - s->prof_cut_at);
+	s->prof_rest = 0;
+	return sa_span_next_fast(s);
 }
 
 /* --- stacks ------------------------------------------------------------ */
@@ -383,8 +469,7 @@ static void sa_prof_free_key(uintptr_t key)
  */
 __attribute__((noinline)) void sa_prof_sample(struct sa_tcache *c, void *p)
 {
-	uint64_t rate = atomic_load_explicit(&sa_prof_rate, memory_order_relaxed);
-	uint64_t bytes = (uint64_t)c->prof_pending * rate;
+	uint64_t bytes = c->prof_pending;
 	struct sa_uspan *s = sa_span_of(p);
 	uintptr_t pcs[SA_PROF_DEPTH], key;
 	size_t size = sa_usable_size(p);
@@ -392,9 +477,12 @@ __attribute__((noinline)) void sa_prof_sample(struct sa_tcache *c, void *p)
 	int n;
 
 	c->prof_pending = 0;
-	if (!rate || !s || !size)
+	/* the unwinder may allocate (registered frames): no sample of that */
+	if (c->prof_busy || !s || !size)
 		return;
+	c->prof_busy = 1;
 	n = sa_prof_backtrace(pcs);
+	c->prof_busy = 0;
 	if (s->spanclass < 2)
 		key = s->base;
 	else
@@ -469,6 +557,8 @@ static void sa_pb_room(struct sa_pb *b, size_t more)
 
 static void sa_pb_bytes(struct sa_pb *b, const void *d, size_t n)
 {
+	if (!n)
+		return;
 	sa_pb_room(b, n);
 	if (b->failed)
 		return;
@@ -533,6 +623,8 @@ static void sa_pb_value_type(struct sa_pb *b, uint32_t f, uint64_t type, uint64_
 	sa_pb_free(&m);
 }
 
+#define SA_PROF_MAPS	4096	/* executable mappings named at most */
+
 struct sa_mapping {
 	uintptr_t lo, hi, off;
 	uint64_t file;		/* string index */
@@ -574,7 +666,7 @@ static int sa_prof_encode(struct sa_pb *out, const struct sa_prof_bucket *bk, ui
 			  uint64_t rate)
 {
 	struct sa_strtab t = { 0 };
-	struct sa_mapping maps[512];
+	struct sa_mapping *maps;
 	struct sa_pb m = { 0 }, fn = { 0 };
 	struct sa_symtab *syms;
 	const char **fnames;
@@ -599,8 +691,15 @@ static int sa_prof_encode(struct sa_pb *out, const struct sa_prof_bucket *bk, ui
 		acap += bk[i].nframes;
 	acap = acap * 2 + 16;
 	addrs = sa_prof_map(acap * sizeof(*addrs));
-	if (!addrs)
+	maps = sa_prof_map(SA_PROF_MAPS * sizeof(*maps));
+	if (!addrs || !maps) {
+		if (addrs)
+			munmap(addrs, acap * sizeof(*addrs));
+		if (maps)
+			munmap(maps, SA_PROF_MAPS * sizeof(*maps));
+		sa_pb_free(&t.out);
 		return -1;
+	}
 	for (uint32_t i = 0; i < nb; i++) {
 		const struct sa_prof_bucket *b = &bk[i];
 		int64_t v[4];
@@ -638,7 +737,7 @@ static int sa_prof_encode(struct sa_pb *out, const struct sa_prof_bucket *bk, ui
 		sa_pb_msg(out, 2, m.p, m.n);
 	}
 
-	nmaps = sa_prof_mappings(maps, sizeof(maps) / sizeof(maps[0]), &t);
+	nmaps = sa_prof_mappings(maps, SA_PROF_MAPS, &t);
 	for (uint32_t i = 0; i < nmaps; i++) {
 		m.n = 0;
 		sa_pb_uint(&m, 1, i + 1);
@@ -646,7 +745,12 @@ static int sa_prof_encode(struct sa_pb *out, const struct sa_prof_bucket *bk, ui
 		sa_pb_uint(&m, 3, maps[i].hi);
 		sa_pb_uint(&m, 4, maps[i].off);
 		sa_pb_uint(&m, 5, maps[i].file);
-		/* names come with the locations; lines are pprof's to find */
+		/*
+		 * has_functions: the names come with the locations. pprof then
+		 * leaves the mapping alone: no line numbers, but no names lost
+		 * either (Go 1.19's pprof with llvm-symbolizer 14 finds lines
+		 * and no names, and would put those in their place).
+		 */
 		sa_pb_uint(&m, 7, 1);
 		sa_pb_msg(out, 3, m.p, m.n);
 	}
@@ -701,6 +805,7 @@ static int sa_prof_encode(struct sa_pb *out, const struct sa_prof_bucket *bk, ui
 	sa_pb_free(&fn);
 	sa_symtab_free(syms);
 	munmap(addrs, acap * sizeof(*addrs));
+	munmap(maps, SA_PROF_MAPS * sizeof(*maps));
 	sa_pb_bytes(out, t.out.p, t.out.n);
 	clock_gettime(CLOCK_REALTIME, &now);
 	sa_pb_uint(out, 9, (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec);
@@ -718,6 +823,7 @@ int sa_heap_profile_write(const char *path)
 	struct sa_tcache *self = sa_tc;
 	struct sa_prof_bucket *snap = NULL;
 	struct sa_pb out = { 0 };
+	char tmp[4200];
 	uint32_t nb;
 	size_t done = 0;
 	int fd, err = 0;
@@ -744,7 +850,9 @@ int sa_heap_profile_write(const char *path)
 		err = ENOMEM;
 	if (snap)
 		munmap(snap, nb * sizeof(*snap));
-	fd = err ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* whole or not at all: a reader never sees half a profile */
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+	fd = err ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (!err && fd < 0)
 		err = errno;
 	while (!err && done < out.n) {
@@ -757,6 +865,10 @@ int sa_heap_profile_write(const char *path)
 	}
 	if (fd >= 0 && close(fd) && !err)
 		err = errno;
+	if (fd >= 0 && !err && rename(tmp, path))
+		err = errno;
+	if (fd >= 0 && err)
+		unlink(tmp);
 	sa_pb_free(&out);
 	if (err) {
 		errno = err;
@@ -765,10 +877,22 @@ int sa_heap_profile_write(const char *path)
 	return 0;
 }
 
-/* SPANALLOC_HEAPPROFILE: at exit, after the program's own destructors. */
+/*
+ * SPANALLOC_HEAPPROFILE: at exit, after the program's own destructors. A
+ * forked child inherits the samples and the path: without a %p in it, it
+ * writes path.PID, so that it does not overwrite its parent's.
+ */
 static __attribute__((destructor)) void sa_prof_at_exit(void)
 {
-	if (prof_path[0] && sa_heap_profile_write(prof_path))
-		fprintf(stderr, "spanalloc: SPANALLOC_HEAPPROFILE=%s: %s\n", prof_path,
-			strerror(errno));
+	char path[4200];
+	size_t n;
+
+	if (!prof_path[0])
+		return;
+	sa_prof_expand(path, sizeof(path), prof_path, getpid());
+	n = strlen(path);
+	if (getpid() != prof_pid && !strstr(prof_path, "%p"))
+		snprintf(path + n, sizeof(path) - n, ".%d", (int)getpid());
+	if (sa_heap_profile_write(path))
+		fprintf(stderr, "spanalloc: SPANALLOC_HEAPPROFILE=%s: %s\n", path, strerror(errno));
 }

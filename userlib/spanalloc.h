@@ -220,7 +220,9 @@ long long sa_trim(void);
  * worth of bytes). Frees and collections are seen when the span's holder
  * takes them in or the collector sweeps, as in Go. SPANALLOC_HEAPPROFILE
  * =path samples from the start (SPANALLOC_PROFILE_RATE=bytes, default
- * 524288) and writes the profile to path when the program exits.
+ * 524288, at most 2^40) and writes the profile to path when the program
+ * exits; %p in path is the process id (a forked child that inherits a path
+ * without one writes path.PID).
  *
  * sa_set_profile_rate() returns the previous rate; a change applies to
  * each thread's next sample. sa_heap_profile_write() writes the profile
@@ -411,8 +413,8 @@ struct sa_gc_stats {
  * Fills the first size bytes of *st (a newer caller's longer struct gets
  * 0 in what this library does not know); 0, or -1 with errno if the heap
  * is not initialized. sa_gc_get_stats(st) is the call to make: it passes
- * the size. The function of that name (callers built before SPANALLOC_4)
- * fills the fields up to mark_workers.
+ * the size. The function of that name (callers built before SPANALLOC_4,
+ * and calls through a pointer to it) fills the fields up to mark_workers.
  */
 int sa_gc_get_stats_size(struct sa_gc_stats *st, size_t size);
 int sa_gc_get_stats(struct sa_gc_stats *st);

@@ -12,7 +12,6 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -47,14 +46,40 @@ static void *sa_sym_map(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static int sa_sym_cmp(const void *a, const void *b)
+/* Heapsort by lo: in place, no allocation (qsort may allocate). */
+static void sa_sym_sift(struct sa_sym *v, size_t i, size_t n)
 {
-	const struct sa_sym *x = a, *y = b;
+	for (;;) {
+		size_t big = i, l = 2 * i + 1, r = l + 1;
+		struct sa_sym t;
 
-	return x->lo < y->lo ? -1 : x->lo > y->lo;
+		if (l < n && v[l].lo > v[big].lo)
+			big = l;
+		if (r < n && v[r].lo > v[big].lo)
+			big = r;
+		if (big == i)
+			return;
+		t = v[i];
+		v[i] = v[big];
+		v[big] = t;
+		i = big;
+	}
 }
 
-/* The functions of the ELF file at f (len bytes) that has a section of type. */
+static void sa_sym_sort(struct sa_sym *v, size_t n)
+{
+	for (size_t i = n / 2; i-- > 0; )
+		sa_sym_sift(v, i, n);
+	for (size_t end = n; end-- > 1; ) {
+		struct sa_sym t = v[0];
+
+		v[0] = v[end];
+		v[end] = t;
+		sa_sym_sift(v, 0, end);
+	}
+}
+
+/* The functions in o's file's first section of type that has any. */
 static size_t sa_sym_read(struct sa_symobj *o, uint32_t type)
 {
 	const ElfW(Ehdr) *eh = o->file;
@@ -84,7 +109,9 @@ static size_t sa_sym_read(struct sa_symobj *o, uint32_t type)
 		if (!o->syms)
 			return 0;
 		for (size_t k = 0; k < count; k++) {
-			if (ELF64_ST_TYPE(sym[k].st_info) != STT_FUNC || !sym[k].st_value ||
+			uint32_t type = ELF64_ST_TYPE(sym[k].st_info);
+
+			if ((type != STT_FUNC && type != STT_GNU_IFUNC) || !sym[k].st_value ||
 			    sym[k].st_shndx == SHN_UNDEF || sym[k].st_name >= str->sh_size)
 				continue;
 			o->syms[n++] = (struct sa_sym){
@@ -96,9 +123,9 @@ static size_t sa_sym_read(struct sa_symobj *o, uint32_t type)
 		if (!n) {
 			munmap(o->syms, o->cap * sizeof(*o->syms));
 			o->syms = NULL;
-			return 0;
+			continue;
 		}
-		qsort(o->syms, n, sizeof(*o->syms), sa_sym_cmp);
+		sa_sym_sort(o->syms, n);
 		return n;
 	}
 	return 0;
@@ -190,7 +217,7 @@ const char *sa_symtab_lookup(const struct sa_symtab *t, uintptr_t addr)
 				hi = mid;
 		}
 		/* the nearest that covers a: symbols may nest or overlap */
-		for (size_t k = lo; k > 0 && lo - k < 8; k--)
+		for (size_t k = lo; k > 0 && lo - k < 64; k--)
 			if (o->syms[k - 1].hi > a)
 				return o->syms[k - 1].name;
 		return NULL;
