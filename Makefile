@@ -133,11 +133,11 @@ $(B)/selftests/heaps_gone: selftests/heaps_gone.c selftests/util.h $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $<
 
-$(B)/selftests/spanalloc_test: selftests/spanalloc_test.c selftests/util.h $(LIB_HDR)
+$(B)/selftests/spanalloc_test: selftests/spanalloc_test.c selftests/util.h selftests/heap_fixture.h $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< -lpthread
 
-$(B)/selftests/observe_test: selftests/observe_test.c selftests/util.h $(LIB_HDR)
+$(B)/selftests/observe_test: selftests/observe_test.c selftests/util.h selftests/heap_fixture.h $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -o $@ $< -lpthread
 

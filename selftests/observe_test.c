@@ -13,38 +13,14 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include "kselftest_harness.h"
-#include "util.h"
 
 #define INFO "/proc/spanallocinfo"
+/* every test here reads root's files */
+#define SA_HEAP_FIXTURE_CHECK \
+	if (geteuid() != 0) \
+		SKIP(return, "needs root: " INFO " and tracefs are root's");
+#include "heap_fixture.h"
 
-/* The whole of a file (procfs and tracefs files have no size), or NULL. */
-static char *slurp(const char *path)
-{
-	size_t len = 0, cap = 1 << 16;
-	char *buf = malloc(cap);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0 || !buf) {
-		free(buf);
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
-		len += n;
-		if (cap - len < 4096) {
-			char *more = realloc(buf, cap *= 2);
-
-			if (!more)
-				break;
-			buf = more;
-		}
-	}
-	close(fd);
-	buf[len] = 0;
-	return buf;
-}
 
 /* One heap line of /proc/spanallocinfo, as its format comment names them. */
 struct info_heap {
@@ -98,32 +74,6 @@ static int info_find(const char *text, unsigned long long id, struct info_heap *
 	return n;
 }
 
-FIXTURE(heap) {
-	int fd;
-	void *map;
-	size_t len;
-	struct spanalloc_info info;
-};
-
-FIXTURE_SETUP(heap)
-{
-	self->fd = sa_t_open_mapped(&self->map, &self->len);
-	if (self->fd == -ENOENT)
-		SKIP(return, "no " SA_DEV ": load spanalloc.ko (scripts/vm-run does)");
-	ASSERT_LE(0, self->fd);
-	ASSERT_EQ(0, sa_t_info(self->fd, &self->info));
-	if (geteuid() != 0)
-		SKIP(return, "needs root: " INFO " and tracefs are root's");
-}
-
-FIXTURE_TEARDOWN(heap)
-{
-	if (self->fd >= 0) {
-		munmap(self->map, self->len);
-		close(self->fd);
-	}
-}
-
 TEST_F(heap, info_shows_the_heap_as_its_stats_say)
 {
 	unsigned int sc = SPANALLOC_SPANCLASS(7, 1), sc2 = SPANALLOC_SPANCLASS(30, 0), got;
@@ -146,7 +96,7 @@ TEST_F(heap, info_shows_the_heap_as_its_stats_say)
 	ASSERT_EQ(0, sa_t_large(self->fd, 3, 0, &lg));
 	ASSERT_EQ(0, sa_t_stats(self->fd, &st, cs));
 
-	text = slurp(INFO);
+	text = sa_t_slurp(INFO);
 	ASSERT_NE(NULL, text);
 	EXPECT_EQ(0, strncmp(text, "spanallocinfo - version: 1.", 27));
 	n = info_find(text, self->info.heap_id, &h, cl, SPANALLOC_NUM_SPANCLASSES);
@@ -199,7 +149,7 @@ TEST_F(heap, info_shows_the_heap_as_its_stats_say)
 	munmap(self->map, self->len);
 	close(self->fd);
 	self->fd = -1;
-	text = slurp(INFO);
+	text = sa_t_slurp(INFO);
 	ASSERT_NE(NULL, text);
 	EXPECT_EQ(-1, info_find(text, self->info.heap_id, &h, cl, 0));
 	free(text);
@@ -378,50 +328,6 @@ TEST_F(heap, snapshot_of_another_heap_is_for_root_only)
 	EXPECT_EQ(-ESRCH, snapshot(self->fd, id, NULL, 0, NULL, 0, &sn));
 }
 
-/* Runs cmd with sh and returns what it printed (NULL if it failed). */
-static char *run(const char *cmd)
-{
-	size_t len = 0, cap = 1 << 16;
-	char *buf = malloc(cap);
-	FILE *p = popen(cmd, "r");
-	size_t n;
-
-	if (!p || !buf) {
-		free(buf);
-		return NULL;
-	}
-	while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-		len += n;
-		if (cap - len < 4096) {
-			char *more = realloc(buf, cap *= 2);
-
-			if (!more)
-				break;
-			buf = more;
-		}
-	}
-	buf[len] = 0;
-	if (pclose(p)) {
-		free(buf);
-		return NULL;
-	}
-	return buf;
-}
-
-/* build/tools/NAME, beside this test's build/selftests */
-static void tool_path(char *path, size_t size, const char *name)
-{
-	char self[512];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	char *slash;
-
-	self[n > 0 ? n : 0] = 0;
-	slash = strrchr(self, '/');
-	if (slash)
-		*slash = 0;
-	snprintf(path, size, "%s/../tools/%s", self, name);
-}
-
 static volatile int churn_stop;
 
 /* Exchanges on the heap, so that spantop has a rate to measure. */
@@ -447,13 +353,13 @@ TEST_F(heap, spantop_shows_this_heap_its_classes_and_rates)
 	double rate;
 	FILE *check;
 
-	tool_path(tool, sizeof(tool), "spantop");
+	sa_t_build_path(tool, sizeof(tool), "tools/spantop");
 	ASSERT_EQ(0, access(tool, X_OK)) TH_LOG("%s: build it (make selftests)", tool);
 	ASSERT_EQ(0, sa_t_get(self->fd, sc, s, 2, NULL));
 	churn_stop = 0;
 	ASSERT_EQ(0, pthread_create(&th, NULL, churn, &self->fd));
 	snprintf(cmd, sizeof(cmd), "%s --once --json -d 0.5", tool);
-	out = run(cmd);
+	out = sa_t_run(cmd);
 	churn_stop = 1;
 	pthread_join(th, NULL);
 	ASSERT_NE(NULL, out);
@@ -483,7 +389,7 @@ TEST_F(heap, spantop_shows_this_heap_its_classes_and_rates)
 	/* the screen: this heap's classes when it is picked */
 	snprintf(cmd, sizeof(cmd), "%s --once -H %llu", tool,
 		 (unsigned long long)self->info.heap_id);
-	out = run(cmd);
+	out = sa_t_run(cmd);
 	ASSERT_NE(NULL, out);
 	snprintf(want, sizeof(want), "span classes of heap %llu ",
 		 (unsigned long long)self->info.heap_id);
@@ -512,7 +418,7 @@ TEST_F(heap, spanview_draws_every_span_of_the_heap)
 	struct spanalloc_stats st;
 	FILE *check;
 
-	tool_path(tool, sizeof(tool), "spanview");
+	sa_t_build_path(tool, sizeof(tool), "tools/spanview");
 	ASSERT_EQ(0, access(tool, X_OK)) TH_LOG("%s: build it (make selftests)", tool);
 	ASSERT_EQ(0, sa_t_get(self->fd, sc, s, 5, &got));
 	ASSERT_EQ(5, got);
@@ -524,7 +430,7 @@ TEST_F(heap, spanview_draws_every_span_of_the_heap)
 
 	/* by pid, as a person would ask; and by the heap's id */
 	snprintf(cmd, sizeof(cmd), "%s --pid %d", tool, getpid());
-	svg = run(cmd);
+	svg = sa_t_run(cmd);
 	ASSERT_NE(NULL, svg);
 	check = popen("python3 -c 'import sys, xml.etree.ElementTree as E; E.parse(sys.stdin)'", "w");
 	ASSERT_NE(NULL, check);
@@ -551,7 +457,7 @@ TEST_F(heap, spanview_draws_every_span_of_the_heap)
 	EXPECT_NE(NULL, strstr(svg, want)) TH_LOG("%s", want);
 	free(svg);
 	snprintf(cmd, sizeof(cmd), "%s --heap %llu", tool, (unsigned long long)self->info.heap_id);
-	svg = run(cmd);
+	svg = sa_t_run(cmd);
 	ASSERT_NE(NULL, svg);
 	EXPECT_EQ((int)sn.spans_count, occurrences(svg, "<g class=\"span\">"));
 	free(svg);
@@ -601,7 +507,7 @@ static char *trace_read(const char *dir, const char *file)
 	char p[256];
 
 	snprintf(p, sizeof(p), "%s/%s", dir, file);
-	return slurp(p);
+	return sa_t_slurp(p);
 }
 
 /* How many lines of text have every one of the words (NULL-ended). */
@@ -639,7 +545,7 @@ TEST_F(heap, perf_lists_every_tracepoint)
 		SKIP(return, "no perf (Debian's linux-perf)");
 	if (!tracefs())
 		SKIP(return, "no tracefs");
-	out = run("perf list 'spanalloc:*' 2>&1");
+	out = sa_t_run("perf list 'spanalloc:*' 2>&1");
 	ASSERT_NE(NULL, out);
 	for (unsigned int i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
 		char want[96];

@@ -98,34 +98,30 @@ static void *free_all(void *arg)
 static char *pprof(const char *args)
 {
 	char cmd[1024];
-	size_t len = 0, cap = 1 << 16;
-	char *buf = malloc(cap);
-	FILE *p;
-	size_t n;
 
 	snprintf(cmd, sizeof(cmd), "HOME=${HOME:-/tmp} go tool pprof %s 2>&1", args);
-	p = popen(cmd, "r");
-	if (!p || !buf) {
-		free(buf);
-		return NULL;
-	}
-	while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-		len += n;
-		if (cap - len < 4096) {
-			char *more = realloc(buf, cap *= 2);
+	return sa_t_run(cmd);
+}
 
-			if (!more)
-				break;
-			buf = more;
-		}
-	}
-	buf[len] = 0;
-	if (pclose(p)) {
-		fprintf(stderr, "%s\n", buf);
-		free(buf);
-		return NULL;
-	}
-	return buf;
+/* The profile now, in a new file named from tmpl (mkstemp's); 0 or -1. */
+static int profile_to(char *tmpl)
+{
+	int fd = mkstemp(tmpl);
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return sa_heap_profile_write(tmpl);
+}
+
+/* pprof's -top -cum of the profile at path for sample index (NULL if it failed). */
+static char *top_of(const char *path, const char *index)
+{
+	char args[512];
+
+	snprintf(args, sizeof(args), "-top -cum -nodecount=500 %s-sample_index=%s %s",
+		 strstr(index, "space") ? "-unit=B " : "", index, path);
+	return pprof(args);
 }
 
 /*
@@ -161,11 +157,10 @@ static bool have_pprof(void)
 
 TEST(profile_attributes_bytes_to_their_call_sites)
 {
-	char path[] = "/tmp/sa-profile-XXXXXX", args[256];
+	char path[] = "/tmp/sa-profile-XXXXXX";
 	double a, b_alloc, b_inuse, c;
 	void **kept_a, **kept_c;
 	char *top;
-	int fd;
 
 	SKIP_UNLESS_READY();
 	sa_set_profile_rate(RATE);
@@ -177,13 +172,9 @@ TEST(profile_attributes_bytes_to_their_call_sites)
 	ASSERT_NE(NULL, kept_c);
 	/* the frees reach the profile when the holder takes them in */
 	sa_thread_flush();
-	fd = mkstemp(path);
-	ASSERT_LE(0, fd);
-	close(fd);
-	ASSERT_EQ(0, sa_heap_profile_write(path));
+	ASSERT_EQ(0, profile_to(path));
 
-	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=inuse_space %s", path);
-	top = pprof(args);
+	top = top_of(path, "inuse_space");
 	ASSERT_NE(NULL, top);
 	a = cum_of(top, "keep_a");
 	b_inuse = cum_of(top, "churn_b");
@@ -196,8 +187,7 @@ TEST(profile_attributes_bytes_to_their_call_sites)
 	EXPECT_GT(0.5, b_inuse / MIB);
 	free(top);
 
-	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=alloc_space %s", path);
-	top = pprof(args);
+	top = top_of(path, "alloc_space");
 	ASSERT_NE(NULL, top);
 	b_alloc = cum_of(top, "churn_b");
 	TH_LOG("allocated: churn_b %.2f MiB (8)", b_alloc / MIB);
@@ -205,8 +195,7 @@ TEST(profile_attributes_bytes_to_their_call_sites)
 	free(top);
 
 	/* objects: 16 Ki of 1 KiB in keep_a (its vector besides) */
-	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -sample_index=inuse_objects %s", path);
-	top = pprof(args);
+	top = top_of(path, "inuse_objects");
 	ASSERT_NE(NULL, top);
 	a = cum_of(top, "keep_a");
 	TH_LOG("objects in use: keep_a %.0f (16385)", a);
@@ -225,8 +214,7 @@ TEST(profile_attributes_bytes_to_their_call_sites)
 	/* the other thread's frees reach the profile as this one takes them in */
 	sa_thread_flush();
 	ASSERT_EQ(0, sa_heap_profile_write(path));
-	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=inuse_space %s", path);
-	top = pprof(args);
+	top = top_of(path, "inuse_space");
 	ASSERT_NE(NULL, top);
 	a = cum_of(top, "keep_a");
 	c = cum_of(top, "large_c");
@@ -245,12 +233,11 @@ TEST(profile_attributes_bytes_to_their_call_sites)
  */
 TEST(call_sites_taking_turns_in_one_class_share_the_samples)
 {
-	char path[] = "/tmp/sa-profile-XXXXXX", args[256];
+	char path[] = "/tmp/sa-profile-XXXXXX";
 	enum { N = 1 << 17 };
 	static void *keep[2 * N];
 	double x, y;
 	char *top;
-	int fd;
 
 	SKIP_UNLESS_READY();
 	sa_set_profile_rate(RATE);
@@ -258,12 +245,8 @@ TEST(call_sites_taking_turns_in_one_class_share_the_samples)
 		keep[2 * i] = site_x();
 		keep[2 * i + 1] = site_y();
 	}
-	fd = mkstemp(path);
-	ASSERT_LE(0, fd);
-	close(fd);
-	ASSERT_EQ(0, sa_heap_profile_write(path));
-	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=alloc_space %s", path);
-	top = pprof(args);
+	ASSERT_EQ(0, profile_to(path));
+	top = top_of(path, "alloc_space");
 	ASSERT_NE(NULL, top);
 	x = cum_of(top, "site_x");
 	y = cum_of(top, "site_y");
@@ -277,11 +260,10 @@ TEST(call_sites_taking_turns_in_one_class_share_the_samples)
 
 TEST(collected_objects_leave_the_inuse_profile)
 {
-	char path[] = "/tmp/sa-profile-XXXXXX", args[256];
+	char path[] = "/tmp/sa-profile-XXXXXX";
 	double in, all, want;
 	void *one;
 	char *top;
-	int fd;
 
 	SKIP_UNLESS_READY();
 	ASSERT_EQ(0, sa_gc_init());
@@ -293,17 +275,12 @@ TEST(collected_objects_leave_the_inuse_profile)
 	sa_free(one);
 	garbage_d(8 << 20, 128);
 	sa_gc_collect();
-	fd = mkstemp(path);
-	ASSERT_LE(0, fd);
-	close(fd);
-	ASSERT_EQ(0, sa_heap_profile_write(path));
-	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=alloc_space %s", path);
-	top = pprof(args);
+	ASSERT_EQ(0, profile_to(path));
+	top = top_of(path, "alloc_space");
 	ASSERT_NE(NULL, top);
 	all = cum_of(top, "garbage_d");
 	free(top);
-	snprintf(args, sizeof(args), "-top -cum -nodecount=500 -unit=B -sample_index=inuse_space %s", path);
-	top = pprof(args);
+	top = top_of(path, "inuse_space");
 	ASSERT_NE(NULL, top);
 	in = cum_of(top, "garbage_d");
 	free(top);
@@ -313,20 +290,6 @@ TEST(collected_objects_leave_the_inuse_profile)
 	/* conservative: a stale word may keep an object or two */
 	EXPECT_GT(0.5, in / MIB);
 	unlink(path);
-}
-
-/* a file of build/, found from this test's build/selftests */
-static void sibling(char *out, size_t size, const char *name)
-{
-	char self[512];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	char *slash;
-
-	self[n > 0 ? n : 0] = 0;
-	slash = strrchr(self, '/');
-	if (slash)
-		*slash = 0;
-	snprintf(out, size, "%s/%s", self, name);
 }
 
 TEST(heapprofile_is_written_at_exit_without_the_drop_ins_frames)
@@ -339,8 +302,8 @@ TEST(heapprofile_is_written_at_exit_without_the_drop_ins_frames)
 
 	SKIP_UNLESS_READY();
 	/* a C program that calls only malloc and free, with its symbols */
-	sibling(prog, sizeof(prog), "../tools/allocbench");
-	sibling(lib, sizeof(lib), "../lib/libspanalloc-malloc.so");
+	sa_t_build_path(prog, sizeof(prog), "tools/allocbench");
+	sa_t_build_path(lib, sizeof(lib), "lib/libspanalloc-malloc.so");
 	fd = mkstemp(base);
 	ASSERT_LE(0, fd);
 	close(fd);

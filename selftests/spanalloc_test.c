@@ -14,33 +14,9 @@
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include "kselftest_harness.h"
-#include "util.h"
+#include "heap_fixture.h"
 
 #define NSC SPANALLOC_NUM_SPANCLASSES
-
-FIXTURE(heap) {
-	int fd;
-	void *map;
-	size_t len;
-	struct spanalloc_info info;
-};
-
-FIXTURE_SETUP(heap)
-{
-	self->fd = sa_t_open_mapped(&self->map, &self->len);
-	if (self->fd == -ENOENT)
-		SKIP(return, "no " SA_DEV ": load spanalloc.ko (scripts/vm-run does)");
-	ASSERT_LE(0, self->fd);
-	ASSERT_EQ(0, sa_t_info(self->fd, &self->info));
-}
-
-FIXTURE_TEARDOWN(heap)
-{
-	if (self->fd >= 0) {
-		munmap(self->map, self->len);
-		close(self->fd);
-	}
-}
 
 /* An unmapped heap: what happens before mmap, and the mmap rules. */
 FIXTURE(bare) {

@@ -175,6 +175,72 @@ static inline long sa_t_read_long(const char *path)
 	return n > 0 ? strtol(buf, NULL, 10) : -1;
 }
 
+/* All f has to give, NUL-ended, in memory from malloc (NULL if none). */
+static inline char *sa_t_read_all(FILE *f)
+{
+	size_t len = 0, cap = 1 << 16, n;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return NULL;
+	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += n;
+		if (cap - len < 4096) {
+			char *more = realloc(buf, cap *= 2);
+
+			if (!more)
+				break;
+			buf = more;
+		}
+	}
+	buf[len] = 0;
+	return buf;
+}
+
+/* The whole of a file (procfs and tracefs files have no size), or NULL. */
+static inline char *sa_t_slurp(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+
+	if (!f)
+		return NULL;
+	buf = sa_t_read_all(f);
+	fclose(f);
+	return buf;
+}
+
+/* What cmd (run by sh) printed, or NULL if it failed (it is said on stderr). */
+static inline char *sa_t_run(const char *cmd)
+{
+	FILE *p = popen(cmd, "r");
+	char *buf;
+
+	if (!p)
+		return NULL;
+	buf = sa_t_read_all(p);
+	if (pclose(p) && buf) {
+		fprintf(stderr, "%s: %s\n", cmd, buf);
+		free(buf);
+		buf = NULL;
+	}
+	return buf;
+}
+
+/* build/DIR/NAME, beside this test's build/selftests. */
+static inline void sa_t_build_path(char *path, size_t size, const char *rel)
+{
+	char self[512];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash;
+
+	self[n > 0 ? n : 0] = 0;
+	slash = strrchr(self, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(path, size, "%s/../%s", self, rel);
+}
+
 static inline unsigned int sa_t_class_pages(unsigned int sc)
 {
 	return sa_t_classes[sc >> 1].npages;
