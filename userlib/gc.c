@@ -476,11 +476,21 @@ int sa_gc_get_pauses(uint64_t *ns, unsigned int n)
 	return (int)k;
 }
 
-static int sa_u64_cmp(const void *a, const void *b)
+/*
+ * Sorts the last pauses in place. Not qsort: it may allocate, and a thread
+ * stopped inside the C library's malloc holds its lock while a collection
+ * runs (under ThreadSanitizer a worker calling this in a loop hung one).
+ */
+static void sa_u64_sort(uint64_t *v, int n)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	for (int i = 1; i < n; i++) {
+		uint64_t x = v[i];
+		int j = i;
 
-	return x < y ? -1 : x > y;
+		for (; j > 0 && v[j - 1] > x; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
 }
 
 /* What only the collecting thread writes, read under cycle_lock. */
@@ -500,7 +510,7 @@ static void sa_gc_get_cycle_stats(struct sa_gc_stats *st)
 	pthread_mutex_unlock(&sa_gc.cycle_lock);
 	k = sa_gc_get_pauses(last, SA_PAUSES);
 	if (k > 0) {
-		qsort(last, (size_t)k, sizeof(last[0]), sa_u64_cmp);
+		sa_u64_sort(last, k);
 		/* the nearest rank: the smallest pause q of them do not pass */
 		st->pause_p50_ns = last[(k * 50 + 99) / 100 - 1];
 		st->pause_p90_ns = last[(k * 90 + 99) / 100 - 1];
