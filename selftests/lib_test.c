@@ -576,6 +576,207 @@ TEST(held_spans_decay_when_a_thread_moves_on)
 }
 
 /*
+ * A thread that makes no refill at all (it sleeps here) has the spans it
+ * kept aside taken by the next thread that changes spans, without being
+ * stopped or signalled: the objects it still has stay its own to free,
+ * it allocates again as before, and every object is counted once.
+ */
+enum { IDLE_N = 160, IDLE_SIZE = 256 };
+
+struct idle_keeper {
+	int kept[2], go[2];
+	void *objs[IDLE_N];
+	int bad;
+};
+
+static void *idle_keeper(void *arg)
+{
+	struct idle_keeper *k = arg;
+	char ch = 'k';
+
+	/* five spans: four used up and kept aside, one active */
+	for (int i = 0; i < IDLE_N; i++) {
+		k->objs[i] = sa_alloc(IDLE_SIZE);
+		if (!k->objs[i])
+			k->bad = 1;
+		else
+			memset(k->objs[i], i, IDLE_SIZE);
+	}
+	for (int i = 1; i < IDLE_N; i += 2)
+		sa_free(k->objs[i]);	/* into the spans kept aside: local frees */
+	if (write(k->kept[1], &ch, 1) != 1 || read(k->go[0], &ch, 1) != 1)
+		k->bad = 1;
+	for (int i = 0; i < IDLE_N; i += 2) {
+		for (int b = 0; b < IDLE_SIZE; b++)
+			if (((unsigned char *)k->objs[i])[b] != (unsigned char)i)
+				k->bad = 1;
+		sa_free(k->objs[i]);
+	}
+	if (alloc_dirty_free(k->objs, IDLE_N, IDLE_SIZE))
+		k->bad = 1;
+	sa_thread_flush();
+	return NULL;
+}
+
+TEST(an_idle_thread_has_its_kept_spans_taken_without_a_stop)
+{
+	enum { OTHER = 64, NOTHER = 400 };
+	unsigned int sc = SPANALLOC_SPANCLASS(sa_size_class(IDLE_SIZE), 0);
+	static struct idle_keeper k;
+	struct spanalloc_class_stats cs[NSC];
+	struct spanalloc_stats kst;
+	struct sa_stats before, after;
+	void *other[NOTHER];
+	pthread_t th;
+	char ch = 'g';
+
+	NEED_DEVICE();
+	ASSERT_LE(0, sa_set_held_pages(8));
+	ASSERT_LE(0, sa_set_held_decay_ms(100));
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_get_stats(&before));
+	ASSERT_EQ(0, pipe(k.kept));
+	ASSERT_EQ(0, pipe(k.go));
+	ASSERT_EQ(0, pthread_create(&th, NULL, idle_keeper, &k));
+	ASSERT_EQ(1, read(k.kept[0], &ch, 1));
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	ASSERT_EQ(5, cs[sc].owned);
+	usleep(400 * 1000);	/* past twice the decay time */
+	/* this thread changes spans, in another class */
+	for (int r = 0; r < 3; r++) {
+		for (int i = 0; i < NOTHER; i++)
+			ASSERT_NE(NULL, other[i] = sa_alloc(OTHER));
+		for (int i = 0; i < NOTHER; i++)
+			sa_free(other[i]);
+	}
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	EXPECT_EQ(1, cs[sc].owned);	/* the sleeper's active span only */
+	ASSERT_EQ(1, write(k.go[1], &ch, 1));
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	EXPECT_EQ(0, k.bad);
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	EXPECT_EQ(0, cs[sc].owned);
+	EXPECT_EQ(0, cs[sc].full);
+	ASSERT_EQ(0, sa_get_stats(&after));
+	EXPECT_EQ(after.objects_allocated - before.objects_allocated,
+		  after.objects_freed - before.objects_freed);
+	EXPECT_EQ(2 * IDLE_N + 3 * NOTHER, after.objects_allocated - before.objects_allocated);
+	ASSERT_EQ(100, sa_set_held_decay_ms(1000));
+}
+
+/*
+ * Takers race the frees of the threads whose spans they take: with the
+ * decay at 1 ms, threads free what they allocated slowly (and now and then
+ * sleep) while every refill looks for idle threads, so that spans are
+ * taken between and during their frees. No object is handed out twice,
+ * every one is counted once, every span comes back, and threads were
+ * found idle.
+ */
+enum { RACE_FREERS = 2, RACE_N = 640, RACE_ROUNDS = 40 };
+
+static atomic_int race_stop, race_bad, race_taken;
+
+static void *race_freer(void *arg)
+{
+	size_t size = 256 + 128 * (size_t)(uintptr_t)arg;
+	unsigned int sc = SPANALLOC_SPANCLASS(sa_size_class(size), 0);
+	uint64_t tag = 0x5a5a000000000000ULL | (uintptr_t)arg;
+	static void *objs[RACE_FREERS][RACE_N];
+	void **o = objs[(uintptr_t)arg];
+	struct spanalloc_class_stats cs[NSC];
+	struct spanalloc_stats kst;
+
+	for (int r = 0; r < RACE_ROUNDS; r++) {
+		for (int i = 0; i < RACE_N; i++) {
+			uint64_t *p = sa_alloc(size);
+
+			if (!p || *p == tag)
+				atomic_store(&race_bad, 1);
+			if (p)
+				*p = tag;
+			o[i] = p;
+		}
+		for (int i = 0; i < RACE_N; i++) {
+			*(uint64_t *)o[i] = 0;
+			sa_free(o[i]);
+			if (i % 16 == 0)
+				sched_yield();
+			if (i == RACE_N / 2) {
+				usleep(10 * 1000);	/* idle: its spans go */
+				if (!sa_kernel_stats(&kst, cs) && cs[sc].owned == 1)
+					atomic_fetch_add(&race_taken, 1);
+			}
+		}
+	}
+	sa_thread_flush();
+	return NULL;
+}
+
+static void *race_taker(void *arg)
+{
+	void *o[200];
+
+	(void)arg;
+	while (!atomic_load(&race_stop)) {
+		for (int i = 0; i < 200; i++)
+			if (!(o[i] = sa_alloc(64)))
+				atomic_store(&race_bad, 1);
+		for (int i = 0; i < 200; i++)
+			sa_free(o[i]);
+	}
+	sa_thread_flush();
+	return NULL;
+}
+
+TEST(spans_taken_from_idle_threads_race_their_frees_safely)
+{
+	struct spanalloc_class_stats cs[NSC];
+	struct spanalloc_stats kst;
+	struct sa_stats before, after;
+	pthread_t fr[RACE_FREERS], tk;
+
+	NEED_DEVICE();
+	ASSERT_LE(0, sa_set_held_pages(8));
+	ASSERT_LE(0, sa_set_held_decay_ms(1));
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_get_stats(&before));
+	ASSERT_EQ(0, pthread_create(&tk, NULL, race_taker, NULL));
+	for (uintptr_t t = 0; t < RACE_FREERS; t++)
+		ASSERT_EQ(0, pthread_create(&fr[t], NULL, race_freer, (void *)t));
+	for (int t = 0; t < RACE_FREERS; t++)
+		ASSERT_EQ(0, pthread_join(fr[t], NULL));
+	atomic_store(&race_stop, 1);
+	ASSERT_EQ(0, pthread_join(tk, NULL));
+	EXPECT_EQ(0, atomic_load(&race_bad));
+	/* idle threads' spans were taken, in some rounds at least */
+	EXPECT_LT(0, atomic_load(&race_taken));
+	TH_LOG("all spans taken during %d of %d pauses", atomic_load(&race_taken),
+	       RACE_FREERS * RACE_ROUNDS);
+	ASSERT_EQ(0, sa_get_stats(&after));
+	EXPECT_EQ(after.objects_allocated - before.objects_allocated,
+		  after.objects_freed - before.objects_freed);
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	for (int sc = 0; sc < NSC; sc++) {
+		EXPECT_EQ(0, cs[sc].owned) TH_LOG("span class %d", sc);
+		EXPECT_EQ(0, cs[sc].full) TH_LOG("span class %d", sc);
+	}
+	ASSERT_EQ(1, sa_set_held_decay_ms(1000));
+}
+
+/* The decay time is a setting with bounds. */
+TEST(held_decay_takes_a_time_within_bounds)
+{
+	NEED_DEVICE();
+	errno = 0;
+	EXPECT_EQ(-1, sa_set_held_decay_ms(0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, sa_set_held_decay_ms(86400001));
+	EXPECT_EQ(1000, sa_set_held_decay_ms(86400000));
+	EXPECT_EQ(86400000, sa_set_held_decay_ms(1000));
+}
+
+/*
  * The library's own memory comes and goes with the spans: a record per
  * span in use, a mask table per tiny span, nothing left once the thread
  * gives everything back; an older caller's shorter struct is filled only

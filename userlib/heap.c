@@ -33,22 +33,32 @@ struct sa_global sa_g = {
 	.fd = -1,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.held_pages = SA_HELD_PAGES,
+	.held_decay_ms = SA_HELD_DECAY_MS,
 };
 
-static void sa_read_env(void)
+/* A number from lo to hi in environment variable name into *to, if set. */
+static void sa_read_env_u32(const char *name, unsigned long lo, unsigned long hi,
+			    _Atomic uint32_t *to)
 {
-	const char *e = getenv("SPANALLOC_HELD_PAGES");
+	const char *e = getenv(name);
 	char *end;
 	unsigned long v;
 
 	if (!e || !*e)
 		return;
+	errno = 0;
 	v = strtoul(e, &end, 10);
-	if (*end || v > SA_HELD_PAGES_MAX)
-		fprintf(stderr, "spanalloc: SPANALLOC_HELD_PAGES=%s: not a number from 0 to %d; ignored\n",
-			e, SA_HELD_PAGES_MAX);
+	if (*end || errno || v < lo || v > hi)
+		fprintf(stderr, "spanalloc: %s=%s: not a number from %lu to %lu; ignored\n",
+			name, e, lo, hi);
 	else
-		atomic_store(&sa_g.held_pages, (uint32_t)v);
+		atomic_store(to, (uint32_t)v);
+}
+
+static void sa_read_env(void)
+{
+	sa_read_env_u32("SPANALLOC_HELD_PAGES", 0, SA_HELD_PAGES_MAX, &sa_g.held_pages);
+	sa_read_env_u32("SPANALLOC_HELD_DECAY_MS", 1, SA_HELD_DECAY_MS_MAX, &sa_g.held_decay_ms);
 }
 
 static void sa_fail(int err, const char *fmt, ...)

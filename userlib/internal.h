@@ -137,8 +137,9 @@ struct sa_uspan {
 	/*
 	 * The cache whose active or held span this is, or NULL. Only that
 	 * thread writes it, or a collection while that thread is stopped
-	 * outside its no-stop regions (sa_tcache_decay_stopped); others read
-	 * it only to see that it is not theirs.
+	 * outside its no-stop regions (sa_tcache_decay_stopped), or a thread
+	 * taking a held span from an idle one (handoff.c); others read it
+	 * only to see that it is not theirs.
 	 */
 	_Atomic(struct sa_tcache *) owner;
 	/*
@@ -250,9 +251,12 @@ struct sa_counters {
 /*
  * And a span kept aside this long without being taken again goes back at
  * the thread's next refill, in manual and collected heaps alike; so do
- * adopted spans when the thread adopted none for as long.
+ * adopted spans when the thread adopted none for as long. In a manual
+ * heap another thread takes them from a thread that made no refill for
+ * twice as long (handoff.c). The default of sa_set_held_decay_ms().
  */
 #define SA_HELD_DECAY_MS	1000
+#define SA_HELD_DECAY_MS_MAX	(24u * 3600 * 1000)
 
 /* The calling thread's cache (Go's mcache). */
 struct sa_tcache {
@@ -262,7 +266,12 @@ struct sa_tcache {
 	struct sa_uspan *held_tail[SA_NSC];
 	uint8_t nheld_class[SA_NSC];
 	uint32_t nheld;
-	uint32_t decay_ms;		/* when held spans were last looked at */
+	/*
+	 * When the thread last looked at the spans it keeps aside, or 0 if
+	 * it keeps none (a hint, set again when it keeps one): a thread
+	 * taking an idle thread's spans reads it (handoff.c).
+	 */
+	_Atomic uint32_t decay_ms;
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
 	_Atomic(sa_tiny_mask) *tiny_mask;	/* its mask (tiny.h) */
@@ -308,6 +317,11 @@ struct sa_tcache {
 	 * and honoured by sa_fast_exit.
 	 */
 	volatile int in_fast;
+	/*
+	 * Set while another thread takes the spans this one keeps aside
+	 * (handoff.c); its slow paths wait at sa_safe_enter() meanwhile.
+	 */
+	_Atomic int taking;
 	int gc_due;			/* set by the pacer, on this thread */
 	/* stopped and scanned by collections; set under the world lock */
 	_Atomic int registered;
@@ -350,6 +364,7 @@ struct sa_global {
 	struct sa_tcache *caches;
 	struct sa_counters dead;	/* counters of exited threads */
 	_Atomic uint32_t held_pages;	/* sa_set_held_pages() */
+	_Atomic uint32_t held_decay_ms;	/* sa_set_held_decay_ms() */
 	struct sa_uspan *free_uspans[SA_BITS_KINDS];	/* per kind */
 	void *free_tiny;		/* free tiny mask tables, chained */
 	void *free_types;		/* free type tables, chained */
@@ -660,6 +675,26 @@ void sa_tcache_return_adopted(struct sa_tcache *c, uint32_t busy);
 void sa_tcache_return_held(struct sa_tcache *c);
 void sa_tcache_decay_stopped(struct sa_tcache *c, void *self);
 void sa_tcache_return_decayed(struct sa_tcache *c);
+/*
+ * What another thread may take of what c keeps aside while c's thread
+ * cannot touch it (stopped by a collection, or kept out by handoff.c):
+ * spans kept too long, by collections (SA_HELD_DECAY_GCS) or by time.
+ */
+struct sa_stale {
+	bool by_gcs;
+	uint32_t now;		/* sa_coarse_ms(), when by time */
+};
+uint32_t sa_tcache_own_stale(struct sa_tcache *c, struct sa_tcache *to,
+			     const struct sa_stale *st);
+void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self,
+			  const struct sa_stale *st);
+static inline uint32_t sa_held_decay_ms(void)
+{
+	return atomic_load_explicit(&sa_g.held_decay_ms, memory_order_relaxed);
+}
+
+/* handoff.c: taking the spans an idle thread keeps, without stopping it */
+void sa_handoff_idle(struct sa_tcache *self, uint32_t now);
 void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_harvest_tiny(struct sa_tcache *c);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);
@@ -720,10 +755,15 @@ void sa_types_set(struct sa_uspan *s, uint32_t idx, const struct sa_type *t);
  * collection noted inside is acted on by sa_safe_exit(). For the slow
  * paths, which may take locks and make system calls.
  */
+void sa_handoff_wait(struct sa_tcache *c);
+
 static inline void sa_safe_enter(struct sa_tcache *c)
 {
 	c->nosafe++;
 	atomic_signal_fence(memory_order_seq_cst);
+	/* after the store: handoff.c says why that order is enough */
+	if (sa_unlikely(atomic_load_explicit(&c->taking, memory_order_relaxed)))
+		sa_handoff_wait(c);
 }
 
 void sa_safepoint(struct sa_tcache *c);

@@ -16,11 +16,12 @@
  * Held spans stay owned by the thread, so its own frees into them are
  * plain stores, as into its active spans; frees from other threads set
  * freeBits as for any span. They decay: a span not taken again for
- * SA_HELD_DECAY_MS goes back with the thread's next span change, and in a
- * collected heap a collection also takes the spans not taken again across
+ * sa_held_decay_ms() goes back with the thread's next span change. A
+ * thread that makes none has them taken: in a collected heap by a
+ * collection, which takes the spans not taken again across
  * SA_HELD_DECAY_GCS collections from every thread while the world is
- * stopped (an idle thread makes no exchange) and gives them back once it
- * runs again. This is mimalloc's design (a thread keeps its full pages and
+ * stopped and gives them back once it runs again; in a manual heap by
+ * another thread's refill, without stopping it (handoff.c). This is mimalloc's design (a thread keeps its full pages and
  * their frees come back to it), where Go instead hands a used-up span to
  * mcentral at once.
  *
@@ -179,9 +180,30 @@ int sa_set_held_pages(unsigned int pages)
 	return (int)atomic_exchange(&sa_g.held_pages, pages);
 }
 
+int sa_set_held_decay_ms(unsigned int ms)
+{
+	if (sa_init())
+		return -1;
+	if (!ms || ms > SA_HELD_DECAY_MS_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	return (int)atomic_exchange(&sa_g.held_decay_ms, ms);
+}
+
 static uint32_t sa_held_gcs(void)
 {
 	return (uint32_t)atomic_load_explicit(&sa_gc.cycles, memory_order_relaxed);
+}
+
+/*
+ * c keeps a span aside: a thread taking an idle one's spans looks at c
+ * from now on (decay_ms is 0 while c keeps none).
+ */
+static void sa_keep_note(struct sa_tcache *c)
+{
+	if (!atomic_load_explicit(&c->decay_ms, memory_order_relaxed))
+		atomic_store_explicit(&c->decay_ms, sa_coarse_ms() | 1, memory_order_relaxed);
 }
 
 /* Keeps s, which c owns, for the frees to come. */
@@ -200,6 +222,7 @@ static void sa_held_push(struct sa_tcache *c, struct sa_uspan *s)
 	c->held[sc] = s;
 	c->nheld_class[sc]++;
 	c->nheld++;
+	sa_keep_note(c);
 }
 
 static void sa_held_unlink(struct sa_tcache *c, struct sa_uspan *s)
@@ -247,22 +270,62 @@ static void sa_batch_give_back(struct sa_tcache *c, struct sa_retbatch *b,
 	sa_batch_add_settled(c, b, s);
 }
 
-/*
- * Unlinks the spans c has kept aside too long (not taken again across
- * SA_HELD_DECAY_GCS collections), oldest first (a class's oldest is its
- * tail), onto *list through next.
- */
-static void sa_held_unlink_stale(struct sa_tcache *c, struct sa_uspan **list)
+/* Whether c kept s aside too long without taking it again. */
+static bool sa_held_stale(const struct sa_uspan *s, const struct sa_stale *st)
 {
-	uint32_t gcs = sa_held_gcs();
+	return st->by_gcs ? sa_held_gcs() - s->held_gc >= SA_HELD_DECAY_GCS :
+			    st->now - s->held_ms >= sa_held_decay_ms();
+}
 
+/*
+ * Makes to the owner of every span c kept aside too long (a class's
+ * oldest is its tail), leaving c's lists as they are; to == c undoes it.
+ * Returns how many.
+ */
+uint32_t sa_tcache_own_stale(struct sa_tcache *c, struct sa_tcache *to,
+			     const struct sa_stale *st)
+{
+	uint32_t n = 0;
+
+	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
+		for (struct sa_uspan *s = c->held_tail[sc]; s && sa_held_stale(s, st); s = s->prev) {
+			sa_span_set_owner(s, to);
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * Moves the spans sa_tcache_own_stale() gave self (the same st) from c's
+ * held lists to self's decayed list, and c's adopted spans, if c adopted
+ * none for too long, to self's adopted list: self gives them all back
+ * (sa_tcache_return_decayed), with no system call made meanwhile.
+ */
+void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self,
+			  const struct sa_stale *st)
+{
+	bool adopted_stale = st->by_gcs ? sa_held_gcs() - c->adopt_gc >= SA_HELD_DECAY_GCS :
+					  st->now - c->adopt_ms >= sa_held_decay_ms();
+
+	if (c != self && c->nadopted && adopted_stale) {
+		while (c->adopted) {
+			struct sa_uspan *s = c->adopted;
+
+			c->adopted = s->next;
+			c->nadopted--;
+			s->next = self->adopted;
+			self->adopted = s;
+			self->nadopted++;
+		}
+	}
 	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
 		struct sa_uspan *s;
 
-		while ((s = c->held_tail[sc]) && gcs - s->held_gc >= SA_HELD_DECAY_GCS) {
+		while ((s = c->held_tail[sc]) && sa_held_stale(s, st)) {
 			sa_held_unlink(c, s);
-			s->next = *list;
-			*list = s;
+			s->next = self->decayed;
+			self->decayed = s;
 		}
 	}
 }
@@ -276,65 +339,45 @@ static void sa_held_unlink_stale(struct sa_tcache *c, struct sa_uspan **list)
  */
 void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
 {
-	struct sa_tcache *self = arg;
-	struct sa_uspan *stale = NULL;
+	const struct sa_stale st = { .by_gcs = true };
 
-	/* adopted spans of a thread that stopped freeing: self hands them back */
-	if (c != self && c->nadopted && sa_held_gcs() - c->adopt_gc >= SA_HELD_DECAY_GCS) {
-		while (c->adopted) {
-			struct sa_uspan *s = c->adopted;
-
-			c->adopted = s->next;
-			c->nadopted--;
-			s->next = self->adopted;
-			self->adopted = s;
-			self->nadopted++;
-		}
-	}
-	if (!c->nheld)
-		return;
-	sa_held_unlink_stale(c, &stale);
-	while (stale) {
-		struct sa_uspan *s = stale;
-
-		stale = s->next;
-		sa_span_set_owner(s, self);
-		s->next = self->decayed;
-		self->decayed = s;
-	}
+	sa_tcache_own_stale(c, arg, &st);
+	sa_tcache_take_stale(c, arg, &st);
 }
 
 /*
- * Queues the spans c has kept aside for SA_HELD_DECAY_MS or more without
- * taking them again, oldest first, up to half a batch: a thread that moved on to other size classes does not pin the
- * memory of those it left (mimalloc's page retirement after a delay).
- * Looked at four times per SA_HELD_DECAY_MS at most, from every refill,
- * so that a thread whose frees keep its active spans going (no span
- * change) decays too.
+ * Queues the spans c has kept aside for sa_held_decay_ms() or more
+ * without taking them again, oldest first, up to half a batch: a thread
+ * that moved on to other size classes does not pin the memory of those
+ * it left (mimalloc's page retirement after a delay). Looked at four
+ * times per decay time at most, from every refill, so that a thread
+ * whose frees keep its active spans going (no span change) decays too.
  */
 static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b, uint32_t busy);
 
-static void sa_held_decay(struct sa_tcache *c, struct sa_retbatch *b)
+static void sa_held_decay(struct sa_tcache *c, uint32_t now, struct sa_retbatch *b)
 {
-	uint32_t now;
+	const struct sa_stale st = { .now = now };
 
-	if (!c->nheld && !c->nadopted)
+	if (!c->nheld && !c->nadopted) {
+		if (atomic_load_explicit(&c->decay_ms, memory_order_relaxed))
+			atomic_store_explicit(&c->decay_ms, 0, memory_order_relaxed);
 		return;
-	now = sa_coarse_ms();
-	if (now - c->decay_ms < SA_HELD_DECAY_MS / 4)
+	}
+	if (st.now - atomic_load_explicit(&c->decay_ms, memory_order_relaxed) <
+	    sa_held_decay_ms() / 4)
 		return;
-	c->decay_ms = now;
+	atomic_store_explicit(&c->decay_ms, st.now | 1, memory_order_relaxed);
 	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
 		struct sa_uspan *s;
 
-		while ((s = c->held_tail[sc]) && now - s->held_ms >= SA_HELD_DECAY_MS &&
-		       b->n < SA_MAX_BATCH / 2) {
+		while ((s = c->held_tail[sc]) && sa_held_stale(s, &st) && b->n < SA_MAX_BATCH / 2) {
 			sa_held_unlink(c, s);
 			sa_batch_give_back(c, b, s);
 		}
 	}
 	/* the ones kept while freed into (sa_batch_add_adopted), once no more come */
-	if (c->nadopted && now - c->adopt_ms >= SA_HELD_DECAY_MS)
+	if (c->nadopted && st.now - c->adopt_ms >= sa_held_decay_ms())
 		sa_batch_add_adopted(c, b, 0);
 }
 
@@ -374,6 +417,7 @@ void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s)
 	c->adopted = s;
 	c->nadopted++;
 	SA_STAT_ADD(c->st.adopted, 1);
+	sa_keep_note(c);
 }
 
 /*
@@ -627,16 +671,13 @@ static uintptr_t sa_tcache_refill_in(struct sa_tcache *c, uint16_t sc)
 {
 	struct sa_uspan *s = c->alloc[sc], *h;
 	struct sa_retbatch b = { .n = 0 };
+	uint32_t ngot, now = sa_coarse_ms();
 	uintptr_t p;
-	uint32_t ngot;
 
 	sa_tcache_harvest_tiny(c);
-	if (c->nheld || c->nadopted) {
-		struct sa_retbatch stale = { .n = 0 };
-
-		sa_held_decay(c, &stale);
-		sa_batch_flush(c, &stale);
-	}
+	sa_handoff_idle(c, now);
+	sa_held_decay(c, now, &b);
+	sa_batch_flush(c, &b);
 	if (s && (p = sa_refill_from_active(c, s)))
 		return p;
 	/*

@@ -126,15 +126,26 @@ void sa_thread_flush(void);
  * still keeps one). 0 hands every used-up span back at once, as Go does:
  * the least memory held, one system call per span turnover. Takes effect
  * at each thread's next span change. SPANALLOC_HELD_PAGES sets it at
- * start-up. A span kept aside and not taken again for a second goes back
- * to the kernel at the thread's next span change; in a collected heap one
- * not taken again across two collections goes back too, even from a
- * thread that makes no allocation at all. In a manual heap such an idle
- * thread keeps its spans until it allocates again, exits, flushes or
- * calls sa_trim(). Returns the previous value, or -1 with errno EINVAL
- * when pages is over 64.
+ * start-up. Spans kept aside decay (sa_set_held_decay_ms). Returns the
+ * previous value, or -1 with errno EINVAL when pages is over 64.
  */
 int sa_set_held_pages(unsigned int pages);
+
+/*
+ * How long a span kept aside (sa_set_held_pages), or a span a thread
+ * adopted by freeing into it, stays with the thread without being taken
+ * again: ms milliseconds (default 1000). It then goes back to the kernel
+ * at the thread's next span change. A thread that makes none for twice
+ * as long (it sleeps, or its frees keep its spans going) has them taken
+ * by the next thread that changes spans, without being stopped or
+ * signalled (membarrier(2); where the kernel refuses it, such a thread
+ * keeps them until it allocates again, exits, flushes or calls
+ * sa_trim()). In a collected heap, a span not taken again across two
+ * collections goes back too. SPANALLOC_HELD_DECAY_MS sets it at start-up.
+ * Returns the previous value, or -1 with errno EINVAL when ms is 0 or
+ * over a day (86400000).
+ */
+int sa_set_held_decay_ms(unsigned int ms);
 
 /* Counters since sa_init(), summed over all threads. */
 struct sa_stats {

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+/*
+ * handoff: taking what an idle thread keeps aside (its held and adopted
+ * spans, mcache.c) without stopping it, in a heap no collection stops
+ * threads in.
+ *
+ * A thread looks at what it keeps aside only at its own refills, and a
+ * collection looks at every thread's with the world stopped. In a manual
+ * heap a thread that makes no refill (it sleeps, or its frees keep its
+ * active spans going) would keep its spans until it exits. So, once per
+ * decay time at most, a thread refilling (the taker) looks at every other
+ * cache whose thread has not looked at what it keeps for twice the decay
+ * time, and takes the spans it kept too long, under sa_g.lock (so that no
+ * cache goes away, and no fork or mode switch comes, meanwhile):
+ *
+ *  1. The taker sets c->taking, then makes every running thread execute
+ *     a memory barrier (membarrier(2), as liburcu's asymmetric fences);
+ *     then c's thread must be outside the slow paths (nosafe 0), or the
+ *     taker leaves c alone. A slow path stores nosafe, then
+ *     reads taking (sa_safe_enter): the barrier falls before the read,
+ *     which then sees taking set and waits (sa_handoff_wait), or after
+ *     the store, which the taker then sees. From here c's lists are the
+ *     taker's, until it clears taking.
+ *  2. The taker becomes the owner of each stale held span, then barriers
+ *     again, then waits for in_fast to be 0. A fast free into such a span
+ *     reads its owner inside its region (fastpath.h): one that read c did
+ *     so before the barrier, with in_fast already stored, and has ended
+ *     once in_fast is 0; one that reads later sees the taker and goes to
+ *     the slow path, which waits. If in_fast stays set (c's thread is
+ *     descheduled, or stuck in a signal handler that interrupted a fast
+ *     path), the owners go back to c and the taker leaves c alone:
+ *     nothing else changed.
+ *  3. A third barrier, so that the last such free's stores are seen on
+ *     weakly ordered CPUs too; the taker unlinks the spans and clears
+ *     taking.
+ *
+ * The spans then go back to the kernel from the taker, as a collection's
+ * decayed ones do. Three barriers per pass, however many caches it takes
+ * from. Without membarrier (kernels before 4.14, some sandboxes, valgrind)
+ * idle threads keep their spans, as before. ThreadSanitizer cannot see
+ * the order the barriers give, so its builds leave this out.
+ */
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "gc.h"
+#include "internal.h"
+
+/* caches taken from per pass at most: the rest wait for the next one */
+#define SA_HANDOFF_MAX		64
+/* yields a taker waits for a fast path to end before it leaves the cache */
+#define SA_HANDOFF_YIELDS	64
+
+#ifdef SA_TSAN
+#define SA_HANDOFF_OFF		1
+#else
+#define SA_HANDOFF_OFF		0
+#endif
+
+/* when a pass last started, sa_coarse_ms() */
+static _Atomic uint32_t sa_handoff_ms;
+/* 1: registered for expedited barriers, -1: none to be had; under sa_g.lock */
+static int sa_membarrier_state;
+
+static long sa_membarrier_cmd(int cmd)
+{
+	return syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+/*
+ * Every thread of the process executes a full memory barrier (or is not
+ * running, which is one) before this returns true; false if the kernel
+ * cannot make them. Under sa_g.lock.
+ */
+static bool sa_membarrier(void)
+{
+	if (!sa_membarrier_state) {
+		long mask = sa_membarrier_cmd(MEMBARRIER_CMD_QUERY);
+
+		sa_membarrier_state = mask > 0 && (mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+				      !sa_membarrier_cmd(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) ?
+				      1 : -1;
+	}
+	if (sa_membarrier_state < 0)
+		return false;
+	if (!sa_membarrier_cmd(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+		return true;
+	/* a forked child's address space may not be registered */
+	if (errno == EPERM && !sa_membarrier_cmd(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) &&
+	    !sa_membarrier_cmd(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+		return true;
+	sa_membarrier_state = -1;
+	return false;
+}
+
+static void sa_handoff_release(struct sa_tcache *c)
+{
+	atomic_store_explicit(&c->taking, 0, memory_order_release);
+}
+
+/* Whether c's thread is out of its fast path, waiting a little for it. */
+static bool sa_handoff_quiet(const struct sa_tcache *c)
+{
+	for (int i = 0; i < SA_HANDOFF_YIELDS && c->in_fast; i++)
+		sched_yield();
+	return !c->in_fast;
+}
+
+/*
+ * Steps 1 to 3 above for the n caches in c[], whose taking is set;
+ * clears it. Returns whether self took anything.
+ */
+static bool sa_handoff_take(struct sa_tcache *self, struct sa_tcache **c, uint32_t n,
+			    uint32_t now)
+{
+	const struct sa_stale st = { .now = now };
+	bool ok = sa_membarrier(), took = false;
+	uint32_t i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (ok && !c[i]->nosafe)
+			c[k++] = c[i];
+		else
+			sa_handoff_release(c[i]);
+	}
+	n = k;
+	if (!n)
+		return false;
+	for (i = 0; i < n; i++)
+		sa_tcache_own_stale(c[i], self, &st);
+	ok = sa_membarrier();
+	for (i = 0, k = 0; i < n; i++) {
+		if (ok && sa_handoff_quiet(c[i])) {
+			c[k++] = c[i];
+		} else {
+			sa_tcache_own_stale(c[i], c[i], &st);
+			sa_handoff_release(c[i]);
+		}
+	}
+	n = k;
+	ok = n && sa_membarrier();
+	for (i = 0; i < n; i++) {
+		if (!ok) {
+			sa_tcache_own_stale(c[i], c[i], &st);
+		} else {
+			sa_tcache_take_stale(c[i], self, &st);
+			took = true;
+			/* looked at now; 0 when it keeps nothing, as it would set it */
+			atomic_store_explicit(&c[i]->decay_ms,
+					      c[i]->nheld || c[i]->nadopted ? now | 1 : 0,
+					      memory_order_relaxed);
+		}
+		sa_handoff_release(c[i]);
+	}
+	return took;
+}
+
+/*
+ * From self's refill, inside its no-stop region: a pass over the other
+ * caches if none ran for the decay time.
+ */
+void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
+{
+	uint32_t last = atomic_load_explicit(&sa_handoff_ms, memory_order_relaxed);
+	uint32_t decay = sa_held_decay_ms(), n = 0;
+	struct sa_tcache *cand[SA_HANDOFF_MAX];
+	bool took = false;
+	int saved;
+
+	if (SA_HANDOFF_OFF || now - last < decay || sa_gc_on() ||
+	    !atomic_compare_exchange_strong_explicit(&sa_handoff_ms, &last, now,
+						     memory_order_relaxed, memory_order_relaxed))
+		return;
+	saved = errno;
+	pthread_mutex_lock(&sa_g.lock);
+	/* the mode switches under the lock; a collected heap's collections decay */
+	for (struct sa_tcache *c = sa_g.caches; c && n < SA_HANDOFF_MAX && !sa_gc_on();
+	     c = c->next) {
+		uint32_t seen = atomic_load_explicit(&c->decay_ms, memory_order_relaxed);
+
+		if (c == self || !seen || now - seen < 2 * decay)
+			continue;
+		atomic_store_explicit(&c->taking, 1, memory_order_relaxed);
+		cand[n++] = c;
+	}
+	if (n)
+		took = sa_handoff_take(self, cand, n, now);
+	pthread_mutex_unlock(&sa_g.lock);
+	if (took)
+		sa_tcache_return_decayed(self);
+	errno = saved;
+}
+
+/*
+ * c's own thread, entering a slow path (sa_safe_enter), found a taker at
+ * work: it waits outside the allocator until the taker is done. Nested
+ * entries go on: the outer one was seen, so the taker leaves c alone.
+ */
+void sa_handoff_wait(struct sa_tcache *c)
+{
+	if (c->nosafe > 1)
+		return;
+	do {
+		atomic_signal_fence(memory_order_seq_cst);
+		c->nosafe--;
+		atomic_signal_fence(memory_order_seq_cst);
+		while (atomic_load_explicit(&c->taking, memory_order_acquire))
+			sched_yield();
+		c->nosafe++;
+		atomic_signal_fence(memory_order_seq_cst);
+	} while (atomic_load_explicit(&c->taking, memory_order_relaxed));
+}
