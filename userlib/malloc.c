@@ -290,6 +290,43 @@ __attribute__((noinline)) void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, u
 	return sa_fast_done(c, (void *)p);
 }
 
+/*
+ * The fast path found the active span's cache empty: most often it ran
+ * out at the end of a word of the span's bitmap, with free objects further
+ * on. The next word's, loaded in a fast path's region as Go's nextFree
+ * refills allocCache, costs a few dozen instructions where the whole slow
+ * path (its no-stop region, the refill's housekeeping) costs some 400,
+ * once per 64 objects. NULL when the slow path must do it: no active span
+ * or no free object left in it, a sweep or a profile cut pending (read in
+ * the region: a collection in between would empty the cache again), or
+ * profiling on (the slow path charges every cache it hands out).
+ */
+static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool noscan,
+				       bool zero)
+{
+	/* SIZE_MAX plus the end pad wraps to 0, as in the fast path */
+	size_t sz = size + sa_gc.end_pad;
+	struct sa_uspan *s;
+	uint32_t idx, elemsize;
+	bool dirty;
+
+	if (sz - 1 >= SPANALLOC_MAX_SMALL_SIZE || (noscan && sz < SA_TINY_SIZE) ||
+	    atomic_load_explicit(&sa_prof_rate, memory_order_relaxed))
+		return NULL;
+	s = c->alloc[sa_spanclass_of(sz, noscan)];
+	if (!s)
+		return NULL;
+	sa_fast_enter(c);
+	if (s->prof_rest || sa_sweep_needed(s) || (idx = sa_span_next_free(s)) >= s->nelems) {
+		sa_fast_exit(c);
+		return NULL;
+	}
+	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
+	elemsize = s->elemsize;
+	sa_fast_exit(c);
+	return sa_fast_hand_out(c, sa_span_object(s, idx), elemsize, dirty);
+}
+
 /* Everything the fast path leaves: the whole path, safe points kept. */
 __attribute__((noinline)) void *sa_alloc_slow(size_t size, bool noscan, bool zero)
 {
@@ -298,6 +335,9 @@ __attribute__((noinline)) void *sa_alloc_slow(size_t size, bool noscan, bool zer
 
 	if (sa_unlikely(!c))
 		return NULL;
+	p = sa_alloc_next_word(c, size, noscan, zero);
+	if (p)
+		return p;
 	sa_safe_enter(c);
 	p = sa_malloc_in(c, size, noscan, zero);
 	sa_safe_exit(c);
@@ -560,6 +600,13 @@ __attribute__((noinline)) void sa_free_slow(void *ptr)
 			sa_bad_pointer(ptr, "free (no memory for a thread cache)");
 	}
 	sa_free_in(c, s, ptr);
+}
+
+__attribute__((noinline)) void sa_free_tiny_fast(struct sa_tcache *c, struct sa_uspan *s,
+						 void *ptr, sa_free_fn *slow)
+{
+	if (c == &sa_tc_none || !sa_fast_free_tiny(c, s, (uintptr_t)ptr))
+		slow(ptr);
 }
 
 void sa_free(void *ptr)
