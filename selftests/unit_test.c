@@ -537,6 +537,84 @@ TEST(tiny_block_outlives_its_objects_while_being_carved)
 }
 
 /*
+ * Carving and freeing keep the mask what the block's objects say it is:
+ * random blocks carved to the end while random objects are freed, each
+ * mask checked against one built from the objects alive (the pseudo-object
+ * included), with sizes, double and stray frees, and the empty block.
+ */
+static sa_tiny_mask tiny_model_mask(const uint8_t *len, uint32_t fill)
+{
+	sa_tiny_mask m = 0;
+
+	for (uint32_t o = 0; o < 16; o += 2)
+		if (len[o])
+			m |= SA_TINY_START(o) | SA_TINY_END(o + len[o] - 1);
+	if (fill < 16)
+		m |= SA_TINY_START(fill) | SA_TINY_END(15);
+	return m;
+}
+
+TEST(tiny_masks_follow_the_objects_in_their_block)
+{
+	unsigned int seed = 12345;
+
+	for (int block = 0; block < 200000; block++) {
+		_Atomic(sa_tiny_mask) m = sa_tiny_fresh();
+		uint8_t len[16] = { 0 };
+		uint32_t fill = 0, freed = 7, live = 0;
+
+		while (fill < 16 || live) {
+			uint32_t r = (uint32_t)rand_r(&seed);
+			uint32_t size = sa_tiny_round(1 + r % 15), off = sa_tiny_align(fill, size);
+
+			if (fill < 16 && off + size <= 16 && (r >> 8) % 3) {
+				ASSERT_EQ(0, sa_tiny_carve(&m, fill, off, size));
+				len[off] = (uint8_t)size;
+				fill = off + size;
+				live++;
+			} else if (fill < 16 && !((r >> 8) % 5)) {
+				/* the carving thread retires the rest */
+				ASSERT_EQ(16 - fill, sa_tiny_release(&m, fill, &freed));
+				fill = 16;
+				EXPECT_EQ(!live, freed);
+			} else if (live) {
+				uint32_t o = 2 * ((r >> 12) % 8);
+
+				if (o == fill) {
+					continue;	/* the rest: retired above */
+				} else if (!len[o]) {
+					/* a stray or double free changes nothing */
+					EXPECT_EQ(0, sa_tiny_release(&m, o, &freed));
+					EXPECT_EQ(0, sa_tiny_release(&m, o + 1, &freed));
+				} else {
+					ASSERT_EQ(len[o], sa_tiny_release(&m, o, &freed));
+					len[o] = 0;
+					live--;
+					EXPECT_EQ(!live && fill >= 16, freed);
+				}
+			}
+			ASSERT_EQ(tiny_model_mask(len, fill), (sa_tiny_mask)m);
+		}
+		ASSERT_EQ(0, (sa_tiny_mask)m);
+	}
+}
+
+/* A carve into a pseudo-object a stray free removed fails and changes nothing. */
+TEST(tiny_carve_after_a_stray_free_changes_nothing)
+{
+	_Atomic(sa_tiny_mask) m = sa_tiny_fresh();
+	uint32_t freed;
+	sa_tiny_mask before;
+
+	ASSERT_EQ(0, sa_tiny_carve(&m, 0, 0, 4));
+	ASSERT_EQ(12, sa_tiny_release(&m, 4, &freed));	/* the rest, by a stray free */
+	before = m;
+	EXPECT_EQ(-1, sa_tiny_carve(&m, 4, 4, 2));
+	EXPECT_EQ(-1, sa_tiny_carve(&m, 4, 8, 8));
+	EXPECT_EQ(before, (sa_tiny_mask)m);
+}
+
+/*
  * A struct only ever grows at its end: each published size is the offset
  * of the first field added after it, and the newest is the whole struct.
  */
