@@ -17,9 +17,8 @@
  * last object's free, or by the thread retiring the block, whichever
  * comes last. Offsets and sizes below are in bytes, and even.
  *
- * The carving thread and freeing threads may touch one block at once:
- * each change is one atomic XOR of the bits it alone may change (see
- * sa_tiny_carve and sa_tiny_release). All inline: the fast paths
+ * The masks are updated with compare-and-swap: the carving thread and
+ * freeing threads may touch one block at once. All inline: the fast paths
  * (fastpath.h) carve and release without a call.
  */
 #ifndef SPANALLOC_TINY_H
@@ -74,28 +73,20 @@ static inline sa_tiny_mask sa_tiny_carved(uint32_t size)
 /*
  * Carves [off, off + size) out of the pseudo-object that starts at fill
  * (fill <= off, off + size <= 16). Bytes [fill, off) are alignment padding.
- * Returns -1, having changed nothing, if the pseudo-object is gone (a
- * stray free named it).
- *
- * Every bit the carve changes is known while the pseudo-object is intact:
- * its start goes, the object's start and end and the next pseudo-object's
- * start come (no object lies at or past fill; the pseudo-object's end
- * bit, END(15), stays), and frees of other objects only change bits below
- * fill. So the carve is one atomic XOR, not a compare-and-swap loop.
+ * Returns -1 if the pseudo-object is gone (a stray free named it).
  */
 static inline int sa_tiny_carve(_Atomic(sa_tiny_mask) *m, uint32_t fill, uint32_t off,
 				uint32_t size)
 {
-	uint32_t end = off + size;
-	sa_tiny_mask flip = (sa_tiny_mask)(SA_TINY_START(fill) ^ SA_TINY_START(off) ^
-					   sa_tiny_rest(end));
+	sa_tiny_mask old = atomic_load_explicit(m, memory_order_relaxed), new;
 
-	if (end < 16)
-		flip |= SA_TINY_END(end - 1);
-	if (atomic_fetch_xor(m, flip) & SA_TINY_START(fill))
-		return 0;
-	atomic_fetch_xor(m, flip);	/* XOR undoes itself, whatever came between */
-	return -1;
+	do {
+		if (!(old & SA_TINY_START(fill)))
+			return -1;
+		new = (sa_tiny_mask)((old & ~SA_TINY_START(fill)) | SA_TINY_START(off) |
+				     SA_TINY_END(off + size - 1) | sa_tiny_rest(off + size));
+	} while (!atomic_compare_exchange_weak(m, &old, new));
+	return 0;
 }
 
 /* The size of the object starting at off in mask m (which must start one). */
@@ -114,27 +105,19 @@ static inline bool sa_tiny_starts(sa_tiny_mask m, uint32_t off)
  * Frees the object (or pseudo-object) starting at off. *freed is set when
  * that was the last thing in the block. Returns its size, or 0 (having
  * changed nothing) if nothing starts at off.
- *
- * The object's own bits tell its size and change only with its own free:
- * read once, then cleared with one atomic XOR (other objects' frees and
- * the carve change only other bits). A double free racing this one finds
- * the bits already clear and puts them back.
  */
 static inline uint32_t sa_tiny_release(_Atomic(sa_tiny_mask) *m, uint32_t off, uint32_t *freed)
 {
-	sa_tiny_mask seen = atomic_load_explicit(m, memory_order_relaxed), flip, old;
+	sa_tiny_mask old = atomic_load_explicit(m, memory_order_relaxed), new;
 	uint32_t size;
 
-	if (!sa_tiny_starts(seen, off))
-		return 0;
-	size = sa_tiny_size(seen, off);
-	flip = (sa_tiny_mask)(SA_TINY_START(off) | SA_TINY_END(off + size - 1));
-	old = atomic_fetch_xor(m, flip);
-	if ((old & flip) != flip) {
-		atomic_fetch_xor(m, flip);
-		return 0;
-	}
-	*freed = old == flip;
+	do {
+		if (!sa_tiny_starts(old, off))
+			return 0;
+		size = sa_tiny_size(old, off);
+		new = (sa_tiny_mask)(old & ~(SA_TINY_START(off) | SA_TINY_END(off + size - 1)));
+	} while (!atomic_compare_exchange_weak(m, &old, new));
+	*freed = new == 0;
 	return size;
 }
 
