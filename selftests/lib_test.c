@@ -8,10 +8,12 @@
  * fresh heap.
  */
 #include <limits.h>
+#include <linux/membarrier.h>
 #include <linux/spanalloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include "kselftest_harness.h"
 #include "spanalloc.h"
@@ -27,6 +29,13 @@ static int sa_lib_ready(void)
 
 #define NEED_DEVICE() do { if (!sa_lib_ready()) \
 	SKIP(return, "libspanalloc cannot start: %s", sa_strerror()); } while (0)
+
+/* The handoff of idle threads' spans needs expedited membarrier(2). */
+#define NEED_MEMBARRIER() do { \
+	long mask = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0); \
+	if (mask <= 0 || !(mask & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) \
+		SKIP(return, "no expedited membarrier(2): idle threads keep their spans"); \
+} while (0)
 
 static int all_zero(const unsigned char *p, size_t n)
 {
@@ -631,6 +640,7 @@ TEST(an_idle_thread_has_its_kept_spans_taken_without_a_stop)
 	char ch = 'g';
 
 	NEED_DEVICE();
+	NEED_MEMBARRIER();
 	ASSERT_LE(0, sa_set_held_pages(8));
 	ASSERT_LE(0, sa_set_held_decay_ms(100));
 	sa_thread_flush();
@@ -703,7 +713,8 @@ static void *race_freer(void *arg)
 			if (i % 16 == 0)
 				sched_yield();
 			if (i == RACE_N / 2) {
-				usleep(10 * 1000);	/* idle: its spans go */
+				/* idle: its spans go (passes are 10 ms apart at least) */
+				usleep(30 * 1000);
 				if (!sa_kernel_stats(&kst, cs) && cs[sc].owned == 1)
 					atomic_fetch_add(&race_taken, 1);
 			}
@@ -737,6 +748,7 @@ TEST(spans_taken_from_idle_threads_race_their_frees_safely)
 	pthread_t fr[RACE_FREERS], tk;
 
 	NEED_DEVICE();
+	NEED_MEMBARRIER();
 	ASSERT_LE(0, sa_set_held_pages(8));
 	ASSERT_LE(0, sa_set_held_decay_ms(1));
 	sa_thread_flush();

@@ -615,6 +615,23 @@ TEST(tiny_carve_after_a_stray_free_changes_nothing)
 }
 
 /*
+ * A program's signal handler that allocates can interrupt a fast path:
+ * the handler's own fast path ending must leave the interrupted one
+ * marked, or a stop or a handoff would take its span mid-change.
+ */
+TEST(a_nested_fast_path_leaves_the_outer_one_marked)
+{
+	static struct sa_tcache c;
+
+	sa_fast_enter(&c);
+	sa_fast_enter(&c);	/* the handler's */
+	sa_fast_exit(&c);
+	EXPECT_NE(0, c.in_fast);
+	sa_fast_exit(&c);
+	EXPECT_EQ(0, c.in_fast);
+}
+
+/*
  * A struct only ever grows at its end: each published size is the offset
  * of the first field added after it, and the newest is the whole struct.
  */

@@ -8,10 +8,11 @@
  * collection looks at every thread's with the world stopped. In a manual
  * heap a thread that makes no refill (it sleeps, or its frees keep its
  * active spans going) would keep its spans until it exits. So, once per
- * decay time at most, a thread refilling (the taker) looks at every other
- * cache whose thread has not looked at what it keeps for twice the decay
- * time, and takes the spans it kept too long, under sa_g.lock (so that no
- * cache goes away, and no fork or mode switch comes, meanwhile):
+ * decay time at most (and SA_HANDOFF_MIN_MS apart at least), a thread
+ * refilling (the taker) looks at every other cache whose thread has not
+ * looked at what it keeps for twice the decay time, and takes the spans
+ * it kept too long, under sa_g.lock (so that no cache goes away, and no
+ * fork or mode switch comes, meanwhile):
  *
  *  1. The taker sets c->taking, then makes every running thread execute
  *     a memory barrier (membarrier(2), as liburcu's asymmetric fences);
@@ -52,6 +53,11 @@
 #define SA_HANDOFF_MAX		64
 /* yields a taker waits for a fast path to end before it leaves the cache */
 #define SA_HANDOFF_YIELDS	64
+/*
+ * Passes start this far apart at least, whatever the decay time: each
+ * interrupts every CPU running the process three times.
+ */
+#define SA_HANDOFF_MIN_MS	10
 
 #ifdef SA_TSAN
 #define SA_HANDOFF_OFF		1
@@ -113,14 +119,14 @@ static bool sa_handoff_quiet(const struct sa_tcache *c)
  * clears it. Returns whether self took anything.
  */
 static bool sa_handoff_take(struct sa_tcache *self, struct sa_tcache **c, uint32_t n,
-			    uint32_t now)
+			    const struct sa_stale *st)
 {
-	const struct sa_stale st = { .now = now };
 	bool ok = sa_membarrier(), took = false;
 	uint32_t i, k = 0;
 
 	for (i = 0; i < n; i++) {
-		if (ok && !c[i]->nosafe)
+		/* pairs with sa_safe_exit's release: its lists are as it left them */
+		if (ok && !__atomic_load_n(&c[i]->nosafe, __ATOMIC_ACQUIRE))
 			c[k++] = c[i];
 		else
 			sa_handoff_release(c[i]);
@@ -129,13 +135,13 @@ static bool sa_handoff_take(struct sa_tcache *self, struct sa_tcache **c, uint32
 	if (!n)
 		return false;
 	for (i = 0; i < n; i++)
-		sa_tcache_own_stale(c[i], self, &st);
+		sa_tcache_own_stale(c[i], self, st);
 	ok = sa_membarrier();
 	for (i = 0, k = 0; i < n; i++) {
 		if (ok && sa_handoff_quiet(c[i])) {
 			c[k++] = c[i];
 		} else {
-			sa_tcache_own_stale(c[i], c[i], &st);
+			sa_tcache_own_stale(c[i], c[i], st);
 			sa_handoff_release(c[i]);
 		}
 	}
@@ -143,13 +149,13 @@ static bool sa_handoff_take(struct sa_tcache *self, struct sa_tcache **c, uint32
 	ok = n && sa_membarrier();
 	for (i = 0; i < n; i++) {
 		if (!ok) {
-			sa_tcache_own_stale(c[i], c[i], &st);
+			sa_tcache_own_stale(c[i], c[i], st);
 		} else {
-			sa_tcache_take_stale(c[i], self, &st);
+			sa_tcache_take_stale(c[i], self, st);
 			took = true;
 			/* looked at now; 0 when it keeps nothing, as it would set it */
 			atomic_store_explicit(&c[i]->decay_ms,
-					      c[i]->nheld || c[i]->nadopted ? now | 1 : 0,
+					      c[i]->nheld || c[i]->nadopted ? sa_ms_stamp(st->now) : 0,
 					      memory_order_relaxed);
 		}
 		sa_handoff_release(c[i]);
@@ -164,29 +170,33 @@ static bool sa_handoff_take(struct sa_tcache *self, struct sa_tcache **c, uint32
 void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
 {
 	uint32_t last = atomic_load_explicit(&sa_handoff_ms, memory_order_relaxed);
-	uint32_t decay = sa_held_decay_ms(), n = 0;
+	struct sa_stale st = { .decay = sa_held_decay_ms() };
 	struct sa_tcache *cand[SA_HANDOFF_MAX];
 	bool took = false;
+	uint32_t n = 0;
 	int saved;
 
-	if (SA_HANDOFF_OFF || now - last < decay || sa_gc_on() ||
+	if (SA_HANDOFF_OFF || sa_gc_on() ||
+	    !sa_ms_since(now, last, st.decay > SA_HANDOFF_MIN_MS ? st.decay : SA_HANDOFF_MIN_MS) ||
 	    !atomic_compare_exchange_strong_explicit(&sa_handoff_ms, &last, now,
 						     memory_order_relaxed, memory_order_relaxed))
 		return;
 	saved = errno;
 	pthread_mutex_lock(&sa_g.lock);
+	/* after the wait for the lock: no stamp read below is later than now */
+	st.now = sa_coarse_ms();
 	/* the mode switches under the lock; a collected heap's collections decay */
 	for (struct sa_tcache *c = sa_g.caches; c && n < SA_HANDOFF_MAX && !sa_gc_on();
 	     c = c->next) {
 		uint32_t seen = atomic_load_explicit(&c->decay_ms, memory_order_relaxed);
 
-		if (c == self || !seen || now - seen < 2 * decay)
+		if (c == self || !seen || !sa_ms_since(st.now, seen, 2 * st.decay))
 			continue;
 		atomic_store_explicit(&c->taking, 1, memory_order_relaxed);
 		cand[n++] = c;
 	}
 	if (n)
-		took = sa_handoff_take(self, cand, n, now);
+		took = sa_handoff_take(self, cand, n, &st);
 	pthread_mutex_unlock(&sa_g.lock);
 	if (took)
 		sa_tcache_return_decayed(self);

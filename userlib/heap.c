@@ -41,6 +41,7 @@ static void sa_read_env_u32(const char *name, unsigned long lo, unsigned long hi
 			    _Atomic uint32_t *to)
 {
 	const char *e = getenv(name);
+	int saved = errno, bad;
 	char *end;
 	unsigned long v;
 
@@ -48,7 +49,9 @@ static void sa_read_env_u32(const char *name, unsigned long lo, unsigned long hi
 		return;
 	errno = 0;
 	v = strtoul(e, &end, 10);
-	if (*end || errno || v < lo || v > hi)
+	bad = *end || errno;
+	errno = saved;	/* the malloc that got here may succeed */
+	if (bad || v < lo || v > hi)
 		fprintf(stderr, "spanalloc: %s=%s: not a number from %lu to %lu; ignored\n",
 			name, e, lo, hi);
 	else
@@ -466,21 +469,21 @@ void sa_pagemap_set(struct sa_uspan *s, struct sa_uspan *val)
  */
 #ifdef SA_TSAN
 static _Atomic uint64_t sa_kernel_handoff;
-static void sa_handoff_release(void)
+static void sa_kernel_order_release(void)
 {
 	atomic_fetch_add_explicit(&sa_kernel_handoff, 1, memory_order_release);
 }
 
-static void sa_handoff_acquire(void)
+static void sa_kernel_order_acquire(void)
 {
 	(void)atomic_load_explicit(&sa_kernel_handoff, memory_order_acquire);
 }
 #else
-static void sa_handoff_release(void)
+static void sa_kernel_order_release(void)
 {
 }
 
-static void sa_handoff_acquire(void)
+static void sa_kernel_order_acquire(void)
 {
 }
 #endif
@@ -512,11 +515,11 @@ int sa_kernel_exchange(struct spanalloc_ret *rets, uint32_t nret,
 
 	sa_count_syscall();
 	if (nret)
-		sa_handoff_release();
+		sa_kernel_order_release();
 	r = ioctl(sa_g.fd, SPANALLOC_IOC_EXCHANGE, &ex);
 	*ngot = r == 0 ? ex.get_done : 0;
 	if (*ngot)
-		sa_handoff_acquire();
+		sa_kernel_order_acquire();
 	*applied = r == 0 || ex.ret_done == nret;
 	return r < 0 ? -errno : 0;
 }
@@ -556,7 +559,7 @@ int sa_kernel_large(uint32_t npages, bool noscan, struct spanalloc_span *d)
 	sa_count_syscall();
 	if (ioctl(sa_g.fd, SPANALLOC_IOC_ALLOC_LARGE, &lg) < 0)
 		return -errno;
-	sa_handoff_acquire();
+	sa_kernel_order_acquire();
 	*d = lg.span;
 	return 0;
 }

@@ -312,9 +312,11 @@ struct sa_tcache {
 	volatile int nosafe;
 	volatile int stop_pending;	/* set by the signal handler only */
 	/*
-	 * Set while the thread is in a fast path (sa_fast_enter): a stop
-	 * that arrives then is noted in stop_pending, as inside a slow path,
-	 * and honoured by sa_fast_exit.
+	 * Non-zero while the thread is in a fast path (sa_fast_enter): a
+	 * stop that arrives then is noted in stop_pending, as inside a slow
+	 * path, and honoured once it is 0 again. A count, not a flag: a
+	 * program's signal handler that allocates may interrupt a fast path,
+	 * and its own fast path ending must not end the one it interrupted.
 	 */
 	volatile int in_fast;
 	/*
@@ -492,7 +494,11 @@ static inline int sa_span_free_local(struct sa_uspan *s, uint32_t idx)
 }
 bool sa_span_publish_full(struct sa_uspan *s);
 
-/* c (or NULL) becomes s's owner; only c, or s's last owner, may call it. */
+/*
+ * c (or NULL) becomes s's owner; only c, s's last owner, or a thread that
+ * took s's owner's lists for the time (handoff.c, a stopped world) may
+ * call it.
+ */
 static inline void sa_span_set_owner(struct sa_uspan *s, struct sa_tcache *c)
 {
 	atomic_store_explicit(&s->owner, c, memory_order_relaxed);
@@ -680,10 +686,28 @@ void sa_tcache_return_decayed(struct sa_tcache *c);
  * cannot touch it (stopped by a collection, or kept out by handoff.c):
  * spans kept too long, by collections (SA_HELD_DECAY_GCS) or by time.
  */
+/*
+ * What "kept too long" means for one pass over a cache's lists: read once,
+ * so that every step of a pass (handoff.c) picks the same spans.
+ */
 struct sa_stale {
 	bool by_gcs;
 	uint32_t now;		/* sa_coarse_ms(), when by time */
+	uint32_t decay;		/* sa_held_decay_ms(), when by time */
 };
+
+/* Whether the millisecond stamp t is at least ms before now; wraps. */
+static inline bool sa_ms_since(uint32_t now, uint32_t t, uint32_t ms)
+{
+	/* another thread's stamp may be a little after our now: not since */
+	return (int32_t)(now - t) >= (int32_t)ms;
+}
+
+/* A millisecond stamp that says "set": 0 means none. */
+static inline uint32_t sa_ms_stamp(uint32_t now)
+{
+	return now ? now : 1;
+}
 uint32_t sa_tcache_own_stale(struct sa_tcache *c, struct sa_tcache *to,
 			     const struct sa_stale *st);
 void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self,
@@ -761,8 +785,12 @@ static inline void sa_safe_enter(struct sa_tcache *c)
 {
 	c->nosafe++;
 	atomic_signal_fence(memory_order_seq_cst);
-	/* after the store: handoff.c says why that order is enough */
-	if (sa_unlikely(atomic_load_explicit(&c->taking, memory_order_relaxed)))
+	/*
+	 * After the store: handoff.c says why that order is enough. Acquire:
+	 * a taker that was done before left c's lists as this thread reads
+	 * them (a plain load on x86).
+	 */
+	if (sa_unlikely(atomic_load_explicit(&c->taking, memory_order_acquire)))
 		sa_handoff_wait(c);
 }
 
@@ -770,10 +798,11 @@ void sa_safepoint(struct sa_tcache *c);
 
 static inline void sa_safe_exit(struct sa_tcache *c)
 {
+	/* release: a taker that reads 0 sees the lists as this path left them */
+	__atomic_store_n(&c->nosafe, c->nosafe - 1, __ATOMIC_RELEASE);
 	atomic_signal_fence(memory_order_seq_cst);
-	c->nosafe--;
-	atomic_signal_fence(memory_order_seq_cst);
-	if (sa_unlikely(c->stop_pending | c->gc_due) && !c->nosafe)
+	/* a slow path in a signal handler that interrupted a fast path waits */
+	if (sa_unlikely(c->stop_pending | c->gc_due) && !c->nosafe && !c->in_fast)
 		sa_safepoint(c);
 }
 
@@ -791,17 +820,29 @@ static inline void sa_safe_exit(struct sa_tcache *c)
  * a lock or wait, and whatever it hands to a slow path, the slow path
  * reads again under sa_safe_enter().
  */
+/*
+ * One instruction that adds d to *v: a signal arrives before or after it,
+ * never between its read and its write, so a handler that counts too
+ * leaves the count as it found it. A compiler barrier as well.
+ */
+static inline void sa_signal_add(volatile int *v, int d)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ volatile("addl %1, %0" : "+m"(*v) : "ir"(d) : "memory");
+#else
+	/* an atomic add is one to a signal handler too, if dearer */
+	__atomic_fetch_add(v, d, __ATOMIC_SEQ_CST);
+#endif
+}
+
 static inline void sa_fast_enter(struct sa_tcache *c)
 {
-	c->in_fast = 1;
-	atomic_signal_fence(memory_order_seq_cst);
+	sa_signal_add(&c->in_fast, 1);
 }
 
 static inline void sa_fast_exit(struct sa_tcache *c)
 {
-	atomic_signal_fence(memory_order_seq_cst);
-	c->in_fast = 0;
-	atomic_signal_fence(memory_order_seq_cst);
+	sa_signal_add(&c->in_fast, -1);
 }
 
 void *sa_fast_stop(struct sa_tcache *c, void *ret) __attribute__((returns_nonnull));

@@ -209,7 +209,8 @@ static uint32_t sa_held_gcs(void)
 static void sa_keep_note(struct sa_tcache *c)
 {
 	if (!atomic_load_explicit(&c->decay_ms, memory_order_relaxed))
-		atomic_store_explicit(&c->decay_ms, sa_coarse_ms() | 1, memory_order_relaxed);
+		atomic_store_explicit(&c->decay_ms, sa_ms_stamp(sa_coarse_ms()),
+				      memory_order_relaxed);
 }
 
 /* Keeps s, which c owns, for the frees to come. */
@@ -280,7 +281,14 @@ static void sa_batch_give_back(struct sa_tcache *c, struct sa_retbatch *b,
 static bool sa_held_stale(const struct sa_uspan *s, const struct sa_stale *st)
 {
 	return st->by_gcs ? sa_held_gcs() - s->held_gc >= SA_HELD_DECAY_GCS :
-			    st->now - s->held_ms >= sa_held_decay_ms();
+			    sa_ms_since(st->now, s->held_ms, st->decay);
+}
+
+/* Whether c adopted nothing for too long: its adopted spans may go. */
+static bool sa_adopted_stale(const struct sa_tcache *c, const struct sa_stale *st)
+{
+	return st->by_gcs ? sa_held_gcs() - c->adopt_gc >= SA_HELD_DECAY_GCS :
+			    sa_ms_since(st->now, c->adopt_ms, st->decay);
 }
 
 /*
@@ -311,10 +319,7 @@ uint32_t sa_tcache_own_stale(struct sa_tcache *c, struct sa_tcache *to,
 void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self,
 			  const struct sa_stale *st)
 {
-	bool adopted_stale = st->by_gcs ? sa_held_gcs() - c->adopt_gc >= SA_HELD_DECAY_GCS :
-					  st->now - c->adopt_ms >= sa_held_decay_ms();
-
-	if (c != self && c->nadopted && adopted_stale) {
+	if (c != self && c->nadopted && sa_adopted_stale(c, st)) {
 		while (c->adopted) {
 			struct sa_uspan *s = c->adopted;
 
@@ -363,17 +368,17 @@ static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b, uin
 
 static void sa_held_decay(struct sa_tcache *c, uint32_t now, struct sa_retbatch *b)
 {
-	const struct sa_stale st = { .now = now };
+	const struct sa_stale st = { .now = now, .decay = sa_held_decay_ms() };
 
 	if (!c->nheld && !c->nadopted) {
 		if (atomic_load_explicit(&c->decay_ms, memory_order_relaxed))
 			atomic_store_explicit(&c->decay_ms, 0, memory_order_relaxed);
 		return;
 	}
-	if (st.now - atomic_load_explicit(&c->decay_ms, memory_order_relaxed) <
-	    sa_held_decay_ms() / 4)
+	if (!sa_ms_since(st.now, atomic_load_explicit(&c->decay_ms, memory_order_relaxed),
+			 st.decay / 4))
 		return;
-	atomic_store_explicit(&c->decay_ms, st.now | 1, memory_order_relaxed);
+	atomic_store_explicit(&c->decay_ms, sa_ms_stamp(st.now), memory_order_relaxed);
 	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
 		struct sa_uspan *s;
 
@@ -383,7 +388,7 @@ static void sa_held_decay(struct sa_tcache *c, uint32_t now, struct sa_retbatch 
 		}
 	}
 	/* the ones kept while freed into (sa_batch_add_adopted), once no more come */
-	if (c->nadopted && st.now - c->adopt_ms >= sa_held_decay_ms())
+	if (c->nadopted && sa_adopted_stale(c, &st))
 		sa_batch_add_adopted(c, b, 0);
 }
 

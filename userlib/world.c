@@ -146,7 +146,8 @@ __attribute__((noinline, cold)) void *sa_fast_stop(struct sa_tcache *c, void *re
 {
 	int saved = errno;
 
-	if (c->stop_pending && !c->nosafe)
+	/* not if this fast path is in a handler that interrupted another */
+	if (c->stop_pending && !c->nosafe && !c->in_fast)
 		sa_world_park(c);
 	errno = saved;
 	return ret;
