@@ -3,7 +3,8 @@
  * gc_roots_test: the collector in ordinary multi-threaded C programs.
  * What is a root (a new thread's start argument, threads from before
  * sa_gc_init, thread-local storage, end pointers, alternate signal stacks,
- * coroutine stacks, root ranges the gray stacks have no room for), how the
+ * coroutine stacks, root ranges the gray stacks have no room for, and the
+ * library's own sweeper thread, which is not one), how the
  * world is stopped (foreign signals, a configurable signal, threads that
  * block it, system calls), the answers the API gives while sweeps run, and
  * running out of memory at the heap's limit. Each test runs in its own
@@ -370,6 +371,88 @@ TEST_F(gc, a_thread_on_its_alternate_signal_stack_is_scanned_there)
 	atomic_store(&alt_state, 2);
 	pthread_join(t, NULL);
 	EXPECT_EQ(0, alt_bad);
+}
+
+/* --- the library's own sweeper thread ---------------------------------- */
+
+static atomic_int sw_state;
+static uintptr_t sw_hidden;
+static struct node *volatile sw_root;	/* a global: a root */
+
+/* Runs on the sweeper: holds the object on its stack while it is stopped. */
+static void sw_handler(int sig)
+{
+	volatile uintptr_t keep = (uintptr_t)show(sw_hidden);
+
+	(void)sig;
+#ifdef __SANITIZE_THREAD__
+	{
+		sigset_t set;
+
+		sigemptyset(&set);
+		sigaddset(&set, sa_gc_get_signal());
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	}
+#endif
+	atomic_store(&sw_state, 1);
+	wait_for(&sw_state, 2);
+	(void)keep;
+}
+
+/* The thread named name ("sa-sweeper"), or 0. */
+static pid_t thread_named(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	pid_t tid = 0;
+
+	while (d && !tid && (e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (f && fgets(comm, sizeof(comm), f) && !strncmp(comm, name, strlen(name)))
+			tid = atoi(e->d_name);
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return tid;
+}
+
+static void make_sw_object(void)
+{
+	sw_root = new_node(7, NULL, NULL);
+	sw_hidden = hide(sw_root);
+}
+
+/*
+ * The background sweeper is stopped with the program's threads, but holds
+ * no program pointer: its stack is no root. A word on it that looks like a
+ * pointer (here planted by a signal handler it runs while stopped; in
+ * gc_test's ten-million-node list, a stale one) keeps nothing alive.
+ */
+TEST_F(gc, the_sweepers_stack_is_not_a_root)
+{
+	struct sigaction sa = { .sa_handler = sw_handler };
+	pid_t sweeper = 0;
+
+	gc_start(_metadata);
+	deep(make_sw_object);
+	clean_collect();	/* the first cycle starts the sweeper */
+	ASSERT_TRUE(alive(sw_hidden));
+	for (int i = 0; i < 1000 && !(sweeper = thread_named("sa-sweeper")); i++)
+		usleep(1000);
+	ASSERT_NE(0, sweeper);
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	ASSERT_EQ(0, syscall(SYS_tgkill, getpid(), sweeper, SIGUSR1));
+	wait_for(&sw_state, 1);
+	sw_root = NULL;
+	clean_collect();
+	EXPECT_FALSE(alive(sw_hidden));
+	atomic_store(&sw_state, 2);
 }
 
 /* --- a coroutine stack -------------------------------------------------- */

@@ -327,6 +327,13 @@ struct sa_tcache {
 	int gc_due;			/* set by the pacer, on this thread */
 	/* stopped and scanned by collections; set under the world lock */
 	_Atomic int registered;
+	/*
+	 * A thread of the library's own (the background sweeper): stopped
+	 * like the others, but never a root. No program pointer lives on it,
+	 * and a stale word on its stack once kept most of a ten-million-node
+	 * list alive (gc_roots_test the_sweepers_stack_is_not_a_root).
+	 */
+	bool lib_thread;
 	pid_t tid;
 	pthread_t self;
 	uintptr_t stack_lo, stack_hi;	/* where its own stack may be */

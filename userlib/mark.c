@@ -397,6 +397,7 @@ static void *sa_worker_main(void *arg)
 	struct sa_worker *w = arg;
 	uint32_t seen = 0;
 
+	pthread_setname_np(pthread_self(), "sa-mark");
 	for (;;) {
 		int phase;
 

@@ -4,7 +4,8 @@
  *   - ranges the program registered (sa_gc_add_roots);
  *   - the data and bss of the program and of every shared library (the
  *     writable PT_LOAD segments dl_iterate_phdr reports), when enabled;
- *   - each registered thread's stacks: the one it stopped on, from where
+ *   - each registered thread's stacks (but the library's own sweeper,
+ *     which holds no program pointer): the one it stopped on, from where
  *     it stopped to its top (the registers it had are on it: see
  *     world.c); its own stack, its alternate signal stack and the stack it
  *     said it switched to (sa_gc_set_stack), whole, when it stopped on
@@ -333,6 +334,8 @@ static void sa_roots_thread(struct sa_tcache *c, void *arg)
 	};
 	int on = -1;
 
+	if (c->lib_thread)
+		return;
 	for (int i = 0; i < 3; i++)
 		if (sp >= st[i].lo && sp < st[i].hi)
 			on = i;

@@ -256,9 +256,11 @@ static void *sa_sweeper_main(void *arg)
 	uint32_t seen = 0;
 
 	(void)arg;
+	pthread_setname_np(pthread_self(), "sa-sweeper");
 	/* a registered thread: collections stop it between spans */
 	if (sa_gc_register_thread())
 		return NULL;
+	sa_tc->lib_thread = true;
 	for (;;) {
 		pthread_mutex_lock(&sweeper_lock);
 		while (sweeper_gen == seen)
