@@ -692,10 +692,8 @@ void sa_tcache_return_decayed(struct sa_tcache *c);
  * What another thread may take of what c keeps aside while c's thread
  * cannot touch it (stopped by a collection, or kept out by handoff.c):
  * spans kept too long, by collections (SA_HELD_DECAY_GCS) or by time.
- */
-/*
- * What "kept too long" means for one pass over a cache's lists: read once,
- * so that every step of a pass (handoff.c) picks the same spans.
+ * What "kept too long" means is read once per pass, so that every step
+ * of a pass (handoff.c) picks the same spans.
  */
 struct sa_stale {
 	bool by_gcs;
@@ -814,20 +812,6 @@ static inline void sa_safe_exit(struct sa_tcache *c)
 }
 
 /*
- * The fast paths' safe points: a flag set around the instructions that
- * change a span, which makes the stop handler only note a stop in
- * stop_pending (a flag, not the interrupted PC, so that a stop inside a
- * program's own signal handler that interrupted a fast path waits too).
- * A fast path that succeeds tests it as the last thing it does
- * (sa_fast_done); one that fails goes to a slow path, whose
- * sa_safe_exit() honours it. Cheaper than sa_safe_enter/exit: no counter
- * to nest, no due collection to run (only slow paths make one due), and
- * the test comes where the function returns, so that the fast path
- * stays a leaf. A fast path leaves before it calls anything that may take
- * a lock or wait, and whatever it hands to a slow path, the slow path
- * reads again under sa_safe_enter().
- */
-/*
  * One instruction that adds d to *v: a signal arrives before or after it,
  * never between its read and its write, so a handler that counts too
  * leaves the count as it found it. A compiler barrier as well.
@@ -842,6 +826,20 @@ static inline void sa_signal_add(volatile int *v, int d)
 #endif
 }
 
+/*
+ * The fast paths' safe points: a count raised around the instructions
+ * that change a span, which makes the stop handler only note a stop in
+ * stop_pending (a count, not the interrupted PC, so that a stop inside a
+ * program's own signal handler that interrupted a fast path waits too).
+ * A fast path that succeeds tests it as the last thing it does
+ * (sa_fast_done); one that fails goes to a slow path, whose
+ * sa_safe_exit() honours it. Cheaper than sa_safe_enter/exit: one
+ * instruction each way, no due collection to run (only slow paths make one due), and
+ * the test comes where the function returns, so that the fast path
+ * stays a leaf. A fast path leaves before it calls anything that may take
+ * a lock or wait, and whatever it hands to a slow path, the slow path
+ * reads again under sa_safe_enter().
+ */
 static inline void sa_fast_enter(struct sa_tcache *c)
 {
 	sa_signal_add(&c->in_fast, 1);
