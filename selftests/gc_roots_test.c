@@ -383,6 +383,7 @@ static struct node *volatile sw_root;	/* a global: a root */
 static void sw_handler(int sig)
 {
 	volatile uintptr_t keep = (uintptr_t)show(sw_hidden);
+	int saved = errno;	/* usleep, in wait_for, may set it */
 
 	(void)sig;
 #ifdef __SANITIZE_THREAD__
@@ -397,6 +398,7 @@ static void sw_handler(int sig)
 	atomic_store(&sw_state, 1);
 	wait_for(&sw_state, 2);
 	(void)keep;
+	errno = saved;
 }
 
 /* The thread named name ("sa-sweeper"), or 0. */
