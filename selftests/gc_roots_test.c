@@ -324,6 +324,21 @@ TEST_F(gc, the_first_object_is_not_kept_by_the_heaps_own_base_address)
 
 /* --- an alternate signal stack ----------------------------------------- */
 
+/*
+ * In a handler that waits for a collection: ThreadSanitizer runs every
+ * handler with all signals blocked, so the stop signal is let through.
+ */
+static void stop_signal_unblocked(void)
+{
+#ifdef __SANITIZE_THREAD__
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, sa_gc_get_signal());
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+#endif
+}
+
 static atomic_int alt_state;
 static int alt_bad = -1;
 
@@ -332,16 +347,7 @@ static void alt_handler(int sig)
 	volatile uintptr_t keep = (uintptr_t)make_list();
 
 	(void)sig;
-#ifdef __SANITIZE_THREAD__
-	{
-		/* ThreadSanitizer runs every handler with all signals blocked */
-		sigset_t set;
-
-		sigemptyset(&set);
-		sigaddset(&set, sa_gc_get_signal());
-		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	}
-#endif
+	stop_signal_unblocked();
 	atomic_store(&alt_state, 1);
 	wait_for(&alt_state, 2);
 	alt_bad = list_bad((const struct node *)keep);
@@ -386,15 +392,7 @@ static void sw_handler(int sig)
 	int saved = errno;	/* usleep, in wait_for, may set it */
 
 	(void)sig;
-#ifdef __SANITIZE_THREAD__
-	{
-		sigset_t set;
-
-		sigemptyset(&set);
-		sigaddset(&set, sa_gc_get_signal());
-		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	}
-#endif
+	stop_signal_unblocked();
 	atomic_store(&sw_state, 1);
 	wait_for(&sw_state, 2);
 	(void)keep;
