@@ -217,7 +217,7 @@ $(B)/tools/%: tools/%.c $(B)/lib/libspanalloc.a
 	$(CC) $(SA_CFLAGS) -O2 -o $@ $< $(B)/lib/libspanalloc.a -lpthread
 
 # Native unit tests of the parts that need no device, under ASan and UBSan.
-UNIT_SRC := userlib/sizeclass.c userlib/mbitmap.c
+UNIT_SRC := userlib/sizeclass.c userlib/mbitmap.c userlib/handoff.c
 $(B)/native/unit_test: selftests/unit_test.c $(UNIT_SRC) $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(ST_CFLAGS) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \

@@ -13,6 +13,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include "kselftest_harness.h"
@@ -627,7 +631,12 @@ static void *idle_keeper(void *arg)
 	return NULL;
 }
 
-TEST(an_idle_thread_has_its_kept_spans_taken_without_a_stop)
+/*
+ * A thread keeps five spans (four kept aside, one active) and sleeps past
+ * twice the decay time while this one changes spans: returns how many the
+ * sleeper still owns then. Everything is checked and given back after.
+ */
+static unsigned int idle_thread_owns(struct __test_metadata *_metadata)
 {
 	enum { OTHER = 64, NOTHER = 400 };
 	unsigned int sc = SPANALLOC_SPANCLASS(sa_size_class(IDLE_SIZE), 0);
@@ -636,11 +645,10 @@ TEST(an_idle_thread_has_its_kept_spans_taken_without_a_stop)
 	struct spanalloc_stats kst;
 	struct sa_stats before, after;
 	void *other[NOTHER];
+	unsigned int owned;
 	pthread_t th;
 	char ch = 'g';
 
-	NEED_DEVICE();
-	NEED_MEMBARRIER();
 	ASSERT_LE(0, sa_set_held_pages(8));
 	ASSERT_LE(0, sa_set_held_decay_ms(100));
 	sa_thread_flush();
@@ -660,7 +668,7 @@ TEST(an_idle_thread_has_its_kept_spans_taken_without_a_stop)
 			sa_free(other[i]);
 	}
 	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
-	EXPECT_EQ(1, cs[sc].owned);	/* the sleeper's active span only */
+	owned = cs[sc].owned;
 	ASSERT_EQ(1, write(k.go[1], &ch, 1));
 	ASSERT_EQ(0, pthread_join(th, NULL));
 	EXPECT_EQ(0, k.bad);
@@ -672,7 +680,44 @@ TEST(an_idle_thread_has_its_kept_spans_taken_without_a_stop)
 	EXPECT_EQ(after.objects_allocated - before.objects_allocated,
 		  after.objects_freed - before.objects_freed);
 	EXPECT_EQ(2 * IDLE_N + 3 * NOTHER, after.objects_allocated - before.objects_allocated);
-	ASSERT_EQ(100, sa_set_held_decay_ms(1000));
+	EXPECT_EQ(100, sa_set_held_decay_ms(1000));
+	return owned;
+}
+
+TEST(an_idle_thread_has_its_kept_spans_taken_without_a_stop)
+{
+	NEED_DEVICE();
+	NEED_MEMBARRIER();
+	EXPECT_EQ(1, idle_thread_owns(_metadata));	/* its active span only */
+}
+
+/* A seccomp filter that kills the process on membarrier(2). */
+static int forbid_membarrier(void)
+{
+	struct sock_filter insns[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(insns) / sizeof(insns[0]), .filter = insns };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+/*
+ * For a seccomp filter that kills on system calls it does not know: with
+ * SPANALLOC_HANDOFF=0 the library makes none, and idle threads keep their
+ * spans (this test's process is killed otherwise).
+ */
+TEST(spanalloc_handoff_0_makes_no_membarrier_and_leaves_idle_threads_alone)
+{
+	setenv("SPANALLOC_HANDOFF", "0", 1);
+	NEED_DEVICE();
+	ASSERT_EQ(0, forbid_membarrier());
+	EXPECT_EQ(5, idle_thread_owns(_metadata));
 }
 
 /*

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * unit_test: the library parts that need no device (size classes, span
- * bitmaps, tiny block masks), built natively under ASan and UBSan.
+ * bitmaps, tiny block masks, a handoff's victim), built natively under
+ * ASan and UBSan.
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <stddef.h>
+#include <unistd.h>
 #include "kselftest_harness.h"
 #include "internal.h"
 
@@ -21,6 +24,27 @@ void sa_prof_freed_slow(struct sa_uspan *s, uint32_t w, uint64_t bits)
 	(void)s;
 	(void)w;
 	(void)bits;
+	abort();
+}
+/* nor is any span taken from a cache (handoff.c) */
+uint32_t sa_tcache_own_stale(struct sa_tcache *c, struct sa_tcache *to,
+			     const struct sa_stale *st)
+{
+	(void)c;
+	(void)to;
+	(void)st;
+	abort();
+}
+void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self, const struct sa_stale *st)
+{
+	(void)c;
+	(void)self;
+	(void)st;
+	abort();
+}
+void sa_tcache_return_decayed(struct sa_tcache *c)
+{
+	(void)c;
 	abort();
 }
 
@@ -629,6 +653,63 @@ TEST(a_nested_fast_path_leaves_the_outer_one_marked)
 	EXPECT_NE(0, c.in_fast);
 	sa_fast_exit(&c);
 	EXPECT_EQ(0, c.in_fast);
+}
+
+static _Atomic pid_t waiter_tid;
+
+static void *handoff_waiter(void *arg)
+{
+	struct sa_tcache *c = arg;
+
+	atomic_store(&waiter_tid, gettid());
+	c->nosafe = 1;		/* as sa_safe_enter leaves it */
+	sa_handoff_wait(c);
+	return NULL;
+}
+
+/* The scheduler state of thread tid of this process: 'R', 'S', ... */
+static char thread_state(pid_t tid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		return '?';
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/*
+ * A thread that enters a slow path while a taker works on its cache waits.
+ * If it yielded only, a real-time one would never let a taker of lower
+ * priority on its CPU finish: it must come to sleep.
+ */
+TEST(a_thread_waiting_for_a_taker_sleeps_rather_than_only_yields)
+{
+	static struct sa_tcache c;
+	pthread_t th;
+	bool asleep = false;
+
+	atomic_store(&c.taking, 1);
+	ASSERT_EQ(0, pthread_create(&th, NULL, handoff_waiter, &c));
+	while (!atomic_load(&waiter_tid))
+		sched_yield();
+	/* a cap for a failure, not a timing: yielding, it is never asleep */
+	for (int i = 0; i < 5000 && !asleep; i++) {
+		usleep(1000);
+		asleep = thread_state(atomic_load(&waiter_tid)) == 'S';
+	}
+	EXPECT_EQ(0, c.nosafe);	/* out of the allocator while it waits */
+	atomic_store(&c.taking, 0);
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	EXPECT_TRUE(asleep);
+	EXPECT_EQ(1, c.nosafe);
 }
 
 /*

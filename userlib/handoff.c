@@ -38,20 +38,26 @@
  * The spans then go back to the kernel from the taker, as a collection's
  * decayed ones do. Three barriers per pass, however many caches it takes
  * from. Without membarrier (kernels before 4.14, some sandboxes, valgrind)
- * idle threads keep their spans, as before. ThreadSanitizer cannot see
- * the order the barriers give, so its builds leave this out.
+ * idle threads keep their spans, as before; SPANALLOC_HANDOFF=0 asks for
+ * that, for a seccomp filter that kills on a system call it does not
+ * know. ThreadSanitizer cannot see the order the barriers give, so its
+ * builds leave this out.
  */
 #include <errno.h>
 #include <linux/membarrier.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include "gc.h"
 #include "internal.h"
 
 /* caches taken from per pass at most: the rest wait for the next one */
 #define SA_HANDOFF_MAX		64
-/* yields a taker waits for a fast path to end before it leaves the cache */
+/*
+ * yields a taker waits for a fast path to end before it leaves the cache;
+ * and a waiting victim's, before it sleeps instead
+ */
 #define SA_HANDOFF_YIELDS	64
 /*
  * Passes start this far apart at least, whatever the decay time: each
@@ -99,6 +105,15 @@ static bool sa_membarrier(void)
 		return true;
 	sa_membarrier_state = -1;
 	return false;
+}
+
+/* a sleep that leaves errno alone: it falls inside malloc() */
+static void sa_nap(const struct timespec *t)
+{
+	int saved = errno;
+
+	nanosleep(t, NULL);
+	errno = saved;
 }
 
 static void sa_handoff_release(struct sa_tcache *c)
@@ -176,7 +191,8 @@ void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
 	uint32_t n = 0;
 	int saved;
 
-	if (SA_HANDOFF_OFF || sa_gc_on() ||
+	if (SA_HANDOFF_OFF || !atomic_load_explicit(&sa_g.handoff, memory_order_relaxed) ||
+	    sa_gc_on() ||
 	    !sa_ms_since(now, last, st.decay > SA_HANDOFF_MIN_MS ? st.decay : SA_HANDOFF_MIN_MS) ||
 	    !atomic_compare_exchange_strong_explicit(&sa_handoff_ms, &last, now,
 						     memory_order_relaxed, memory_order_relaxed))
@@ -207,17 +223,27 @@ void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
  * c's own thread, entering a slow path (sa_safe_enter), found a taker at
  * work: it waits outside the allocator until the taker is done. Nested
  * entries go on: the outer one was seen, so the taker leaves c alone.
+ * The pass is short, but a real-time thread's sched_yield() never lets a
+ * lower-priority taker on its CPU run: after a few yields, it sleeps.
  */
 void sa_handoff_wait(struct sa_tcache *c)
 {
+	const struct timespec nap = { .tv_nsec = 100 * 1000 };
+
 	if (c->nosafe > 1)
 		return;
 	do {
+		int waits = 0;
+
 		atomic_signal_fence(memory_order_seq_cst);
 		c->nosafe--;
 		atomic_signal_fence(memory_order_seq_cst);
-		while (atomic_load_explicit(&c->taking, memory_order_acquire))
-			sched_yield();
+		while (atomic_load_explicit(&c->taking, memory_order_acquire)) {
+			if (waits++ < SA_HANDOFF_YIELDS)
+				sched_yield();
+			else
+				sa_nap(&nap);
+		}
 		c->nosafe++;
 		atomic_signal_fence(memory_order_seq_cst);
 	} while (atomic_load_explicit(&c->taking, memory_order_relaxed));

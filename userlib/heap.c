@@ -34,6 +34,7 @@ struct sa_global sa_g = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.held_pages = SA_HELD_PAGES,
 	.held_decay_ms = SA_HELD_DECAY_MS,
+	.handoff = 1,
 };
 
 /* A number from lo to hi in environment variable name into *to, if set. */
@@ -62,6 +63,7 @@ static void sa_read_env(void)
 {
 	sa_read_env_u32("SPANALLOC_HELD_PAGES", 0, SA_HELD_PAGES_MAX, &sa_g.held_pages);
 	sa_read_env_u32("SPANALLOC_HELD_DECAY_MS", 1, SA_HELD_DECAY_MS_MAX, &sa_g.held_decay_ms);
+	sa_read_env_u32("SPANALLOC_HANDOFF", 0, 1, &sa_g.handoff);
 }
 
 static void sa_fail(int err, const char *fmt, ...)

@@ -374,6 +374,7 @@ struct sa_global {
 	struct sa_counters dead;	/* counters of exited threads */
 	_Atomic uint32_t held_pages;	/* sa_set_held_pages() */
 	_Atomic uint32_t held_decay_ms;	/* sa_set_held_decay_ms() */
+	_Atomic uint32_t handoff;	/* 0: no membarrier(2) handoff (handoff.c) */
 	struct sa_uspan *free_uspans[SA_BITS_KINDS];	/* per kind */
 	void *free_tiny;		/* free tiny mask tables, chained */
 	void *free_types;		/* free type tables, chained */
