@@ -113,7 +113,7 @@ sa_need_pkgs python3.11 libpython3.11-testsuite sqlite3 redis-server redis-tools
 	bad "the real programs' Debian packages are installed"
 
 for series in 6.1 6.12; do
-	echo "== selftests in a VM, Linux $series"
+	echo "== selftests in a VM, Linux $series (at $((SECONDS / 60)) min)"
 	# The collector's tests under ThreadSanitizer: user space only, so
 	# one kernel series is enough.
 	tsan= py=
@@ -134,7 +134,7 @@ for series in 6.1 6.12; do
 		scripts/vm-run --kernel "$series" --no-module -- scripts/package.sh vm-test
 done
 
-echo "== KUnit, selftests, fault injection and the fuzzer on the debug kernel"
+echo "== KUnit, selftests, fault injection and the fuzzer on the debug kernel (at $((SECONDS / 60)) min)"
 rm -f "$log/kunit.ktap"
 if scripts/vm-run --kernel debug --kunit "$log/kunit.ktap" -- sh -c \
 	"PY_TESTS='$PY_TESTS_DEBUG' selftests/run.sh --fuzz $FUZZ_DEBUG --programs '$PROGRAMS' spanalloc_test observe_test reclaim_test fault_test lib_test stress_test gc_test gc_roots_test gc_stress_test dropin_test; exit 0" 2>&1 |
@@ -158,6 +158,7 @@ if [ ${#failed[@]} -gt 0 ]; then
 	echo "Failed (${#failed[@]}):"
 	printf '  %s\n' "${failed[@]}"
 fi
+echo "== done in $((SECONDS / 60)) min"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ] || exit 1
 [ ${#skipped[@]} -eq 0 ] || [ "${CI:-}" != true ] || exit 1
