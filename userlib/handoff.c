@@ -107,12 +107,16 @@ static bool sa_membarrier(void)
 	return false;
 }
 
-/* a sleep that leaves errno alone: it falls inside malloc() */
+/*
+ * A sleep inside malloc(): errno stays, and it is no cancellation point
+ * (nanosleep() is one; a cancelled thread would unwind out of the
+ * allocator).
+ */
 static void sa_nap(const struct timespec *t)
 {
 	int saved = errno;
 
-	nanosleep(t, NULL);
+	syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, t, NULL);
 	errno = saved;
 }
 
