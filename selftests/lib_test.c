@@ -252,6 +252,44 @@ TEST(tiny_objects_share_blocks_and_free_one_by_one)
 }
 
 /*
+ * Packing gains nothing for 8-byte objects (two fill a block as they fill
+ * the 8-byte class) and costs a compare-and-swap on the block's mask at
+ * each allocation and free: they have their class, whatever asks for them
+ * (sa_malloc rounds 1 to 8 bytes up to 8). Smaller odd sizes are packed.
+ */
+TEST(eight_byte_noscan_objects_take_their_class_not_a_tiny_block)
+{
+	const unsigned int sc8 = SPANALLOC_SPANCLASS(1, 1);
+	struct sa_stats s0, s1;
+	uint64_t *p, *q;
+	char *t;
+
+	NEED_DEVICE();
+	ASSERT_EQ(8, sa_class_size(1));
+	ASSERT_EQ(0, sa_get_stats(&s0));
+	p = sa_alloc_noscan(8);
+	q = sa_malloc(5);
+	t = sa_alloc_noscan(4);
+	ASSERT_NE(NULL, p);
+	ASSERT_NE(NULL, q);
+	ASSERT_NE(NULL, t);
+	EXPECT_EQ(0, *p);		/* sa_alloc_noscan zeroes */
+	EXPECT_EQ(0, (uintptr_t)p % 8);
+	EXPECT_EQ(0, (uintptr_t)q % 8);
+	EXPECT_EQ(8, sa_usable_size(p));
+	EXPECT_EQ(8, sa_usable_size(q));
+	EXPECT_EQ(4, sa_usable_size(t));
+	ASSERT_EQ(0, sa_get_stats(&s1));
+	EXPECT_EQ(1, s1.tiny_allocated - s0.tiny_allocated);
+	EXPECT_EQ(2, s1.class_allocated[sc8] - s0.class_allocated[sc8]);
+	*p = 1;
+	*q = 2;
+	sa_free(p);
+	sa_free(q);
+	sa_free(t);
+}
+
+/*
  * Getting a span and handing one back EMPTY take no lock in steady state:
  * span records come from the thread's spare list (heap.c).
  */

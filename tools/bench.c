@@ -5,14 +5,16 @@
  *
  *   BENCH name=<benchmark> impl=<allocator> threads=<n> <metric>=<value> ...
  *
- * 1. alloc_free_<size>B, alloc_free_malloc_<size>B, alloc_free_tiny8B:
+ * 1. alloc_free_<size>B, alloc_free_malloc_<size>B, alloc_free_tiny<size>B:
  *    small-object allocation and free, one thread and as many as CPUs,
  *    each thread allocating a batch of 100 objects, writing a word in
  *    each, freeing them, and again. Like meets like: zeroed objects
  *    (sa_alloc against glibc's calloc, jemalloc's calloc, mi_zalloc), not
  *    zeroed (sa_malloc, the drop-in's malloc, against malloc, jemalloc's
- *    malloc and mi_malloc), and tiny objects (8 bytes, sa_alloc_noscan,
- *    which packs them 2 to a 16-byte block, against the zeroing peers).
+ *    malloc and mi_malloc), and noscan objects under 16 bytes
+ *    (sa_alloc_noscan against the zeroing peers): 4 bytes, which the tiny
+ *    allocator packs 4 to a 16-byte block, and 8 bytes, which have a
+ *    class of their own (internal.h: sa_tiny_wanted).
  *    jemalloc and mimalloc come from their Debian libraries when
  *    installed, loaded with dlopen so that they do not replace malloc.
  * 2. span_exchange_batch<n>: raw exchange ioctls (return n spans PARTIAL,
@@ -179,8 +181,7 @@ static void *calloc1(size_t n)
  * jemalloc's malloc and mi_malloc). Index 0 is spanalloc's, 1 glibc's;
  * jemalloc and mimalloc follow when their Debian libraries are installed
  * (loaded with dlopen, so that they do not replace malloc). The tiny
- * family is the zeroing one with the tiny allocator first
- * (sa_alloc_noscan of 8 bytes, packed 2 to a 16-byte block).
+ * family is the zeroing one with sa_alloc_noscan first, at 4 and 8 bytes.
  */
 static struct impl zeroing[4], plain[4], tinyfam[4];
 static int nimpl;
@@ -688,7 +689,8 @@ static void metadata_report(void)
 		snprintf(label, sizeof(label), "%zuB", msizes[k]);
 		metadata_row(label, msizes[k], sa_alloc);
 	}
-	metadata_row("tiny8B", 8, sa_alloc_noscan);
+	metadata_row("tiny4B", 4, sa_alloc_noscan);
+	metadata_row("noscan8B", 8, sa_alloc_noscan);
 	printf("(meta: records, tiny block masks, pointer maps, page map entries and thread\n"
 	       " caches; records and tables: their bytes per byte of the spans in use)\n");
 }
@@ -750,7 +752,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!exchange_only) {
-		static const size_t tiny_sizes[] = { 8 };
+		static const size_t tiny_sizes[] = { 4, 8 };
 
 		small_objects(zeroing, thr, sizes, sizeof(sizes) / sizeof(sizes[0]),
 			      "small objects, zeroed (sa_alloc against calloc)", "");
@@ -758,8 +760,8 @@ int main(int argc, char **argv)
 		small_objects(plain, thr, sizes, sizeof(sizes) / sizeof(sizes[0]),
 			      "small objects, not zeroed (sa_malloc against malloc)", "malloc_");
 		printf("\n");
-		small_objects(tinyfam, thr, tiny_sizes, 1,
-			      "tiny objects (spanalloc: sa_alloc_noscan, 2 to a 16-byte block; peers: calloc)",
+		small_objects(tinyfam, thr, tiny_sizes, 2,
+			      "noscan objects under 16 B (spanalloc: sa_alloc_noscan, 4 B packed 4 to a 16-byte block, 8 B a class; peers: calloc)",
 			      "tiny");
 		cross_thread_frees(ncpu);
 	}
@@ -822,7 +824,8 @@ instructions:
 		return 0;
 	}
 	instructions_table(zeroing, "zeroed", "");
-	instructions_row(tinyfam, 8, "tiny8", "tiny");
+	instructions_row(tinyfam, 4, "tiny4", "tiny");
+	instructions_row(tinyfam, 8, "noscan8", "tiny");
 	instructions_table(plain, "not zeroed", "malloc_");
 	return 0;
 }

@@ -142,7 +142,7 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 	bool dirty;
 
 	if (sa_likely(sz <= 1024)) {
-		if (noscan && sz - 1 < SA_TINY_SIZE - 1) {
+		if (sa_tiny_wanted(sz, noscan)) {
 			p = (uintptr_t)sa_fast_tiny(c, (uint32_t)sz);
 			return sa_likely(p) ? (void *)p : slow(size, noscan, zero);
 		}

@@ -445,13 +445,26 @@ static inline unsigned int sa_class_of(size_t size)
 }
 
 /*
+ * Whether an object of size bytes (end pad included) is the tiny
+ * allocator's: noscan and under 16 bytes, but not 8 bytes. Packing only
+ * gains where objects are not a multiple of 8 bytes: two 8-byte objects
+ * fill a block as they fill the 8-byte class, which costs no mask
+ * compare-and-swap per allocation and free, and is all the malloc family
+ * asks for without an end pad (sa_round_small).
+ */
+static inline bool sa_tiny_wanted(size_t size, bool noscan)
+{
+	return noscan && size - 1 < SA_TINY_SIZE - 1 && size != 8;
+}
+
+/*
  * Whether an object must be zeroed: when the call promises it, and for
- * 16-byte noscan objects, which live in scanned spans (sizeclass.c), so
- * that the collector never scans old words there.
+ * noscan objects of the 16-byte class, which live in scanned spans
+ * (sizeclass.c), so that the collector never scans old words there.
  */
 static inline bool sa_must_zero(size_t size, bool noscan, bool zero)
 {
-	return zero || (noscan && size <= SA_TINY_SIZE);
+	return zero || (noscan && size > 8 && size <= SA_TINY_SIZE);
 }
 
 /*

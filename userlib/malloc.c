@@ -254,7 +254,7 @@ static void *sa_malloc_in(struct sa_tcache *c, size_t size, bool noscan, bool ze
 {
 	/* an end pointer lands inside its object (gc.h: end_pad); SIZE_MAX stays */
 	size += sa_gc.end_pad & (size != SIZE_MAX);
-	if (noscan && size < SA_TINY_SIZE)
+	if (sa_tiny_wanted(size, noscan))
 		return sa_alloc_tiny(c, size);
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
 		return sa_alloc_large(c, size, noscan, zero, SA_PAGE_SIZE);
@@ -310,7 +310,7 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 	uint32_t idx, elemsize;
 	bool dirty;
 
-	if (sz - 1 >= SPANALLOC_MAX_SMALL_SIZE || (noscan && sz < SA_TINY_SIZE) ||
+	if (sz - 1 >= SPANALLOC_MAX_SMALL_SIZE || sa_tiny_wanted(sz, noscan) ||
 	    atomic_load_explicit(&sa_prof_rate, memory_order_relaxed))
 		return NULL;
 	s = c->alloc[sa_spanclass_of(sz, noscan)];

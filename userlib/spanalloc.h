@@ -13,8 +13,9 @@
  * any thread. Alignment, exactly: every object of 16 bytes or more is
  * 16-byte aligned (malloc's max_align_t promise), 8 KiB for large objects
  * (over 32 KiB); a smaller sa_alloc() object is 8-byte aligned; a noscan
- * object under 16 bytes shares a 16-byte block (the tiny allocator) and is
- * aligned to the largest of 8, 4 and 2 that divides its size (every type
+ * object under 16 bytes, but for one of 8 bytes (a class of its own),
+ * shares a 16-byte block (the tiny allocator) and is aligned to the
+ * largest of 8, 4 and 2 that divides its size (every type
  * that fits in it is aligned: a type's size is a multiple of its
  * alignment). Freeing a pointer twice or one this library did not return
  * aborts the process with a message, as glibc does for what it can detect.
@@ -65,8 +66,9 @@ void *sa_alloc(size_t size);
 
 /*
  * size bytes for an object that never holds pointers (numbers, strings,
- * buffers). Objects under 16 bytes share 16-byte blocks (Go's tiny
- * allocator), so they take less memory than sa_alloc() gives them.
+ * buffers). Objects under 16 bytes but for 8-byte ones share 16-byte
+ * blocks (Go's tiny allocator), so they take less memory than sa_alloc()
+ * gives them; 8-byte objects fill the 8-byte class as densely.
  */
 void *sa_alloc_noscan(size_t size);
 
