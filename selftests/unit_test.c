@@ -162,6 +162,24 @@ TEST(exact_division_finds_object_starts_at_every_offset)
 	}
 }
 
+TEST(popcount_counts_every_bit_pattern)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+
+	EXPECT_EQ(0, sa_popcount64(0));
+	EXPECT_EQ(64, sa_popcount64(~0ULL));
+	for (int i = 0; i < 64; i++) {
+		EXPECT_EQ(1, sa_popcount64(1ULL << i));
+		EXPECT_EQ((uint32_t)i, sa_popcount64((1ULL << i) - 1));
+	}
+	for (int i = 0; i < 100000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		ASSERT_EQ((uint32_t)__builtin_popcountll(x), sa_popcount64(x));
+	}
+}
+
 TEST(span_hands_out_every_object_once_in_order)
 {
 	sa_sizeclass_init();

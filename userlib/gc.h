@@ -137,6 +137,5 @@ void sa_sweep_prepare_stopped(void);
 void sa_sweep_reset(void);
 void sa_sweep_start_background(void);
 void sa_sweep_help(struct sa_tcache *c, int nspans);
-bool sa_sweep_needed(const struct sa_uspan *s);
 
 #endif /* SPANALLOC_GC_H */

@@ -604,6 +604,24 @@ static inline void sa_zero_object(uintptr_t p, uint32_t size)
 		memset((void *)p, 0, size);
 }
 
+/*
+ * Bits set in x. Built for the x86-64 baseline (no POPCNT instruction),
+ * __builtin_popcountll is a call to libgcc's __popcountdi2, some twenty
+ * instructions and the call; this sum of bit fields is twelve, inline.
+ * Refreshes and sweeps count every bitmap word they change.
+ */
+static inline uint32_t sa_popcount64(uint64_t x)
+{
+#ifdef __POPCNT__
+	return (uint32_t)__builtin_popcountll(x);
+#else
+	x -= (x >> 1) & 0x5555555555555555ULL;
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (uint32_t)((x * 0x0101010101010101ULL) >> 56);
+#endif
+}
+
 /* Object index of address p in s: divide by multiplying, as Go's divMul. */
 static inline uint32_t sa_span_index(const struct sa_uspan *s, uintptr_t p)
 {
@@ -890,6 +908,13 @@ static inline uint32_t sa_uspan_count(void)
 }
 
 #include "gc.h"
+
+/* Whether s is not swept yet this cycle (Go's sweepgen; sweep.c). */
+static inline bool sa_sweep_needed(const struct sa_uspan *s)
+{
+	return atomic_load_explicit(&s->sweepgen, memory_order_relaxed) !=
+	       atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed);
+}
 
 #pragma GCC visibility pop
 

@@ -111,7 +111,7 @@ static uint32_t sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
 	}
 	sa_prof_freed(s, w, f);
 	s->alloc_bits[w] &= ~f;
-	return (uint32_t)__builtin_popcountll(f);
+	return sa_popcount64(f);
 }
 
 /*
@@ -193,7 +193,7 @@ uint32_t sa_span_taken_since(const struct sa_uspan *s)
 		uint32_t end = (from | 63) + 1 < to ? (from | 63) + 1 : to;
 		uint64_t m = end - from == 64 ? ~0ULL : ((1ULL << (end - from)) - 1) << (from % 64);
 
-		n += (uint32_t)__builtin_popcountll(~s->alloc_bits[from / 64] & m);
+		n += sa_popcount64(~s->alloc_bits[from / 64] & m);
 		from = end;
 	}
 	return n;
@@ -205,7 +205,7 @@ uint32_t sa_span_local_frees(const struct sa_uspan *s)
 	uint32_t n = 0;
 
 	for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
-		n += (uint32_t)__builtin_popcountll(s->local_free[w]);
+		n += sa_popcount64(s->local_free[w]);
 	return n;
 }
 
@@ -320,10 +320,10 @@ bool sa_span_settle_forked(struct sa_uspan *s)
 			s->needzero = 1;
 			sa_prof_freed(s, w, f & s->alloc_bits[w]);
 		}
-		s->freed_local += (uint32_t)__builtin_popcountll(s->local_free[w] & s->alloc_bits[w]);
+		s->freed_local += sa_popcount64(s->local_free[w] & s->alloc_bits[w]);
 		s->alloc_bits[w] &= ~f;
 		s->local_free[w] = 0;
-		live += (uint32_t)__builtin_popcountll(s->alloc_bits[w]);
+		live += sa_popcount64(s->alloc_bits[w]);
 	}
 	s->alloc_count = live;
 	sa_span_restart(s);

@@ -219,7 +219,7 @@ void sa_prof_charge_slow(struct sa_tcache *c, struct sa_uspan *s, uint64_t bytes
 	if (!s || s->prof_rest)
 		return;
 	cache = s->alloc_cache;
-	m = (uint32_t)__builtin_popcountll(cache);
+	m = sa_popcount64(cache);
 	/* the objects wholly before the next point; it falls in object j */
 	j = (uint64_t)c->prof_left / s->elemsize < m ?
 	    (uint32_t)((uint64_t)c->prof_left / s->elemsize) : m;

@@ -35,12 +35,6 @@ static pthread_cond_t sweeper_cond = PTHREAD_COND_INITIALIZER;
 static uint32_t sweeper_gen;	/* cycles the sweeper was told about */
 static int sweeper_started;
 
-bool sa_sweep_needed(const struct sa_uspan *s)
-{
-	return atomic_load_explicit(&s->sweepgen, memory_order_relaxed) !=
-	       atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed);
-}
-
 /*
  * s is swept: say so, then clear its marks for the next cycle. In this
  * order, sa_base() reading "unswept" still finds the marks it must trust
@@ -69,14 +63,14 @@ void sa_sweep_held(struct sa_uspan *s)
 		uint64_t gone = a & ~m;
 
 		if (gone) {
-			dead += (uint32_t)__builtin_popcountll(gone);
+			dead += sa_popcount64(gone);
 			sa_prof_freed(s, w, gone);
 			if (s->types)
 				for (uint64_t g = gone; g; g &= g - 1)
 					s->types[w * 64 + (uint32_t)__builtin_ctzll(g)] = NULL;
 		}
 		s->alloc_bits[w] = a & m;
-		live += (uint32_t)__builtin_popcountll(a & m);
+		live += sa_popcount64(a & m);
 	}
 	s->alloc_count = live;
 	if (dead) {
