@@ -382,6 +382,49 @@ TEST_F(gc, noscan_objects_are_not_scanned_typed_objects_precisely)
 	EXPECT_EQ(EINVAL, errno);
 }
 
+/*
+ * In a collected heap every object is a byte longer (the end pad), which
+ * must not lower a tiny object's alignment: a 4-byte object after a
+ * 1-byte one, carved as 6 bytes, once landed 2 bytes into its block. Each
+ * object is aligned for the size asked (the largest of 8, 4 and 2 that
+ * divides it rounded up to 2), and an 8-byte one, 9 bytes padded, takes
+ * the 16-byte class.
+ */
+TEST_F(gc, the_end_pad_does_not_lower_a_tiny_objects_alignment)
+{
+	static const size_t first[] = { 1, 4, 7, 8, 2, 6, 8, 3, 12, 5, 0, 14 };
+	unsigned char *objs[400];
+	size_t sizes[400];
+	unsigned int seed = 7;
+
+	gc_start(_metadata);
+	sa_gc_set_end_pointers(1);
+	sa_gc_disable();	/* only the layout is under test */
+	sa_thread_flush();	/* a fresh block */
+	for (int i = 0; i < 400; i++) {
+		size_t n = i < 12 ? first[i] : (size_t)(rand_r(&seed) % 16);
+		uint64_t *q = n == 8 && i % 2 ? sa_malloc(8) : NULL;
+		size_t r = (n + 1) & ~(size_t)1, a = r ? r & -r : 2;
+
+		objs[i] = q ? (unsigned char *)q : sa_alloc_noscan(n);
+		sizes[i] = n;
+		ASSERT_NE(NULL, objs[i]);
+		EXPECT_EQ(0, (uintptr_t)objs[i] % a)
+			TH_LOG("object %d of %zu bytes at %p", i, n, (void *)objs[i]);
+		memset(objs[i], i & 0xff, n);
+	}
+	for (int i = 0; i < 400; i++) {
+		size_t k = 0;
+
+		while (k < sizes[i] && objs[i][k] == (i & 0xff))
+			k++;
+		EXPECT_EQ(sizes[i], k) TH_LOG("object %d of %zu bytes overwritten", i, sizes[i]);
+	}
+	for (int i = 0; i < 400; i++)
+		sa_free(objs[i]);
+	sa_gc_enable();
+}
+
 static char *keep;
 static int tiny_same_block;
 

@@ -607,7 +607,7 @@ TEST(tiny_masks_follow_the_objects_in_their_block)
 
 		while (fill < 16 || live) {
 			uint32_t r = (uint32_t)rand_r(&seed);
-			uint32_t size = sa_tiny_round(1 + r % 15), off = sa_tiny_align(fill, size);
+			uint32_t size = sa_tiny_round(1 + r % 15), off = sa_tiny_align(fill, sa_tiny_alignment(size));
 
 			if (fill < 16 && off + size <= 16 && (r >> 8) % 3) {
 				ASSERT_EQ(0, sa_tiny_carve(&m, fill, off, size));

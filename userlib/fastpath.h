@@ -41,8 +41,8 @@ void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, uint32_t size)
 typedef void *sa_alloc_fn(size_t size, bool noscan, bool zero);
 
 /*
- * What malloc serves: objects under 16 bytes rounded to a multiple of 8
- * (8-byte aligned, as jemalloc and mimalloc: no odd tiny offsets); every
+ * What malloc serves: objects under 16 bytes rounded to 8 (8-byte aligned,
+ * as jemalloc and mimalloc; the 8-byte class, sa_tiny_wanted); every
  * size class from 16 bytes up is a multiple of 16 (16-byte aligned).
  */
 static inline size_t sa_round_small(size_t size)
@@ -51,18 +51,19 @@ static inline size_t sa_round_small(size_t size)
 }
 
 /*
- * A tiny object (noscan, 1 to 15 bytes, rounded up to 2) carved from c's
- * current block, or from a new block when the current one is used up, or
- * NULL when the slow
- * path must do it: the current block has room but not enough (its rest
+ * A tiny object asked for as req bytes, sz with the end pad (noscan, 1 to
+ * 15 bytes, rounded up to 2), aligned for req (sa_tiny_alignment), carved
+ * from c's current block, or from a new block when the current one is
+ * used up, or NULL when the slow path must do it: the current block has room but not enough (its rest
  * must be released), c has no tiny span with a free block, or the mask is
  * not as c left it (the slow path reports that). A block is zeroed when it
  * starts. "No block" is tiny 0 with tiny_off at the end.
  */
 static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache *c,
-								uint32_t size)
+								uint32_t req, uint32_t size)
 {
-	uint32_t sz = sa_tiny_round(size), fill = c->tiny_off, off = sa_tiny_align(fill, sz), idx;
+	uint32_t sz = sa_tiny_round(size), fill = c->tiny_off, idx;
+	uint32_t off = sa_tiny_align(fill, sa_tiny_alignment(req));
 	uintptr_t block = c->tiny;
 	struct sa_uspan *s;
 
@@ -118,7 +119,7 @@ static inline __attribute__((always_inline)) void *sa_fast_hand_out(struct sa_tc
 }
 
 /*
- * An object of size bytes: a tiny one (noscan, under 16 bytes) from the
+ * An object of size bytes: a tiny one (sa_tiny_wanted) from the
  * calling thread's current block, or one from its active span of the
  * size's class, zeroed if zero is set and the span may hold old data.
  * slow(size, noscan, zero) when that cannot be done here: no cache yet,
@@ -142,8 +143,8 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 	bool dirty;
 
 	if (sa_likely(sz <= 1024)) {
-		if (sa_tiny_wanted(sz, noscan)) {
-			p = (uintptr_t)sa_fast_tiny(c, (uint32_t)sz);
+		if (sa_tiny_wanted(size, sz, noscan)) {
+			p = (uintptr_t)sa_fast_tiny(c, (uint32_t)size, (uint32_t)sz);
 			return sa_likely(p) ? (void *)p : slow(size, noscan, zero);
 		}
 		sc = sa_spanclass8(sz, noscan);
@@ -158,7 +159,7 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 		return slow(size, noscan, zero);
 	sa_fast_enter(c);
 	p = sa_span_next_fast(s);
-	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
+	dirty = sa_must_zero(sc, noscan, zero) && s->needzero;
 	elemsize = s->elemsize;
 	sa_fast_exit(c);
 	if (sa_unlikely(!p))

@@ -445,26 +445,28 @@ static inline unsigned int sa_class_of(size_t size)
 }
 
 /*
- * Whether an object of size bytes (end pad included) is the tiny
- * allocator's: noscan and under 16 bytes, but not 8 bytes. Packing only
- * gains where objects are not a multiple of 8 bytes: two 8-byte objects
- * fill a block as they fill the 8-byte class, which costs no mask
- * compare-and-swap per allocation and free, and is all the malloc family
- * asks for without an end pad (sa_round_small).
+ * Whether a request for size bytes, sz with the end pad, is the tiny
+ * allocator's: noscan and under 16 bytes padded, but not a request for 8
+ * bytes. Packing only gains where objects are not a multiple of 8 bytes:
+ * two 8-byte objects fill a block as they fill the 8-byte class, which
+ * costs no mask compare-and-swap per allocation and free, and 8 bytes is
+ * all the malloc family asks for under 16 (sa_round_small). With the end
+ * pad such a request is 9 bytes, 10 carved, which leaves a block little
+ * room for another object: it takes the 16-byte class.
  */
-static inline bool sa_tiny_wanted(size_t size, bool noscan)
+static inline bool sa_tiny_wanted(size_t size, size_t sz, bool noscan)
 {
-	return noscan && size - 1 < SA_TINY_SIZE - 1 && size != 8;
+	return noscan && sz - 1 < SA_TINY_SIZE - 1 && size != 8;
 }
 
 /*
- * Whether an object must be zeroed: when the call promises it, and for
- * noscan objects of the 16-byte class, which live in scanned spans
- * (sizeclass.c), so that the collector never scans old words there.
+ * Whether an object of span class sc must be zeroed: when the call
+ * promises it, and for a noscan object given a scanned span (16 bytes:
+ * sizeclass.c), so that the collector never scans old words there.
  */
-static inline bool sa_must_zero(size_t size, bool noscan, bool zero)
+static inline bool sa_must_zero(unsigned int sc, bool noscan, bool zero)
 {
-	return zero || (noscan && size > 8 && size <= SA_TINY_SIZE);
+	return zero || (noscan && !SPANALLOC_SPANCLASS_NOSCAN(sc));
 }
 
 /*

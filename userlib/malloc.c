@@ -159,16 +159,17 @@ void sa_tiny_retire(struct sa_tcache *c)
 	c->tiny_mask = NULL;
 }
 
-static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
+/* A tiny object asked for as req bytes, sz with the end pad (sa_tiny_wanted). */
+static void *sa_alloc_tiny(struct sa_tcache *c, uint32_t req, uint32_t sz)
 {
-	uint32_t sz = size ? (uint32_t)size : 1, carved = sa_tiny_round(sz), idx;
+	uint32_t carved = sa_tiny_round(sz), idx;
 	struct sa_uspan *s;
 	uintptr_t p;
-	void *obj = sa_fast_tiny(c, sz);
+	void *obj = sa_fast_tiny(c, req, sz);
 
 	if (obj)
 		return obj;
-	if (c->tiny && sa_tiny_align(c->tiny_off, carved) + carved <= SA_TINY_SIZE) {
+	if (c->tiny && sa_tiny_align(c->tiny_off, sa_tiny_alignment(req)) + carved <= SA_TINY_SIZE) {
 		/* room, yet no carve: the rest of the block was freed */
 		s = sa_tiny_span(c->tiny, &idx);
 		sa_span_bad_free(s, (void *)(c->tiny + c->tiny_off),
@@ -184,7 +185,7 @@ static void *sa_alloc_tiny(struct sa_tcache *c, size_t size)
 	c->tiny = p;
 	c->tiny_mask = &s->tiny[idx];
 	c->tiny_off = 0;
-	return sa_fast_tiny(c, sz);
+	return sa_fast_tiny(c, req, sz);
 }
 
 /*
@@ -252,14 +253,17 @@ static __attribute__((noinline, cold)) void sa_free_large(struct sa_tcache *c, s
 /* The whole allocation path, inside the caller's no-safe-point region. */
 static void *sa_malloc_in(struct sa_tcache *c, size_t size, bool noscan, bool zero)
 {
+	size_t req = size;
+	uint16_t sc;
+
 	/* an end pointer lands inside its object (gc.h: end_pad); SIZE_MAX stays */
 	size += sa_gc.end_pad & (size != SIZE_MAX);
-	if (sa_tiny_wanted(size, noscan))
-		return sa_alloc_tiny(c, size);
+	if (sa_tiny_wanted(req, size, noscan))
+		return sa_alloc_tiny(c, (uint32_t)req, (uint32_t)size);
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
 		return sa_alloc_large(c, size, noscan, zero, SA_PAGE_SIZE);
-	return (void *)sa_alloc_obj(c, sa_spanclass_of(size, noscan),
-				    sa_must_zero(size, noscan, zero));
+	sc = sa_spanclass_of(size, noscan);
+	return (void *)sa_alloc_obj(c, sc, sa_must_zero(sc, noscan, zero));
 }
 
 /*
@@ -308,12 +312,14 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 	size_t sz = size + sa_gc.end_pad;
 	struct sa_uspan *s;
 	uint32_t idx, elemsize;
+	uint16_t sc;
 	bool dirty;
 
-	if (sz - 1 >= SPANALLOC_MAX_SMALL_SIZE || sa_tiny_wanted(sz, noscan) ||
+	if (sz - 1 >= SPANALLOC_MAX_SMALL_SIZE || sa_tiny_wanted(size, sz, noscan) ||
 	    atomic_load_explicit(&sa_prof_rate, memory_order_relaxed))
 		return NULL;
-	s = c->alloc[sa_spanclass_of(sz, noscan)];
+	sc = sa_spanclass_of(sz, noscan);
+	s = c->alloc[sc];
 	if (!s)
 		return NULL;
 	sa_fast_enter(c);
@@ -321,7 +327,7 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 		sa_fast_exit(c);
 		return NULL;
 	}
-	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
+	dirty = sa_must_zero(sc, noscan, zero) && s->needzero;
 	elemsize = s->elemsize;
 	sa_fast_exit(c);
 	return sa_fast_hand_out(c, sa_span_object(s, idx), elemsize, dirty);

@@ -15,7 +15,8 @@
  * (over 32 KiB); a smaller sa_alloc() object is 8-byte aligned; a noscan
  * object under 16 bytes, but for one of 8 bytes (a class of its own),
  * shares a 16-byte block (the tiny allocator) and is aligned to the
- * largest of 8, 4 and 2 that divides its size (every type
+ * largest of 8, 4 and 2 that divides its size rounded up to 2 (the size
+ * asked for, whatever a collected heap's end pad adds; every type
  * that fits in it is aligned: a type's size is a multiple of its
  * alignment). Freeing a pointer twice or one this library did not return
  * aborts the process with a message, as glibc does for what it can detect.
@@ -75,8 +76,8 @@ void *sa_alloc_noscan(size_t size);
 /*
  * size bytes, not zeroed, never scanned by the collector: malloc's
  * counterpart, for memory the program frees itself (in a collected heap,
- * what it points to is not kept alive by it). Objects under 16 bytes share
- * 16-byte blocks as sa_alloc_noscan()'s do.
+ * what it points to is not kept alive by it). Sizes under 16 bytes are
+ * rounded up to 8 (8-byte aligned), which the 8-byte class holds.
  */
 void *sa_malloc(size_t size);
 

@@ -41,14 +41,22 @@ static inline uint32_t sa_tiny_round(uint32_t size)
 }
 
 /*
- * Where an object of size bytes (rounded: 2 to 16) starts in a block
- * filled up to fill: aligned as Go does, to the largest of 8, 4 and 2
- * dividing the size (its lowest set bit; 16 only fits an empty block).
+ * The alignment of a tiny object asked for as req bytes (0 to 15, before
+ * the collector's end pad, which must not lower it): as Go aligns, the
+ * largest of 8, 4 and 2 dividing req rounded up to 2 (its lowest set
+ * bit; 16 for 15, which only fits an empty block). Every type that fits
+ * is aligned: a type's size is a multiple of its alignment.
  */
-static inline uint32_t sa_tiny_align(uint32_t fill, uint32_t size)
+static inline uint32_t sa_tiny_alignment(uint32_t req)
 {
-	uint32_t a = size & -size;
+	uint32_t r = sa_tiny_round(req ? req : 1);
 
+	return r & -r;
+}
+
+/* Where an object aligned to a (a power of 2) starts in a block filled up to fill. */
+static inline uint32_t sa_tiny_align(uint32_t fill, uint32_t a)
+{
 	return (fill + a - 1) & ~(a - 1);
 }
 
