@@ -159,7 +159,7 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 		return slow(size, noscan, zero);
 	sa_fast_enter(c);
 	p = sa_span_next_fast(s);
-	dirty = sa_must_zero(sc, noscan, zero) && s->needzero;
+	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
 	elemsize = s->elemsize;
 	sa_fast_exit(c);
 	if (sa_unlikely(!p))

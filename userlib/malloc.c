@@ -263,7 +263,7 @@ static void *sa_malloc_in(struct sa_tcache *c, size_t size, bool noscan, bool ze
 	if (sa_unlikely(size > SPANALLOC_MAX_SMALL_SIZE))
 		return sa_alloc_large(c, size, noscan, zero, SA_PAGE_SIZE);
 	sc = sa_spanclass_of(size, noscan);
-	return (void *)sa_alloc_obj(c, sc, sa_must_zero(sc, noscan, zero));
+	return (void *)sa_alloc_obj(c, sc, sa_must_zero(size, noscan, zero));
 }
 
 /*
@@ -327,7 +327,7 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 		sa_fast_exit(c);
 		return NULL;
 	}
-	dirty = sa_must_zero(sc, noscan, zero) && s->needzero;
+	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
 	elemsize = s->elemsize;
 	sa_fast_exit(c);
 	return sa_fast_hand_out(c, sa_span_object(s, idx), elemsize, dirty);
