@@ -413,6 +413,11 @@ TEST_F(gc, the_end_pad_does_not_lower_a_tiny_objects_alignment)
 			TH_LOG("object %d of %zu bytes at %p", i, n, (void *)objs[i]);
 		memset(objs[i], i & 0xff, n);
 	}
+	/* the pad is on and the tiny allocator in use: 1 + 1 bytes, then 4 at 4 */
+	EXPECT_EQ((uintptr_t)objs[0] + 4, (uintptr_t)objs[1]);
+	/* 8 bytes asked, 9 padded: the 16-byte class, not a tiny block */
+	EXPECT_EQ(0, (uintptr_t)objs[3] % 16);
+	EXPECT_LE(15, sa_usable_size(objs[3]));
 	for (int i = 0; i < 400; i++) {
 		size_t k = 0;
 

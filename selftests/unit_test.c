@@ -162,6 +162,18 @@ TEST(exact_division_finds_object_starts_at_every_offset)
 	}
 }
 
+TEST(tiny_objects_are_aligned_for_the_size_asked)
+{
+	static const uint32_t want[16] = { 2, 2, 2, 4, 4, 2, 2, 8, 8, 2, 2, 4, 4, 2, 2, 16 };
+
+	for (uint32_t req = 0; req < 16; req++) {
+		EXPECT_EQ(want[req], sa_tiny_alignment(req)) TH_LOG("%u bytes", req);
+	}
+	EXPECT_EQ(8, sa_tiny_align(2, 8));
+	EXPECT_EQ(4, sa_tiny_align(2, 4));
+	EXPECT_EQ(2, sa_tiny_align(1, 2));
+}
+
 TEST(popcount_counts_every_bit_pattern)
 {
 	uint64_t x = 0x9e3779b97f4a7c15ULL;

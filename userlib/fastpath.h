@@ -41,8 +41,8 @@ void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, uint32_t size)
 typedef void *sa_alloc_fn(size_t size, bool noscan, bool zero);
 
 /*
- * What malloc serves: objects under 16 bytes rounded to 8 (8-byte aligned,
- * as jemalloc and mimalloc; the 8-byte class, sa_tiny_wanted); every
+ * What malloc serves: 0 to 8 bytes rounded to 8 (8-byte aligned, as
+ * jemalloc and mimalloc: never tiny, sa_tiny_wanted), 9 to 15 to 16; every
  * size class from 16 bytes up is a multiple of 16 (16-byte aligned).
  */
 static inline size_t sa_round_small(size_t size)
@@ -51,12 +51,13 @@ static inline size_t sa_round_small(size_t size)
 }
 
 /*
- * A tiny object asked for as req bytes, sz with the end pad (noscan, 1 to
- * 15 bytes, rounded up to 2), aligned for req (sa_tiny_alignment), carved
- * from c's current block, or from a new block when the current one is
- * used up, or NULL when the slow path must do it: the current block has room but not enough (its rest
- * must be released), c has no tiny span with a free block, or the mask is
- * not as c left it (the slow path reports that). A block is zeroed when it
+ * A tiny object asked for as req bytes, size with the end pad (noscan, 1
+ * to 15 bytes, carved rounded up to 2), aligned for req
+ * (sa_tiny_alignment), from c's current block, or from a new block when
+ * the current one is used up, or NULL when the slow path must do it: the
+ * current block has room but not enough (its rest must be released), c
+ * has no tiny span with a free block, or the mask is not as c left it
+ * (the slow path reports that). A block is zeroed when it
  * starts. "No block" is tiny 0 with tiny_off at the end.
  */
 static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache *c,

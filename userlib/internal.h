@@ -446,17 +446,18 @@ static inline unsigned int sa_class_of(size_t size)
 
 /*
  * Whether a request for size bytes, sz with the end pad, is the tiny
- * allocator's: noscan and under 16 bytes padded, but not a request for 8
- * bytes. Packing only gains where objects are not a multiple of 8 bytes:
- * two 8-byte objects fill a block as they fill the 8-byte class, which
- * costs no mask compare-and-swap per allocation and free, and 8 bytes is
- * all the malloc family asks for under 16 (sa_round_small). With the end
- * pad such a request is 9 bytes, 10 carved, which leaves a block little
- * room for another object: it takes the 16-byte class.
+ * allocator's: noscan and under 16 bytes padded, but neither 8 bytes
+ * asked nor 8 bytes padded. Packing only gains where objects are not a
+ * multiple of 8 bytes: two 8-byte objects fill a block as they fill the
+ * 8-byte class, which costs no mask compare-and-swap per allocation and
+ * free, and 8 bytes is what the malloc family asks for under 9
+ * (sa_round_small). With the end pad that request is 9 bytes, 10 carved,
+ * which leaves a block little room for another object: it takes the
+ * 16-byte class.
  */
 static inline bool sa_tiny_wanted(size_t size, size_t sz, bool noscan)
 {
-	return noscan && sz - 1 < SA_TINY_SIZE - 1 && size != 8;
+	return noscan && sz - 1 < SA_TINY_SIZE - 1 && size != 8 && sz != 8;
 }
 
 /*

@@ -13,10 +13,11 @@
  * any thread. Alignment, exactly: every object of 16 bytes or more is
  * 16-byte aligned (malloc's max_align_t promise), 8 KiB for large objects
  * (over 32 KiB); a smaller sa_alloc() object is 8-byte aligned; a noscan
- * object under 16 bytes, but for one of 8 bytes (a class of its own),
- * shares a 16-byte block (the tiny allocator) and is aligned to the
- * largest of 8, 4 and 2 that divides its size rounded up to 2 (the size
- * asked for, whatever a collected heap's end pad adds; every type
+ * object under 16 bytes (15 in a collected heap, whose objects are a byte
+ * longer), but for one of 8 bytes (which takes a class: 8 bytes, or 16
+ * with the byte), shares a 16-byte block (the tiny allocator) and is
+ * aligned to the largest of 8, 4 and 2 that divides its size rounded up
+ * to 2 (the size asked for, whatever the extra byte adds; every type
  * that fits in it is aligned: a type's size is a multiple of its
  * alignment). Freeing a pointer twice or one this library did not return
  * aborts the process with a message, as glibc does for what it can detect.
@@ -69,15 +70,17 @@ void *sa_alloc(size_t size);
  * size bytes for an object that never holds pointers (numbers, strings,
  * buffers). Objects under 16 bytes but for 8-byte ones share 16-byte
  * blocks (Go's tiny allocator), so they take less memory than sa_alloc()
- * gives them; 8-byte objects fill the 8-byte class as densely.
+ * gives them; 8-byte objects take the 8-byte class, which they fill as
+ * densely (the 16-byte class in a collected heap, where they are 9).
  */
 void *sa_alloc_noscan(size_t size);
 
 /*
  * size bytes, not zeroed, never scanned by the collector: malloc's
  * counterpart, for memory the program frees itself (in a collected heap,
- * what it points to is not kept alive by it). Sizes under 16 bytes are
- * rounded up to 8 (8-byte aligned), which the 8-byte class holds.
+ * what it points to is not kept alive by it). Sizes up to 8 bytes are
+ * rounded up to 8 (8-byte aligned: the 8-byte class, or the 16-byte one
+ * in a collected heap), 9 to 15 to 16.
  */
 void *sa_malloc(size_t size);
 
