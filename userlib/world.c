@@ -36,6 +36,7 @@
  * registered, and stops like the others).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
@@ -489,6 +490,40 @@ static bool sa_world_send_stop(struct sa_tcache *c, uint32_t epoch)
 }
 
 /*
+ * After the 5 s warning: each thread that has not stopped, what it was
+ * doing as far as the library knows, and where /proc says it is (the
+ * system call it waits in, with its stack pointer and PC, or "running").
+ * Not stdio, nor malloc: a stopped thread may hold their locks.
+ */
+static void sa_world_tell_late(const struct sa_tcache *self)
+{
+	for (struct sa_tcache *c = world_threads; c; c = c->gc_next) {
+		char path[64], where[160] = "?", msg[320];
+		ssize_t len = 0;
+		int fd, n;
+
+		if (c == self || atomic_load_explicit(&c->stop_sp, memory_order_relaxed))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)c->tid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			len = read(fd, where, sizeof(where) - 1);
+			close(fd);
+		}
+		if (len > 0) {
+			where[len] = 0;
+			where[strcspn(where, "\n")] = 0;
+		}
+		n = snprintf(msg, sizeof(msg),
+			     "spanalloc: gc: thread %d: nosafe %d, in_fast %d, stop_pending %d, taking %d; /proc syscall: %s\n",
+			     (int)c->tid, c->nosafe, c->in_fast, c->stop_pending,
+			     atomic_load(&c->taking), where);
+		if (n > 0 && write(2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1) < 0)
+			return;
+	}
+}
+
+/*
  * Stops every registered thread but the caller. Returns how many were
  * stopped. A thread that does not answer within seconds is reported (it
  * blocks the stop signal, or it is stuck inside the library) and waited for.
@@ -517,8 +552,8 @@ int sa_world_stop(void)
 					   "spanalloc: gc: %u of %u threads have not stopped after 5 s (does one block signal %d, or handle it itself?)\n",
 					   n - acks, n, world_signal);
 
-			if (write(2, msg, (size_t)len) < 0)
-				warned++;
+			if (write(2, msg, (size_t)len) >= 0)
+				sa_world_tell_late(self);
 		}
 	}
 	return (int)n;
