@@ -91,6 +91,47 @@ TEST(freed_objects_come_back_zeroed)
 	}
 }
 
+/*
+ * A thread that frees each object before it takes the next (a pair
+ * loop) and keeps no span aside uses its active span up over and over:
+ * each time the span starts over on its own frees, with no system call
+ * and no new span, and every object comes back zeroed. With heap
+ * profiling off and on: a span holding samples takes the slow path.
+ */
+TEST(a_span_used_up_by_pairs_starts_over_on_its_frees)
+{
+	enum { SIZE = 256, PAIRS = 32 * 100 };
+	struct sa_stats a, b;
+	int old;
+
+	NEED_DEVICE();
+	old = sa_set_held_pages(0);
+	ASSERT_LE(0, old);
+	for (int prof = 0; prof < 2; prof++) {
+		unsigned char *q = sa_alloc(SIZE);
+
+		ASSERT_NE(NULL, q);
+		sa_free(q);
+		if (prof)
+			sa_set_profile_rate(4096);
+		ASSERT_EQ(0, sa_get_stats(&a));
+		for (int i = 0; i < PAIRS; i++) {
+			q = sa_alloc(SIZE);
+			ASSERT_NE(NULL, q);
+			ASSERT_TRUE(all_zero(q, SIZE)) TH_LOG("pair %d, profiling %d", i, prof);
+			memset(q, 0xa5, SIZE);
+			sa_free(q);
+		}
+		ASSERT_EQ(0, sa_get_stats(&b));
+		EXPECT_EQ(0, b.syscalls - a.syscalls) TH_LOG("profiling %d", prof);
+		EXPECT_EQ(0, b.spans_got - a.spans_got);
+		EXPECT_LE(PAIRS / 32 - 1, b.local_sweeps - a.local_sweeps);
+		EXPECT_EQ(PAIRS, b.objects_freed - a.objects_freed);
+	}
+	sa_set_profile_rate(0);
+	ASSERT_EQ(0, sa_set_held_pages((unsigned int)old));
+}
+
 /* calloc: zeroed, also where a freed object was; overflow is ENOMEM. */
 TEST(calloc_zeroes_and_checks_overflow)
 {

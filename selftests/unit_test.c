@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "kselftest_harness.h"
 #include "internal.h"
+#include "fastpath.h"
 
 /* Only the pieces under test are linked: these are never reached. */
 struct sa_global sa_g;
@@ -172,6 +173,22 @@ TEST(tiny_objects_are_aligned_for_the_size_asked)
 	EXPECT_EQ(8, sa_tiny_align(2, 8));
 	EXPECT_EQ(4, sa_tiny_align(2, 4));
 	EXPECT_EQ(2, sa_tiny_align(1, 2));
+}
+
+/*
+ * The malloc family's sizes (sa_round_small) are never tiny ones, with
+ * the end pad or without: its fast path leaves the tiny test out.
+ */
+TEST(the_malloc_familys_sizes_are_never_tiny)
+{
+	for (size_t n = 0; n <= 4 * SA_TINY_SIZE; n++) {
+		size_t r = sa_round_small(n);
+
+		EXPECT_TRUE(n < SA_TINY_SIZE ? r >= n && r % 8 == 0 : r == n) TH_LOG("%zu bytes rounded to %zu", n, r);
+		for (size_t pad = 0; pad < 2; pad++) {
+			EXPECT_FALSE(sa_tiny_wanted(r, r + pad, true)) TH_LOG("%zu bytes, pad %zu", n, pad);
+		}
+	}
 }
 
 TEST(popcount_counts_every_bit_pattern)

@@ -123,12 +123,15 @@ static inline __attribute__((always_inline)) void *sa_fast_hand_out(struct sa_tc
  * An object of size bytes: a tiny one (sa_tiny_wanted) from the
  * calling thread's current block, or one from its active span of the
  * size's class, zeroed if zero is set and the span may hold old data.
+ * rounded: size came through sa_round_small (the malloc family), so it
+ * is never a tiny one and the test is left out (unit_test checks it).
  * slow(size, noscan, zero) when that cannot be done here: no cache yet,
  * no room in the block or the span's cache, a large object, or a size no
  * heap holds.
  */
 static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bool noscan,
-								 bool zero, sa_alloc_fn *slow)
+								 bool zero, bool rounded,
+								 sa_alloc_fn *slow)
 {
 	struct sa_tcache *c = sa_tc_fast;
 	/*
@@ -144,7 +147,8 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 	bool dirty;
 
 	if (sa_likely(sz <= 1024)) {
-		if (sa_tiny_wanted(size, sz, noscan)) {
+		/* rounded (sa_round_small): 8 or 16 and up, never tiny; told */
+		if (!rounded && sa_tiny_wanted(size, sz, noscan)) {
 			p = (uintptr_t)sa_fast_tiny(c, (uint32_t)size, (uint32_t)sz);
 			return sa_likely(p) ? (void *)p : slow(size, noscan, zero);
 		}
@@ -225,27 +229,22 @@ static inline __attribute__((always_inline)) void sa_fast_free(void *ptr, sa_fre
 		return;
 	}
 	/*
-	 * A first look, outside the region: sa_tc_none owns nothing, so past
-	 * this test c is a real cache whose fields may be written.
+	 * One look at the owner, inside the region: until it is entered, a
+	 * stop could give a held span to the collecting thread
+	 * (sa_tcache_decay_stopped); inside, the owner changes only at this
+	 * thread's safe points. sa_tc_none owns nothing: a thread without a
+	 * cache only counts its region there (internal.h).
 	 */
+	sa_fast_enter(c);
 	if (atomic_load_explicit(&s->fast_owner, memory_order_relaxed) != c) {
+		sa_fast_exit(c);
 		if (s->spanclass == SA_TINY_SC)
 			sa_free_tiny_fast(c, s, ptr, slow);
 		else
 			slow(ptr);
 		return;
 	}
-	if (sa_unlikely(!sa_span_exact(s, p, &idx)) || sa_unlikely(idx >= s->nelems)) {
-		slow(ptr);
-		return;
-	}
-	sa_fast_enter(c);
-	/*
-	 * Again inside it: until the region was entered, a stop could give
-	 * a held span to the collecting thread (sa_tcache_decay_stopped).
-	 * Inside, the owner changes only at this thread's safe points.
-	 */
-	if (sa_unlikely(atomic_load_explicit(&s->fast_owner, memory_order_relaxed) != c) ||
+	if (sa_unlikely(!sa_span_exact(s, p, &idx)) || sa_unlikely(idx >= s->nelems) ||
 	    sa_unlikely(sa_span_free_local(s, idx))) {
 		sa_fast_exit(c);
 		slow(ptr);

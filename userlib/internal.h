@@ -299,6 +299,7 @@ struct sa_tcache {
 	struct sa_uspan *spare[SA_BITS_KINDS];
 	uint32_t nspare[SA_BITS_KINDS];
 	uint32_t nadopted;
+	uint32_t reuses;		/* used-up spans reused in place (malloc.c) */
 	struct sa_counters st;
 	struct sa_tcache *prev, *next;	/* all caches, under sa_g.lock */
 
@@ -403,10 +404,14 @@ extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")
  * The calling thread's cache as the fast paths see it: sa_tc, or while
  * there is none sa_tc_none, a cache with no span and no tiny block in
  * which every fast path fails (mimalloc's empty heap), so that they need
- * no NULL test. Nothing writes sa_tc_none.
+ * no NULL test. Only its in_fast is written: free's fast path counts its
+ * region before it looks at the span's owner (one look, inside the
+ * region), and every thread without a cache counts there, racily. No
+ * stop, taker or fast path reads that count: stops look at sa_tc, and
+ * sa_tc_none's stop_pending stays 0.
  */
 extern __thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-exec")));
-extern const struct sa_tcache sa_tc_none;
+extern struct sa_tcache sa_tc_none;
 /* set when the thread's cache was destroyed (thread exit): see sa_free() */
 extern __thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
 

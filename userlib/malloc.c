@@ -295,6 +295,28 @@ __attribute__((noinline)) void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, u
 }
 
 /*
+ * The active span s is used up: when what this thread freed into it
+ * (and others since) makes room, allocation starts over in it here, as
+ * mimalloc's page collect does, at a fraction of the slow path's cost
+ * (the refill's housekeeping: decay, hand-off, tiny counts). Every
+ * SA_REUSE_HOUSEKEEPING-th time, and whenever the thread keeps spans
+ * aside (their decay runs at refills), the slow path does it instead.
+ * Not with heap profile samples in s: taking in their frees locks. *idx:
+ * the object taken. Inside the fast path's region.
+ */
+#define SA_REUSE_HOUSEKEEPING	8
+static inline bool sa_reuse_in_place(struct sa_tcache *c, struct sa_uspan *s, uint32_t *idx)
+{
+	if (!(++c->reuses % SA_REUSE_HOUSEKEEPING) || c->nheld || c->nadopted || c->decayed ||
+	    atomic_load_explicit(&s->nsampled, memory_order_relaxed) || !sa_span_reuse_freed(s))
+		return false;
+	sa_tcache_harvest(c, s);
+	SA_STAT_ADD(c->st.local_sweeps, 1);
+	*idx = sa_span_next_free(s);
+	return true;
+}
+
+/*
  * The fast path found the active span's cache empty: most often it ran
  * out at the end of a word of the span's bitmap, with free objects further
  * on. The next word's, loaded in a fast path's region as Go's nextFree
@@ -323,7 +345,8 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 	if (!s)
 		return NULL;
 	sa_fast_enter(c);
-	if (s->prof_rest || sa_sweep_needed(s) || (idx = sa_span_next_free(s)) >= s->nelems) {
+	if (s->prof_rest || sa_sweep_needed(s) ||
+	    ((idx = sa_span_next_free(s)) >= s->nelems && !sa_reuse_in_place(c, s, &idx))) {
 		sa_fast_exit(c);
 		return NULL;
 	}
@@ -355,7 +378,7 @@ __attribute__((noinline)) void *sa_alloc_slow(size_t size, bool noscan, bool zer
 static inline __attribute__((always_inline)) void *sa_allocate(size_t size, bool noscan,
 							       bool zero)
 {
-	return sa_fast_alloc(size, noscan, zero, sa_alloc_slow);
+	return sa_fast_alloc(size, noscan, zero, false, sa_alloc_slow);
 }
 
 void *sa_alloc(size_t size)
@@ -371,7 +394,7 @@ void *sa_alloc_noscan(size_t size)
 void *sa_malloc(size_t size)
 {
 	/* 8-byte aligned at least, as jemalloc and mimalloc: no odd tiny offsets */
-	return sa_fast_alloc(sa_round_small(size), true, false, sa_alloc_slow);
+	return sa_fast_alloc(sa_round_small(size), true, false, true, sa_alloc_slow);
 }
 
 void *sa_calloc(size_t n, size_t size)

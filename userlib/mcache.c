@@ -43,10 +43,8 @@
 #include "internal.h"
 
 __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")));
-/* const: a write to it, which would be a bug, faults */
-const struct sa_tcache sa_tc_none = { .tiny_off = SA_TINY_SIZE };
-__thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-exec"))) =
-	(struct sa_tcache *)&sa_tc_none;
+struct sa_tcache sa_tc_none = { .tiny_off = SA_TINY_SIZE };
+__thread struct sa_tcache *sa_tc_fast __attribute__((tls_model("initial-exec"))) = &sa_tc_none;
 __thread int sa_tc_gone __attribute__((tls_model("initial-exec")));
 
 /* Returns queued for one exchange. */
@@ -828,7 +826,7 @@ void sa_tcache_destroy(struct sa_tcache *c)
 {
 	/* first: a signal handler's free must not start a fast path on c */
 	if (sa_tc_fast == c) {
-		sa_tc_fast = (struct sa_tcache *)&sa_tc_none;
+		sa_tc_fast = &sa_tc_none;
 		atomic_signal_fence(memory_order_seq_cst);
 	}
 	/*

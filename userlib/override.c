@@ -197,7 +197,7 @@ static __attribute__((noinline)) void *sa_malloc_other(size_t size, bool noscan,
 
 void *malloc(size_t size)
 {
-	return sa_fast_alloc(sa_round_small(size), true, false, sa_malloc_other);
+	return sa_fast_alloc(sa_round_small(size), true, false, true, sa_malloc_other);
 }
 
 void *calloc(size_t n, size_t size)
@@ -209,7 +209,7 @@ void *calloc(size_t n, size_t size)
 		return NULL;
 	}
 	/* noscan and zeroed: Boehm's GC_MALLOC_ATOMIC rule */
-	return sa_fast_alloc(sa_round_small(bytes), true, true, sa_malloc_other);
+	return sa_fast_alloc(sa_round_small(bytes), true, true, true, sa_malloc_other);
 }
 
 static __attribute__((noinline)) void sa_free_other(void *p)
