@@ -184,9 +184,11 @@ TEST(the_malloc_familys_sizes_are_never_tiny)
 	for (size_t n = 0; n <= 4 * SA_TINY_SIZE; n++) {
 		size_t r = sa_round_small(n);
 
-		EXPECT_TRUE(n < SA_TINY_SIZE ? r >= n && r % 8 == 0 : r == n) TH_LOG("%zu bytes rounded to %zu", n, r);
+		EXPECT_TRUE(n < SA_TINY_SIZE ? r >= n && r % 8 == 0 : r == n)
+			TH_LOG("%zu bytes rounded to %zu", n, r);
 		for (size_t pad = 0; pad < 2; pad++) {
-			EXPECT_FALSE(sa_tiny_wanted(r, r + pad, true)) TH_LOG("%zu bytes, pad %zu", n, pad);
+			EXPECT_FALSE(sa_tiny_wanted(r, r + pad, true))
+				TH_LOG("%zu bytes, pad %zu", n, pad);
 		}
 	}
 }

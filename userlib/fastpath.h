@@ -147,7 +147,7 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 	bool dirty;
 
 	if (sa_likely(sz <= 1024)) {
-		/* rounded (sa_round_small): 8 or 16 and up, never tiny; told */
+		/* rounded (sa_round_small): 8, or 16 and up, never a tiny size */
 		if (!rounded && sa_tiny_wanted(size, sz, noscan)) {
 			p = (uintptr_t)sa_fast_tiny(c, (uint32_t)size, (uint32_t)sz);
 			return sa_likely(p) ? (void *)p : slow(size, noscan, zero);

@@ -21,7 +21,9 @@
  *     reads taking (sa_safe_enter): the barrier falls before the read,
  *     which then sees taking set and waits (sa_handoff_wait), or after
  *     the store, which the taker then sees. From here c's lists are the
- *     taker's, until it clears taking.
+ *     taker's, until it clears taking. (c's fast paths only read
+ *     decay_ms, an atomic, to tell whether c keeps anything: malloc.c's
+ *     reuse in place.)
  *  2. The taker becomes the owner of each stale held span, then barriers
  *     again, then waits for in_fast to be 0. A fast free into such a span
  *     reads its owner inside its region (fastpath.h): one that read c did

@@ -299,7 +299,7 @@ struct sa_tcache {
 	struct sa_uspan *spare[SA_BITS_KINDS];
 	uint32_t nspare[SA_BITS_KINDS];
 	uint32_t nadopted;
-	uint32_t reuses;		/* used-up spans reused in place (malloc.c) */
+	uint32_t used_up;		/* active spans the fast path used up (malloc.c) */
 	struct sa_counters st;
 	struct sa_tcache *prev, *next;	/* all caches, under sa_g.lock */
 
@@ -308,7 +308,9 @@ struct sa_tcache {
 	 * inside the allocator and its spans are in flux; a stop request that
 	 * arrives then is noted in stop_pending and honoured on the way out,
 	 * as is gc_due, "a collection is due", from the pacer. Plain fields:
-	 * only this thread and its signal handler write them.
+	 * only this thread and its signal handler write them (and, racily,
+	 * every thread without a cache writes sa_tc_none's in_fast, which
+	 * nothing reads).
 	 */
 	volatile int nosafe;
 	volatile int stop_pending;	/* set by the signal handler only */

@@ -295,19 +295,22 @@ __attribute__((noinline)) void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, u
 }
 
 /*
- * The active span s is used up: when what this thread freed into it
- * (and others since) makes room, allocation starts over in it here, as
- * mimalloc's page collect does, at a fraction of the slow path's cost
- * (the refill's housekeeping: decay, hand-off, tiny counts). Every
+ * The active span s is used up: when what was freed into it since (by
+ * this thread, or by others) makes room, allocation starts over in it
+ * here, as mimalloc's page collect does, at a fraction of the slow path's
+ * cost (the refill's housekeeping: decay, hand-off, tiny counts). Every
  * SA_REUSE_HOUSEKEEPING-th time, and whenever the thread keeps spans
- * aside (their decay runs at refills), the slow path does it instead.
+ * aside (decay_ms set: their decay runs at refills; read atomically, a
+ * taker may be clearing it, handoff.c), the slow path does it instead.
  * Not with heap profile samples in s: taking in their frees locks. *idx:
  * the object taken. Inside the fast path's region.
  */
 #define SA_REUSE_HOUSEKEEPING	8
 static inline bool sa_reuse_in_place(struct sa_tcache *c, struct sa_uspan *s, uint32_t *idx)
 {
-	if (!(++c->reuses % SA_REUSE_HOUSEKEEPING) || c->nheld || c->nadopted || c->decayed ||
+	c->used_up++;
+	if (!(c->used_up % SA_REUSE_HOUSEKEEPING) ||
+	    atomic_load_explicit(&c->decay_ms, memory_order_relaxed) || c->decayed ||
 	    atomic_load_explicit(&s->nsampled, memory_order_relaxed) || !sa_span_reuse_freed(s))
 		return false;
 	sa_tcache_harvest(c, s);

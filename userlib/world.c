@@ -493,22 +493,25 @@ static bool sa_world_send_stop(struct sa_tcache *c, uint32_t epoch)
  * After the 5 s warning: each thread that has not stopped, what it was
  * doing as far as the library knows, and where /proc says it is (the
  * system call it waits in, with its stack pointer and PC, or "running").
- * Not stdio, nor malloc: a stopped thread may hold their locks.
+ * Not stdio, nor malloc: a stopped thread may hold their locks; raw
+ * system calls, which are no cancellation points (a cancelled collector
+ * would leave the world stopped). A thread still waking from the last
+ * stop (stop_sp set) is not listed, one the stop found gone may be.
  */
 static void sa_world_tell_late(const struct sa_tcache *self)
 {
 	for (struct sa_tcache *c = world_threads; c; c = c->gc_next) {
 		char path[64], where[160] = "?", msg[320];
-		ssize_t len = 0;
-		int fd, n;
+		long len = 0, fd;
+		int n;
 
 		if (c == self || atomic_load_explicit(&c->stop_sp, memory_order_relaxed))
 			continue;
 		snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)c->tid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
-			len = read(fd, where, sizeof(where) - 1);
-			close(fd);
+			len = syscall(SYS_read, fd, where, sizeof(where) - 1);
+			syscall(SYS_close, fd);
 		}
 		if (len > 0) {
 			where[len] = 0;
@@ -516,9 +519,12 @@ static void sa_world_tell_late(const struct sa_tcache *self)
 		}
 		n = snprintf(msg, sizeof(msg),
 			     "spanalloc: gc: thread %d: nosafe %d, in_fast %d, stop_pending %d, taking %d; /proc syscall: %s\n",
-			     (int)c->tid, c->nosafe, c->in_fast, c->stop_pending,
-			     atomic_load(&c->taking), where);
-		if (n > 0 && write(2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1) < 0)
+			     (int)c->tid, __atomic_load_n(&c->nosafe, __ATOMIC_RELAXED),
+			     __atomic_load_n(&c->in_fast, __ATOMIC_RELAXED),
+			     __atomic_load_n(&c->stop_pending, __ATOMIC_RELAXED),
+			     atomic_load_explicit(&c->taking, memory_order_relaxed), where);
+		if (n > 0 && syscall(SYS_write, 2, msg,
+				     (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1) < 0)
 			return;
 	}
 }
@@ -552,7 +558,7 @@ int sa_world_stop(void)
 					   "spanalloc: gc: %u of %u threads have not stopped after 5 s (does one block signal %d, or handle it itself?)\n",
 					   n - acks, n, world_signal);
 
-			if (write(2, msg, (size_t)len) >= 0)
+			if (syscall(SYS_write, 2, msg, (size_t)len) >= 0)
 				sa_world_tell_late(self);
 		}
 	}
