@@ -26,9 +26,10 @@ void sa_free_slow(void *ptr);
 void sa_free_tiny_block(struct sa_tcache *c, struct sa_uspan *s, uint32_t idx);
 typedef void sa_free_fn(void *ptr);
 /*
- * sa_fast_free_tiny() out of line, then slow(ptr) if it cannot: inlined,
- * the tiny free's registers and stack made every fast free save and
- * restore three registers (8 instructions).
+ * sa_fast_free_tiny_in() out of line, in the region the fast free
+ * entered (it leaves it), then slow(ptr) if it cannot: inlined, the tiny
+ * free's registers and stack made every fast free save and restore three
+ * registers (8 instructions).
  */
 void sa_free_tiny_fast(struct sa_tcache *c, struct sa_uspan *s, void *ptr, sa_free_fn *slow);
 void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, uint32_t size)
@@ -176,20 +177,19 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
  * Frees tiny object p of s (any thread's): its bytes leave the block's
  * mask, and the block goes when that empties it, inline when s is the
  * calling thread's. False, having changed nothing, when no object starts
- * at p (the slow path reports it).
+ * at p (the slow path reports it). Called inside a region the caller
+ * entered; leaves it.
  */
-static inline __attribute__((always_inline)) bool sa_fast_free_tiny(struct sa_tcache *c,
-								    struct sa_uspan *s,
-								    uintptr_t p)
+static inline __attribute__((always_inline)) bool sa_fast_free_tiny_in(struct sa_tcache *c,
+								       struct sa_uspan *s,
+								       uintptr_t p)
 {
 	uint32_t idx = (uint32_t)((p - s->base) / SA_TINY_SIZE), size, empty;
 
-	if (sa_unlikely(idx >= s->nelems))
-		return false;
-	sa_fast_enter(c);
 	/* spans are page aligned: p's offset in its block is p's low bits */
-	size = sa_tiny_release(&s->tiny[idx], (uint32_t)(p % SA_TINY_SIZE), &empty);
-	if (sa_unlikely(!size)) {
+	if (sa_unlikely(idx >= s->nelems) ||
+	    sa_unlikely(!(size = sa_tiny_release(&s->tiny[idx], (uint32_t)(p % SA_TINY_SIZE),
+						 &empty)))) {
 		sa_fast_exit(c);
 		return false;
 	}
@@ -210,6 +210,15 @@ static inline __attribute__((always_inline)) bool sa_fast_free_tiny(struct sa_tc
 	}
 	sa_fast_exit(c);
 	return sa_fast_done(c, s) != NULL;
+}
+
+/* sa_fast_free_tiny_in, in a region of its own. */
+static inline __attribute__((always_inline)) bool sa_fast_free_tiny(struct sa_tcache *c,
+								    struct sa_uspan *s,
+								    uintptr_t p)
+{
+	sa_fast_enter(c);
+	return sa_fast_free_tiny_in(c, s, p);
 }
 
 /*
@@ -237,11 +246,12 @@ static inline __attribute__((always_inline)) void sa_fast_free(void *ptr, sa_fre
 	 */
 	sa_fast_enter(c);
 	if (atomic_load_explicit(&s->fast_owner, memory_order_relaxed) != c) {
+		if (s->spanclass == SA_TINY_SC) {
+			sa_free_tiny_fast(c, s, ptr, slow);	/* leaves the region */
+			return;
+		}
 		sa_fast_exit(c);
-		if (s->spanclass == SA_TINY_SC)
-			sa_free_tiny_fast(c, s, ptr, slow);
-		else
-			slow(ptr);
+		slow(ptr);
 		return;
 	}
 	if (sa_unlikely(!sa_span_exact(s, p, &idx)) || sa_unlikely(idx >= s->nelems) ||

@@ -637,8 +637,12 @@ __attribute__((noinline)) void sa_free_slow(void *ptr)
 __attribute__((noinline)) void sa_free_tiny_fast(struct sa_tcache *c, struct sa_uspan *s,
 						 void *ptr, sa_free_fn *slow)
 {
-	if (c == &sa_tc_none || !sa_fast_free_tiny(c, s, (uintptr_t)ptr))
+	if (c == &sa_tc_none) {
+		sa_fast_exit(c);
 		slow(ptr);
+	} else if (!sa_fast_free_tiny_in(c, s, (uintptr_t)ptr)) {
+		slow(ptr);
+	}
 }
 
 void sa_free(void *ptr)
