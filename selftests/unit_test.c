@@ -688,6 +688,79 @@ TEST(tiny_carve_after_a_stray_free_changes_nothing)
 }
 
 /*
+ * One thread carves blocks while another frees each object as soon as it
+ * is carved (tiny.h's adds and subtracts, racing on one mask): every free
+ * returns the object's size, each block empties exactly once, whichever
+ * side finishes last, and every mask ends at 0.
+ */
+#define RACE_BLOCKS 20000
+static struct tiny_race {
+	_Atomic(sa_tiny_mask) m[RACE_BLOCKS];
+	_Atomic uint32_t emptied[RACE_BLOCKS];
+	_Atomic uint32_t q[RACE_BLOCKS * 8];	/* block << 16 | off << 8 | size */
+	_Atomic uint32_t nq, bad;
+	_Atomic int finished;
+} tiny_race;
+
+static void *tiny_race_freer(void *arg)
+{
+	struct tiny_race *r = arg;
+	uint32_t done = 0;
+
+	while (!atomic_load(&r->finished) || done < atomic_load(&r->nq)) {
+		uint32_t it, b, freed = 0;
+
+		if (done == atomic_load(&r->nq))
+			continue;
+		it = atomic_load(&r->q[done++]);
+		b = it >> 16;
+		if (sa_tiny_release(&r->m[b], (it >> 8) & 0xff, &freed) != (it & 0xff))
+			atomic_fetch_add(&r->bad, 1);
+		if (freed)
+			atomic_fetch_add(&r->emptied[b], 1);
+	}
+	return NULL;
+}
+
+TEST(tiny_masks_stay_exact_while_another_thread_frees)
+{
+	struct tiny_race *r = &tiny_race;
+	unsigned int seed = 777;
+	pthread_t t;
+
+	ASSERT_EQ(0, pthread_create(&t, NULL, tiny_race_freer, r));
+	for (uint32_t b = 0; b < RACE_BLOCKS; b++) {
+		uint32_t fill = 0, freed = 0;
+
+		atomic_store(&r->m[b], sa_tiny_fresh());
+		for (;;) {
+			uint32_t req = 1 + (uint32_t)rand_r(&seed) % 15, size = sa_tiny_round(req);
+			uint32_t off = sa_tiny_align(fill, sa_tiny_alignment(req));
+
+			if (off + size > 16)
+				break;
+			ASSERT_EQ(0, sa_tiny_carve(&r->m[b], fill, off, size));
+			atomic_store(&r->q[atomic_load(&r->nq)], b << 16 | off << 8 | size);
+			atomic_fetch_add(&r->nq, 1);
+			fill = off + size;
+		}
+		/* the carving thread retires the rest, as sa_tiny_retire does */
+		if (fill < 16) {
+			ASSERT_EQ(16 - fill, sa_tiny_release(&r->m[b], fill, &freed));
+			if (freed)
+				atomic_fetch_add(&r->emptied[b], 1);
+		}
+	}
+	atomic_store(&r->finished, 1);
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	EXPECT_EQ(0, atomic_load(&r->bad));
+	for (uint32_t b = 0; b < RACE_BLOCKS; b++) {
+		ASSERT_EQ(0, (sa_tiny_mask)atomic_load(&r->m[b]));
+		ASSERT_EQ(1, atomic_load(&r->emptied[b]));
+	}
+}
+
+/*
  * A program's signal handler that allocates can interrupt a fast path:
  * the handler's own fast path ending must leave the interrupted one
  * marked, or a stop or a handoff would take its span mid-change.

@@ -279,9 +279,11 @@ struct sa_tcache {
 	 * Tiny objects the fast paths carved and freed: plain counters only
 	 * this thread writes (one add each), taken into st at each refill and
 	 * give-back (sa_tcache_harvest_tiny) and seen at once by the thread's
-	 * own sa_get_stats.
+	 * own sa_get_stats. Each count apart from the byte count it goes
+	 * with: side by side, the compiler made the two adds one vector add
+	 * of seven instructions.
 	 */
-	uint64_t tiny_n, tiny_bytes, tiny_freed, tiny_freed_bytes;
+	uint64_t tiny_n, tiny_freed, tiny_bytes, tiny_freed_bytes;
 	/*
 	 * The heap profile's countdown (prof.c): bytes until the next sample
 	 * point, the rate it was drawn for, its random state, the bytes the

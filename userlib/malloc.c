@@ -536,8 +536,8 @@ static __attribute__((noinline)) void sa_free_tiny(struct sa_tcache *c, struct s
  * block's were never counted allocated. Called in a no-safe-point region
  * the caller entered; leaves it. A free keeps errno (the drop-in's must).
  */
-__attribute__((noinline)) void sa_free_tiny_block(struct sa_tcache *c, struct sa_uspan *s,
-						  uint32_t idx)
+static __attribute__((noinline)) void sa_free_tiny_block(struct sa_tcache *c,
+							 struct sa_uspan *s, uint32_t idx)
 {
 	int saved = errno;
 
@@ -546,6 +546,28 @@ __attribute__((noinline)) void sa_free_tiny_block(struct sa_tcache *c, struct sa
 	sa_free_slot(c, s, idx);
 	sa_safe_exit(c);
 	errno = saved;
+}
+
+/*
+ * A tiny free emptied block idx of s, in the fast free's region, which
+ * this leaves: the block goes too, as a local free when s is c's own (the
+ * common case, a few instructions), else through sa_free_tiny_block. Out
+ * of line, so that the fast free stays a leaf without a frame. The block
+ * is still allocated until then: no stop before it is freed, or a sweep
+ * could free it first.
+ */
+__attribute__((noinline)) void sa_free_tiny_emptied(struct sa_tcache *c, struct sa_uspan *s,
+						    uint32_t idx)
+{
+	if (atomic_load_explicit(&s->owner, memory_order_relaxed) != c ||
+	    sa_unlikely(sa_span_free_local(s, idx))) {
+		sa_safe_enter(c);
+		sa_fast_exit(c);
+		sa_free_tiny_block(c, s, idx);
+		return;
+	}
+	sa_fast_exit(c);
+	(void)sa_fast_done(c, s);
 }
 
 /* Frees ptr, an object of s, with c's counters and span lists. */
