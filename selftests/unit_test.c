@@ -771,9 +771,34 @@ TEST(a_nested_fast_path_leaves_the_outer_one_marked)
 
 	sa_fast_enter(&c);
 	sa_fast_enter(&c);	/* the handler's */
-	sa_fast_exit(&c);
+	EXPECT_TRUE(sa_fast_exit(&c));	/* not 0: sa_fast_stop looks, and waits */
 	EXPECT_NE(0, c.in_fast);
-	sa_fast_exit(&c);
+	EXPECT_FALSE(sa_fast_exit(&c));
+	EXPECT_EQ(0, c.in_fast);
+}
+
+/*
+ * A stop the handler noted in a fast path makes the subtract that leaves
+ * the region say so, nested or not, and only the count says whether the
+ * thread is still inside (the hand-off and sa_safe_exit read it).
+ */
+TEST(a_stop_noted_in_a_fast_path_is_seen_by_its_exit)
+{
+	static struct sa_tcache c;
+
+	EXPECT_FALSE(sa_fast_exit((sa_fast_enter(&c), &c)));
+	sa_fast_enter(&c);
+	sa_signal_or(&c.in_fast, SA_FAST_STOP);	/* as sa_world_on_signal does */
+	EXPECT_EQ(1, c.in_fast & SA_FAST_COUNT);
+	EXPECT_TRUE(sa_fast_exit(&c));
+	EXPECT_EQ(0, c.in_fast & SA_FAST_COUNT);
+	EXPECT_EQ(SA_FAST_STOP, c.in_fast);
+	/* until a stop clears it (sa_world_park), every exit looks */
+	sa_fast_enter(&c);
+	EXPECT_TRUE(sa_fast_exit(&c));
+	sa_signal_andnot(&c.in_fast, SA_FAST_STOP);
+	sa_fast_enter(&c);
+	EXPECT_FALSE(sa_fast_exit(&c));
 	EXPECT_EQ(0, c.in_fast);
 }
 

@@ -32,7 +32,8 @@ typedef void sa_free_fn(void *ptr);
  * registers (8 instructions).
  */
 void sa_free_tiny_fast(struct sa_tcache *c, struct sa_uspan *s, void *ptr, sa_free_fn *slow);
-void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, uint32_t size)
+void *sa_fast_zero(uintptr_t p, uint32_t size) __attribute__((returns_nonnull));
+void *sa_fast_late(struct sa_tcache *c, uintptr_t p, uint32_t size, bool dirty)
 	__attribute__((returns_nonnull));
 /*
  * The slow paths a fast path's caller names: they take what the caller
@@ -98,7 +99,6 @@ static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache
 	c->tiny_off = off + sz;
 	c->tiny_n++;
 	c->tiny_bytes += sz;
-	sa_fast_exit(c);
 	/* never 0: blocks lie inside the heap mapping (told, so no test) */
 	if (!(block + off))
 		__builtin_unreachable();
@@ -106,21 +106,24 @@ static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache
 }
 
 /*
- * Object p of elemsize bytes, which a fast path's region (left since)
- * took: zeroed if dirty, and returned. Zeroing comes after the region: the
- * object is allocated, so a stop meanwhile only scans old words.
+ * Leaves the region in which a fast path took object p of elemsize bytes
+ * and returns it, zeroed if dirty (sa_fast_late if a stop waits). Zeroing
+ * comes after the region: the object is allocated, so a stop meanwhile
+ * only scans old words.
  */
 static inline __attribute__((always_inline)) void *sa_fast_hand_out(struct sa_tcache *c,
 								    uintptr_t p,
 								    uint32_t elemsize,
 								    bool dirty)
 {
+	if (sa_unlikely(sa_fast_exit(c)))
+		return sa_fast_late(c, p, elemsize, dirty);
 	if (dirty) {
 		if (sa_unlikely(elemsize > SA_ZERO_INLINE))
-			return sa_fast_zero(c, p, elemsize);
+			return sa_fast_zero(p, elemsize);
 		sa_zero_small(p, elemsize);
 	}
-	return sa_fast_done(c, (void *)p);
+	return (void *)p;
 }
 
 /*
@@ -168,11 +171,12 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 		return slow(size, noscan, zero);
 	sa_fast_enter(c);
 	p = sa_span_next_fast(s);
+	if (sa_unlikely(!p)) {
+		sa_fast_exit(c);
+		return slow(size, noscan, zero);
+	}
 	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
 	elemsize = s->elemsize;
-	sa_fast_exit(c);
-	if (sa_unlikely(!p))
-		return slow(size, noscan, zero);
 	return sa_fast_hand_out(c, p, elemsize, dirty);
 }
 
@@ -202,7 +206,6 @@ static inline __attribute__((always_inline)) bool sa_fast_free_tiny_in(struct sa
 		sa_free_tiny_emptied(c, s, idx);	/* leaves the region */
 		return true;
 	}
-	sa_fast_exit(c);
 	return sa_fast_done(c, s) != NULL;
 }
 
@@ -254,7 +257,6 @@ static inline __attribute__((always_inline)) void sa_fast_free(void *ptr, sa_fre
 		slow(ptr);
 		return;
 	}
-	sa_fast_exit(c);
 	(void)sa_fast_done(c, s);
 }
 

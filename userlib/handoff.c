@@ -130,9 +130,9 @@ static void sa_handoff_release(struct sa_tcache *c)
 /* Whether c's thread is out of its fast path, waiting a little for it. */
 static bool sa_handoff_quiet(const struct sa_tcache *c)
 {
-	for (int i = 0; i < SA_HANDOFF_YIELDS && c->in_fast; i++)
+	for (int i = 0; i < SA_HANDOFF_YIELDS && (c->in_fast & SA_FAST_COUNT); i++)
 		sched_yield();
-	return !c->in_fast;
+	return !(c->in_fast & SA_FAST_COUNT);
 }
 
 /*

@@ -311,19 +311,22 @@ struct sa_tcache {
 	 * arrives then is noted in stop_pending and honoured on the way out,
 	 * as is gc_due, "a collection is due", from the pacer. Plain fields:
 	 * only this thread and its signal handler write them (and, racily,
-	 * every thread without a cache writes sa_tc_none's in_fast, which
-	 * nothing reads).
+	 * every thread without a cache writes sa_tc_none's in_fast, whose
+	 * value nothing uses: such a thread's fast paths all fail).
 	 */
 	volatile int nosafe;
 	volatile int stop_pending;	/* set by the signal handler only */
 	/*
 	 * Non-zero while the thread is in a fast path (sa_fast_enter): a
 	 * stop that arrives then is noted in stop_pending, as inside a slow
-	 * path, and honoured once it is 0 again. A count, not a flag: a
-	 * program's signal handler that allocates may interrupt a fast path,
-	 * and its own fast path ending must not end the one it interrupted.
+	 * path, and as SA_FAST_STOP here, and honoured once the count
+	 * (SA_FAST_COUNT) is 0 again. A count, not a flag: a program's
+	 * signal handler that allocates may interrupt a fast path, and its
+	 * own fast path ending must not end the one it interrupted.
 	 */
 	volatile int in_fast;
+#define SA_FAST_COUNT	0xffff		/* in_fast: the regions entered */
+#define SA_FAST_STOP	0x10000		/* in_fast: a stop noted in one */
 	/*
 	 * Set while another thread takes the spans this one keeps aside
 	 * (handoff.c); its slow paths wait at sa_safe_enter() meanwhile.
@@ -854,7 +857,8 @@ static inline void sa_safe_exit(struct sa_tcache *c)
 	__atomic_store_n(&c->nosafe, c->nosafe - 1, __ATOMIC_RELEASE);
 	atomic_signal_fence(memory_order_seq_cst);
 	/* a slow path in a signal handler that interrupted a fast path waits */
-	if (sa_unlikely(c->stop_pending | c->gc_due) && !c->nosafe && !c->in_fast)
+	if (sa_unlikely(c->stop_pending | c->gc_due) && !c->nosafe &&
+	    !(c->in_fast & SA_FAST_COUNT))
 		sa_safepoint(c);
 }
 
@@ -873,36 +877,71 @@ static inline void sa_signal_add(volatile int *v, int d)
 #endif
 }
 
+/* sa_signal_add's bitwise forms: one instruction each, as it is. */
+static inline void sa_signal_or(volatile int *v, int bits)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ volatile("orl %1, %0" : "+m"(*v) : "ir"(bits) : "memory");
+#else
+	__atomic_fetch_or(v, bits, __ATOMIC_SEQ_CST);
+#endif
+}
+
+static inline void sa_signal_andnot(volatile int *v, int bits)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ volatile("andl %1, %0" : "+m"(*v) : "ir"(~bits) : "memory");
+#else
+	__atomic_fetch_and(v, ~bits, __ATOMIC_SEQ_CST);
+#endif
+}
+
 /*
  * The fast paths' safe points: a count raised around the instructions
- * that change a span, which makes the stop handler only note a stop in
- * stop_pending (a count, not the interrupted PC, so that a stop inside a
- * program's own signal handler that interrupted a fast path waits too).
- * A fast path that succeeds tests it as the last thing it does
- * (sa_fast_done); one that fails goes to a slow path, whose
- * sa_safe_exit() honours it. Cheaper than sa_safe_enter/exit: one
- * instruction each way, no due collection to run (only slow paths make one due), and
- * the test comes where the function returns, so that the fast path
- * stays a leaf. A fast path leaves before it calls anything that may take
- * a lock or wait, and whatever it hands to a slow path, the slow path
- * reads again under sa_safe_enter().
+ * that change a span, which makes the stop handler only note a stop (a
+ * count, not the interrupted PC, so that a stop inside a program's own
+ * signal handler that interrupted a fast path waits too). The handler
+ * notes it twice: in stop_pending, for slow paths, and as SA_FAST_STOP in
+ * in_fast itself, so that the subtract that leaves the region is also its
+ * test: in_fast is 0 after it unless a stop waits (or this fast path
+ * interrupted another, which then ends the region). A fast path that
+ * succeeds ends with that (sa_fast_done); one that fails goes to a slow
+ * path, whose sa_safe_exit() honours a stop. Cheaper than
+ * sa_safe_enter/exit: two instructions each way, no due collection to run
+ * (only slow paths make one due), and no call on the way, so that the
+ * fast path stays a leaf. A fast path leaves before it calls anything
+ * that may take a lock or wait, and whatever it hands to a slow path, the
+ * slow path reads again under sa_safe_enter().
  */
 static inline void sa_fast_enter(struct sa_tcache *c)
 {
 	sa_signal_add(&c->in_fast, 1);
 }
 
-static inline void sa_fast_exit(struct sa_tcache *c)
+/*
+ * Leaves the region; true when in_fast is not 0 after that, for
+ * sa_fast_stop to look at. One subtract and its flags: a signal handler
+ * comes before it (and its noted stop makes the result non-zero) or after
+ * it (and finds the thread outside, free to stop it there).
+ */
+static inline bool sa_fast_exit(struct sa_tcache *c)
 {
-	sa_signal_add(&c->in_fast, -1);
+#if defined(__x86_64__) || defined(__i386__)
+	bool zero;
+
+	__asm__ volatile("subl $1, %0" : "+m"(c->in_fast), "=@ccz"(zero) : : "memory");
+	return !zero;
+#else
+	return __atomic_sub_fetch(&c->in_fast, 1, __ATOMIC_SEQ_CST) != 0;
+#endif
 }
 
 void *sa_fast_stop(struct sa_tcache *c, void *ret) __attribute__((returns_nonnull));
 
-/* A fast path's return of ret (never NULL), after a stop it held back. */
+/* A fast path's return of ret (never NULL): leaves its region, stopping if asked. */
 static inline void *sa_fast_done(struct sa_tcache *c, void *ret)
 {
-	return sa_unlikely(c->stop_pending) ? sa_fast_stop(c, ret) : ret;
+	return sa_unlikely(sa_fast_exit(c)) ? sa_fast_stop(c, ret) : ret;
 }
 
 /* heap.c: the pool of span records, walked by the collector. */

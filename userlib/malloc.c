@@ -288,10 +288,20 @@ static __attribute__((noinline, cold)) void *sa_alloc_after_gc(struct sa_tcache 
 }
 
 /* The fast path's object, too big to zero inline, zeroed and returned. */
-__attribute__((noinline)) void *sa_fast_zero(struct sa_tcache *c, uintptr_t p, uint32_t size)
+__attribute__((noinline)) void *sa_fast_zero(uintptr_t p, uint32_t size)
 {
 	memset((void *)p, 0, size);
-	return sa_fast_done(c, (void *)p);
+	return (void *)p;
+}
+
+/* The fast path's object, when its region ended with a stop waiting. */
+__attribute__((noinline, cold)) void *sa_fast_late(struct sa_tcache *c, uintptr_t p,
+						   uint32_t size, bool dirty)
+{
+	(void)sa_fast_stop(c, (void *)p);
+	if (dirty)
+		sa_zero_object(p, size);
+	return (void *)p;
 }
 
 /*
@@ -355,7 +365,6 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 	}
 	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
 	elemsize = s->elemsize;
-	sa_fast_exit(c);
 	return sa_fast_hand_out(c, sa_span_object(s, idx), elemsize, dirty);
 }
 
@@ -566,7 +575,6 @@ __attribute__((noinline)) void sa_free_tiny_emptied(struct sa_tcache *c, struct 
 		sa_free_tiny_block(c, s, idx);
 		return;
 	}
-	sa_fast_exit(c);
 	(void)sa_fast_done(c, s);
 }
 

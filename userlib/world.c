@@ -96,6 +96,7 @@ static __attribute__((noinline)) void sa_world_park(struct sa_tcache *c)
 	__builtin_unwind_init();
 	sa_world_note_stack(c, (uintptr_t)&marker);
 	c->stop_pending = 0;
+	sa_signal_andnot(&c->in_fast, SA_FAST_STOP);
 	epoch = atomic_load(&world_epoch);
 	atomic_fetch_add(&world_acks, 1);
 	sa_futex(&world_acks, FUTEX_WAKE, 1, NULL);
@@ -132,8 +133,10 @@ static void sa_world_on_signal(int sig, siginfo_t *si, void *uc)
 		sa_world_chain(sig, si, uc);
 		return;
 	}
-	if (c->nosafe || c->in_fast) {
+	if (c->nosafe || (c->in_fast & SA_FAST_COUNT)) {
 		c->stop_pending = 1;
+		if (c->in_fast & SA_FAST_COUNT)
+			sa_signal_or(&c->in_fast, SA_FAST_STOP);
 		if (!c->nosafe)
 			atomic_fetch_add_explicit(&sa_world_fast_stops, 1, memory_order_relaxed);
 	} else {
@@ -142,14 +145,21 @@ static void sa_world_on_signal(int sig, siginfo_t *si, void *uc)
 	errno = saved;
 }
 
-/* A stop noted in a fast path, honoured at its end (sa_fast_done). */
+/*
+ * A fast path's region ended with in_fast not 0 (sa_fast_done): a stop
+ * noted in it is honoured here, unless this fast path is in a handler
+ * that interrupted another fast path or a slow path, which honours it.
+ */
 __attribute__((noinline, cold)) void *sa_fast_stop(struct sa_tcache *c, void *ret)
 {
 	int saved = errno;
 
-	/* not if this fast path is in a handler that interrupted another */
-	if (c->stop_pending && !c->nosafe && !c->in_fast)
-		sa_world_park(c);
+	if (!(c->in_fast & SA_FAST_COUNT) && !c->nosafe) {
+		if (c->stop_pending)
+			sa_world_park(c);
+		else	/* its stop was honoured on another way out */
+			sa_signal_andnot(&c->in_fast, SA_FAST_STOP);
+	}
 	errno = saved;
 	return ret;
 }
