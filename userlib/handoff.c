@@ -185,24 +185,18 @@ static bool sa_handoff_take(struct sa_tcache *self, struct sa_tcache **c, uint32
 }
 
 /*
- * From self's refill, inside its no-stop region: a pass over the other
- * caches if none ran for the decay time.
+ * The pass itself, once self won the right to run it (sa_handoff_idle).
+ * Apart, so that the refill's usual early return saves no registers and
+ * reserves no room for candidates.
  */
-void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
+static __attribute__((noinline)) void sa_handoff_pass(struct sa_tcache *self,
+						       struct sa_stale st)
 {
-	uint32_t last = atomic_load_explicit(&sa_handoff_ms, memory_order_relaxed);
-	struct sa_stale st = { .decay = sa_held_decay_ms() };
 	struct sa_tcache *cand[SA_HANDOFF_MAX];
 	bool took = false;
 	uint32_t n = 0;
 	int saved;
 
-	if (SA_HANDOFF_OFF || !atomic_load_explicit(&sa_g.handoff, memory_order_relaxed) ||
-	    sa_gc_on() ||
-	    !sa_ms_since(now, last, st.decay > SA_HANDOFF_MIN_MS ? st.decay : SA_HANDOFF_MIN_MS) ||
-	    !atomic_compare_exchange_strong_explicit(&sa_handoff_ms, &last, now,
-						     memory_order_relaxed, memory_order_relaxed))
-		return;
 	saved = errno;
 	pthread_mutex_lock(&sa_g.lock);
 	/* after the wait for the lock: no stamp read below is later than now */
@@ -223,6 +217,24 @@ void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
 	if (took)
 		sa_tcache_return_decayed(self);
 	errno = saved;
+}
+
+/*
+ * From self's refill, inside its no-stop region: a pass over the other
+ * caches if none ran for the decay time.
+ */
+void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
+{
+	uint32_t last = atomic_load_explicit(&sa_handoff_ms, memory_order_relaxed);
+	struct sa_stale st = { .decay = sa_held_decay_ms() };
+
+	if (SA_HANDOFF_OFF || !atomic_load_explicit(&sa_g.handoff, memory_order_relaxed) ||
+	    sa_gc_on() ||
+	    !sa_ms_since(now, last, st.decay > SA_HANDOFF_MIN_MS ? st.decay : SA_HANDOFF_MIN_MS) ||
+	    !atomic_compare_exchange_strong_explicit(&sa_handoff_ms, &last, now,
+						     memory_order_relaxed, memory_order_relaxed))
+		return;
+	sa_handoff_pass(self, st);
 }
 
 /*

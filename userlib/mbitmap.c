@@ -291,13 +291,31 @@ uint32_t sa_span_next_free(struct sa_uspan *s)
 	return idx;
 }
 
+/* Whether a free into s waits to be taken in. */
+static bool sa_span_freed_into(const struct sa_uspan *s)
+{
+	for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
+		if (s->local_free[w] | atomic_load_explicit(&s->free_bits[w], memory_order_relaxed))
+			return true;
+	return false;
+}
+
 /*
  * The holder used s up (freeindex == nelems): take in what was freed since
  * and start over if anything was. Returns the number of objects freed.
+ * With nothing freed, as at most span changes, only what was handed out
+ * is counted: allocBits wait for the next refresh (freeindex already says
+ * every object is allocated), which saves filling and scanning them here.
  */
 uint32_t sa_span_reuse_freed(struct sa_uspan *s)
 {
-	uint32_t n = sa_span_refresh(s, s->nelems);
+	uint32_t n;
+
+	if (!sa_span_freed_into(s)) {
+		sa_span_account(s);
+		return 0;
+	}
+	n = sa_span_refresh(s, s->nelems);
 
 	if (n)
 		sa_span_restart(s);

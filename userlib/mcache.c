@@ -92,6 +92,9 @@ static void sa_tiny_counts_add(struct sa_counters *to, const struct sa_tcache *c
  */
 void sa_tcache_harvest_tiny(struct sa_tcache *c)
 {
+	/* most refills are of threads with no tiny object since the last */
+	if (!(c->tiny_n | c->tiny_freed))
+		return;
 	sa_tiny_counts_add(&c->st, c);
 	c->tiny_n = 0;
 	c->tiny_bytes = 0;
@@ -211,13 +214,13 @@ static void sa_keep_note(struct sa_tcache *c)
 				      memory_order_relaxed);
 }
 
-/* Keeps s, which c owns, for the frees to come. */
-static void sa_held_push(struct sa_tcache *c, struct sa_uspan *s)
+/* Keeps s, which c owns, for the frees to come, from now (sa_coarse_ms). */
+static void sa_held_push(struct sa_tcache *c, struct sa_uspan *s, uint32_t now)
 {
 	uint16_t sc = s->spanclass;
 
 	s->held_gc = sa_held_gcs();
-	s->held_ms = sa_coarse_ms();
+	s->held_ms = now;
 	s->prev = NULL;
 	s->next = c->held[sc];
 	if (s->next)
@@ -396,7 +399,7 @@ static void sa_held_decay(struct sa_tcache *c, uint32_t now, struct sa_retbatch 
  * it FULL when there is no room (fewer held pages, or SA_HELD_MAX).
  */
 static void sa_held_retire(struct sa_tcache *c, struct sa_uspan *s,
-			   struct sa_retbatch *b)
+			   struct sa_retbatch *b, uint32_t now)
 {
 	struct sa_uspan *old = c->held_tail[s->spanclass];
 
@@ -405,7 +408,7 @@ static void sa_held_retire(struct sa_tcache *c, struct sa_uspan *s,
 		sa_batch_give_back(c, b, old);
 	}
 	if (sa_held_room(c, s)) {
-		sa_held_push(c, s);
+		sa_held_push(c, s, now);
 		return;
 	}
 	sa_span_set_owner(s, NULL);
@@ -700,7 +703,7 @@ static uintptr_t sa_tcache_refill_in(struct sa_tcache *c, uint16_t sc)
 	h = sa_held_take(c, sc);
 	if (s) {
 		c->alloc[sc] = NULL;
-		sa_held_retire(c, s, &b);
+		sa_held_retire(c, s, &b, now);
 	}
 	if (!h)
 		return sa_refill_from_kernel(c, sc, &b);
