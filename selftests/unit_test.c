@@ -528,6 +528,42 @@ TEST(free_racing_a_full_publish_leaves_exactly_one_holder)
 	free(mem);
 }
 
+/*
+ * A used-up span nothing was freed into is counted, not refreshed
+ * (sa_span_reuse_freed), and is then known full without a settle; any
+ * free, local or remote, makes it not known full, and the settle that
+ * follows finds exactly what was freed, with allocBits filled then.
+ */
+TEST(a_used_up_span_is_known_full_until_something_is_freed)
+{
+	for (unsigned int size = 16; size <= 1024; size *= 4) {
+		void *mem;
+		struct sa_uspan *s = fake_span(cls_of(size), &mem);
+		uint32_t n = s->nelems;
+
+		EXPECT_FALSE(sa_span_known_full(s));
+		while (alloc_one(s) < n)
+			;
+		EXPECT_EQ(0, sa_span_reuse_freed(s));
+		EXPECT_EQ(n, s->alloc_count);
+		EXPECT_TRUE(sa_span_known_full(s));
+		EXPECT_EQ(0, sa_span_free_local(s, n - 1));
+		EXPECT_FALSE(sa_span_known_full(s));
+		EXPECT_TRUE(sa_span_settle(s));
+		EXPECT_EQ(n - 1, s->alloc_count);
+		EXPECT_EQ(n - 1, alloc_one(s));
+		EXPECT_EQ(n, alloc_one(s));	/* nothing else is free */
+		EXPECT_EQ(0, sa_span_reuse_freed(s));
+		EXPECT_TRUE(sa_span_known_full(s));
+		free_one(s, 0);
+		EXPECT_FALSE(sa_span_known_full(s));
+		EXPECT_TRUE(sa_span_settle(s));
+		EXPECT_EQ(0, alloc_one(s));
+		free(s);
+		free(mem);
+	}
+}
+
 TEST(owner_frees_need_no_atomics_and_are_collected)
 {
 	void *mem;

@@ -517,6 +517,7 @@ uint32_t sa_span_taken_since(const struct sa_uspan *s);
 uint32_t sa_span_local_frees(const struct sa_uspan *s);
 uint32_t sa_span_reuse_freed(struct sa_uspan *s);
 bool sa_span_settle(struct sa_uspan *s);
+bool sa_span_known_full(const struct sa_uspan *s);
 bool sa_span_settle_forked(struct sa_uspan *s);
 void sa_span_restart(struct sa_uspan *s);
 int sa_span_free(struct sa_uspan *s, uint32_t idx);

@@ -301,6 +301,18 @@ static bool sa_span_freed_into(const struct sa_uspan *s)
 }
 
 /*
+ * Whether s, which nobody allocates from, is known to have no free
+ * object: every object counted in use as of its last count, which is
+ * exact (a sweep's, a refresh's, or sa_span_account's at a used-up span),
+ * and no free waiting. A settle would find that out at the cost of a
+ * refresh and a restart.
+ */
+bool sa_span_known_full(const struct sa_uspan *s)
+{
+	return s->alloc_count == s->nelems && !sa_span_freed_into(s);
+}
+
+/*
  * The holder used s up (freeindex == nelems): take in what was freed since
  * and start over if anything was. Returns the number of objects freed.
  * With nothing freed, as at most span changes, only what was handed out

@@ -259,6 +259,8 @@ static struct sa_uspan *sa_held_take(struct sa_tcache *c, uint16_t sc)
 	for (struct sa_uspan *s = c->held[sc]; s; s = s->next) {
 		if (sa_sweep_needed(s))
 			sa_sweep_held(s);
+		else if (sa_span_known_full(s))
+			continue;	/* most often the one kept at the last change */
 		if (sa_span_settle(s)) {
 			sa_held_unlink(c, s);
 			return s;
