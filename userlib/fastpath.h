@@ -10,9 +10,10 @@
  * it handed out and what its owner freed into it when the owner refreshes
  * it (mbitmap.c, mcache.c); tiny objects, which share blocks, are counted
  * with one plain add each into the thread's cache, harvested at refills.
- * The only calls besides the tail calls: zeroing an object over
- * SA_ZERO_INLINE bytes, and freeing a tiny block of another thread's span
- * that the free of its last object emptied. Safe points: sa_fast_enter.
+ * The only calls besides the tail calls, all rare: zeroing an object over
+ * SA_ZERO_INLINE bytes, freeing a tiny block that the free of its last
+ * object emptied (sa_free_tiny_emptied), and a stop that waits at the end
+ * of the region (sa_fast_stop, sa_fast_late). Safe points: sa_fast_enter.
  */
 #ifndef SPANALLOC_FASTPATH_H
 #define SPANALLOC_FASTPATH_H
@@ -182,8 +183,8 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 
 /*
  * Frees tiny object p of s (any thread's): its bytes leave the block's
- * mask, and the block goes when that empties it, inline when s is the
- * calling thread's. False, having changed nothing, when no object starts
+ * mask, and the block goes when that empties it (out of line:
+ * sa_free_tiny_emptied). False, having changed nothing, when no object starts
  * at p (the slow path reports it). Called inside a region the caller
  * entered; leaves it.
  */

@@ -25,11 +25,11 @@
  *     decay_ms, an atomic, to tell whether c keeps anything: malloc.c's
  *     reuse in place.)
  *  2. The taker becomes the owner of each stale held span, then barriers
- *     again, then waits for in_fast to be 0. A fast free into such a span
+ *     again, then waits for in_fast's count to be 0. A fast free into such a span
  *     reads its owner inside its region (fastpath.h): one that read c did
  *     so before the barrier, with in_fast already stored, and has ended
- *     once in_fast is 0; one that reads later sees the taker and goes to
- *     the slow path, which waits. If in_fast stays set (c's thread is
+ *     once the count is 0; one that reads later sees the taker and goes to
+ *     the slow path, which waits. If the count stays up (c's thread is
  *     descheduled, or stuck in a signal handler that interrupted a fast
  *     path), the owners go back to c and the taker leaves c alone:
  *     nothing else changed.

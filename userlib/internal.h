@@ -908,7 +908,7 @@ static inline void sa_signal_andnot(volatile int *v, int bits)
  * interrupted another, which then ends the region). A fast path that
  * succeeds ends with that (sa_fast_done); one that fails goes to a slow
  * path, whose sa_safe_exit() honours a stop. Cheaper than
- * sa_safe_enter/exit: two instructions each way, no due collection to run
+ * sa_safe_enter/exit: one instruction in and two out, no due collection to run
  * (only slow paths make one due), and no call on the way, so that the
  * fast path stays a leaf. A fast path leaves before it calls anything
  * that may take a lock or wait, and whatever it hands to a slow path, the
@@ -927,7 +927,7 @@ static inline void sa_fast_enter(struct sa_tcache *c)
  */
 static inline bool sa_fast_exit(struct sa_tcache *c)
 {
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GCC_ASM_FLAG_OUTPUTS__)
 	bool zero;
 
 	__asm__ volatile("subl $1, %0" : "+m"(c->in_fast), "=@ccz"(zero) : : "memory");

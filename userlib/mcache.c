@@ -413,8 +413,12 @@ static void sa_held_retire(struct sa_tcache *c, struct sa_uspan *s,
 		sa_held_push(c, s, now);
 		return;
 	}
-	sa_span_set_owner(s, NULL);
-	sa_batch_add(c, b, s, SPANALLOC_RET_FULL);
+	/*
+	 * Settled as any span given back: sa_span_reuse_freed left allocBits
+	 * unfilled, and whoever takes the span next may trust them (a free
+	 * since makes it PARTIAL).
+	 */
+	sa_batch_give_back(c, b, s);
 }
 
 /*

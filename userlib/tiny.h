@@ -17,8 +17,9 @@
  * last object's free, or by the thread retiring the block, whichever
  * comes last. Offsets and sizes below are in bytes, and even.
  *
- * The masks are updated with compare-and-swap: the carving thread and
- * freeing threads may touch one block at once. All inline: the fast paths
+ * The carving thread and freeing threads may touch one block at once:
+ * a carve is one atomic add (sa_tiny_carve says why that is exact), a
+ * free one compare-and-swap. All inline: the fast paths
  * (fastpath.h) carve and release without a call.
  */
 #ifndef SPANALLOC_TINY_H
@@ -97,7 +98,9 @@ static inline sa_tiny_mask sa_tiny_carved(uint32_t size)
  * change, whatever frees below fill do meanwhile. An object ending at 16
  * takes over the pseudo-object's end, which is already set. Without the
  * pseudo-object the add is undone, and the caller reports the stray free
- * and aborts (sa_alloc_tiny): a free racing with the undo is no worse off.
+ * and aborts (sa_alloc_tiny): the stray free took the rest's start and
+ * end, so the bits the add sets were clear too and nothing carried, and
+ * a free racing with the undo sees only bits of its own object change.
  */
 static inline int sa_tiny_carve(_Atomic(sa_tiny_mask) *m, uint32_t fill, uint32_t off,
 				uint32_t size)

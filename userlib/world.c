@@ -19,8 +19,9 @@
  * acknowledges, and sleeps on a futex until the world's epoch changes. A
  * thread inside the allocator's slow paths (nosafe != 0) only notes the
  * request and stops itself on the way out (sa_safepoint), as does one in
- * a fast path (in_fast, sa_fast_exit): a collection never sees a span half
- * updated.
+ * a fast path (in_fast, whose SA_FAST_STOP bit the subtract that leaves
+ * it sees: sa_fast_done, sa_fast_stop): a collection never sees a span
+ * half updated.
  *
  * System calls: the handler is installed with SA_RESTART, so read, write,
  * wait and the like restart after a stop. Calls the kernel never restarts
@@ -528,9 +529,11 @@ static void sa_world_tell_late(const struct sa_tcache *self)
 			where[strcspn(where, "\n")] = 0;
 		}
 		n = snprintf(msg, sizeof(msg),
-			     "spanalloc: gc: thread %d: nosafe %d, in_fast %d, stop_pending %d, taking %d; /proc syscall: %s\n",
+			     "spanalloc: gc: thread %d: nosafe %d, in_fast %d%s, stop_pending %d, taking %d; /proc syscall: %s\n",
 			     (int)c->tid, __atomic_load_n(&c->nosafe, __ATOMIC_RELAXED),
-			     __atomic_load_n(&c->in_fast, __ATOMIC_RELAXED),
+			     __atomic_load_n(&c->in_fast, __ATOMIC_RELAXED) & SA_FAST_COUNT,
+			     (__atomic_load_n(&c->in_fast, __ATOMIC_RELAXED) & SA_FAST_STOP) ?
+			     " (stop noted)" : "",
 			     __atomic_load_n(&c->stop_pending, __ATOMIC_RELAXED),
 			     atomic_load_explicit(&c->taking, memory_order_relaxed), where);
 		if (n > 0 && syscall(SYS_write, 2, msg,
