@@ -564,6 +564,39 @@ TEST(a_used_up_span_is_known_full_until_something_is_freed)
 	}
 }
 
+/*
+ * A span used up after starting over with holes in three words counts
+ * exactly the holes as handed out (not from the bits: from alloc_count,
+ * exact at the start), and a second look at it counts nothing more.
+ */
+TEST(a_used_up_span_counts_the_holes_it_was_started_with)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(cls_of(48), &mem);	/* 170 objects */
+	uint32_t n = s->nelems;
+
+	while (alloc_one(s) < n)
+		;
+	ASSERT_EQ(0, sa_span_reuse_freed(s));
+	ASSERT_EQ(n, s->taken);
+	ASSERT_EQ(0, sa_span_free_local(s, 5));
+	ASSERT_EQ(0, sa_span_free_local(s, 100));
+	free_one(s, 169);
+	ASSERT_TRUE(sa_span_settle(s));
+	ASSERT_EQ(n - 3, s->alloc_count);
+	while (alloc_one(s) < n)
+		;
+	EXPECT_EQ(0, sa_span_reuse_freed(s));
+	EXPECT_EQ(n, s->alloc_count);
+	EXPECT_EQ(n + 3, s->taken);
+	EXPECT_EQ(0, sa_span_reuse_freed(s));
+	EXPECT_EQ(n, s->alloc_count);
+	EXPECT_EQ(n + 3, s->taken);
+	EXPECT_TRUE(sa_span_known_full(s));
+	free(s);
+	free(mem);
+}
+
 TEST(owner_frees_need_no_atomics_and_are_collected)
 {
 	void *mem;
@@ -581,6 +614,53 @@ TEST(owner_frees_need_no_atomics_and_are_collected)
 	EXPECT_EQ(10, alloc_one(s));
 	free(s);
 	free(mem);
+}
+
+/* Every object of a span of eight words: one bit each, a second free refused. */
+TEST(a_local_free_sets_its_own_bit_in_every_word)
+{
+	void *mem;
+	struct sa_uspan *s = fake_span(cls_of(16), &mem);	/* 512 objects */
+
+	while (alloc_one(s) < s->nelems)
+		;
+	for (uint32_t i = 0; i < s->nelems; i += 7) {
+		ASSERT_EQ(0, sa_span_free_local(s, i));
+		ASSERT_EQ(-1, sa_span_free_local(s, i));
+	}
+	for (uint32_t i = 0; i < s->nelems; i++)
+		ASSERT_EQ(i % 7 == 0, !!(s->local_free[i / 64] & (1ULL << (i % 64))));
+	free(s);
+	free(mem);
+}
+
+/*
+ * The fast paths' zeroing, for every size it is given (a class's, up to
+ * SA_ZERO_INLINE): every byte of the object zeroed, and not one byte
+ * around it touched, at every 8-byte alignment.
+ */
+TEST(inline_zeroing_covers_the_object_and_nothing_else)
+{
+	unsigned char buf[SA_ZERO_INLINE + 64] __attribute__((aligned(16)));
+
+	sa_sizeclass_init();
+	for (int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		uint32_t size = sa_classes[c].size;
+
+		if (size > SA_ZERO_INLINE)
+			break;
+		for (uint32_t at = 8; at <= 32; at += 8) {
+			memset(buf, 0xa5, sizeof(buf));
+			sa_zero_small((uintptr_t)buf + at, size);
+			for (uint32_t i = 0; i < sizeof(buf); i++) {
+				unsigned int want = i >= at && i < at + size ? 0 : 0xa5;
+
+				ASSERT_EQ(want, buf[i]) {
+					TH_LOG("size %u at %u: byte %u", size, at, i);
+				}
+			}
+		}
+	}
 }
 
 TEST(tiny_blocks_carve_and_release)
