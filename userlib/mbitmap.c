@@ -215,14 +215,18 @@ uint32_t sa_span_local_frees(const struct sa_uspan *s)
 	return n;
 }
 
-/* Counts what was handed out since the last call, before the bits change. */
-static void sa_span_account(struct sa_uspan *s)
+/* Counts n objects handed out, up to freeindex. */
+static void sa_span_count_taken(struct sa_uspan *s, uint32_t n)
 {
-	uint32_t n = sa_span_taken_since(s);
-
 	s->alloc_count += n;
 	s->taken += n;
 	s->taken_from = s->freeindex;
+}
+
+/* Counts what was handed out since the last call, before the bits change. */
+static void sa_span_account(struct sa_uspan *s)
+{
+	sa_span_count_taken(s, sa_span_taken_since(s));
 }
 
 /* Called with the span accounted (sa_span_refresh): allocation starts over. */
@@ -324,7 +328,15 @@ uint32_t sa_span_reuse_freed(struct sa_uspan *s)
 	uint32_t n;
 
 	if (!sa_span_freed_into(s)) {
-		sa_span_account(s);
+		/*
+		 * Used up since it started over: every slot free then is
+		 * taken, and alloc_count, exact at the start, says how many
+		 * were not (the bits need no counting).
+		 */
+		if (!s->taken_from)
+			sa_span_count_taken(s, s->nelems - s->alloc_count);
+		else
+			sa_span_account(s);
 		return 0;
 	}
 	n = sa_span_refresh(s, s->nelems);
