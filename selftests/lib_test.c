@@ -629,6 +629,85 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 }
 
 /*
+ * The span changes of held_spans_serve_a_thread_that_frees_what_it_allocates
+ * (made inside the fast path's region: sa_tcache_change_span) with half of
+ * each batch freed by another thread meanwhile, into the spans kept
+ * aside: no object is handed out twice (each keeps the pattern written
+ * into it until its free), every one comes zeroed, none needs a system
+ * call once the spans are there, and every object is counted once.
+ */
+struct remote_freer {
+	int fd;
+	int bad;
+};
+
+static void *free_from_pipe(void *arg)
+{
+	struct remote_freer *f = arg;
+	unsigned char *p;
+
+	while (read(f->fd, &p, sizeof(p)) == sizeof(p)) {
+		for (int k = 1; k < 256; k++)
+			if (p[k] != p[0])
+				f->bad = 1;
+		sa_free(p);
+	}
+	sa_thread_flush();
+	return NULL;
+}
+
+TEST(kept_spans_take_over_while_another_thread_frees_into_them)
+{
+	enum { BATCH = 100, ROUNDS = 300, SIZE = 256 };
+	struct remote_freer f = { 0, 0 };
+	unsigned char *objs[BATCH];
+	struct sa_stats a, b;
+	int fds[2], old, bad = 0;
+	pthread_t th;
+
+	NEED_DEVICE();
+	old = sa_set_held_pages(8);
+	ASSERT_LE(0, old);
+	ASSERT_EQ(0, alloc_dirty_free((void **)objs, BATCH, SIZE));
+	ASSERT_EQ(0, pipe(fds));
+	f.fd = fds[0];
+	ASSERT_EQ(0, pthread_create(&th, NULL, free_from_pipe, &f));
+	ASSERT_EQ(0, sa_get_stats(&a));
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < BATCH; i++) {
+			objs[i] = sa_alloc(SIZE);
+			ASSERT_NE(NULL, objs[i]);
+			for (int k = 0; k < SIZE; k++)
+				bad |= objs[i][k];
+			memset(objs[i], (r * BATCH + i) % 255 + 1, SIZE);
+		}
+		for (int i = 0; i < BATCH; i++) {
+			for (int k = 1; k < SIZE; k++)
+				bad |= objs[i][k] != objs[i][0];
+			if (i % 2) {
+				ASSERT_EQ(sizeof(objs[i]),
+					  write(fds[1], &objs[i], sizeof(objs[i])));
+			} else {
+				sa_free(objs[i]);
+			}
+		}
+	}
+	close(fds[1]);
+	ASSERT_EQ(0, pthread_join(th, NULL));
+	close(fds[0]);
+	EXPECT_EQ(0, bad);
+	EXPECT_EQ(0, f.bad);
+	ASSERT_EQ(0, sa_get_stats(&b));
+	EXPECT_EQ(ROUNDS * BATCH, b.objects_allocated - a.objects_allocated);
+	EXPECT_EQ(ROUNDS * BATCH, b.objects_freed - a.objects_freed);
+	/* the freer's spans and some this thread gives back FULL and adopts */
+	EXPECT_GT(ROUNDS, b.syscalls - a.syscalls);
+	EXPECT_LE(ROUNDS * 2, b.local_sweeps - a.local_sweeps);
+	ASSERT_EQ(8, sa_set_held_pages((unsigned int)old));
+	sa_thread_flush();
+}
+
+/*
  * A thread that moves on to other size classes gives back the spans it
  * kept aside and has not taken again for SA_HELD_DECAY_MS (1 s), in a
  * manual heap too (no collection, no trim), even when its frees keep its

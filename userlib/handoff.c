@@ -16,14 +16,16 @@
  *
  *  1. The taker sets c->taking, then makes every running thread execute
  *     a memory barrier (membarrier(2), as liburcu's asymmetric fences);
- *     then c's thread must be outside the slow paths (nosafe 0), or the
- *     taker leaves c alone. A slow path stores nosafe, then
+ *     then c's thread must be outside the slow paths (nosafe 0) and,
+ *     after a wait if need be, outside its fast paths (in_fast's count
+ *     0), or the taker leaves c alone. A slow path stores nosafe, then
  *     reads taking (sa_safe_enter): the barrier falls before the read,
  *     which then sees taking set and waits (sa_handoff_wait), or after
- *     the store, which the taker then sees. From here c's lists are the
- *     taker's, until it clears taking. (c's fast paths only read
- *     decay_ms, an atomic, to tell whether c keeps anything: malloc.c's
- *     reuse in place.)
+ *     the store, which the taker then sees. The fast path's span change
+ *     (sa_tcache_change_span), the one fast path that moves c's lists,
+ *     does the same with in_fast: it reads taking inside its region and
+ *     leaves the change to the slow path if it is set. From here c's
+ *     lists are the taker's, until it clears taking.
  *  2. The taker becomes the owner of each stale held span, then barriers
  *     again, then waits for in_fast's count to be 0. A fast free into such a span
  *     reads its owner inside its region (fastpath.h): one that read c did
@@ -127,12 +129,17 @@ static void sa_handoff_release(struct sa_tcache *c)
 	atomic_store_explicit(&c->taking, 0, memory_order_release);
 }
 
-/* Whether c's thread is out of its fast path, waiting a little for it. */
+/*
+ * Whether c's thread is out of its fast path, waiting a little for it.
+ * Acquire: what the region changed (a span change in it moves c's lists)
+ * is seen once its end is.
+ */
 static bool sa_handoff_quiet(const struct sa_tcache *c)
 {
-	for (int i = 0; i < SA_HANDOFF_YIELDS && (c->in_fast & SA_FAST_COUNT); i++)
+	for (int i = 0; i < SA_HANDOFF_YIELDS &&
+			(__atomic_load_n(&c->in_fast, __ATOMIC_ACQUIRE) & SA_FAST_COUNT); i++)
 		sched_yield();
-	return !(c->in_fast & SA_FAST_COUNT);
+	return !(__atomic_load_n(&c->in_fast, __ATOMIC_ACQUIRE) & SA_FAST_COUNT);
 }
 
 /*
@@ -146,8 +153,13 @@ static bool sa_handoff_take(struct sa_tcache *self, struct sa_tcache **c, uint32
 	uint32_t i, k = 0;
 
 	for (i = 0; i < n; i++) {
-		/* pairs with sa_safe_exit's release: its lists are as it left them */
-		if (ok && !__atomic_load_n(&c[i]->nosafe, __ATOMIC_ACQUIRE))
+		/*
+		 * Pairs with sa_safe_exit's release: its lists are as it left
+		 * them; and with the end of a fast path's span change
+		 * (sa_tcache_change_span), which moves them too.
+		 */
+		if (ok && !__atomic_load_n(&c[i]->nosafe, __ATOMIC_ACQUIRE) &&
+		    sa_handoff_quiet(c[i]))
 			c[k++] = c[i];
 		else
 			sa_handoff_release(c[i]);
@@ -223,18 +235,31 @@ static __attribute__((noinline)) void sa_handoff_pass(struct sa_tcache *self,
  * From self's refill, inside its no-stop region: a pass over the other
  * caches if none ran for the decay time.
  */
+/* Whether a pass is due at now, the last having started at last. */
+static bool sa_handoff_due(uint32_t now, uint32_t last, uint32_t decay)
+{
+	return !SA_HANDOFF_OFF && atomic_load_explicit(&sa_g.handoff, memory_order_relaxed) &&
+	       !sa_gc_on() &&
+	       sa_ms_since(now, last, decay > SA_HANDOFF_MIN_MS ? decay : SA_HANDOFF_MIN_MS);
+}
+
 void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
 {
 	uint32_t last = atomic_load_explicit(&sa_handoff_ms, memory_order_relaxed);
 	struct sa_stale st = { .decay = sa_held_decay_ms() };
 
-	if (SA_HANDOFF_OFF || !atomic_load_explicit(&sa_g.handoff, memory_order_relaxed) ||
-	    sa_gc_on() ||
-	    !sa_ms_since(now, last, st.decay > SA_HANDOFF_MIN_MS ? st.decay : SA_HANDOFF_MIN_MS) ||
+	if (!sa_handoff_due(now, last, st.decay) ||
 	    !atomic_compare_exchange_strong_explicit(&sa_handoff_ms, &last, now,
 						     memory_order_relaxed, memory_order_relaxed))
 		return;
 	sa_handoff_pass(self, st);
+}
+
+/* Whether sa_handoff_idle() at now would start a pass (a fast path asks). */
+bool sa_handoff_would_run(uint32_t now, uint32_t decay)
+{
+	return sa_handoff_due(now, atomic_load_explicit(&sa_handoff_ms, memory_order_relaxed),
+			      decay);
 }
 
 /*

@@ -762,6 +762,8 @@ struct sa_tcache *sa_tcache_create(void);
 void sa_tcache_destroy(struct sa_tcache *c);
 void sa_tcache_flush(struct sa_tcache *c);
 uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc);
+uintptr_t sa_tcache_reuse_freed(struct sa_tcache *c, struct sa_uspan *s);
+uintptr_t sa_tcache_change_span(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_adopt(struct sa_tcache *c, struct sa_uspan *s);
 /* adopted spans a thread that only frees keeps while they are freed into */
 #define SA_ADOPTED_BUSY	4
@@ -805,6 +807,8 @@ static inline uint32_t sa_held_decay_ms(void)
 
 /* handoff.c: taking the spans an idle thread keeps, without stopping it */
 void sa_handoff_idle(struct sa_tcache *self, uint32_t now);
+/* whether sa_handoff_idle() at now would start a pass */
+bool sa_handoff_would_run(uint32_t now, uint32_t decay);
 void sa_tcache_harvest(struct sa_tcache *c, struct sa_uspan *s);
 void sa_tcache_harvest_tiny(struct sa_tcache *c);
 void sa_counters_add(struct sa_counters *to, struct sa_counters *from);

@@ -307,26 +307,27 @@ __attribute__((noinline, cold)) void *sa_fast_late(struct sa_tcache *c, uintptr_
 /*
  * The active span s is used up: when what was freed into it since (by
  * this thread, or by others) makes room, allocation starts over in it
- * here, as mimalloc's page collect does, at a fraction of the slow path's
- * cost (the refill's housekeeping: decay, hand-off, tiny counts). Every
- * SA_REUSE_HOUSEKEEPING-th time, and whenever the thread keeps spans
- * aside (decay_ms set: their decay runs at refills; read atomically, a
- * taker may be clearing it, handoff.c), the slow path does it instead.
- * Not with heap profile samples in s: taking in their frees locks. *idx:
- * the object taken. Inside the fast path's region.
+ * here, as mimalloc's page collect does; else, when the thread keeps
+ * spans aside, one of those may take its place (sa_tcache_change_span).
+ * Both at a fraction of the slow path's cost (its no-stop region, the
+ * refill's housekeeping: decay, hand-off, tiny counts). Every
+ * SA_REUSE_HOUSEKEEPING-th time, or when decayed spans wait, the slow
+ * path does it instead, so that the housekeeping runs for a thread that
+ * lives on one span too. Not with heap profile samples in s: taking in
+ * their frees locks. decay_ms is read atomically: a taker may be
+ * clearing it (handoff.c). Returns the object taken, or 0. Inside the
+ * fast path's region.
  */
 #define SA_REUSE_HOUSEKEEPING	8
-static inline bool sa_reuse_in_place(struct sa_tcache *c, struct sa_uspan *s, uint32_t *idx)
+static inline uintptr_t sa_reuse_in_place(struct sa_tcache *c, struct sa_uspan *s)
 {
 	c->used_up++;
-	if (!(c->used_up % SA_REUSE_HOUSEKEEPING) ||
-	    atomic_load_explicit(&c->decay_ms, memory_order_relaxed) || c->decayed ||
-	    atomic_load_explicit(&s->nsampled, memory_order_relaxed) || !sa_span_reuse_freed(s))
-		return false;
-	sa_tcache_harvest(c, s);
-	SA_STAT_ADD(c->st.local_sweeps, 1);
-	*idx = sa_span_next_free(s);
-	return true;
+	if (!(c->used_up % SA_REUSE_HOUSEKEEPING) || c->decayed ||
+	    atomic_load_explicit(&s->nsampled, memory_order_relaxed))
+		return 0;
+	if (atomic_load_explicit(&c->decay_ms, memory_order_relaxed))
+		return sa_tcache_change_span(c, s);
+	return sa_tcache_reuse_freed(c, s);
 }
 
 /*
@@ -347,6 +348,7 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 	size_t sz = size + sa_gc.end_pad;
 	struct sa_uspan *s;
 	uint32_t idx, elemsize;
+	uintptr_t p;
 	uint16_t sc;
 	bool dirty;
 
@@ -358,14 +360,21 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 	if (!s)
 		return NULL;
 	sa_fast_enter(c);
-	if (s->prof_rest || sa_sweep_needed(s) ||
-	    ((idx = sa_span_next_free(s)) >= s->nelems && !sa_reuse_in_place(c, s, &idx))) {
-		sa_fast_exit(c);
-		return NULL;
-	}
+	if (s->prof_rest || sa_sweep_needed(s))
+		goto slow;
+	idx = sa_span_next_free(s);
+	if (idx < s->nelems)
+		p = sa_span_object(s, idx);
+	else if (!(p = sa_reuse_in_place(c, s)))
+		goto slow;
+	/* the span may have changed */
+	s = c->alloc[sc];
 	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
 	elemsize = s->elemsize;
-	return sa_fast_hand_out(c, sa_span_object(s, idx), elemsize, dirty);
+	return sa_fast_hand_out(c, p, elemsize, dirty);
+slow:
+	sa_fast_exit(c);
+	return NULL;
 }
 
 /* Everything the fast path leaves: the whole path, safe points kept. */

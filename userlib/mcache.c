@@ -167,13 +167,16 @@ static void sa_batch_add_settled(struct sa_tcache *c, struct sa_retbatch *b,
 		sa_batch_add(c, b, s, SPANALLOC_RET_PARTIAL);
 }
 
-/* Whether c may keep one more span like s aside (SA_HELD_*). */
-static bool sa_held_room(const struct sa_tcache *c, const struct sa_uspan *s)
+/*
+ * Whether c may keep one more span like s aside (SA_HELD_*), once gone of
+ * the spans it keeps of s's class have left.
+ */
+static bool sa_held_room(const struct sa_tcache *c, const struct sa_uspan *s, uint32_t gone)
 {
-	uint32_t n = c->nheld_class[s->spanclass];
+	uint32_t n = c->nheld_class[s->spanclass] - gone;
 	uint32_t pages = atomic_load_explicit(&sa_g.held_pages, memory_order_relaxed);
 
-	return pages && c->nheld < SA_HELD_MAX && (!n || (n + 1) * s->npages <= pages);
+	return pages && c->nheld - gone < SA_HELD_MAX && (!n || (n + 1) * s->npages <= pages);
 }
 
 int sa_set_held_pages(unsigned int pages)
@@ -369,6 +372,13 @@ void sa_tcache_decay_stopped(struct sa_tcache *c, void *arg)
  */
 static void sa_batch_add_adopted(struct sa_tcache *c, struct sa_retbatch *b, uint32_t busy);
 
+/* Whether c's held and adopted spans are due a look at now (sa_held_decay). */
+static bool sa_held_decay_due(const struct sa_tcache *c, uint32_t now, uint32_t decay)
+{
+	return sa_ms_since(now, atomic_load_explicit(&c->decay_ms, memory_order_relaxed),
+			   decay / 4);
+}
+
 static void sa_held_decay(struct sa_tcache *c, uint32_t now, struct sa_retbatch *b)
 {
 	const struct sa_stale st = { .now = now, .decay = sa_held_decay_ms() };
@@ -378,8 +388,7 @@ static void sa_held_decay(struct sa_tcache *c, uint32_t now, struct sa_retbatch 
 			atomic_store_explicit(&c->decay_ms, 0, memory_order_relaxed);
 		return;
 	}
-	if (!sa_ms_since(st.now, atomic_load_explicit(&c->decay_ms, memory_order_relaxed),
-			 st.decay / 4))
+	if (!sa_held_decay_due(c, st.now, st.decay))
 		return;
 	atomic_store_explicit(&c->decay_ms, sa_ms_stamp(st.now), memory_order_relaxed);
 	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
@@ -405,11 +414,11 @@ static void sa_held_retire(struct sa_tcache *c, struct sa_uspan *s,
 {
 	struct sa_uspan *old = c->held_tail[s->spanclass];
 
-	if (!sa_held_room(c, s) && old) {
+	if (!sa_held_room(c, s, 0) && old) {
 		sa_held_unlink(c, old);
 		sa_batch_give_back(c, b, old);
 	}
-	if (sa_held_room(c, s)) {
+	if (sa_held_room(c, s, 0)) {
 		sa_held_push(c, s, now);
 		return;
 	}
@@ -621,6 +630,22 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 }
 
 /*
+ * c's active span s is used up: it starts over on what was freed into it
+ * meanwhile (a local sweep, no system call); its first free object, or 0
+ * if nothing was. Counted either way: a span in use for ever counts too.
+ */
+uintptr_t sa_tcache_reuse_freed(struct sa_tcache *c, struct sa_uspan *s)
+{
+	uint32_t n = sa_span_reuse_freed(s);
+
+	sa_tcache_harvest(c, s);
+	if (!n)
+		return 0;
+	SA_STAT_ADD(c->st.local_sweeps, 1);
+	return sa_span_object(s, sa_span_next_free(s));
+}
+
+/*
  * The active span s (if any) has nothing in its cache: the next free
  * object further in it, or among what was freed into it meanwhile (a
  * local sweep, no system call); 0 if it is used up.
@@ -637,13 +662,7 @@ static uintptr_t sa_refill_from_active(struct sa_tcache *c, struct sa_uspan *s)
 	idx = sa_span_next_free(s);
 	if (idx < s->nelems)
 		return sa_span_object(s, idx);
-	/* counted at each refresh: a span in use for ever counts too */
-	idx = sa_span_reuse_freed(s);
-	sa_tcache_harvest(c, s);
-	if (!idx)
-		return 0;
-	SA_STAT_ADD(c->st.local_sweeps, 1);
-	return sa_span_object(s, sa_span_next_free(s));
+	return sa_tcache_reuse_freed(c, s);
 }
 
 /*
@@ -681,6 +700,55 @@ static uintptr_t sa_refill_from_kernel(struct sa_tcache *c, uint16_t sc, struct 
 }
 
 /*
+ * h, a held span taken off its list with free objects (settled), becomes
+ * c's active span of its class: its first free object. Its free slots
+ * count as live, as a span's from the kernel do.
+ */
+static uintptr_t sa_held_activate(struct sa_tcache *c, struct sa_uspan *h)
+{
+	c->alloc[h->spanclass] = h;
+	sa_gc_note_alloc(c, (uint64_t)(h->nelems - h->alloc_count) * h->elemsize);
+	SA_STAT_ADD(c->st.local_sweeps, 1);
+	return sa_span_object(h, sa_span_next_free(h));
+}
+
+/*
+ * The span change of a fast path's region (malloc.c), when c keeps spans
+ * aside: c's active span s is used up; it starts over on what was freed
+ * into it (sa_tcache_reuse_freed), or, in a manual heap, it is kept aside
+ * and the newest held span of its class with free objects takes its
+ * place, as in sa_tcache_refill_in(). Only when that needs nothing a
+ * region may not do: no housekeeping due (the held spans' decay, a
+ * hand-off pass), a span to take that needs no sweep and holds no
+ * profile sample, room to keep s once that one has left, and no taker at
+ * c's lists (handoff.c: taking is read inside the region, after in_fast
+ * was raised). Returns the active span's next object, or 0 for the slow
+ * path, having changed nothing a refill would not do the same way.
+ */
+uintptr_t sa_tcache_change_span(struct sa_tcache *c, struct sa_uspan *s)
+{
+	uint32_t now = sa_coarse_ms(), decay = sa_held_decay_ms();
+	struct sa_uspan *h;
+	uintptr_t p;
+
+	if (atomic_load_explicit(&c->taking, memory_order_relaxed) ||
+	    sa_held_decay_due(c, now, decay) || sa_handoff_would_run(now, decay))
+		return 0;
+	p = sa_tcache_reuse_freed(c, s);
+	if (p || sa_gc_on())
+		return p;
+	for (h = c->held[s->spanclass]; h && sa_span_known_full(h); h = h->next)
+		;
+	/* room for s once h has left, as sa_held_retire() finds it */
+	if (!h || !sa_held_room(c, s, 1) || sa_sweep_needed(h) ||
+	    atomic_load_explicit(&h->nsampled, memory_order_relaxed) || !sa_span_settle(h))
+		return 0;
+	sa_held_unlink(c, h);
+	sa_held_push(c, s, now);
+	return sa_held_activate(c, h);
+}
+
+/*
  * The active span of class sc has no free object in its cache: find one
  * further in it, in what was freed into it, in a span kept aside, or in
  * the next span from the kernel. Returns an object of what is
@@ -713,15 +781,11 @@ static uintptr_t sa_tcache_refill_in(struct sa_tcache *c, uint16_t sc)
 	}
 	if (!h)
 		return sa_refill_from_kernel(c, sc, &b);
-	c->alloc[sc] = h;
-	/* as for a span from the kernel: its free slots count as live */
-	sa_gc_note_alloc(c, (uint64_t)(h->nelems - h->alloc_count) * h->elemsize);
-	SA_STAT_ADD(c->st.local_sweeps, 1);
 	if (b.n) {	/* fewer held pages asked for, or spans kept too long */
 		sa_batch_add_adopted(c, &b, 0);
 		sa_batch_send(c, &b, 0, 0, NULL, &ngot);
 	}
-	return sa_span_object(h, sa_span_next_free(h));
+	return sa_held_activate(c, h);
 }
 
 uintptr_t sa_tcache_refill(struct sa_tcache *c, uint16_t sc)
