@@ -177,7 +177,8 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 		return slow(size, noscan, zero);
 	}
 	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;
-	elemsize = s->elemsize;
+	/* read again only where it is used: kept, it cost malloc a copy */
+	elemsize = dirty ? *(volatile uint32_t *)&s->elemsize : 0;
 	return sa_fast_hand_out(c, p, elemsize, dirty);
 }
 
