@@ -632,37 +632,41 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
  * The span changes of held_spans_serve_a_thread_that_frees_what_it_allocates
  * (made inside the fast path's region: sa_tcache_change_span) with half of
  * each batch freed by another thread meanwhile, into the spans kept
- * aside: no object is handed out twice (each keeps the pattern written
- * into it until its free), every one comes zeroed, none needs a system
- * call once the spans are there, and every object is counted once.
+ * aside: no object is handed out twice (each keeps the value written into
+ * it, its own, until its free), every one comes zeroed, none needs a
+ * system call once the spans are there, and every object is counted once.
  */
-struct remote_freer {
-	int fd;
-	int bad;
+struct remote_free {
+	unsigned char *p;
+	unsigned char v;
 };
 
 static void *free_from_pipe(void *arg)
 {
-	struct remote_freer *f = arg;
-	unsigned char *p;
+	int *fd_bad = arg;
+	struct remote_free f;
 
-	while (read(f->fd, &p, sizeof(p)) == sizeof(p)) {
-		for (int k = 1; k < 256; k++)
-			if (p[k] != p[0])
-				f->bad = 1;
-		sa_free(p);
+	while (read(fd_bad[0], &f, sizeof(f)) == sizeof(f)) {
+		for (int k = 0; k < 256; k++)
+			if (f.p[k] != f.v)
+				fd_bad[1] = 1;
+		sa_free(f.p);
 	}
 	sa_thread_flush();
 	return NULL;
 }
 
+static unsigned char pattern_of(int r, int i)
+{
+	return (unsigned char)((r * 100 + i) % 255 + 1);
+}
+
 TEST(kept_spans_take_over_while_another_thread_frees_into_them)
 {
 	enum { BATCH = 100, ROUNDS = 300, SIZE = 256 };
-	struct remote_freer f = { 0, 0 };
 	unsigned char *objs[BATCH];
 	struct sa_stats a, b;
-	int fds[2], old, bad = 0;
+	int fds[2], freer[2], old, bad = 0;
 	pthread_t th;
 
 	NEED_DEVICE();
@@ -670,8 +674,9 @@ TEST(kept_spans_take_over_while_another_thread_frees_into_them)
 	ASSERT_LE(0, old);
 	ASSERT_EQ(0, alloc_dirty_free((void **)objs, BATCH, SIZE));
 	ASSERT_EQ(0, pipe(fds));
-	f.fd = fds[0];
-	ASSERT_EQ(0, pthread_create(&th, NULL, free_from_pipe, &f));
+	freer[0] = fds[0];
+	freer[1] = 0;
+	ASSERT_EQ(0, pthread_create(&th, NULL, free_from_pipe, freer));
 	ASSERT_EQ(0, sa_get_stats(&a));
 	for (int r = 0; r < ROUNDS; r++) {
 		for (int i = 0; i < BATCH; i++) {
@@ -679,14 +684,15 @@ TEST(kept_spans_take_over_while_another_thread_frees_into_them)
 			ASSERT_NE(NULL, objs[i]);
 			for (int k = 0; k < SIZE; k++)
 				bad |= objs[i][k];
-			memset(objs[i], (r * BATCH + i) % 255 + 1, SIZE);
+			memset(objs[i], pattern_of(r, i), SIZE);
 		}
 		for (int i = 0; i < BATCH; i++) {
-			for (int k = 1; k < SIZE; k++)
-				bad |= objs[i][k] != objs[i][0];
+			struct remote_free f = { objs[i], pattern_of(r, i) };
+
+			for (int k = 0; k < SIZE; k++)
+				bad |= objs[i][k] != f.v;
 			if (i % 2) {
-				ASSERT_EQ(sizeof(objs[i]),
-					  write(fds[1], &objs[i], sizeof(objs[i])));
+				ASSERT_EQ(sizeof(f), write(fds[1], &f, sizeof(f)));
 			} else {
 				sa_free(objs[i]);
 			}
@@ -696,7 +702,7 @@ TEST(kept_spans_take_over_while_another_thread_frees_into_them)
 	ASSERT_EQ(0, pthread_join(th, NULL));
 	close(fds[0]);
 	EXPECT_EQ(0, bad);
-	EXPECT_EQ(0, f.bad);
+	EXPECT_EQ(0, freer[1]);
 	ASSERT_EQ(0, sa_get_stats(&b));
 	EXPECT_EQ(ROUNDS * BATCH, b.objects_allocated - a.objects_allocated);
 	EXPECT_EQ(ROUNDS * BATCH, b.objects_freed - a.objects_freed);

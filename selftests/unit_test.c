@@ -597,6 +597,42 @@ TEST(a_used_up_span_counts_the_holes_it_was_started_with)
 	free(mem);
 }
 
+/*
+ * The same count for a span taken back from the kernel's lists with frees
+ * made while nobody held it (sa_span_take), and for one settled in a
+ * forked child, where the count comes from the bits (sa_span_settle_forked).
+ */
+TEST(a_used_up_span_counts_its_holes_after_a_take_or_a_forked_settle)
+{
+	for (int forked = 0; forked < 2; forked++) {
+		void *mem;
+		struct sa_uspan *s = fake_span(cls_of(48), &mem);	/* 170 objects */
+		uint32_t n = s->nelems, taken;
+
+		while (alloc_one(s) < n)
+			;
+		ASSERT_EQ(0, sa_span_reuse_freed(s));
+		ASSERT_TRUE(!sa_span_settle(s));	/* given back FULL */
+		free_one(s, 7);
+		free_one(s, 64);
+		free_one(s, 130);
+		if (forked) {
+			ASSERT_TRUE(sa_span_settle_forked(s));
+		} else {
+			sa_span_take(s);
+		}
+		ASSERT_EQ(n - 3, s->alloc_count);
+		taken = s->taken;
+		while (alloc_one(s) < n)
+			;
+		EXPECT_EQ(0, sa_span_reuse_freed(s));
+		EXPECT_EQ(n, s->alloc_count);
+		EXPECT_EQ(taken + 3, s->taken);
+		free(s);
+		free(mem);
+	}
+}
+
 TEST(owner_frees_need_no_atomics_and_are_collected)
 {
 	void *mem;

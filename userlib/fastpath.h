@@ -108,7 +108,8 @@ static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache
 
 /*
  * Leaves the region in which a fast path took object p of elemsize bytes
- * and returns it, zeroed if dirty (sa_fast_late if a stop waits). Zeroing
+ * and returns it, zeroed if dirty (sa_fast_late if a stop waits);
+ * elemsize is only read when dirty. Zeroing
  * comes after the region: the object is allocated, so a stop meanwhile
  * only scans old words.
  */

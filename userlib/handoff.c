@@ -4,7 +4,8 @@
  * spans, mcache.c) without stopping it, in a heap no collection stops
  * threads in.
  *
- * A thread looks at what it keeps aside only at its own refills, and a
+ * A thread looks at what it keeps aside only at its own refills (its
+ * fast paths' span changes leave that to them: mcache.c), and a
  * collection looks at every thread's with the world stopped. In a manual
  * heap a thread that makes no refill (it sleeps, or its frees keep its
  * active spans going) would keep its spans until it exits. So, once per
@@ -231,10 +232,6 @@ static __attribute__((noinline)) void sa_handoff_pass(struct sa_tcache *self,
 	errno = saved;
 }
 
-/*
- * From self's refill, inside its no-stop region: a pass over the other
- * caches if none ran for the decay time.
- */
 /* Whether a pass is due at now, the last having started at last. */
 static bool sa_handoff_due(uint32_t now, uint32_t last, uint32_t decay)
 {
@@ -243,6 +240,10 @@ static bool sa_handoff_due(uint32_t now, uint32_t last, uint32_t decay)
 	       sa_ms_since(now, last, decay > SA_HANDOFF_MIN_MS ? decay : SA_HANDOFF_MIN_MS);
 }
 
+/*
+ * From self's refill, inside its no-stop region: a pass over the other
+ * caches if none ran for the decay time.
+ */
 void sa_handoff_idle(struct sa_tcache *self, uint32_t now)
 {
 	uint32_t last = atomic_load_explicit(&sa_handoff_ms, memory_order_relaxed);

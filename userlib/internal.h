@@ -329,7 +329,8 @@ struct sa_tcache {
 #define SA_FAST_STOP	0x10000		/* in_fast: a stop noted in one */
 	/*
 	 * Set while another thread takes the spans this one keeps aside
-	 * (handoff.c); its slow paths wait at sa_safe_enter() meanwhile.
+	 * (handoff.c); its slow paths wait at sa_safe_enter() meanwhile, and
+	 * its fast paths leave their span changes to them (mcache.c).
 	 */
 	_Atomic int taking;
 	int gc_due;			/* set by the pacer, on this thread */
@@ -518,6 +519,7 @@ uint32_t sa_span_local_frees(const struct sa_uspan *s);
 uint32_t sa_span_reuse_freed(struct sa_uspan *s);
 bool sa_span_settle(struct sa_uspan *s);
 bool sa_span_known_full(const struct sa_uspan *s);
+bool sa_span_freed_into(const struct sa_uspan *s);
 bool sa_span_settle_forked(struct sa_uspan *s);
 void sa_span_restart(struct sa_uspan *s);
 int sa_span_free(struct sa_uspan *s, uint32_t idx);
@@ -944,9 +946,13 @@ static inline void sa_signal_andnot(volatile int *v, int bits)
  * path, whose sa_safe_exit() honours a stop. Cheaper than
  * sa_safe_enter/exit: one instruction in and two out, no due collection to run
  * (only slow paths make one due), and no call on the way, so that the
- * fast path stays a leaf. A fast path leaves before it calls anything
- * that may take a lock or wait, and whatever it hands to a slow path, the
- * slow path reads again under sa_safe_enter().
+ * fast path stays a leaf. The slow path's entry runs its cheap part in
+ * such a region too (malloc.c: the next bitmap word, a span started over
+ * on its frees, a span kept aside taking the used-up one's place), with
+ * calls out of line but none that takes a lock or waits (the coarse
+ * clock included). A region is left before anything that may take a
+ * lock or wait, and whatever it hands to a slow path, the slow path reads
+ * again under sa_safe_enter().
  */
 static inline void sa_fast_enter(struct sa_tcache *c)
 {

@@ -296,7 +296,7 @@ uint32_t sa_span_next_free(struct sa_uspan *s)
 }
 
 /* Whether a free into s waits to be taken in. */
-static bool sa_span_freed_into(const struct sa_uspan *s)
+bool sa_span_freed_into(const struct sa_uspan *s)
 {
 	for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
 		if (s->local_free[w] | atomic_load_explicit(&s->free_bits[w], memory_order_relaxed))

@@ -722,27 +722,40 @@ static uintptr_t sa_held_activate(struct sa_tcache *c, struct sa_uspan *h)
  * hand-off pass), a span to take that needs no sweep and holds no
  * profile sample, room to keep s once that one has left, and no taker at
  * c's lists (handoff.c: taking is read inside the region, after in_fast
- * was raised). Returns the active span's next object, or 0 for the slow
- * path, having changed nothing a refill would not do the same way.
+ * was raised). What it would take is found before the clock is read, so
+ * that a thread whose heap grows (nothing kept has room) pays little
+ * before its slow path. Returns the active span's next object, or 0 for
+ * the slow path, having changed nothing a refill would not do the same
+ * way.
  */
 uintptr_t sa_tcache_change_span(struct sa_tcache *c, struct sa_uspan *s)
 {
-	uint32_t now = sa_coarse_ms(), decay = sa_held_decay_ms();
-	struct sa_uspan *h;
+	struct sa_uspan *h = NULL;
+	uint32_t now, decay;
 	uintptr_t p;
 
-	if (atomic_load_explicit(&c->taking, memory_order_relaxed) ||
-	    sa_held_decay_due(c, now, decay) || sa_handoff_would_run(now, decay))
+	/* acquire: a taker that is done left c's lists as they are read below */
+	if (atomic_load_explicit(&c->taking, memory_order_acquire))
 		return 0;
+	if (!sa_span_freed_into(s)) {
+		if (sa_gc_on())
+			return 0;
+		for (h = c->held[s->spanclass]; h && sa_span_known_full(h); h = h->next)
+			;
+		/* room for s once h has left, as sa_held_retire() finds it */
+		if (!h || !sa_held_room(c, s, 1) || sa_sweep_needed(h) ||
+		    atomic_load_explicit(&h->nsampled, memory_order_relaxed))
+			return 0;
+	}
+	/* the vDSO's; a system call without one, which does not wait either */
+	now = sa_coarse_ms();
+	decay = sa_held_decay_ms();
+	if (sa_held_decay_due(c, now, decay) || sa_handoff_would_run(now, decay))
+		return 0;
+	/* a free into s that came meanwhile makes it start over after all */
 	p = sa_tcache_reuse_freed(c, s);
-	if (p || sa_gc_on())
+	if (p || !h || !sa_span_settle(h))
 		return p;
-	for (h = c->held[s->spanclass]; h && sa_span_known_full(h); h = h->next)
-		;
-	/* room for s once h has left, as sa_held_retire() finds it */
-	if (!h || !sa_held_room(c, s, 1) || sa_sweep_needed(h) ||
-	    atomic_load_explicit(&h->nsampled, memory_order_relaxed) || !sa_span_settle(h))
-		return 0;
 	sa_held_unlink(c, h);
 	sa_held_push(c, s, now);
 	return sa_held_activate(c, h);
