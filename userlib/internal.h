@@ -615,13 +615,15 @@ static inline uintptr_t sa_span_next_fast(struct sa_uspan *s)
 /*
  * Zeroes an object of at most SA_ZERO_INLINE bytes, a size class's size
  * (8, or a multiple of 8 from 16), inline: a call to memset costs more
- * than the stores. As memset itself does, with stores that may overlap
- * rather than a loop of 16 bytes at a time: two for up to 32 bytes, four
- * for up to 64, 64 bytes a turn above, the last 64 ending at the end
- * (256 bytes: 16 stores, not 16 turns of a loop). The empty asm keeps the
- * compiler from turning the loop back into that call.
+ * than the stores. As memset itself does, with stores that may overlap:
+ * two of 16 bytes up to 32 bytes, two of 32 up to 64. Larger objects go
+ * to memset (sa_fast_zero): inlined into every fast path, a loop for
+ * them made the fast paths so much larger that the collector's
+ * binary-trees run stopped the world 25% longer (A/B in one boot, see
+ * README), where the call costs the 128 and 256 B rows a few
+ * instructions.
  */
-#define SA_ZERO_INLINE	256
+#define SA_ZERO_INLINE	64
 static inline void sa_zero_small(uintptr_t p, uint32_t size)
 {
 	char *d = (char *)p, *end = d + size;
@@ -635,16 +637,8 @@ static inline void sa_zero_small(uintptr_t p, uint32_t size)
 		__builtin_memset(end - 16, 0, 16);
 		return;
 	}
-	if (size <= 64) {
-		__builtin_memset(d, 0, 32);
-		__builtin_memset(end - 32, 0, 32);
-		return;
-	}
-	for (; d + 64 < end; d += 64) {
-		__builtin_memset(d, 0, 64);
-		__asm__("" : : : "memory");
-	}
-	__builtin_memset(end - 64, 0, 64);
+	__builtin_memset(d, 0, 32);
+	__builtin_memset(end - 32, 0, 32);
 }
 
 static inline void sa_zero_object(uintptr_t p, uint32_t size)
