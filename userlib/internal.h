@@ -474,19 +474,6 @@ static inline bool sa_tiny_wanted(size_t size, size_t sz, bool noscan)
 }
 
 /*
- * Whether an object of size bytes (end pad included) that is not tiny
- * must be zeroed: when the call promises it, and for a noscan object of
- * the 16-byte class (9 to 16 bytes), which lives in scanned spans
- * (sizeclass.c), so that the collector never scans old words there. By
- * size, not by span class: the test then folds into the fast path's
- * branches (by class it cost malloc three instructions more).
- */
-static inline bool sa_must_zero(size_t size, bool noscan, bool zero)
-{
-	return zero || (noscan && size - 9 < 8);
-}
-
-/*
  * The span class of a small object that is not tiny (sizeclass.c), for
  * size up to 1 KiB and above; span class 0 for size 0 (no span).
  */
@@ -1003,6 +990,23 @@ static inline bool sa_sweep_needed(const struct sa_uspan *s)
 {
 	return atomic_load_explicit(&s->sweepgen, memory_order_relaxed) !=
 	       atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed);
+}
+
+/*
+ * Whether an object of size bytes (end pad included) that is not tiny
+ * must be zeroed: when the call promises it, and in a collected heap for
+ * a noscan object of the 16-byte class (9 to 16 bytes), which lives in
+ * scanned spans (sizeclass.c), so that the collector does not take old
+ * words there for pointers. A manual heap scans nothing: malloc(16)
+ * there skips the zeroing (12 instructions a pair). Objects it handed
+ * out before sa_gc_init() keep what the program left in them, as any
+ * object does. By size, not by span class: the test then folds into
+ * the fast path's branches (by class it cost malloc three instructions
+ * more), and the heap's mode is only read for that one size.
+ */
+static inline bool sa_must_zero(size_t size, bool noscan, bool zero)
+{
+	return zero || (noscan && size - 9 < 8 && sa_gc_on());
 }
 
 #pragma GCC visibility pop
