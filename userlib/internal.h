@@ -504,6 +504,7 @@ uint32_t sa_span_next_free(struct sa_uspan *s);
 uint32_t sa_span_taken_since(const struct sa_uspan *s);
 uint32_t sa_span_local_frees(const struct sa_uspan *s);
 uint32_t sa_span_reuse_freed(struct sa_uspan *s);
+uint32_t sa_span_reuse_known(struct sa_uspan *s, bool freed);
 bool sa_span_settle(struct sa_uspan *s);
 bool sa_span_known_full(const struct sa_uspan *s);
 bool sa_span_freed_into(const struct sa_uspan *s);

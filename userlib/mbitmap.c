@@ -325,9 +325,19 @@ bool sa_span_known_full(const struct sa_uspan *s)
  */
 uint32_t sa_span_reuse_freed(struct sa_uspan *s)
 {
+	return sa_span_reuse_known(s, sa_span_freed_into(s));
+}
+
+/*
+ * sa_span_reuse_freed for a caller that has just asked
+ * sa_span_freed_into(s) (freed): a free that came since waits for the
+ * next refresh, as one that comes right after does.
+ */
+uint32_t sa_span_reuse_known(struct sa_uspan *s, bool freed)
+{
 	uint32_t n;
 
-	if (!sa_span_freed_into(s)) {
+	if (!freed) {
 		/*
 		 * Used up since it started over: every slot free then is
 		 * taken, and alloc_count, exact at the start, says how many

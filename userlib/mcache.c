@@ -630,19 +630,26 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 }
 
 /*
+ * c's active span s, used up, started over on n objects freed into it
+ * (sa_span_reuse_known): counted either way, its first free object or 0.
+ */
+static uintptr_t sa_tcache_restarted(struct sa_tcache *c, struct sa_uspan *s, uint32_t n)
+{
+	sa_tcache_harvest(c, s);
+	if (!n)
+		return 0;
+	SA_STAT_ADD(c->st.local_sweeps, 1);
+	return sa_span_object(s, sa_span_next_free(s));
+}
+
+/*
  * c's active span s is used up: it starts over on what was freed into it
  * meanwhile (a local sweep, no system call); its first free object, or 0
  * if nothing was. Counted either way: a span in use for ever counts too.
  */
 uintptr_t sa_tcache_reuse_freed(struct sa_tcache *c, struct sa_uspan *s)
 {
-	uint32_t n = sa_span_reuse_freed(s);
-
-	sa_tcache_harvest(c, s);
-	if (!n)
-		return 0;
-	SA_STAT_ADD(c->st.local_sweeps, 1);
-	return sa_span_object(s, sa_span_next_free(s));
+	return sa_tcache_restarted(c, s, sa_span_reuse_freed(s));
 }
 
 /*
@@ -733,11 +740,13 @@ uintptr_t sa_tcache_change_span(struct sa_tcache *c, struct sa_uspan *s)
 	struct sa_uspan *h = NULL;
 	uint32_t now, decay;
 	uintptr_t p;
+	bool freed;
 
 	/* acquire: a taker that is done left c's lists as they are read below */
 	if (atomic_load_explicit(&c->taking, memory_order_acquire))
 		return 0;
-	if (!sa_span_freed_into(s)) {
+	freed = sa_span_freed_into(s);
+	if (!freed) {
 		if (sa_gc_on())
 			return 0;
 		for (h = c->held[s->spanclass]; h && sa_span_known_full(h); h = h->next)
@@ -752,8 +761,8 @@ uintptr_t sa_tcache_change_span(struct sa_tcache *c, struct sa_uspan *s)
 	decay = sa_held_decay_ms();
 	if (sa_held_decay_due(c, now, decay) || sa_handoff_would_run(now, decay))
 		return 0;
-	/* a free into s that came meanwhile makes it start over after all */
-	p = sa_tcache_reuse_freed(c, s);
+	/* a free into s that came since waits for its next refresh */
+	p = sa_tcache_restarted(c, s, sa_span_reuse_known(s, freed));
 	if (p || !h || !sa_span_settle(h))
 		return p;
 	sa_held_unlink(c, h);
