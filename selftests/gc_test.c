@@ -441,7 +441,7 @@ TEST_F(gc, the_end_pad_does_not_lower_a_tiny_objects_alignment)
 TEST_F(gc, malloc_objects_in_scanned_spans_come_back_zeroed)
 {
 	enum { N = 600 };	/* more than one span of 16-byte objects */
-	static const size_t sizes[2][2] = { { 12, 16 }, { 1, 8 } };	/* pad off, on */
+	static const size_t sizes[2][2] = { { 12, 16 }, { 8, 15 } };	/* pad off, on */
 	static unsigned char *o[N], *again[N];
 
 	gc_start(_metadata);

@@ -176,19 +176,28 @@ TEST(tiny_objects_are_aligned_for_the_size_asked)
 }
 
 /*
- * The malloc family's sizes (sa_round_small) are never tiny ones, with
- * the end pad or without: its fast path leaves the tiny test out.
+ * The malloc family's fast path takes the class of the size plus the end
+ * pad, unrounded and without the tiny test; its slow paths ask for
+ * sa_malloc_size(): that must take the same class, hold the size, and
+ * never be a tiny one, with the end pad or without. 0 bytes takes the
+ * 8-byte class through the slow path.
  */
-TEST(the_malloc_familys_sizes_are_never_tiny)
+TEST(the_malloc_familys_slow_sizes_take_the_fast_paths_class_and_are_never_tiny)
 {
+	sa_sizeclass_init();
+	ASSERT_NE(sa_spanclass8(8, true), sa_spanclass8(16, true));
 	for (size_t n = 0; n <= 4 * SA_TINY_SIZE; n++) {
-		size_t r = sa_round_small(n);
+		for (uint32_t pad = 0; pad < 2; pad++) {
+			size_t r = sa_malloc_size(n, pad);
+			uint16_t want = sa_spanclass8(n + pad ? n + pad : 8, true);
 
-		EXPECT_TRUE(n < SA_TINY_SIZE ? r >= n && r % 8 == 0 : r == n)
-			TH_LOG("%zu bytes rounded to %zu", n, r);
-		for (size_t pad = 0; pad < 2; pad++) {
+			EXPECT_LE(n, r) TH_LOG("%zu bytes, pad %u: %zu", n, pad, r);
 			EXPECT_FALSE(sa_tiny_wanted(r, r + pad, true))
-				TH_LOG("%zu bytes, pad %zu", n, pad);
+				TH_LOG("%zu bytes, pad %u: %zu", n, pad, r);
+			EXPECT_EQ(want, sa_spanclass8(r + pad, true))
+				TH_LOG("%zu bytes, pad %u: %zu", n, pad, r);
+			if (n >= SA_TINY_SIZE)
+				EXPECT_EQ(n, r);
 		}
 	}
 }

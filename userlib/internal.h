@@ -463,10 +463,10 @@ static inline unsigned int sa_class_of(size_t size)
  * asked nor 8 bytes padded. Packing only gains where objects are not a
  * multiple of 8 bytes: two 8-byte objects fill a block as they fill the
  * 8-byte class, which costs no mask compare-and-swap per allocation and
- * free, and 8 bytes is what the malloc family asks for under 9
- * (sa_round_small). With the end pad that request is 9 bytes, 10 carved,
- * which leaves a block little room for another object: it takes the
- * 16-byte class.
+ * free. With the end pad an 8-byte request is 9 bytes, 10 carved, which
+ * leaves a block little room for another object: it takes the 16-byte
+ * class. The malloc family's slow paths ask for sizes this says no to
+ * (fastpath.h: sa_malloc_size).
  */
 static inline bool sa_tiny_wanted(size_t size, size_t sz, bool noscan)
 {

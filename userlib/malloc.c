@@ -412,10 +412,15 @@ void *sa_alloc_noscan(size_t size)
 	return sa_allocate(size, true, true);
 }
 
+/* sa_malloc's slow path: never a tiny object (fastpath.h: sa_malloc_size) */
+static __attribute__((noinline)) void *sa_malloc_slow(size_t size, bool noscan, bool zero)
+{
+	return sa_alloc_slow(sa_malloc_size(size, sa_gc.end_pad), noscan, zero);
+}
+
 void *sa_malloc(size_t size)
 {
-	/* 8-byte aligned at least, as jemalloc and mimalloc: no odd tiny offsets */
-	return sa_fast_alloc(sa_round_small(size), true, false, true, sa_alloc_slow);
+	return sa_fast_alloc(size, true, false, true, sa_malloc_slow);
 }
 
 void *sa_calloc(size_t n, size_t size)

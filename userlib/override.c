@@ -177,11 +177,13 @@ static void sa_foreign(const void *p, const char *what)
 /*
  * The entry points below are the fast path, which tail-calls one of
  * these when it cannot serve: kept out of line, so that the fast path
- * saves no registers. Each takes what the fast path was given (the size
- * rounded as sa_round_small does, which any allocator may serve).
+ * saves no registers. Each takes what the fast path was given.
  */
 static __attribute__((noinline)) void *sa_malloc_other(size_t size, bool noscan, bool zero)
 {
+	/* what the fast path would have taken: never a tiny object (fastpath.h) */
+	size = sa_malloc_size(size, sa_gc.end_pad);
+
 	/* the fast path said no: straight to the slow one */
 	if (sa_tc)
 		return sa_alloc_slow(size, noscan, zero);
@@ -197,7 +199,7 @@ static __attribute__((noinline)) void *sa_malloc_other(size_t size, bool noscan,
 
 void *malloc(size_t size)
 {
-	return sa_fast_alloc(sa_round_small(size), true, false, true, sa_malloc_other);
+	return sa_fast_alloc(size, true, false, true, sa_malloc_other);
 }
 
 void *calloc(size_t n, size_t size)
@@ -209,7 +211,7 @@ void *calloc(size_t n, size_t size)
 		return NULL;
 	}
 	/* noscan and zeroed: Boehm's GC_MALLOC_ATOMIC rule */
-	return sa_fast_alloc(sa_round_small(bytes), true, true, true, sa_malloc_other);
+	return sa_fast_alloc(bytes, true, true, true, sa_malloc_other);
 }
 
 static __attribute__((noinline)) void sa_free_other(void *p)

@@ -78,9 +78,9 @@ void *sa_alloc_noscan(size_t size);
 /*
  * size bytes, not zeroed, never scanned by the collector: malloc's
  * counterpart, for memory the program frees itself (in a collected heap,
- * what it points to is not kept alive by it). Sizes up to 8 bytes are
- * rounded up to 8 (8-byte aligned: the 8-byte class, or the 16-byte one
- * in a collected heap), 9 to 15 to 16.
+ * what it points to is not kept alive by it). Objects of up to 8 bytes
+ * are 8-byte aligned (the 8-byte class; in a collected heap, whose end
+ * pad adds a byte, those up to 7), larger ones 16-byte aligned.
  */
 void *sa_malloc(size_t size);
 
