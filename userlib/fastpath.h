@@ -24,7 +24,7 @@
 
 void *sa_alloc_slow(size_t size, bool noscan, bool zero);
 void sa_free_slow(void *ptr);
-void sa_free_tiny_emptied(struct sa_tcache *c, struct sa_uspan *s, uint32_t idx);
+void sa_free_tiny_emptied(struct sa_tcache *c, struct sa_uspan *s, uintptr_t p);
 typedef void sa_free_fn(void *ptr);
 /*
  * sa_fast_free_tiny_in() out of line, in the region the fast free
@@ -201,19 +201,23 @@ static inline __attribute__((always_inline)) bool sa_fast_free_tiny_in(struct sa
 								       struct sa_uspan *s,
 								       uintptr_t p)
 {
-	uint32_t idx = (uint32_t)((p - s->base) / SA_TINY_SIZE), size, empty;
+	/*
+	 * 16 bytes divide a page: a tiny span's blocks fill it, so any p the
+	 * page map gives it to is in a block (no bound to test), and spans
+	 * are page aligned, so p's offset in its block is p's low bits.
+	 */
+	_Static_assert(SA_PAGE_SIZE % SA_TINY_SIZE == 0, "tiny blocks fill a page");
+	_Atomic(sa_tiny_mask) *m = &s->tiny[(p - s->base) / SA_TINY_SIZE];
+	uint32_t size, empty;
 
-	/* spans are page aligned: p's offset in its block is p's low bits */
-	if (sa_unlikely(idx >= s->nelems) ||
-	    sa_unlikely(!(size = sa_tiny_release(&s->tiny[idx], (uint32_t)(p % SA_TINY_SIZE),
-						 &empty)))) {
+	if (sa_unlikely(!sa_tiny_take(m, (uint32_t)(p % SA_TINY_SIZE), &size, &empty))) {
 		sa_fast_exit(c);
 		return false;
 	}
 	c->tiny_freed++;
 	c->tiny_freed_bytes += size;
 	if (sa_unlikely(empty)) {
-		sa_free_tiny_emptied(c, s, idx);	/* leaves the region */
+		sa_free_tiny_emptied(c, s, p);	/* leaves the region */
 		return true;
 	}
 	return sa_fast_done(c, s) != NULL;

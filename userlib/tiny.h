@@ -129,23 +129,38 @@ static inline bool sa_tiny_starts(sa_tiny_mask m, uint32_t off)
 }
 
 /*
- * Frees the object (or pseudo-object) starting at off. *freed is set when
- * that was the last thing in the block. Returns its size, or 0 (having
- * changed nothing) if nothing starts at off.
+ * Frees the object (or pseudo-object) starting at off: true, with its
+ * size in *size and *freed set when that was the last thing in the block;
+ * false, having changed nothing, if nothing starts at off.
  */
-static inline uint32_t sa_tiny_release(_Atomic(sa_tiny_mask) *m, uint32_t off, uint32_t *freed)
+static inline bool sa_tiny_take(_Atomic(sa_tiny_mask) *m, uint32_t off, uint32_t *size,
+				uint32_t *freed)
 {
 	sa_tiny_mask old = atomic_load_explicit(m, memory_order_relaxed), new;
-	uint32_t size;
+	uint32_t start, end;
 
+	if (off >= 16 || (off & 1))
+		return false;
+	start = SA_TINY_START(off);
 	do {
-		if (!sa_tiny_starts(old, off))
-			return 0;
-		size = sa_tiny_size(old, off);
-		new = (sa_tiny_mask)(old & ~(SA_TINY_START(off) | SA_TINY_END(off + size - 1)));
+		if (!(old & start))
+			return false;
+		/* its end: the first end mark from its own unit on */
+		end = old & (0xff00U << (off / 2));
+		end &= -end;
+		new = (sa_tiny_mask)(old & ~(start | end));
 	} while (!atomic_compare_exchange_weak(m, &old, new));
 	*freed = new == 0;
-	return size;
+	*size = 2 * ((uint32_t)__builtin_ctz(end) - 7 - off / 2);
+	return true;
+}
+
+/* sa_tiny_take's size, or 0 when nothing starts at off. */
+static inline uint32_t sa_tiny_release(_Atomic(sa_tiny_mask) *m, uint32_t off, uint32_t *freed)
+{
+	uint32_t size;
+
+	return sa_tiny_take(m, off, &size, freed) ? size : 0;
 }
 
 /* Usable bytes of the object at off, or 0 when no object starts there. */
