@@ -59,6 +59,38 @@ TEST(malloc_gives_aligned_usable_heap_memory_of_every_size)
 	}
 }
 
+/*
+ * malloc never makes a tiny object: under 17 bytes it takes the 8-byte
+ * class or the 16-byte one, the fast path by the size as asked and the
+ * slow path (here after a flush, which leaves the thread no span) by the
+ * size sa_malloc_size() gives it. A slow path asking for the size as
+ * asked would pack 1 to 15 bytes into tiny blocks (usable 2 to 14).
+ */
+TEST(small_mallocs_take_the_8_and_16_byte_classes_on_every_path)
+{
+	NEED_HEAP();
+	for (size_t n = 0; n <= 16; n++) {
+		size_t want = n <= 8 ? 8 : 16;
+
+		for (int path = 0; path < 2; path++) {
+			unsigned char *p, *q;
+
+			if (path == 0)
+				sa_thread_flush();	/* the slow path */
+			p = malloc(n);
+			q = malloc(n);	/* the fast path, from p's span */
+			ASSERT_NE(NULL, p);
+			ASSERT_NE(NULL, q);
+			EXPECT_EQ(want, malloc_usable_size(p)) TH_LOG("malloc(%zu), path %d", n, path);
+			EXPECT_EQ(want, malloc_usable_size(q)) TH_LOG("malloc(%zu), path %d", n, path);
+			EXPECT_EQ(0, (uintptr_t)p % 8);
+			EXPECT_EQ(0, (uintptr_t)q % 8);
+			free(p);
+			free(q);
+		}
+	}
+}
+
 TEST(calloc_zeroes_reused_memory_and_checks_overflow)
 {
 	NEED_HEAP();

@@ -484,6 +484,45 @@ TEST_F(gc, malloc_objects_in_scanned_spans_come_back_zeroed)
 	sa_gc_enable();
 }
 
+/*
+ * In a collected heap the end pad moves malloc's classes by a byte:
+ * 0 to 7 bytes take the 8-byte class, 8 to 15 the 16-byte one, on the
+ * fast path (by the size plus the pad) and on the slow path (after a
+ * flush; sa_malloc_size), with the pad on and off. Never a tiny block.
+ */
+TEST_F(gc, small_mallocs_take_the_padded_classes_on_every_path)
+{
+	gc_start(_metadata);
+	sa_gc_disable();	/* only the classes are under test */
+	for (int pad = 0; pad < 2; pad++) {
+		sa_gc_set_end_pointers(pad);
+		for (size_t n = 0; n + pad <= 16; n++) {
+			size_t want = n + pad <= 8 ? 8 : 16;
+
+			for (int path = 0; path < 2; path++) {
+				unsigned char *p, *q;
+
+				if (path == 0)
+					sa_thread_flush();	/* the slow path */
+				p = sa_malloc(n);
+				q = sa_malloc(n);	/* the fast path */
+				ASSERT_NE(NULL, p);
+				ASSERT_NE(NULL, q);
+				EXPECT_EQ(want, sa_usable_size(p))
+					TH_LOG("sa_malloc(%zu), pad %d, path %d", n, pad, path);
+				EXPECT_EQ(want, sa_usable_size(q))
+					TH_LOG("sa_malloc(%zu), pad %d, path %d", n, pad, path);
+				EXPECT_EQ(0, (uintptr_t)p % 8);
+				EXPECT_EQ(0, (uintptr_t)q % 8);
+				sa_free(p);
+				sa_free(q);
+			}
+		}
+	}
+	sa_gc_set_end_pointers(1);
+	sa_gc_enable();
+}
+
 static char *keep;
 static int tiny_same_block;
 

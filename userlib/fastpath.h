@@ -50,9 +50,11 @@ typedef void *sa_alloc_fn(size_t size, bool noscan, bool zero);
  * rounding, 8 bytes or less padded the 8-byte class and 9 to 16 the
  * 16-byte one (16-byte aligned, as every class from 16 bytes up is); its
  * slow paths ask for this size instead, the largest that takes the same
- * class (sa_tiny_wanted says no to 8 and 16 bytes padded). Rounding in
- * the fast path cost every malloc two instructions, and those under 16
- * bytes six.
+ * class: 7, 8, 15 or 16 bytes under 17, which sa_tiny_wanted refuses
+ * whatever the pad is when they read it. Rounding in the fast path cost
+ * every malloc two instructions, and those under 16 bytes six; malloc(0)
+ * in a manual heap, 0 bytes padded, goes to the slow path (the tables
+ * send 0 there, for SIZE_MAX padded).
  */
 static inline size_t sa_malloc_size(size_t size, uint32_t pad)
 {
@@ -201,16 +203,16 @@ static inline __attribute__((always_inline)) bool sa_fast_free_tiny_in(struct sa
 								       struct sa_uspan *s,
 								       uintptr_t p)
 {
-	/*
-	 * 16 bytes divide a page: a tiny span's blocks fill it, so any p the
-	 * page map gives it to is in a block (no bound to test), and spans
-	 * are page aligned, so p's offset in its block is p's low bits.
-	 */
-	_Static_assert(SA_PAGE_SIZE % SA_TINY_SIZE == 0, "tiny blocks fill a page");
-	_Atomic(sa_tiny_mask) *m = &s->tiny[(p - s->base) / SA_TINY_SIZE];
-	uint32_t size, empty;
+	uint32_t idx = (uint32_t)((p - s->base) / SA_TINY_SIZE), size, empty;
 
-	if (sa_unlikely(!sa_tiny_take(m, (uint32_t)(p % SA_TINY_SIZE), &size, &empty))) {
+	/*
+	 * The bound is for a stray free that raced with s going and its
+	 * record coming back for another span: p is then not in s. Spans
+	 * are page aligned: p's offset in its block is p's low bits.
+	 */
+	if (sa_unlikely(idx >= s->nelems) ||
+	    sa_unlikely(!sa_tiny_take(&s->tiny[idx], (uint32_t)(p % SA_TINY_SIZE), &size,
+				      &empty))) {
 		sa_fast_exit(c);
 		return false;
 	}

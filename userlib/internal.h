@@ -459,18 +459,20 @@ static inline unsigned int sa_class_of(size_t size)
 
 /*
  * Whether a request for size bytes, sz with the end pad, is the tiny
- * allocator's: noscan and under 16 bytes padded, but neither 8 bytes
- * asked nor 8 bytes padded. Packing only gains where objects are not a
- * multiple of 8 bytes: two 8-byte objects fill a block as they fill the
- * 8-byte class, which costs no mask compare-and-swap per allocation and
- * free. With the end pad an 8-byte request is 9 bytes, 10 carved, which
- * leaves a block little room for another object: it takes the 16-byte
- * class. The malloc family's slow paths ask for sizes this says no to
- * (fastpath.h: sa_malloc_size).
+ * allocator's: noscan and under 16 bytes padded, but not when packing
+ * gains nothing: carved as 8 bytes (7 or 8 padded), two fill a block as
+ * they fill the 8-byte class, and carved as 16 (15 padded), one fills it
+ * as it fills the 16-byte class, which costs no mask compare-and-swap per
+ * allocation and free. Nor 8 bytes asked: with the end pad, 9 bytes, 10
+ * carved, which leaves a block little room for another object; it takes
+ * the 16-byte class. The malloc family's slow paths ask for 7, 8, 15 or
+ * 16 bytes under 17 (fastpath.h: sa_malloc_size), refused here with the
+ * end pad and without, so that a change of the pad between the fast
+ * path's read and theirs cannot make them tiny.
  */
 static inline bool sa_tiny_wanted(size_t size, size_t sz, bool noscan)
 {
-	return noscan && sz - 1 < SA_TINY_SIZE - 1 && size != 8 && sz != 8;
+	return noscan && sz - 1 < SA_TINY_SIZE - 2 && ((sz + 1) & ~(size_t)1) != 8 && size != 8;
 }
 
 /*
@@ -999,9 +1001,12 @@ static inline bool sa_sweep_needed(const struct sa_uspan *s)
  * a noscan object of the 16-byte class (9 to 16 bytes), which lives in
  * scanned spans (sizeclass.c), so that the collector does not take old
  * words there for pointers. A manual heap scans nothing: malloc(16)
- * there skips the zeroing (12 instructions a pair). Objects it handed
- * out before sa_gc_init() keep what the program left in them, as any
- * object does. By size, not by span class: the test then folds into
+ * there skips the zeroing (11 instructions a pair). The objects of that
+ * class handed out before sa_gc_init() switched the mode (by other
+ * threads, until it did) may still hold words of freed objects: those
+ * can only keep garbage alive for as long as they live, as the marker
+ * takes nothing for a pointer that is not one to an allocated object
+ * (sa_span_object_at). By size, not by span class: the test then folds into
  * the fast path's branches (by class it cost malloc three instructions
  * more), and the heap's mode is only read for that one size.
  */

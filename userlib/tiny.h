@@ -145,7 +145,7 @@ static inline bool sa_tiny_take(_Atomic(sa_tiny_mask) *m, uint32_t off, uint32_t
 	do {
 		if (!(old & start))
 			return false;
-		/* its end: the first end mark from its own unit on */
+		/* objects do not overlap: the first end mark from its unit on is its own */
 		end = old & (0xff00U << (off / 2));
 		end &= -end;
 		new = (sa_tiny_mask)(old & ~(start | end));
