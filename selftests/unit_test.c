@@ -176,6 +176,26 @@ TEST(tiny_objects_are_aligned_for_the_size_asked)
 }
 
 /*
+ * The tiny allocator takes noscan objects of 1 to 15 bytes padded, but
+ * not those carved as 8 or 16 bytes (packing gains nothing) nor 8 bytes
+ * asked (9 padded): SA_TINY_SIZES, a bit per padded size, against the
+ * rule written out.
+ */
+TEST(tiny_is_wanted_only_where_packing_gains)
+{
+	for (size_t size = 0; size <= 20; size++) {
+		for (size_t pad = 0; pad < 2; pad++) {
+			size_t sz = size + pad, carved = sa_tiny_round((uint32_t)sz);
+			bool want = sz >= 1 && sz <= 15 && carved != 8 && carved != 16 && size != 8;
+
+			EXPECT_EQ(want, sa_tiny_wanted(size, sz, true))
+				TH_LOG("%zu bytes, pad %zu", size, pad);
+			EXPECT_FALSE(sa_tiny_wanted(size, sz, false));
+		}
+	}
+}
+
+/*
  * The malloc family's fast path takes the class of the size plus the end
  * pad, unrounded and without the tiny test; its slow paths ask for
  * sa_malloc_size(): that must take the same class, hold the size, and

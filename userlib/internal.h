@@ -470,9 +470,10 @@ static inline unsigned int sa_class_of(size_t size)
  * end pad and without, so that a change of the pad between the fast
  * path's read and theirs cannot make them tiny.
  */
+#define SA_TINY_SIZES	0x7e7eU		/* bit sz set: 1 to 6 and 9 to 14 padded */
 static inline bool sa_tiny_wanted(size_t size, size_t sz, bool noscan)
 {
-	return noscan && sz - 1 < SA_TINY_SIZE - 2 && ((sz + 1) & ~(size_t)1) != 8 && size != 8;
+	return noscan && sz < SA_TINY_SIZE && (SA_TINY_SIZES >> sz & 1) && size != 8;
 }
 
 /*
