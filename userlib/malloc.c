@@ -573,11 +573,11 @@ static __attribute__((noinline)) void sa_free_tiny_block(struct sa_tcache *c,
 
 /*
  * A tiny free emptied the block of s that p lies in, in the fast free's
- * region, which this leaves: the block goes too, as a local free when s is c's own (the
- * common case, a few instructions), else through sa_free_tiny_block. Out
- * of line, so that the fast free stays a leaf without a frame. The block
- * is still allocated until then: no stop before it is freed, or a sweep
- * could free it first.
+ * region, which this leaves: the block goes too, as a local free when s
+ * is c's own (the common case, a few instructions), else through
+ * sa_free_tiny_block. Out of line, so that the fast free stays a leaf
+ * without a frame. The block is still allocated until then: no stop
+ * before it is freed, or a sweep could free it first.
  */
 __attribute__((noinline)) void sa_free_tiny_emptied(struct sa_tcache *c, struct sa_uspan *s,
 						    uintptr_t p)
