@@ -737,33 +737,37 @@ static uintptr_t sa_held_activate(struct sa_tcache *c, struct sa_uspan *h)
  */
 uintptr_t sa_tcache_change_span(struct sa_tcache *c, struct sa_uspan *s)
 {
-	struct sa_uspan *h = NULL;
+	struct sa_uspan *h;
 	uint32_t now, decay;
 	uintptr_t p;
-	bool freed;
 
 	/* acquire: a taker that is done left c's lists as they are read below */
 	if (atomic_load_explicit(&c->taking, memory_order_acquire))
 		return 0;
-	freed = sa_span_freed_into(s);
-	if (!freed) {
-		if (sa_gc_on())
-			return 0;
-		for (h = c->held[s->spanclass]; h && sa_span_known_full(h); h = h->next)
-			;
-		/* room for s once h has left, as sa_held_retire() finds it */
-		if (!h || !sa_held_room(c, s, 1) || sa_sweep_needed(h) ||
-		    atomic_load_explicit(&h->nsampled, memory_order_relaxed))
-			return 0;
-	}
+	/*
+	 * Starting over in s touches no list and waits for no housekeeping:
+	 * the caller leaves every SA_REUSE_HOUSEKEEPING-th change to the slow
+	 * path, which does it (malloc.c: sa_reuse_in_place), so the clock is
+	 * not read for it, as for a thread that keeps nothing aside.
+	 */
+	if (sa_span_freed_into(s))
+		return sa_tcache_restarted(c, s, sa_span_reuse_known(s, true));
+	if (sa_gc_on())
+		return 0;
+	for (h = c->held[s->spanclass]; h && sa_span_known_full(h); h = h->next)
+		;
+	/* room for s once h has left, as sa_held_retire() finds it */
+	if (!h || !sa_held_room(c, s, 1) || sa_sweep_needed(h) ||
+	    atomic_load_explicit(&h->nsampled, memory_order_relaxed))
+		return 0;
 	/* the vDSO's; a system call without one, which does not wait either */
 	now = sa_coarse_ms();
 	decay = sa_held_decay_ms();
 	if (sa_held_decay_due(c, now, decay) || sa_handoff_would_run(now, decay))
 		return 0;
 	/* a free into s that came since waits for its next refresh */
-	p = sa_tcache_restarted(c, s, sa_span_reuse_known(s, freed));
-	if (p || !h || !sa_span_settle(h))
+	p = sa_tcache_restarted(c, s, sa_span_reuse_known(s, false));
+	if (p || !sa_span_settle(h))
 		return p;
 	sa_held_unlink(c, h);
 	sa_held_push(c, s, now);
