@@ -574,6 +574,15 @@ static inline uint64_t sa_span_word_cache(const struct sa_uspan *s, uint32_t w)
 	return ~s->alloc_bits[w] & (left >= 64 ? ~0ULL : (1ULL << left) - 1);
 }
 
+/*
+ * The 64-bit words of each of s's bitmaps. Read once per loop: a loop
+ * with atomic loads in it would read nelems again at every word.
+ */
+static inline uint32_t sa_span_words(const struct sa_uspan *s)
+{
+	return (s->nelems + 63) / 64;
+}
+
 /* The address of object idx of s. */
 static inline uintptr_t sa_span_object(const struct sa_uspan *s, uint32_t idx)
 {

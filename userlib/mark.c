@@ -366,7 +366,7 @@ static SA_NO_TSAN void sa_rescan(struct sa_worker *w)
 		if (atomic_load_explicit(&s->where, memory_order_acquire) == SA_WHERE_NONE ||
 		    (s->spanclass & 1))
 			continue;
-		for (uint32_t wd = 0; wd < (s->nelems + 63) / 64; wd++) {
+		for (uint32_t wd = 0, words = sa_span_words(s); wd < words; wd++) {
 			uint64_t m = atomic_load_explicit(&s->mark_bits[wd], memory_order_relaxed);
 
 			while (m) {

@@ -66,7 +66,7 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	s->needzero = needzero;
 	s->fastfree = spanclass >= 2 && spanclass != SA_TINY_SC;
 	s->next = NULL;
-	words = (s->nelems + 63) / 64;
+	words = sa_span_words(s);
 	if (words > sa_bits_cap[s->kind]) {
 		fprintf(stderr, "spanalloc: a record for %u objects given a span of %u; aborting\n",
 			sa_bits_cap[s->kind] * 64, s->nelems);
@@ -106,15 +106,26 @@ void sa_span_bad_free(const struct sa_uspan *s, const void *p, const char *what)
 	abort();
 }
 
-/* Clears freed objects f of word w from allocBits; returns how many. */
-static uint32_t sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
+/* Reports the first of frees f of word w that allocBits do not hold. */
+static __attribute__((noinline, cold, noreturn)) void
+sa_span_unmark_bad(const struct sa_uspan *s, uint32_t w, uint64_t f)
 {
-	if (f & ~s->alloc_bits[w]) {
-		uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(f & ~s->alloc_bits[w]);
+	uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(f & ~s->alloc_bits[w]);
 
-		sa_span_bad_free(s, (void *)sa_span_object(s, i),
-				 "double free or free of an object never allocated");
-	}
+	sa_span_bad_free(s, (void *)sa_span_object(s, i),
+			 "double free or free of an object never allocated");
+}
+
+/*
+ * Clears freed objects f of word w from allocBits; returns how many.
+ * Inline, as the bit work of a refresh: a span change of a one-word
+ * span refreshes a span or two, and calls cost as much as the bits.
+ */
+static inline __attribute__((always_inline)) uint32_t
+sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
+{
+	if (sa_unlikely(f & ~s->alloc_bits[w]))
+		sa_span_unmark_bad(s, w, f);
 	sa_prof_freed(s, w, f);
 	s->alloc_bits[w] &= ~f;
 	return sa_popcount64(f);
@@ -124,9 +135,9 @@ static uint32_t sa_span_unmark(struct sa_uspan *s, uint32_t w, uint64_t f)
  * Takes the frees recorded in localFree and freeBits into allocBits;
  * returns how many.
  */
-static uint32_t sa_span_collect(struct sa_uspan *s)
+static inline __attribute__((always_inline)) uint32_t sa_span_collect(struct sa_uspan *s)
 {
-	uint32_t local = 0, remote = 0, words = (s->nelems + 63) / 64;
+	uint32_t local = 0, remote = 0, words = sa_span_words(s);
 
 	for (uint32_t w = 0; w < words; w++) {
 		if (s->local_free[w]) {
@@ -166,7 +177,7 @@ int sa_span_free(struct sa_uspan *s, uint32_t idx)
  */
 bool sa_span_publish_full(struct sa_uspan *s)
 {
-	uint32_t words = (s->nelems + 63) / 64;
+	uint32_t words = sa_span_words(s);
 
 	atomic_store(&s->adoptable, 1);
 	for (uint32_t w = 0; w < words; w++)
@@ -176,7 +187,7 @@ bool sa_span_publish_full(struct sa_uspan *s)
 }
 
 /* Marks objects [0, upto) allocated in allocBits, as freeindex implies. */
-static void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
+static inline __attribute__((always_inline)) void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
 {
 	uint32_t w;
 
@@ -191,7 +202,8 @@ static void sa_span_fill_bits(struct sa_uspan *s, uint32_t upto)
  * passed, since allocBits do not change between refreshes and allocation
  * takes every free slot it passes.
  */
-uint32_t sa_span_taken_since(const struct sa_uspan *s)
+static inline __attribute__((always_inline)) uint32_t
+sa_span_taken_in(const struct sa_uspan *s)
 {
 	uint32_t from = s->taken_from, to = s->freeindex, n = 0;
 
@@ -205,12 +217,17 @@ uint32_t sa_span_taken_since(const struct sa_uspan *s)
 	return n;
 }
 
+uint32_t sa_span_taken_since(const struct sa_uspan *s)
+{
+	return sa_span_taken_in(s);
+}
+
 /* The frees the holder made into s and has not taken in yet. */
 uint32_t sa_span_local_frees(const struct sa_uspan *s)
 {
 	uint32_t n = 0;
 
-	for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
+	for (uint32_t w = 0, words = sa_span_words(s); w < words; w++)
 		n += sa_popcount64(s->local_free[w]);
 	return n;
 }
@@ -224,9 +241,9 @@ static void sa_span_count_taken(struct sa_uspan *s, uint32_t n)
 }
 
 /* Counts what was handed out since the last call, before the bits change. */
-static void sa_span_account(struct sa_uspan *s)
+static inline __attribute__((always_inline)) void sa_span_account(struct sa_uspan *s)
 {
-	sa_span_count_taken(s, sa_span_taken_since(s));
+	sa_span_count_taken(s, sa_span_taken_in(s));
 }
 
 /* Called with the span accounted (sa_span_refresh): allocation starts over. */
@@ -298,7 +315,7 @@ uint32_t sa_span_next_free(struct sa_uspan *s)
 /* Whether a free into s waits to be taken in. */
 bool sa_span_freed_into(const struct sa_uspan *s)
 {
-	for (uint32_t w = 0; w < (s->nelems + 63) / 64; w++)
+	for (uint32_t w = 0, words = sa_span_words(s); w < words; w++)
 		if (s->local_free[w] | atomic_load_explicit(&s->free_bits[w], memory_order_relaxed))
 			return true;
 	return false;
@@ -366,7 +383,7 @@ uint32_t sa_span_reuse_known(struct sa_uspan *s, bool freed)
  */
 bool sa_span_settle_forked(struct sa_uspan *s)
 {
-	uint32_t words = (s->nelems + 63) / 64, live = 0;
+	uint32_t words = sa_span_words(s), live = 0;
 
 	sa_span_account(s);
 	sa_span_fill_bits(s, s->freeindex);

@@ -53,7 +53,7 @@ static void sa_sweep_publish(struct sa_uspan *s, uint32_t words)
 /* The caller holds s (or the world is stopped). */
 void sa_sweep_held(struct sa_uspan *s)
 {
-	uint32_t words = (s->nelems + 63) / 64, live = 0, dead = 0;
+	uint32_t words = sa_span_words(s), live = 0, dead = 0;
 
 	/* explicit frees first: they need zeroing as much as the dead do */
 	sa_span_refresh(s, s->freeindex);
@@ -276,7 +276,7 @@ static void *sa_sweeper_main(void *arg)
 void sa_sweep_forked(struct sa_uspan *s)
 {
 	uint32_t sg = atomic_load_explicit(&sa_gc.sweepgen, memory_order_relaxed);
-	uint32_t words = (s->nelems + 63) / 64;
+	uint32_t words = sa_span_words(s);
 
 	if (!sa_sweep_needed(s))
 		return;
