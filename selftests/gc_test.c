@@ -462,12 +462,9 @@ TEST_F(gc, malloc_objects_in_scanned_spans_come_back_zeroed)
 				sa_free(o[i]);
 			for (int i = 0; i < N; i++) {
 				unsigned char *p = sa_malloc(size);
-				int dirty = 0;
 
 				ASSERT_NE(NULL, p);
-				for (size_t b = 0; b < size; b++)
-					dirty += p[b] != 0;
-				EXPECT_EQ(0, dirty)
+				EXPECT_EQ(0, sa_t_nonzero(p, size))
 					TH_LOG("%zu bytes, pad %d: object %d (%p) not zeroed",
 					       size, pad, i, p);
 				for (int j = 0; j < N; j++)
@@ -609,12 +606,9 @@ TEST_F(gc, objects_freed_explicitly_come_back_zeroed_after_a_collection)
 	clean_collect();
 	for (int i = 0; i < N; i++) {
 		unsigned char *p = sa_alloc(SIZE);
-		int dirty = 0;
 
 		ASSERT_NE(NULL, p);
-		for (int b = 0; b < SIZE; b++)
-			dirty += p[b] != 0;
-		EXPECT_EQ(0, dirty) TH_LOG("object %d (%p) not zeroed", i, p);
+		EXPECT_EQ(0, sa_t_nonzero(p, SIZE)) TH_LOG("object %d (%p) not zeroed", i, p);
 	}
 }
 

@@ -41,14 +41,6 @@ static int sa_lib_ready(void)
 		SKIP(return, "no expedited membarrier(2): idle threads keep their spans"); \
 } while (0)
 
-static int all_zero(const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return 0;
-	return 1;
-}
-
 TEST(every_size_class_scan_and_noscan)
 {
 	NEED_DEVICE();
@@ -64,7 +56,7 @@ TEST(every_size_class_scan_and_noscan)
 				/* no class size is tiny (sa_tiny_wanted): 8 B has its class */
 				EXPECT_EQ(size, sa_usable_size(p[i]));
 				EXPECT_EQ(0, (uintptr_t)p[i] % (size < 16 ? 8 : 16));
-				ASSERT_TRUE(all_zero(p[i], size));
+				ASSERT_EQ(0, sa_t_nonzero(p[i], size));
 				memset(p[i], 0xc0 + i, size);
 			}
 			for (int i = 0; i < 3; i++)
@@ -83,7 +75,7 @@ TEST(freed_objects_come_back_zeroed)
 		for (int i = 0; i < N; i++) {
 			p[i] = sa_alloc(48);
 			ASSERT_NE(NULL, p[i]);
-			ASSERT_TRUE(all_zero(p[i], 48));
+			ASSERT_EQ(0, sa_t_nonzero(p[i], 48));
 			memset(p[i], 0xff, 48);
 		}
 		for (int i = 0; i < N; i++)
@@ -118,7 +110,7 @@ TEST(a_span_used_up_by_pairs_starts_over_on_its_frees)
 		for (int i = 0; i < PAIRS; i++) {
 			q = sa_alloc(SIZE);
 			ASSERT_NE(NULL, q);
-			ASSERT_TRUE(all_zero(q, SIZE)) TH_LOG("pair %d, profiling %d", i, prof);
+			ASSERT_EQ(0, sa_t_nonzero(q, SIZE)) TH_LOG("pair %d, profiling %d", i, prof);
 			memset(q, 0xa5, SIZE);
 			sa_free(q);
 		}
@@ -141,13 +133,13 @@ TEST(calloc_zeroes_and_checks_overflow)
 	for (int round = 0; round < 2; round++) {
 		p = sa_calloc(10, 30);
 		ASSERT_NE(NULL, p);
-		ASSERT_TRUE(all_zero(p, 300));
+		ASSERT_EQ(0, sa_t_nonzero(p, 300));
 		memset(p, 0x77, 300);
 		sa_free(p);
 	}
 	p = sa_calloc(3, 20000);	/* large */
 	ASSERT_NE(NULL, p);
-	ASSERT_TRUE(all_zero(p, 60000));
+	ASSERT_EQ(0, sa_t_nonzero(p, 60000));
 	sa_free(p);
 	errno = 0;
 	EXPECT_EQ(NULL, sa_calloc(SIZE_MAX / 2, 3));
@@ -213,7 +205,7 @@ TEST(realloc_keeps_data_and_moves_only_when_it_must)
 	memset(p, 1, 24);
 	p = sa_realloc(p, 3000);
 	ASSERT_NE(NULL, p);
-	EXPECT_TRUE(all_zero(p + 24, 3000 - 24));
+	EXPECT_EQ(0, sa_t_nonzero(p + 24, 3000 - 24));
 	EXPECT_EQ(NULL, sa_realloc(p, 0));	/* frees, as glibc */
 	errno = 0;
 	EXPECT_EQ(NULL, sa_realloc(q, SIZE_MAX / 2));
@@ -364,7 +356,7 @@ TEST(large_objects)
 		EXPECT_EQ(0, (uintptr_t)p % SPANALLOC_PAGE_SIZE);
 		EXPECT_LE(sizes[i], sa_usable_size(p));
 		EXPECT_GT(sizes[i] + SPANALLOC_PAGE_SIZE, sa_usable_size(p));
-		EXPECT_TRUE(all_zero(p, sizes[i]));
+		EXPECT_EQ(0, sa_t_nonzero(p, sizes[i]));
 		memset(p, 1, sizes[i]);
 		sa_free(p);
 	}
@@ -396,7 +388,7 @@ TEST(trim_gives_freed_large_objects_back)
 	/* and the memory comes back zeroed when allocated again */
 	p = sa_alloc(16 << 20);
 	ASSERT_NE(NULL, p);
-	EXPECT_TRUE(all_zero(p, 16 << 20));
+	EXPECT_EQ(0, sa_t_nonzero(p, 16 << 20));
 	sa_free(p);
 }
 

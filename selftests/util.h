@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Helpers shared by the spanalloc selftests: opening and mapping a heap,
- * the raw ioctls with every field spelled out, CPU pinning.
+ * the raw ioctls with every field spelled out, CPU pinning, byte checks.
  */
 #ifndef SPANALLOC_SELFTEST_UTIL_H
 #define SPANALLOC_SELFTEST_UTIL_H
@@ -22,6 +22,17 @@
 #include <spanalloc-classtable.h>
 
 #define SA_DEV "/dev/spanalloc"
+
+/* The number of bytes of [p, p + n) that are not zero. */
+static inline size_t sa_t_nonzero(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	size_t dirty = 0;
+
+	for (size_t i = 0; i < n; i++)
+		dirty += b[i] != 0;
+	return dirty;
+}
 
 /* -errno of an ioctl, 0 on success. */
 static inline int sa_t_ioctl(int fd, unsigned long cmd, void *arg)
