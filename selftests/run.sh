@@ -45,22 +45,48 @@ if [ "$fuzz" -gt 0 ]; then
 		rc=1
 	fi
 fi
+# tsan_run TEST OUT [VAR=VALUE ...]: TEST's ThreadSanitizer build, in
+# that environment, its output into OUT.
+# A run still going after SA_HANG_DUMP seconds (each suite takes under a
+# minute in the VM; the harness's timeouts are minutes more) gets every
+# thread's stack of its processes printed, once, as "#" lines: a rare
+# hang seen only under ThreadSanitizer leaves something to read.
+tsan_run() {
+	tname=$1 tout=$2
+	shift 2
+	env "$@" TSAN_OPTIONS="exitcode=66 halt_on_error=0 second_deadlock_stack=1 die_after_fork=0" \
+		"$build/tsan/$tname" > "$tout" 2>&1 &
+	pid=$!
+	(
+		sleep "${SA_HANG_DUMP:-240}"
+		kill -0 "$pid" 2>/dev/null || exit 0
+		echo "# $tname (ThreadSanitizer) still running after ${SA_HANG_DUMP:-240} s: its stacks"
+		for p in $(pgrep -f "$build/tsan/$tname"); do
+			echo "# == pid $p"
+			gdb -batch -p "$p" -ex 'thread apply all bt' 2>&1 |
+				grep -v '^\[New LWP' | head -800 | sed 's/^/#   /'
+		done
+	) &
+	watch=$!
+	wait "$pid"
+	trc=$?
+	kill "$watch" 2>/dev/null
+	wait "$watch" 2>/dev/null
+	return $trc
+}
 if [ "$tsan" = 1 ]; then
 	for t in gc_test gc_roots_test gc_stress_test stress_test; do
 		echo "# spanalloc selftest under ThreadSanitizer: $t"
 		# A report makes the test's process exit 66: the harness fails
 		# that test. Results are renamed "tsan ..." so they count apart
 		# from the same tests' plain runs.
-		TSAN_OPTIONS="exitcode=66 halt_on_error=0 second_deadlock_stack=1 die_after_fork=0" \
-			"$build/tsan/$t" > "$build/tsan/$t.out" 2>&1 || rc=1
+		tsan_run "$t" "$build/tsan/$t.out" || rc=1
 		sed 's/^\(\(not \)\{0,1\}ok [0-9]* \)/\1tsan /' "$build/tsan/$t.out"
 	done
 	# Heap profile sampling at a small rate: its lock meets world stops,
 	# sweeps and frees from every thread.
 	echo "# spanalloc selftest under ThreadSanitizer, heap profile on: gc_stress_test"
-	SPANALLOC_PROFILE_RATE=4096 \
-	TSAN_OPTIONS="exitcode=66 halt_on_error=0 second_deadlock_stack=1 die_after_fork=0" \
-		"$build/tsan/gc_stress_test" > "$build/tsan/gc_stress_test.prof.out" 2>&1 || rc=1
+	tsan_run gc_stress_test "$build/tsan/gc_stress_test.prof.out" SPANALLOC_PROFILE_RATE=4096 || rc=1
 	sed 's/^\(\(not \)\{0,1\}ok [0-9]* \)/\1tsan profiled /' "$build/tsan/gc_stress_test.prof.out"
 fi
 if [ -n "$programs" ]; then
