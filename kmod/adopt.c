@@ -62,7 +62,7 @@ static int sa_adopt_one(struct sa_heap *heap, const struct spanalloc_adopt_span 
 	if (sa_spanclass_is_large(sc)) {
 		if (d->op != SPANALLOC_ADOPT_OWNED)
 			return -EINVAL;
-	} else if (d->npages != sa_classes[sc >> 1].npages ||
+	} else if (!sa_class_pages_ok(sc >> 1, d->npages) ||
 		   (d->op != SPANALLOC_ADOPT_OWNED && d->op != SPANALLOC_RET_PARTIAL &&
 		    d->op != SPANALLOC_RET_FULL)) {
 		return -EINVAL;

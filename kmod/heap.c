@@ -43,6 +43,7 @@ EXPORT_SYMBOL_IF_KUNIT(sa_global_arenas);
 struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth)
 {
 	struct sa_heap *heap;
+	u32 c;
 
 	heap = kzalloc(sizeof(*heap), GFP_KERNEL_ACCOUNT);
 	if (!heap)
@@ -54,6 +55,8 @@ struct sa_heap *sa_heap_create(struct mm_struct *mm, u64 limit, u32 pcp_depth)
 	heap->pcp_depth = min_t(u32, pcp_depth, SA_PCP_MAX_DEPTH);
 	heap->max_map = round_up(limit, SPANALLOC_ARENA_SIZE);
 	heap->limit_pages = min_t(u64, limit >> SA_PAGE_SHIFT, U32_MAX);
+	for (c = 0; c < SPANALLOC_NUM_CLASSES; c++)
+		heap->span_pages[c] = sa_classes[c].npages;
 	mutex_init(&heap->grow_mutex);
 	mutex_init(&heap->scav_mutex);
 	init_waitqueue_head(&heap->scav_wait);

@@ -107,6 +107,7 @@ static void sa_info_classes(struct seq_file *m, struct sa_heap *heap)
 	/* span classes 0 and 1, large objects, are counted in the heap line */
 	for (sc = 2; sc < SA_NSPANCLASS; sc++) {
 		const struct spanalloc_class *k = &sa_classes[sc >> 1];
+		u32 npages = READ_ONCE(heap->span_pages[sc >> 1]);
 
 		spin_lock(&heap->lock);
 		alive = heap->class_spans[sc];
@@ -115,7 +116,8 @@ static void sa_info_classes(struct seq_file *m, struct sa_heap *heap)
 			continue;
 		sa_heap_class_stats(heap, sc, &cs);
 		seq_printf(m, "class %llu %u %u %u %u %u : spans %u %u %u %u\n",
-			   heap->id, sc, k->size, sc & 1, k->nelems, k->npages,
+			   heap->id, sc, k->size, sc & 1,
+			   (npages << SA_PAGE_SHIFT) / k->size, npages,
 			   cs.owned, cs.cached, cs.partial, cs.full);
 	}
 }

@@ -15,6 +15,7 @@
 #include <linux/fs.h>
 #include <linux/nospec.h>
 #include <linux/sched.h>
+#include <linux/string.h>
 #include <linux/uaccess.h>
 #include "spanalloc.h"
 #include "spanalloc_trace.h"
@@ -420,6 +421,26 @@ static long sa_ioctl_snapshot(struct sa_heap *heap, void __user *uarg)
 	return ret;
 }
 
+static long sa_ioctl_set_span_pages(struct sa_heap *heap, void __user *uarg)
+{
+	struct spanalloc_span_pages sp;
+	u32 c;
+	int ret;
+
+	ret = sa_copy_in(&sp, sizeof(sp), SPANALLOC_SPAN_PAGES_SIZE_VER0, uarg);
+	if (ret)
+		return ret;
+	if (sp.flags || memchr_inv(sp.reserved, 0, sizeof(sp.reserved)) || sp.pages[0])
+		return -EINVAL;
+	/* all checked before any is stored: all or nothing */
+	for (c = 1; c < SPANALLOC_NUM_CLASSES; c++)
+		if (sp.pages[c] && !sa_class_pages_ok(c, sp.pages[c]))
+			return -EINVAL;
+	for (c = 1; c < SPANALLOC_NUM_CLASSES; c++)
+		WRITE_ONCE(heap->span_pages[c], sp.pages[c] ?: sa_classes[c].npages);
+	return 0;
+}
+
 /*
  * Commands are told apart by type, number and direction only: the size
  * field of the command is the size of the struct in the header the caller
@@ -437,6 +458,7 @@ static const struct {
 	[_IOC_NR(SPANALLOC_IOC_RELEASE)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_release },
 	[_IOC_NR(SPANALLOC_IOC_ADOPT)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_adopt },
 	[_IOC_NR(SPANALLOC_IOC_SNAPSHOT)] = { _IOC_READ | _IOC_WRITE, sa_ioctl_snapshot },
+	[_IOC_NR(SPANALLOC_IOC_SET_SPAN_PAGES)] = { _IOC_WRITE, sa_ioctl_set_span_pages },
 };
 
 long sa_ioctl(struct file *file, unsigned int cmd, unsigned long arg)

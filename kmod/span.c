@@ -23,7 +23,7 @@
 u32 sa_span_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 		int *err)
 {
-	u32 npages = sa_classes[sc >> 1].npages;
+	u32 npages = READ_ONCE(heap->span_pages[sc >> 1]);
 	u32 got, i, pcp = 0, central;
 
 	if (heap->pcp_depth) {

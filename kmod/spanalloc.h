@@ -101,6 +101,7 @@
 #define SA_MAX_HEAP_MB		(1U << (SA_HANDLE_PAGE_BITS + SA_PAGE_SHIFT - 20))
 
 extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
+bool sa_class_pages_ok(u32 sizeclass, u32 npages);
 
 /*
  * Internals the KUnit suites (kmod/tests/) call are exported, in the
@@ -220,6 +221,14 @@ struct sa_heap {
 	struct list_head node;		/* on sa_heaps, under sa_heaps_mutex */
 	u32 pcp_depth;			/* mcache depth; 0: mcache off; fixed */
 	u64 max_map;			/* longest mapping allowed; fixed */
+	/*
+	 * Pages of a new span, by size class (SPANALLOC_IOC_SET_SPAN_PAGES;
+	 * the table's until then). Stored and loaded with WRITE_ONCE() and
+	 * READ_ONCE() and no lock: every value ever stored passed
+	 * sa_class_pages_ok(), and a span records its own length, so a span
+	 * cut with the old value or the new one is as good.
+	 */
+	u8 span_pages[SPANALLOC_NUM_CLASSES];
 
 	/*
 	 * Set once under grow_mutex by mmap, published by 'mapped'; nobody

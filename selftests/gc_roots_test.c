@@ -955,13 +955,17 @@ static atomic_int idle_state;
 
 static void *idle_thread(void *arg)
 {
-	void *objs[100];
+	void *objs[256];
 
 	(void)arg;
-	/* 100 objects of 256 B fill 4 one-page spans: 3 are kept aside */
-	for (int i = 0; i < 100; i++)
-		objs[i] = sa_alloc_noscan(256);
-	for (int i = 0; i < 100; i++)
+	/*
+	 * 256 objects of 120 B (128 with the end pad) fill 4 one-page spans
+	 * (the table's: the library lengthens only spans of fewer objects):
+	 * 3 are kept aside
+	 */
+	for (int i = 0; i < 256; i++)
+		objs[i] = sa_alloc_noscan(120);
+	for (int i = 0; i < 256; i++)
 		sa_free(objs[i]);
 	atomic_store(&idle_state, 1);
 	wait_for(&idle_state, 2);	/* idle: never back in the allocator */

@@ -65,6 +65,45 @@ TEST(every_size_class_scan_and_noscan)
 	}
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The library asks its heap for longer spans where a page holds few
+ * objects (sizeclass.c: sa_span_pages_wanted): 576-byte objects, 14 to
+ * a page with a 128-byte tail, come 56 to a 4-page span, so a run of
+ * objects 576 bytes apart is longer than one page could hold. Enough
+ * objects that one span at least is fresh, whatever another span of the
+ * class held.
+ */
+TEST(objects_few_to_a_page_come_from_longer_spans)
+{
+	enum { N = 200, SIZE = 576 };
+	uintptr_t p[N];
+	unsigned int run = 1, longest = 1;
+
+	NEED_DEVICE();
+	ASSERT_EQ(SIZE, sa_class_size(sa_size_class(SIZE)));
+	for (int i = 0; i < N; i++) {
+		p[i] = (uintptr_t)sa_malloc(SIZE);
+		ASSERT_NE(0, p[i]);
+	}
+	qsort(p, N, sizeof(p[0]), cmp_ptr);
+	for (int i = 1; i < N; i++) {
+		run = p[i] - p[i - 1] == SIZE ? run + 1 : 1;
+		if (run > longest)
+			longest = run;
+	}
+	EXPECT_LT(SPANALLOC_PAGE_SIZE / SIZE, longest);
+	EXPECT_LE(4 * SPANALLOC_PAGE_SIZE / SIZE, longest);
+	for (int i = 0; i < N; i++)
+		sa_free((void *)p[i]);
+}
+
 TEST(freed_objects_come_back_zeroed)
 {
 	enum { N = 5000 };
@@ -92,7 +131,8 @@ TEST(freed_objects_come_back_zeroed)
  */
 TEST(a_span_used_up_by_pairs_starts_over_on_its_frees)
 {
-	enum { SIZE = 256, PAIRS = 32 * 100 };
+	/* 64 a span: 128 B spans keep the table's page (sizeclass.c) */
+	enum { SIZE = 128, PAIRS = 64 * 100 };
 	struct sa_stats a, b;
 	int old;
 
@@ -117,7 +157,7 @@ TEST(a_span_used_up_by_pairs_starts_over_on_its_frees)
 		ASSERT_EQ(0, sa_get_stats(&b));
 		EXPECT_EQ(0, b.syscalls - a.syscalls) TH_LOG("profiling %d", prof);
 		EXPECT_EQ(0, b.spans_got - a.spans_got);
-		EXPECT_LE(PAIRS / 32 - 1, b.local_sweeps - a.local_sweeps);
+		EXPECT_LE(PAIRS / 64 - 1, b.local_sweeps - a.local_sweeps);
 		EXPECT_EQ(PAIRS, b.objects_freed - a.objects_freed);
 	}
 	sa_set_profile_rate(0);
@@ -578,7 +618,7 @@ static int alloc_dirty_free(void **objs, int n, size_t size)
  */
 TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 {
-	enum { BATCH = 100, ROUNDS = 200, SIZE = 256 };
+	enum { BATCH = 256, ROUNDS = 200, SIZE = 128 };
 	struct spanalloc_stats kst;
 	void *objs[BATCH];
 	struct sa_stats a, b;
@@ -587,7 +627,7 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 	NEED_DEVICE();
 	old = sa_set_held_pages(8);
 	ASSERT_LE(0, old);
-	/* 100 objects of 256 B fill 4 one-page spans: the held lists take them */
+	/* 256 objects of 128 B fill 4 one-page spans: the held lists take them */
 	ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));
 	ASSERT_EQ(0, sa_get_stats(&a));
 	for (int r = 0; r < ROUNDS; r++)
@@ -751,7 +791,8 @@ TEST(held_spans_decay_when_a_thread_moves_on)
  * stopped or signalled: the objects it still has stay its own to free,
  * it allocates again as before, and every object is counted once.
  */
-enum { IDLE_N = 160, IDLE_SIZE = 256 };
+/* 64 a span: 128 B spans keep the table's page (sizeclass.c) */
+enum { IDLE_N = 320, IDLE_SIZE = 128 };
 
 struct idle_keeper {
 	int kept[2], go[2];

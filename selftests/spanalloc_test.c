@@ -169,7 +169,11 @@ TEST_F(heap, every_ioctl_takes_every_published_struct_size)
 	u.bytes[0] = SPANALLOC_SNAPSHOT_SIZE_VER0;
 	EXPECT_EQ(0, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 7,
 						 SPANALLOC_SNAPSHOT_SIZE_VER0), &u));
+	memset(&u, 0, sizeof(u));
+	u.bytes[0] = SPANALLOC_SPAN_PAGES_SIZE_VER0;
+	EXPECT_EQ(0, sa_t_ioctl(self->fd, SA_CMD(_IOC_WRITE, 8, SPANALLOC_SPAN_PAGES_SIZE_VER0), &u));
 	EXPECT_EQ(-ENOTTY, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 8, 16), &u));
+	EXPECT_EQ(-ENOTTY, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 9, 16), &u));
 	EXPECT_EQ(-ENOTTY, sa_t_ioctl(self->fd, SA_CMD(_IOC_READ | _IOC_WRITE, 0xff, 16), &u));
 }
 
@@ -362,6 +366,80 @@ TEST_F(bare, mmap_rules_are_enforced)
 				   self->fd, 0));
 	EXPECT_EQ(EBUSY, errno);
 	munmap(p, a);
+}
+
+static int sa_span_pages(int fd, struct spanalloc_span_pages *sp)
+{
+	sp->size = sizeof(*sp);
+	return sa_t_ioctl(fd, SPANALLOC_IOC_SET_SPAN_PAGES, sp);
+}
+
+/* The size class whose table span is one page holding size-byte objects. */
+static unsigned int sa_class_sized(uint32_t size)
+{
+	for (unsigned int c = 1; c < SPANALLOC_NUM_CLASSES; c++)
+		if (sa_t_classes[c].size == size)
+			return c;
+	return 0;
+}
+
+/*
+ * A heap's spans of a class may be longer than the table's: from the
+ * table's length up to SPANALLOC_MAX_CLASS_PAGES, with at most
+ * SPANALLOC_MAX_NELEMS objects; every other request is refused whole.
+ */
+TEST_F(heap, span_pages_set_the_length_of_new_spans_within_bounds)
+{
+	unsigned int c512 = sa_class_sized(512), c1408 = sa_class_sized(1408);
+	unsigned int sc = SPANALLOC_SPANCLASS(c512, 0);
+	struct spanalloc_span_pages sp;
+	struct spanalloc_span s;
+
+	ASSERT_NE(0, c512);
+	ASSERT_EQ(1, sa_t_classes[c512].npages);
+	ASSERT_EQ(2, sa_t_classes[c1408].npages);
+	/* every field is checked, and one bad entry refuses them all */
+	struct { unsigned int c; uint8_t pages; } bad[] = {
+		{ 0, 1 },				/* large objects: no */
+		{ c1408, 1 },				/* below the table's */
+		{ c512, SPANALLOC_MAX_CLASS_PAGES + 1 },	/* too long */
+		{ 1, 2 },				/* 2048 8-byte objects */
+	};
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&sp, 0, sizeof(sp));
+		sp.pages[c512] = 4;
+		sp.pages[bad[i].c] = bad[i].pages;
+		EXPECT_EQ(-EINVAL, sa_span_pages(self->fd, &sp)) TH_LOG("entry %u", i);
+	}
+	memset(&sp, 0, sizeof(sp));
+	sp.pages[c512] = 4;
+	sp.flags = 1;
+	EXPECT_EQ(-EINVAL, sa_span_pages(self->fd, &sp));
+	sp.flags = 0;
+	sp.reserved[4] = 1;
+	EXPECT_EQ(-EINVAL, sa_span_pages(self->fd, &sp));
+	/* nothing refused changed anything */
+	ASSERT_EQ(0, sa_t_get1(self->fd, sc, &s));
+	EXPECT_EQ(1, s.npages);
+	EXPECT_EQ(0, sa_t_ret(self->fd, s.handle, SPANALLOC_RET_EMPTY));
+
+	sp.reserved[4] = 0;
+	sp.pages[c1408] = SPANALLOC_MAX_CLASS_PAGES;
+	ASSERT_EQ(0, sa_span_pages(self->fd, &sp));
+	ASSERT_EQ(0, sa_t_get1(self->fd, sc, &s));
+	EXPECT_EQ(4, s.npages);
+	EXPECT_TRUE(sa_addr_in(self, &s));
+	/* a span keeps its length: returned and got again, it has 4 pages */
+	EXPECT_EQ(0, sa_t_ret(self->fd, s.handle, SPANALLOC_RET_PARTIAL));
+	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(c1408, 1), &s));
+	EXPECT_EQ(SPANALLOC_MAX_CLASS_PAGES, s.npages);
+	EXPECT_EQ(0, sa_t_ret(self->fd, s.handle, SPANALLOC_RET_EMPTY));
+	/* 0 is the table's length again, for spans cut from now on */
+	memset(&sp, 0, sizeof(sp));
+	ASSERT_EQ(0, sa_span_pages(self->fd, &sp));
+	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(c1408, 1), &s));
+	EXPECT_EQ(2, s.npages);
+	EXPECT_EQ(0, sa_t_ret(self->fd, s.handle, SPANALLOC_RET_EMPTY));
 }
 
 TEST_F(heap, every_span_class_gets_a_zeroed_span)
@@ -1259,7 +1337,10 @@ TEST_F(heap, adopt_rejects_anything_but_the_inherited_mapping)
 		SA_T_REFUSED(-EINVAL, base + 4096, self->len, &one, 1, NULL);
 		SA_T_REFUSED(-EINVAL, base, self->len, two, 2, NULL);	/* overlap */
 		bad = one;
-		bad.npages++;						/* class length */
+		bad.npages = sa_t_class_pages(one.spanclass) - 1;	/* under the table's */
+		SA_T_REFUSED(-EINVAL, base, self->len, &bad, 1, NULL);
+		bad = one;
+		bad.npages = SPANALLOC_MAX_CLASS_PAGES + 1;		/* longer than any may be */
 		SA_T_REFUSED(-EINVAL, base, self->len, &bad, 1, NULL);
 		bad = one;
 		bad.op = SPANALLOC_RET_EMPTY;

@@ -51,6 +51,13 @@ void sa_tcache_return_decayed(struct sa_tcache *c)
 
 static const uint32_t page = SPANALLOC_PAGE_SIZE;
 
+/* The size class of size bytes (a class index moves when the table does). */
+static unsigned int cls_of(size_t size)
+{
+	sa_sizeclass_init();
+	return sa_class_of(size);
+}
+
 TEST(class_table_keeps_go_rules)
 {
 	sa_sizeclass_init();
@@ -74,15 +81,51 @@ TEST(class_table_keeps_go_rules)
 	EXPECT_EQ(SPANALLOC_MAX_SMALL_SIZE, sa_classes[SPANALLOC_NUM_CLASSES - 1].size);
 }
 
+/* In the longest span a heap may give a class (SPANALLOC_IOC_SET_SPAN_PAGES) too. */
 TEST(divmagic_divides_exactly_at_every_offset)
 {
 	for (int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
 		struct sa_uspan s = { .base = 0, .divmagic = sa_classes[c].divmagic };
-		uint32_t span = sa_classes[c].npages * page;
+		uint32_t span = (sa_classes[c].npages > SPANALLOC_MAX_CLASS_PAGES ?
+				 sa_classes[c].npages : SPANALLOC_MAX_CLASS_PAGES) * page;
 
 		for (uint32_t off = 0; off < span; off++)
 			ASSERT_EQ(off / sa_classes[c].size, sa_span_index(&s, off));
 	}
+}
+
+/*
+ * The span lengths the library asks for keep the table's bounds and the
+ * kernel's (kmod/sizeclasses.c: sa_class_pages_ok), and give the classes
+ * with few objects per page SA_SPAN_OBJECTS (64) objects where 4 pages
+ * allow it.
+ */
+TEST(span_lengths_asked_for_hold_enough_objects_within_bounds)
+{
+	for (unsigned int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		const struct spanalloc_class *k = &sa_classes[c];
+		uint32_t p = sa_span_pages_wanted(c), span = p * page;
+
+		ASSERT_LE(k->npages, p);
+		ASSERT_LE(p, k->npages > SPANALLOC_MAX_CLASS_PAGES ? k->npages :
+			  SPANALLOC_MAX_CLASS_PAGES);
+		EXPECT_LE(span / k->size, SPANALLOC_MAX_NELEMS);
+		EXPECT_LE((span % k->size) * 8, span) TH_LOG("class %u, %u pages", c, p);
+		EXPECT_EQ(sa_span_nelems((uint16_t)SPANALLOC_SPANCLASS(c, 1), p), span / k->size);
+		if (k->nelems >= 64) {
+			EXPECT_EQ(k->npages, p) TH_LOG("class %u grew, with %u objects", c, k->nelems);
+		} else if (span / k->size < 64) {
+			/* no longer length up to 4 pages keeps the tail bound */
+			for (uint32_t q = p + 1; q <= 4; q++) {
+				EXPECT_LT(q * page, (q * page % k->size) * 8)
+					TH_LOG("class %u: %u pages, not %u", c, p, q);
+			}
+		}
+	}
+	/* the case that asked for it: larson's 288-512 B objects, 16-28 a page */
+	EXPECT_LE(64, sa_span_nelems((uint16_t)SPANALLOC_SPANCLASS(cls_of(512), 0),
+				     sa_span_pages_wanted(cls_of(512))));
+	EXPECT_EQ(1, sa_span_nelems(SPANALLOC_SPANCLASS(0, 0), 7));	/* a large span */
 }
 
 TEST(size_maps_to_smallest_fitting_class)
@@ -102,13 +145,6 @@ TEST(size_maps_to_smallest_fitting_class)
 }
 
 /* A span over ordinary memory, as if the kernel had handed it out. */
-/* The size class of size bytes (a class index moves when the table does). */
-static unsigned int cls_of(size_t size)
-{
-	sa_sizeclass_init();
-	return sa_class_of(size);
-}
-
 static struct sa_uspan *fake_span(unsigned int cls, void **mem)
 {
 	uint8_t kind = sa_bits_kind(sa_classes[cls].nelems);
@@ -1059,6 +1095,7 @@ TEST(uapi_structs_only_grow_at_the_end)
 	EXPECT_EQ(SPANALLOC_STATS_SIZE_VER2, sizeof(struct spanalloc_stats));
 	EXPECT_EQ(SPANALLOC_LIMIT_SIZE_VER0, sizeof(struct spanalloc_limit));
 	EXPECT_EQ(SPANALLOC_RELEASE_SIZE_VER0, sizeof(struct spanalloc_release));
+	EXPECT_EQ(SPANALLOC_SPAN_PAGES_SIZE_VER0, sizeof(struct spanalloc_span_pages));
 }
 
 TEST_HARNESS_MAIN

@@ -233,6 +233,17 @@ static void check_errno(const char *what, int r, bool must_fail)
 	}
 }
 
+/* Whether a heap may give span class sc spans of npages pages (SET_SPAN_PAGES). */
+static bool fz_pages_ok(unsigned int sc, uint32_t npages)
+{
+	const struct spanalloc_class *k = &fz_classes[sc >> 1];
+	uint32_t most = k->npages > SPANALLOC_MAX_CLASS_PAGES ? k->npages :
+			SPANALLOC_MAX_CLASS_PAGES;
+
+	return npages >= k->npages && npages <= most &&
+	       (uint64_t)npages * PAGE / k->size <= SPANALLOC_MAX_NELEMS;
+}
+
 static void check_span(int slot, const struct spanalloc_span *s, int want_sc)
 {
 	uintptr_t base = atomic_load(&heaps[slot].base);
@@ -241,7 +252,8 @@ static void check_span(int slot, const struct spanalloc_span *s, int want_sc)
 	remember(s->handle);
 	if (want_sc >= 0 && s->spanclass != want_sc)
 		finding("span of class %u for a request of %d", s->spanclass, want_sc);
-	if (s->spanclass >= 2 && s->npages != fz_classes[s->spanclass >> 1].npages)
+	if (s->spanclass >= 2 && s->spanclass < SPANALLOC_NUM_SPANCLASSES &&
+	    !fz_pages_ok(s->spanclass, s->npages))
 		finding("span of class %u has %u pages", s->spanclass, s->npages);
 	if (s->addr % PAGE || s->pad)
 		finding("span at %#llx misaligned or padded", (unsigned long long)s->addr);
@@ -423,6 +435,35 @@ static void op_snapshot(void)
 	bad |= sn.flags || sn.reserved || (sn.pages_count && !sn.pages_ptr) ||
 	       (sn.spans_count && !sn.spans_ptr);
 	check_errno("snapshot", ioctl(fd, fz_cmd(SPANALLOC_IOC_SNAPSHOT, sn.size), &sn),
+		    bad && fd >= 0);
+}
+
+/* Span lengths per class: mostly ones a heap may give, some not. */
+static void op_span_pages(void)
+{
+	struct spanalloc_span_pages sp;
+	bool bad = false;
+	int slot, fd = heap_fd(&slot);
+
+	memset(&sp, 0, sizeof(sp));
+	sp.size = fz_size(sizeof(sp), SPANALLOC_SPAN_PAGES_SIZE_VER0, &bad);
+	sp.flags = below(20) ? 0 : 1u << below(32);
+	if (!below(20))
+		sp.reserved[below(sizeof(sp.reserved))] = (uint8_t)(1 + below(255));
+	if (!below(20))
+		sp.pages[0] = (uint8_t)(1 + below(255));
+	for (unsigned int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		if (below(2))
+			continue;
+		sp.pages[c] = (uint8_t)(below(16) ? fz_classes[c].npages + below(4) :
+					rnd());
+		bad |= sp.pages[c] && !fz_pages_ok(c << 1, sp.pages[c]);
+	}
+	for (unsigned int i = 0; i < sizeof(sp.reserved); i++)
+		bad |= sp.reserved[i] != 0;
+	bad |= sp.flags || sp.pages[0];
+	check_errno("set_span_pages",
+		    ioctl(fd, fz_cmd(SPANALLOC_IOC_SET_SPAN_PAGES, sp.size), &sp),
 		    bad && fd >= 0);
 }
 
@@ -670,7 +711,7 @@ static void op_reopen(void)
 static void (*const ops[])(void) = {
 	op_info, op_exchange, op_exchange, op_exchange, op_exchange, op_large,
 	op_large, op_stats, op_limit_release, op_bad_cmd, op_layout, op_layout,
-	op_fork, op_reopen, op_snapshot,
+	op_fork, op_reopen, op_snapshot, op_span_pages,
 };
 
 struct worker {

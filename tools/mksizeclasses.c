@@ -23,9 +23,10 @@
  * That yields 66 small classes plus class 0 (large objects, whole pages).
  *
  * For each class it also emits divmagic = ceil(2^32 / size): for every
- * offset n inside a span, (n * divmagic) >> 32 == n / size. The generator
- * checks that claim for every offset, so consumers may divide by
- * multiplication (Go's divMul) without checking it again.
+ * offset n inside a span, (n * divmagic) >> 32 == n / size, also in the
+ * longer spans a heap may give the class (up to the longest class's).
+ * The generator checks that claim for every offset, so consumers may
+ * divide by multiplication (Go's divMul) without checking it again.
  *
  * The table hash (FNV-1a over every emitted number) lets the library refuse
  * a module built from another table.
@@ -121,7 +122,15 @@ int main(int argc, char **argv)
 	}
 
 	uint64_t hash = 0xcbf29ce484222325ull;
+	/*
+	 * A heap may give a class spans up to SPANALLOC_MAX_CLASS_PAGES
+	 * pages (SPANALLOC_IOC_SET_SPAN_PAGES): divmagic must hold that far.
+	 */
+	uint32_t longest = 0;
 
+	for (int i = 1; i < n; i++)
+		if (c[i].npages * PAGE_SIZE > longest)
+			longest = c[i].npages * PAGE_SIZE;
 	for (int i = 1; i < n; i++) {
 		uint32_t size = c[i].size, span = c[i].npages * PAGE_SIZE;
 
@@ -147,7 +156,7 @@ int main(int argc, char **argv)
 		if ((span % size) * 8 > span)
 			die("tail waste over 1/8");
 		divmagic[i] = (uint32_t)(0xffffffffu / size + 1);
-		for (uint32_t off = 0; off <= span; off++)
+		for (uint32_t off = 0; off <= longest; off++)
 			if ((uint32_t)(((uint64_t)off * divmagic[i]) >> 32) != off / size)
 				die("divmagic is not exact");
 	}

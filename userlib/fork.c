@@ -248,6 +248,7 @@ static void sa_fork_child(void)
 	}
 	for (uint32_t i = 0; i < n; i++)
 		rec[i]->handle = d[i].handle;
+	sa_heap_set_span_pages(fd);
 	close(sa_g.fd);
 	sa_g.fd = fd;
 drop:

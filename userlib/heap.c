@@ -210,11 +210,31 @@ int sa_heap_init(void)
 		close(fd);
 		return -EAGAIN;
 	}
+	sa_heap_set_span_pages(fd);
 	sa_g.fd = fd;
 	sa_g.base = (uintptr_t)map;
 	sa_g.maplen = info.max_heap_limit;
 	sa_fork_init();
 	return 0;
+}
+
+/*
+ * Asks the heap of fd for the span lengths this library wants
+ * (sa_span_pages_wanted). A module without the call (-ENOTTY) keeps the
+ * table's, which serve as well: every span says how long it is.
+ */
+void sa_heap_set_span_pages(int fd)
+{
+	struct spanalloc_span_pages sp = { .size = sizeof(sp) };
+	int saved = errno;
+
+	for (unsigned int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		uint32_t p = sa_span_pages_wanted(c);
+
+		sp.pages[c] = (uint8_t)(p == sa_classes[c].npages ? 0 : p);
+	}
+	(void)ioctl(fd, SPANALLOC_IOC_SET_SPAN_PAGES, &sp);
+	errno = saved;
 }
 
 /* Memory for the library's own records, never handed to the user. */
@@ -344,21 +364,20 @@ static void sa_pool_lock(void)
 	atomic_fetch_add_explicit(&sa_pool_locked, 1, memory_order_relaxed);
 }
 
-/* The kind of record spans of the class take (class 0: one large object). */
-static uint8_t sa_spanclass_kind(uint16_t spanclass)
+/* A record for a span of npages pages of spanclass, its bitmaps that long. */
+struct sa_uspan *sa_uspan_alloc(uint16_t spanclass, uint32_t npages)
 {
-	uint32_t nelems = sa_classes[spanclass >> 1].nelems;
-
-	return sa_bits_kind(nelems ? nelems : 1);
-}
-
-struct sa_uspan *sa_uspan_alloc(uint16_t spanclass)
-{
-	uint8_t kind = sa_spanclass_kind(spanclass);
+	uint8_t kind = sa_bits_kind(sa_span_nelems(spanclass, npages));
 	struct sa_tcache *c = sa_tc;
 	struct sa_uspan *s = NULL;
 	bool locked = false;
 
+	/* SA_TINY_TABLE covers one page: the library never asks for longer */
+	if (spanclass == SA_TINY_SC && npages != 1) {
+		fprintf(stderr, "spanalloc: the kernel handed out a tiny span of %u pages; aborting\n",
+			npages);
+		abort();
+	}
 	if (c && c->spare[kind]) {
 		s = c->spare[kind];
 		c->spare[kind] = s->next;

@@ -446,6 +446,7 @@ extern uint8_t sa_size_to_class8[1024 / 8 + 1];
 extern uint8_t sa_size_to_class128[(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];
 extern const struct spanalloc_class sa_classes[SPANALLOC_NUM_CLASSES];
 void sa_sizeclass_init(void);
+uint32_t sa_span_pages_wanted(unsigned int sizeclass);
 
 extern uint8_t sa_size_to_spanclass8[2][1024 / 8 + 1];
 extern uint8_t sa_size_to_spanclass128[2][(SPANALLOC_MAX_SMALL_SIZE - 1024) / 128 + 1];
@@ -572,6 +573,18 @@ static inline uint64_t sa_span_word_cache(const struct sa_uspan *s, uint32_t w)
 	uint32_t left = s->nelems - w * 64;
 
 	return ~s->alloc_bits[w] & (left >= 64 ? ~0ULL : (1ULL << left) - 1);
+}
+
+/*
+ * The objects of a span of npages pages of span class spanclass (one for
+ * a large span): spans of a class may be longer than the table's
+ * (sa_span_pages_wanted), so the count comes from the span's length.
+ */
+static inline uint32_t sa_span_nelems(uint16_t spanclass, uint32_t npages)
+{
+	uint32_t size = sa_classes[spanclass >> 1].size;
+
+	return size ? (uint32_t)(((uint64_t)npages << SA_PAGE_SHIFT) / size) : 1;
 }
 
 /*
@@ -718,7 +731,8 @@ sa_span_object_at(const struct sa_uspan *s, uintptr_t v, uint32_t *idx, uintptr_
 
 /* heap.c: the device, the page map, the pools. */
 int sa_heap_init(void);
-struct sa_uspan *sa_uspan_alloc(uint16_t spanclass);
+struct sa_uspan *sa_uspan_alloc(uint16_t spanclass, uint32_t npages);
+void sa_heap_set_span_pages(int fd);
 void sa_uspan_release(struct sa_uspan *s);
 void sa_uspan_return_spares(struct sa_tcache *c);
 extern _Atomic uint64_t sa_pool_locked;	/* pool lock taken for records */

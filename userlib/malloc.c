@@ -218,7 +218,7 @@ static __attribute__((noinline, cold)) void *sa_alloc_large(struct sa_tcache *c,
 		errno = -err;
 		return NULL;
 	}
-	s = sa_uspan_alloc(d.spanclass);
+	s = sa_uspan_alloc(d.spanclass, d.npages);
 	if (!s) {
 		sa_kernel_return_empty(d.handle);
 		errno = ENOMEM;

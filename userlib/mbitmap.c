@@ -49,7 +49,7 @@ void sa_span_setup(struct sa_uspan *s, uintptr_t base, uint64_t handle,
 	s->spanclass = spanclass;
 	if (ci->size) {
 		s->elemsize = ci->size;
-		s->nelems = ci->nelems;
+		s->nelems = sa_span_nelems(spanclass, npages);
 		s->divmagic = ci->divmagic;
 		s->divmul = UINT64_MAX / ci->size + 1;
 	} else {

@@ -618,7 +618,7 @@ static struct sa_uspan *sa_tcache_take(struct sa_tcache *c,
 		sa_gc_note_alloc(c, (uint64_t)(s->nelems - s->alloc_count) * s->elemsize);
 		return s;
 	}
-	s = sa_uspan_alloc(d->spanclass);
+	s = sa_uspan_alloc(d->spanclass, d->npages);
 	if (!s)
 		return NULL;
 	sa_span_setup(s, d->addr, d->handle, d->npages, d->spanclass, d->needzero);

@@ -353,6 +353,25 @@ struct spanalloc_snapshot {
 
 #define SPANALLOC_SNAPSHOT_SIZE_VER0	56
 
+/*
+ * SPANALLOC_IOC_SET_SPAN_PAGES: how many pages the heap's spans of each
+ * size class have from now on (spans already cut keep theirs). pages[c]
+ * is 0 for the table's npages, or from the table's npages up to
+ * SPANALLOC_MAX_CLASS_PAGES (or the table's, if larger) with at most
+ * SPANALLOC_MAX_NELEMS objects; pages[0] (large objects) is 0. Longer
+ * spans for classes with few objects per page mean fewer span changes
+ * and less metadata per byte, for more memory held per thread and class.
+ * All or nothing: -EINVAL and no change if any entry is out of range.
+ */
+struct spanalloc_span_pages {
+	__u32 size;		/* in: sizeof(struct spanalloc_span_pages) */
+	__u32 flags;		/* in: 0 */
+	__u8 pages[SPANALLOC_NUM_CLASSES];	/* in: pages per span, by size class */
+	__u8 reserved[5];	/* in: 0 */
+};
+
+#define SPANALLOC_SPAN_PAGES_SIZE_VER0	80
+
 #define SPANALLOC_IOC_MAGIC	0xb6
 #define SPANALLOC_IOC_INFO	_IOWR(SPANALLOC_IOC_MAGIC, 0x00, struct spanalloc_info)
 #define SPANALLOC_IOC_EXCHANGE	_IOWR(SPANALLOC_IOC_MAGIC, 0x01, struct spanalloc_exchange)
@@ -362,5 +381,6 @@ struct spanalloc_snapshot {
 #define SPANALLOC_IOC_RELEASE	_IOWR(SPANALLOC_IOC_MAGIC, 0x05, struct spanalloc_release)
 #define SPANALLOC_IOC_ADOPT	_IOWR(SPANALLOC_IOC_MAGIC, 0x06, struct spanalloc_adopt)
 #define SPANALLOC_IOC_SNAPSHOT	_IOWR(SPANALLOC_IOC_MAGIC, 0x07, struct spanalloc_snapshot)
+#define SPANALLOC_IOC_SET_SPAN_PAGES _IOW(SPANALLOC_IOC_MAGIC, 0x08, struct spanalloc_span_pages)
 
 #endif /* _UAPI_LINUX_SPANALLOC_H */
