@@ -220,6 +220,7 @@ static int __init sa_init(void)
 	BUILD_BUG_ON(sizeof(struct spanalloc_release) != SPANALLOC_RELEASE_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_adopt) != SPANALLOC_ADOPT_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_snapshot) != SPANALLOC_SNAPSHOT_SIZE_VER0);
+	BUILD_BUG_ON(sizeof(struct spanalloc_span_pages) != SPANALLOC_SPAN_PAGES_SIZE_VER0);
 	BUILD_BUG_ON(sizeof(struct spanalloc_snapshot_span) != 12);
 	BUILD_BUG_ON(sizeof(struct spanalloc_adopt_span) != 24);
 	BUILD_BUG_ON(sizeof(struct spanalloc_span) != 24);

@@ -107,6 +107,7 @@ static void sa_info_classes(struct seq_file *m, struct sa_heap *heap)
 	/* span classes 0 and 1, large objects, are counted in the heap line */
 	for (sc = 2; sc < SA_NSPANCLASS; sc++) {
 		const struct spanalloc_class *k = &sa_classes[sc >> 1];
+		/* the length of new spans: older ones may differ (SET_SPAN_PAGES) */
 		u32 npages = READ_ONCE(heap->span_pages[sc >> 1]);
 
 		spin_lock(&heap->lock);

@@ -11,11 +11,12 @@
 
 /*
  * Whether spans of npages pages may serve small size class sizeclass
- * (1 or more): at least the table's length, so every class keeps its
- * tail waste bound; at most SPANALLOC_MAX_CLASS_PAGES (or the table's,
- * if longer), within which the generator checked the class's divmagic;
- * and no more objects than SPANALLOC_MAX_NELEMS, which user space's
- * bitmaps are sized for.
+ * (1 or more): at least the table's length, so that a span holds at
+ * least the table's objects; at most SPANALLOC_MAX_CLASS_PAGES (or the
+ * table's, if longer), within which the generator checked the class's
+ * divmagic; and no more objects than SPANALLOC_MAX_NELEMS, which user
+ * space's bitmaps are sized for. The tail a length leaves is user
+ * space's choice (libspanalloc keeps it within 1/8, as the table does).
  */
 bool sa_class_pages_ok(u32 sizeclass, u32 npages)
 {

@@ -670,6 +670,7 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
  */
 struct remote_free {
 	unsigned char *p;
+	unsigned int size;
 	unsigned char v;
 };
 
@@ -679,7 +680,7 @@ static void *free_from_pipe(void *arg)
 	struct remote_free f;
 
 	while (read(fd_bad[0], &f, sizeof(f)) == sizeof(f)) {
-		for (int k = 0; k < 256; k++)
+		for (unsigned int k = 0; k < f.size; k++)
 			if (f.p[k] != f.v)
 				fd_bad[1] = 1;
 		sa_free(f.p);
@@ -695,7 +696,8 @@ static unsigned char pattern_of(int r, int i)
 
 TEST(kept_spans_take_over_while_another_thread_frees_into_them)
 {
-	enum { BATCH = 100, ROUNDS = 300, SIZE = 256 };
+	/* 4 spans a round: 128 B spans keep the table's page of 64 (sizeclass.c) */
+	enum { BATCH = 256, ROUNDS = 300, SIZE = 128 };
 	unsigned char *objs[BATCH];
 	struct sa_stats a, b;
 	int fds[2], freer[2], old, bad = 0;
@@ -719,7 +721,7 @@ TEST(kept_spans_take_over_while_another_thread_frees_into_them)
 			memset(objs[i], pattern_of(r, i), SIZE);
 		}
 		for (int i = 0; i < BATCH; i++) {
-			struct remote_free f = { objs[i], pattern_of(r, i) };
+			struct remote_free f = { objs[i], SIZE, pattern_of(r, i) };
 
 			for (int k = 0; k < SIZE; k++)
 				bad |= objs[i][k] != f.v;

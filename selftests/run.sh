@@ -58,7 +58,11 @@ tsan_run() {
 		"$build/tsan/$tname" > "$tout" 2>&1 &
 	pid=$!
 	(
-		sleep "${SA_HANG_DUMP:-240}"
+		# killed, it takes its sleep along: nothing holds the output open
+		trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+		sleep "${SA_HANG_DUMP:-240}" &
+		nap=$!
+		wait "$nap"
 		kill -0 "$pid" 2>/dev/null || exit 0
 		echo "# $tname (ThreadSanitizer) still running after ${SA_HANG_DUMP:-240} s: its stacks"
 		for p in $(pgrep -f "$build/tsan/$tname"); do

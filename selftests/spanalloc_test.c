@@ -393,7 +393,7 @@ TEST_F(heap, span_pages_set_the_length_of_new_spans_within_bounds)
 	unsigned int c512 = sa_class_sized(512), c1408 = sa_class_sized(1408);
 	unsigned int sc = SPANALLOC_SPANCLASS(c512, 0);
 	struct spanalloc_span_pages sp;
-	struct spanalloc_span s;
+	struct spanalloc_span s, s2, kept;
 
 	ASSERT_NE(0, c512);
 	ASSERT_EQ(1, sa_t_classes[c512].npages);
@@ -429,14 +429,27 @@ TEST_F(heap, span_pages_set_the_length_of_new_spans_within_bounds)
 	ASSERT_EQ(0, sa_t_get1(self->fd, sc, &s));
 	EXPECT_EQ(4, s.npages);
 	EXPECT_TRUE(sa_addr_in(self, &s));
-	/* a span keeps its length: returned and got again, it has 4 pages */
-	EXPECT_EQ(0, sa_t_ret(self->fd, s.handle, SPANALLOC_RET_PARTIAL));
+	kept = s;
 	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(c1408, 1), &s));
 	EXPECT_EQ(SPANALLOC_MAX_CLASS_PAGES, s.npages);
 	EXPECT_EQ(0, sa_t_ret(self->fd, s.handle, SPANALLOC_RET_EMPTY));
-	/* 0 is the table's length again, for spans cut from now on */
+	/*
+	 * 0 is the table's length again, for spans cut from now on; a span
+	 * on the kernel's lists keeps its own (pinned: a returned span waits
+	 * in this CPU's stack, when there are per-CPU stacks)
+	 */
+	ASSERT_EQ(0, sa_t_pin(0));
+	EXPECT_EQ(0, sa_t_ret(self->fd, kept.handle, SPANALLOC_RET_PARTIAL));
 	memset(&sp, 0, sizeof(sp));
 	ASSERT_EQ(0, sa_span_pages(self->fd, &sp));
+	ASSERT_EQ(0, sa_t_get1(self->fd, sc, &s));
+	EXPECT_EQ(kept.addr, s.addr);
+	EXPECT_EQ(4, s.npages);
+	ASSERT_EQ(0, sa_t_get1(self->fd, sc, &s2));
+	EXPECT_EQ(1, s2.npages);
+	sa_t_unpin();
+	EXPECT_EQ(0, sa_t_ret(self->fd, s.handle, SPANALLOC_RET_EMPTY));
+	EXPECT_EQ(0, sa_t_ret(self->fd, s2.handle, SPANALLOC_RET_EMPTY));
 	ASSERT_EQ(0, sa_t_get1(self->fd, SPANALLOC_SPANCLASS(c1408, 1), &s));
 	EXPECT_EQ(2, s.npages);
 	EXPECT_EQ(0, sa_t_ret(self->fd, s.handle, SPANALLOC_RET_EMPTY));

@@ -95,12 +95,13 @@
 
 /*
  * A record's four bitmaps (allocBits, localFree, freeBits, markBits) are as
- * long as its kind allows: SA_BITS_CAP words each. Kind 0, one word (64
- * objects: every size class from 128 bytes, and large objects), keeps them
- * in the record; the others in an extension of SA_BITS_EXT bytes made with
- * the record. Both are fixed for the record's life (sa_span_bind_bits), so
- * that a record is 256 bytes, not the 704 four 1024-bit maps took, and
- * only the classes under 128 bytes pay for longer ones.
+ * long as its kind allows: SA_BITS_CAP words each. Kind 0, one word (spans
+ * of at most 64 objects, and large objects), keeps them in the record; the
+ * others in an extension of SA_BITS_EXT bytes made with the record. Both
+ * are fixed for the record's life (sa_span_bind_bits), so that a record is
+ * 256 bytes, not the 704 four 1024-bit maps took, and only spans of more
+ * objects pay for longer ones: the classes under 128 bytes, and those the
+ * library gives longer spans of over 64 objects (sa_span_pages_wanted).
  */
 #define SA_BITS_KINDS	4
 static const uint8_t sa_bits_cap[SA_BITS_KINDS] = { 1, 4, 8, 16 };
