@@ -12,7 +12,10 @@
  * once, so the lock is taken once per depth/2 spans at most.
  *
  * Stacks are bounded by pcp_depth (a module parameter read when the heap is
- * opened; 0 turns this layer off so its value can be measured). A CPU that
+ * opened; 0 turns this layer off so its value can be measured) spans of the
+ * size class table's length: a class whose heap asked for longer spans
+ * (SPANALLOC_IOC_SET_SPAN_PAGES) keeps as many fewer, so that a CPU parks
+ * no more of its pages, which other CPUs' threads cannot reuse. A CPU that
  * goes offline has its stacks drained to mcentral by a CPU hotplug callback
  * that runs after the CPU is dead, so no span is stranded on a CPU that
  * will never run the heap's code again.
@@ -47,6 +50,20 @@ void sa_mcache_destroy(struct sa_heap *heap)
 }
 
 /*
+ * How many spans of class sc a stack holds: pcp_depth of the table's
+ * length in pages, at least one. span_pages may change meanwhile (a
+ * stack over its bound spills at its next put).
+ */
+static u32 sa_mcache_depth(const struct sa_heap *heap, u16 sc)
+{
+	u32 cls = sc >> 1, pages = READ_ONCE(heap->span_pages[cls]);
+
+	if (!pages)
+		return heap->pcp_depth;
+	return max(heap->pcp_depth * sa_classes[cls].npages / pages, 1U);
+}
+
+/*
  * Moves the k oldest spans of a stack to mcentral: half of a full one, or
  * all of it when a CPU's stacks are drained (cpu: whose, -1 for this one).
  */
@@ -69,7 +86,7 @@ static void sa_mcache_spill(struct sa_heap *heap, struct sa_mcache_stack *st,
 u32 sa_mcache_get(struct sa_heap *heap, u16 sc, struct sa_span **out, u32 n,
 		  u32 *hits_out)
 {
-	u32 refill = max(heap->pcp_depth / 2, 1U);
+	u32 refill = max(sa_mcache_depth(heap, sc) / 2, 1U);
 	struct sa_mcache_stack *st;
 	u32 got = 0, hits = 0, moved = 0;
 
@@ -100,13 +117,14 @@ EXPORT_SYMBOL_IF_KUNIT(sa_mcache_get);
 /* Takes back a span with free objects (the caller has claimed it). */
 void sa_mcache_put(struct sa_heap *heap, struct sa_span *s)
 {
+	u32 depth = sa_mcache_depth(heap, s->spanclass);
 	struct sa_mcache_stack *st;
 
 	local_lock(&heap->mcache->lock);
 	st = this_cpu_ptr(&heap->mcache->stacks[s->spanclass]);
-	if (st->n >= heap->pcp_depth)
-		sa_mcache_spill(heap, st, s->spanclass,
-				max(heap->pcp_depth / 2, 1U), -1, false);
+	/* back to half the bound: a stack over it (span_pages grew) too */
+	if (st->n >= depth)
+		sa_mcache_spill(heap, st, s->spanclass, st->n - depth / 2, -1, false);
 	st->spans[st->n++] = s;
 	atomic_set(&s->state, SA_SPAN_CACHED);
 	local_unlock(&heap->mcache->lock);

@@ -906,6 +906,49 @@ TEST_F(heap, per_cpu_cache_is_bounded)
 	sa_t_unpin();
 }
 
+/*
+ * A class whose spans the heap made 4 times the table's length parks a
+ * quarter as many on a CPU: no more pages than with the table's.
+ */
+TEST_F(heap, per_cpu_cache_of_longer_spans_holds_as_many_pages)
+{
+	unsigned int c = sa_class_sized(192), sc = SPANALLOC_SPANCLASS(c, 0);
+	unsigned int got, cached, partial, depth = self->info.pcp_depth;
+	struct spanalloc_span_pages sp;
+	struct spanalloc_span s[24];
+
+	if (!depth)
+		SKIP(return, "per-CPU cache turned off (pcp_depth=0)");
+	ASSERT_NE(0, c);
+	ASSERT_EQ(1, sa_t_classes[c].npages);
+	memset(&sp, 0, sizeof(sp));
+	sp.pages[c] = 4;
+	ASSERT_EQ(0, sa_span_pages(self->fd, &sp));
+	ASSERT_EQ(0, sa_t_pin(0));
+	ASSERT_EQ(0, sa_t_get(self->fd, sc, s, 24, &got));
+	ASSERT_EQ(24, got);
+	for (int i = 0; i < 24; i++) {
+		EXPECT_EQ(4, s[i].npages);
+		ASSERT_EQ(0, sa_t_ret(self->fd, s[i].handle, SPANALLOC_RET_PARTIAL));
+	}
+	cached = sa_cached(self->fd, sc, &partial);
+	EXPECT_LE(1, cached);
+	EXPECT_LE(cached, depth / 4 > 1 ? depth / 4 : 1);
+	EXPECT_EQ(24, cached + partial);
+	/* back to the table's length: the bound is pcp_depth again */
+	sp.pages[c] = 0;
+	ASSERT_EQ(0, sa_span_pages(self->fd, &sp));
+	for (int i = 0; i < 24; i++)
+		ASSERT_EQ(0, sa_t_get1(self->fd, sc, &s[i]));
+	for (int i = 0; i < 24; i++)
+		ASSERT_EQ(0, sa_t_ret(self->fd, s[i].handle, SPANALLOC_RET_PARTIAL));
+	cached = sa_cached(self->fd, sc, &partial);
+	EXPECT_LT(depth / 4, cached);
+	EXPECT_LE(cached, depth);
+	EXPECT_EQ(24, cached + partial);
+	sa_t_unpin();
+}
+
 TEST_F(heap, offline_cpu_has_its_cache_drained)
 {
 	const char *online = "/sys/devices/system/cpu/cpu1/online";
