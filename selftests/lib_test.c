@@ -131,8 +131,8 @@ TEST(freed_objects_come_back_zeroed)
  */
 TEST(a_span_used_up_by_pairs_starts_over_on_its_frees)
 {
-	/* 64 a span: 128 B spans keep the table's page (sizeclass.c) */
-	enum { SIZE = 128, PAIRS = 64 * 100 };
+	/* 64 a span: 256 B spans are 2 pages (sizeclass.c) */
+	enum { SIZE = 256, PAIRS = 64 * 100 };
 	struct sa_stats a, b;
 	int old;
 
@@ -483,10 +483,11 @@ TEST(objects_freed_by_another_thread_are_reused)
 	}
 	/*
 	 * Allocating again reuses those pages, except for spans parked in
-	 * other CPUs' caches (at most 8 per CPU), which this CPU cannot see.
+	 * other CPUs' caches (at most 8 per CPU, of 4 pages: sizeclass.c),
+	 * which this CPU cannot see.
 	 */
 	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
-	EXPECT_GE(held + 8 * sysconf(_SC_NPROCESSORS_ONLN), kst.pages_inuse);
+	EXPECT_GE(held + 8 * 4 * sysconf(_SC_NPROCESSORS_ONLN), kst.pages_inuse);
 	free(objs);
 }
 
@@ -618,7 +619,7 @@ static int alloc_dirty_free(void **objs, int n, size_t size)
  */
 TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 {
-	enum { BATCH = 256, ROUNDS = 200, SIZE = 128 };
+	enum { BATCH = 256, ROUNDS = 200, SIZE = 256 };
 	struct spanalloc_stats kst;
 	void *objs[BATCH];
 	struct sa_stats a, b;
@@ -627,7 +628,7 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 	NEED_DEVICE();
 	old = sa_set_held_pages(8);
 	ASSERT_LE(0, old);
-	/* 256 objects of 128 B fill 4 one-page spans: the held lists take them */
+	/* 256 objects of 256 B fill 4 two-page spans: the held lists take them */
 	ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));
 	ASSERT_EQ(0, sa_get_stats(&a));
 	for (int r = 0; r < ROUNDS; r++)
@@ -696,8 +697,8 @@ static unsigned char pattern_of(int r, int i)
 
 TEST(kept_spans_take_over_while_another_thread_frees_into_them)
 {
-	/* 4 spans a round: 128 B spans keep the table's page of 64 (sizeclass.c) */
-	enum { BATCH = 256, ROUNDS = 300, SIZE = 128 };
+	/* 4 spans a round: 256 B spans are 2 pages of 64 (sizeclass.c) */
+	enum { BATCH = 256, ROUNDS = 300, SIZE = 256 };
 	unsigned char *objs[BATCH];
 	struct sa_stats a, b;
 	int fds[2], freer[2], old, bad = 0;
@@ -793,8 +794,8 @@ TEST(held_spans_decay_when_a_thread_moves_on)
  * stopped or signalled: the objects it still has stay its own to free,
  * it allocates again as before, and every object is counted once.
  */
-/* 64 a span: 128 B spans keep the table's page (sizeclass.c) */
-enum { IDLE_N = 320, IDLE_SIZE = 128 };
+/* 64 a span: 256 B spans are 2 pages (sizeclass.c), 4 kept fill 8 held pages */
+enum { IDLE_N = 320, IDLE_SIZE = 256 };
 
 struct idle_keeper {
 	int kept[2], go[2];
@@ -838,7 +839,8 @@ static void *idle_keeper(void *arg)
  */
 static unsigned int idle_thread_owns(struct __test_metadata *_metadata)
 {
-	enum { OTHER = 64, NOTHER = 400 };
+	/* more than two spans of 512 a round: span changes */
+	enum { OTHER = 64, NOTHER = 1200 };
 	unsigned int sc = SPANALLOC_SPANCLASS(sa_size_class(IDLE_SIZE), 0);
 	static struct idle_keeper k;
 	struct spanalloc_class_stats cs[NSC];
@@ -1060,11 +1062,17 @@ TEST(metadata_is_counted_with_its_spans)
 	ASSERT_NE(NULL, tiny = sa_alloc_noscan(4));
 	ASSERT_EQ(0, sa_get_meta_stats(&m, sizeof(m)));
 	ASSERT_EQ(0, sa_get_stats(&st));
-	/* 1000 objects of 64 B fill 8 spans of 8 KiB, and one tiny span */
+	/*
+	 * 1000 objects of 64 B fill 2 spans of 4 pages (512 objects a span,
+	 * sizeclass.c), and one tiny span of a page
+	 */
 	EXPECT_LE(N * SIZE, m.span_bytes);
-	EXPECT_GE(N * SIZE + 2 * 8192, m.span_bytes);
-	/* a record of 256 bytes and bitmaps: 128 more for 64-byte objects, 256 tiny */
-	EXPECT_EQ((m.span_bytes / 8192 - 1) * (256 + 128) + 256 + 256, m.span_records);
+	EXPECT_GE(N * SIZE + 4 * 8192 + 8192, m.span_bytes);
+	/*
+	 * a record of 256 bytes and bitmaps: 256 more for 512 objects (1.6%
+	 * of the span), tiny too
+	 */
+	EXPECT_EQ((m.span_bytes - 8192) / 32768 * (256 + 256) + 256 + 256, m.span_records);
 	EXPECT_LT(0, m.tiny_masks);
 	EXPECT_EQ(m.span_bytes / 8192 * 8, m.page_map);
 	EXPECT_LT(0, m.thread_caches);

@@ -96,10 +96,35 @@ TEST(divmagic_divides_exactly_at_every_offset)
 
 /*
  * The span lengths the library asks for keep the table's bounds and the
- * kernel's (kmod/sizeclasses.c: sa_class_pages_ok), and give the classes
- * with few objects per page SA_SPAN_OBJECTS (64) objects where 4 pages
- * allow it.
+ * kernel's (kmod/sizeclasses.c: sa_class_pages_ok), and are the shortest
+ * up to 4 pages that hold 64 objects with metadata within 2%, or, where
+ * none does, the shortest that holds 64 (as many as fit if none does).
+ *
+ * Whether a span of class k on q pages is one the library may ask for
+ * (tail at most 1/8, objects at most SPANALLOC_MAX_NELEMS), and whether
+ * it also holds 64 objects with its record, bitmaps and page map entries
+ * at most 2% of its bytes.
  */
+static bool span_len_valid(const struct spanalloc_class *k, uint32_t q)
+{
+	uint32_t span = q * page;
+
+	return span / k->size <= SPANALLOC_MAX_NELEMS && (span % k->size) * 8 <= span;
+}
+
+static bool span_meta_ok(const struct spanalloc_class *k, uint32_t q)
+{
+	uint32_t span = q * page, n = span / k->size;
+	size_t meta = sizeof(struct sa_uspan) + SA_BITS_EXT(sa_bits_kind(n)) + 8 * q;
+
+	return meta * 50 <= span;
+}
+
+static bool span_len_good(const struct spanalloc_class *k, uint32_t q)
+{
+	return span_len_valid(k, q) && q * page / k->size >= 64 && span_meta_ok(k, q);
+}
+
 TEST(span_lengths_asked_for_hold_enough_objects_within_bounds)
 {
 	for (unsigned int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
@@ -112,19 +137,39 @@ TEST(span_lengths_asked_for_hold_enough_objects_within_bounds)
 		EXPECT_LE(span / k->size, SPANALLOC_MAX_NELEMS);
 		EXPECT_LE((span % k->size) * 8, span) TH_LOG("class %u, %u pages", c, p);
 		EXPECT_EQ(sa_span_nelems((uint16_t)SPANALLOC_SPANCLASS(c, 1), p), span / k->size);
-		if (k->nelems >= 64) {
-			EXPECT_EQ(k->npages, p) TH_LOG("class %u grew, with %u objects", c, k->nelems);
-		} else if (span / k->size < 64) {
-			/* no longer length up to 4 pages keeps the tail bound */
+		/* the shortest good length, or none up to 4 pages is good */
+		for (uint32_t q = k->npages; q < (span_len_good(k, p) ? p : 5); q++) {
+			EXPECT_FALSE(span_len_good(k, q))
+				TH_LOG("class %u: %u pages, not %u", c, p, q);
+		}
+		if (span_len_good(k, p))
+			continue;
+		/* else the shortest with 64 objects, or as many as fit */
+		for (uint32_t q = k->npages; q < p; q++) {
+			EXPECT_FALSE(span_len_valid(k, q) && q * page / k->size >= 64)
+				TH_LOG("class %u: %u pages, not %u", c, p, q);
+		}
+		if (span / k->size < 64) {
 			for (uint32_t q = p + 1; q <= 4; q++) {
-				EXPECT_LT(q * page, (q * page % k->size) * 8)
+				EXPECT_FALSE(span_len_valid(k, q))
 					TH_LOG("class %u: %u pages, not %u", c, p, q);
 			}
+		}
+	}
+	/* every class from 64 bytes on meets the 2% (under it, no length up to 4 pages) */
+	for (unsigned int c = 1; c < SPANALLOC_NUM_CLASSES; c++) {
+		if (sa_classes[c].size >= 64) {
+			EXPECT_TRUE(span_meta_ok(&sa_classes[c], sa_span_pages_wanted(c)))
+				TH_LOG("class %u", c);
+		} else {
+			EXPECT_EQ(sa_classes[c].npages, sa_span_pages_wanted(c));
 		}
 	}
 	/* the case that asked for it: larson's 288-512 B objects, 16-28 a page */
 	EXPECT_LE(64, sa_span_nelems((uint16_t)SPANALLOC_SPANCLASS(cls_of(512), 0),
 				     sa_span_pages_wanted(cls_of(512))));
+	/* the tiny allocator's 16-byte class keeps its one page */
+	EXPECT_EQ(1, sa_span_pages_wanted(SA_TINY_SC >> 1));
 	EXPECT_EQ(1, sa_span_nelems(SPANALLOC_SPANCLASS(0, 0), 7));	/* a large span */
 }
 

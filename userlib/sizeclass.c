@@ -16,6 +16,8 @@
  * malloc in five changed span. Spans of up to SA_SPAN_MAX_PAGES pages
  * hold SA_SPAN_OBJECTS objects or as many as fit, as mimalloc's 64 KiB
  * pages hold 128 such objects, for more memory held per thread and class.
+ * And long enough that a span's record and bitmaps stay within 2% of its
+ * bytes where a length can do it: one page of 64-byte objects pays 4.7%.
  */
 #include "internal.h"
 
@@ -85,29 +87,55 @@ size_t sa_class_size(unsigned int sizeclass)
 
 #define SA_SPAN_OBJECTS		64	/* enough per span, where pages allow */
 #define SA_SPAN_MAX_PAGES	4	/* 32 KiB: what a class's span may grow to */
+#define SA_SPAN_META_SHARE	50	/* metadata at most 1/50 of a span's bytes */
 _Static_assert(SA_SPAN_MAX_PAGES <= SPANALLOC_MAX_CLASS_PAGES, "a length the kernel takes");
 
 /*
+ * What a span of nelems objects on npages pages costs the library: its
+ * record, its bitmaps' extension, its page map entries.
+ */
+static uint32_t sa_span_meta_bytes(uint32_t nelems, uint32_t npages)
+{
+	return (uint32_t)(sizeof(struct sa_uspan) + SA_BITS_EXT(sa_bits_kind(nelems)) +
+			  npages * sizeof(sa_g.pagemap[0]));
+}
+
+/*
  * The pages a span of size class sizeclass (1 or more) should have: the
- * table's, or more, up to SA_SPAN_MAX_PAGES, until it holds
- * SA_SPAN_OBJECTS objects; never a length whose tail wastes over 1/8, as
- * the table's rule, nor one the kernel refuses (SPANALLOC_IOC_SET_SPAN_PAGES).
+ * shortest length from the table's up to SA_SPAN_MAX_PAGES that holds
+ * SA_SPAN_OBJECTS objects with its metadata at most 1/SA_SPAN_META_SHARE
+ * of its bytes (a 256-byte record is 3.1% of one page: the classes from
+ * 64 to 240 bytes take 3 or 4); where no length does both (under 64
+ * bytes, whose four bitmaps take 1/64 to 1/16 of the bytes), the
+ * shortest that holds SA_SPAN_OBJECTS, as many as fit if none does.
+ * Never a length whose tail wastes over 1/8, as the table's rule, nor
+ * one the kernel refuses (SPANALLOC_IOC_SET_SPAN_PAGES). The tiny
+ * allocator's class keeps the table's page: its block masks are a
+ * page's (heap.c).
  */
 uint32_t sa_span_pages_wanted(unsigned int sizeclass)
 {
 	const struct spanalloc_class *k = &sa_classes[sizeclass];
-	uint32_t best = k->npages;
+	uint32_t best = k->npages, enough = 0;
+
+	if (sizeclass == SA_TINY_SC >> 1)
+		return k->npages;
 
 	for (uint32_t p = k->npages; p <= SA_SPAN_MAX_PAGES; p++) {
-		uint32_t span = p << SA_PAGE_SHIFT;
+		uint32_t span = p << SA_PAGE_SHIFT, n = span / k->size;
 
-		if (span / k->size > SPANALLOC_MAX_NELEMS)
+		if (n > SPANALLOC_MAX_NELEMS)
 			break;
 		if ((span % k->size) * 8 > span)
 			continue;	/* tail over 1/8 */
-		best = p;
-		if (span / k->size >= SA_SPAN_OBJECTS)
-			break;
+		if (n < SA_SPAN_OBJECTS) {
+			best = p;
+			continue;
+		}
+		if (sa_span_meta_bytes(n, p) * SA_SPAN_META_SHARE <= span)
+			return p;
+		if (!enough)
+			enough = p;
 	}
-	return best;
+	return enough ? enough : best;
 }
