@@ -1095,6 +1095,37 @@ TEST(metadata_is_counted_with_its_spans)
 }
 
 /*
+ * A span's pointer maps (sa_alloc_typed) take a pointer per object its
+ * record's bitmaps cover, not per SPANALLOC_MAX_NELEMS: 1 KiB objects
+ * come 32 to a 4-page span, whose maps take 64 pointers, 1.6% of it.
+ */
+TEST(pointer_maps_are_as_long_as_their_spans_bitmaps)
+{
+	static const uint64_t one = 1;
+	static const struct sa_type t = { 8, &one };
+	struct sa_meta_stats m0, m1, m2;
+	void *big, *small;
+
+	NEED_DEVICE();
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_get_meta_stats(&m0, sizeof(m0)));
+	EXPECT_EQ(0, m0.type_maps);
+	ASSERT_NE(NULL, big = sa_alloc_typed(1024, &t));
+	ASSERT_EQ(0, sa_get_meta_stats(&m1, sizeof(m1)));
+	EXPECT_EQ(64 * sizeof(void *), m1.type_maps);
+	EXPECT_GE(4 * 8192, 50 * m1.type_maps);
+	/* 64-byte objects: 512 to a span, eight words of bitmaps */
+	ASSERT_NE(NULL, small = sa_alloc_typed(64, &t));
+	ASSERT_EQ(0, sa_get_meta_stats(&m2, sizeof(m2)));
+	EXPECT_EQ(512 * sizeof(void *), m2.type_maps - m1.type_maps);
+	sa_free(big);
+	sa_free(small);
+	sa_thread_flush();
+	ASSERT_EQ(0, sa_get_meta_stats(&m0, sizeof(m0)));
+	EXPECT_EQ(0, m0.type_maps);
+}
+
+/*
  * A thread that frees what it allocated long ago frees into spans it
  * handed back FULL: it adopts them, and hands them back once it has
  * several. One still being freed into stays with it, so that it goes back

@@ -40,7 +40,8 @@
  *    complement the timings.
  * 6. metadata_<size>B: the library's own memory (sa_get_meta_stats) per
  *    byte of live objects, with 16 MiB of objects of one size live, and
- *    the share of a span its record takes.
+ *    the share of a span its record takes; also for 4-byte tiny objects,
+ *    8-byte noscan ones and typed ones (sa_alloc_typed: pointer maps).
  *
  *   bench [--exchange|--instructions|--metadata] [seconds per run, default 0.5]
  *         [runs per measurement, default 5]
@@ -661,7 +662,7 @@ static void metadata_row(const char *label, size_t size, void *(*alloc)(size_t))
 	if (i == n && !sa_get_meta_stats(&m, sizeof(m))) {
 		double live = (double)n * size;
 
-		printf("%-8s %10.1f %10.1f %12.1f %12.4f %12.4f %12.4f\n", label, live / (1 << 20),
+		printf("%-10s %10.1f %10.1f %12.1f %12.4f %12.4f %12.4f\n", label, live / (1 << 20),
 		       m.span_bytes / (double)(1 << 20), m.total / 1024.0, m.total / live,
 		       m.span_records / (double)m.span_bytes,
 		       (m.tiny_masks + m.type_maps) / (double)m.span_bytes);
@@ -669,12 +670,21 @@ static void metadata_row(const char *label, size_t size, void *(*alloc)(size_t))
 		       label, m.total / live, m.span_records / (double)m.span_bytes,
 		       (m.tiny_masks + m.type_maps) / (double)m.span_bytes);
 	} else {
-		printf("%-8s allocation failed\n", label);
+		printf("%-10s allocation failed\n", label);
 	}
 	while (i-- > 0)
 		sa_free(objs[i]);
 	free(objs);
 	sa_thread_flush();
+}
+
+/* A typed object of size bytes: an array of one-pointer words (sa_alloc_typed). */
+static void *alloc_typed(size_t size)
+{
+	static const uint64_t one = 1;
+	static const struct sa_type words = { 8, &one };
+
+	return sa_alloc_typed(size, &words);
 }
 
 static void metadata_report(void)
@@ -683,7 +693,7 @@ static void metadata_report(void)
 	char label[32];
 
 	printf("\n== library metadata per live byte (sa_get_meta_stats): 16 MiB of live objects of one size\n");
-	printf("%-8s %10s %10s %12s %12s %12s %12s\n", "size", "live MiB", "spans MiB",
+	printf("%-10s %10s %10s %12s %12s %12s %12s\n", "size", "live MiB", "spans MiB",
 	       "meta KiB", "per live B", "records", "tables");
 	for (size_t k = 0; k < sizeof(msizes) / sizeof(msizes[0]); k++) {
 		snprintf(label, sizeof(label), "%zuB", msizes[k]);
@@ -691,6 +701,8 @@ static void metadata_report(void)
 	}
 	metadata_row("tiny4B", 4, sa_alloc_noscan);
 	metadata_row("noscan8B", 8, sa_alloc_noscan);
+	metadata_row("typed64B", 64, alloc_typed);
+	metadata_row("typed1024B", 1024, alloc_typed);
 	printf("(meta: records, tiny block masks, pointer maps, page map entries and thread\n"
 	       " caches; records and tables: their bytes per byte of the spans in use)\n");
 }

@@ -250,46 +250,61 @@ static void *sa_meta_alloc(size_t len)
 
 /*
  * Tables that come and go with span records (tiny block masks; pointer
- * maps of typed objects) are fixed-size blocks from SA_META_CHUNK chunks,
- * chained through their first word while free. Caller holds sa_g.lock.
+ * maps of typed objects) are fixed-size blocks cut from SA_META_CHUNK
+ * chunks as they are first needed, so that a chunk's pages are touched
+ * only as its blocks are, and chained through their first word while
+ * free. Caller holds sa_g.lock.
  */
-static void *sa_block_get(void **free_list, size_t each)
+static void *sa_block_get(struct sa_blocks *bl, size_t each)
 {
-	void *b = *free_list;
+	void *b = bl->free;
 
-	if (!b) {
-		char *chunk = sa_meta_alloc(SA_META_CHUNK);
+	if (b) {
+		memcpy(&bl->free, b, sizeof(void *));
+	} else {
+		if (bl->fresh == bl->end) {
+			char *chunk = sa_meta_alloc(SA_META_CHUNK);
 
-		if (!chunk)
-			return NULL;
-		sa_g.table_chunks++;
-		for (size_t off = 0; off + each <= SA_META_CHUNK; off += each) {
-			memcpy(chunk + off, free_list, sizeof(void *));
-			*free_list = chunk + off;
+			if (!chunk)
+				return NULL;
+			sa_g.table_chunks++;
+			bl->fresh = chunk;
+			bl->end = chunk + SA_META_CHUNK / each * each;
 		}
-		b = *free_list;
+		b = bl->fresh;
+		bl->fresh += each;
 	}
-	memcpy(free_list, b, sizeof(void *));
 	memset(b, 0, each);
 	return b;
 }
 
-static void sa_block_put(void **free_list, void *b)
+static void sa_block_put(struct sa_blocks *bl, void *b)
 {
-	memcpy(b, free_list, sizeof(void *));
-	*free_list = b;
+	memcpy(b, &bl->free, sizeof(void *));
+	bl->free = b;
 }
 
-/* A pointer map per object; made on a span's first typed allocation. */
-#define SA_TYPES_TABLE	(SPANALLOC_MAX_NELEMS * sizeof(void *))
-
-void *sa_types_table_alloc(void)
+/*
+ * A pointer map per object; made on a span's first typed allocation, as
+ * long as the bitmaps of the record's kind (a pointer per object they
+ * cover): 512 bytes for spans of at most 64 objects, not the 8 KiB of
+ * SPANALLOC_MAX_NELEMS pointers, a quarter of a 4-page span of 1 KiB
+ * objects.
+ */
+static size_t sa_types_table_bytes(uint8_t kind)
 {
+	return (size_t)sa_bits_cap[kind] * 64 * sizeof(void *);
+}
+
+void *sa_types_table_alloc(uint8_t kind)
+{
+	size_t len = sa_types_table_bytes(kind);
 	void *t;
 
 	pthread_mutex_lock(&sa_g.lock);
-	t = sa_block_get(&sa_g.free_types, SA_TYPES_TABLE);
-	sa_g.type_tables += t != NULL;
+	t = sa_block_get(&sa_g.type_blocks[kind], len);
+	if (t)
+		sa_g.type_bytes += len;
 	pthread_mutex_unlock(&sa_g.lock);
 	return t;
 }
@@ -404,7 +419,7 @@ struct sa_uspan *sa_uspan_alloc(uint16_t spanclass, uint32_t npages)
 			sa_pool_lock();
 			locked = true;
 		}
-		s->tiny = sa_block_get(&sa_g.free_tiny, SA_TINY_TABLE);
+		s->tiny = sa_block_get(&sa_g.tiny_blocks, SA_TINY_TABLE);
 		sa_g.tiny_tables += s->tiny != NULL;
 		if (!s->tiny) {
 			sa_pool_put(s);
@@ -429,12 +444,12 @@ void sa_uspan_release(struct sa_uspan *s)
 	if (s->types || s->tiny || !c || c->nspare[k] >= SA_SPARE_MAX) {
 		sa_pool_lock();
 		if (s->types) {
-			sa_block_put(&sa_g.free_types, s->types);
-			sa_g.type_tables--;
+			sa_block_put(&sa_g.type_blocks[k], s->types);
+			sa_g.type_bytes -= sa_types_table_bytes(k);
 			s->types = NULL;
 		}
 		if (s->tiny) {
-			sa_block_put(&sa_g.free_tiny, (void *)s->tiny);
+			sa_block_put(&sa_g.tiny_blocks, (void *)s->tiny);
 			sa_g.tiny_tables--;
 			s->tiny = NULL;
 		}
@@ -653,7 +668,7 @@ int sa_get_meta_stats(struct sa_meta_stats *m, size_t size)
 		sa_safe_enter(self);
 	pthread_mutex_lock(&sa_g.lock);
 	st.tiny_masks = sa_g.tiny_tables * SA_TINY_TABLE;
-	st.type_maps = sa_g.type_tables * SA_TYPES_TABLE;
+	st.type_maps = sa_g.type_bytes;
 	for (struct sa_tcache *c = sa_g.caches; c; c = c->next)
 		caches++;
 	st.mapped = sa_g.meta_mapped + sa_g.table_chunks * SA_META_CHUNK;

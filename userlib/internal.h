@@ -100,7 +100,7 @@
  * others in an extension of SA_BITS_EXT bytes made with the record. Both
  * are fixed for the record's life (sa_span_bind_bits), so that a record is
  * 256 bytes, not the 704 four 1024-bit maps took, and only spans of more
- * objects pay for longer ones: the classes under 128 bytes, and those the
+ * objects pay for longer ones: the classes under 64 bytes, and those the
  * library gives longer spans of over 64 objects (sa_span_pages_wanted).
  */
 #define SA_BITS_KINDS	4
@@ -369,6 +369,12 @@ struct sa_tcache {
 #define SA_MAX_CHUNKS		65536
 
 /* The process's heap. */
+/* Fixed-size tables carved from chunks (heap.c: sa_block_get), under sa_g.lock. */
+struct sa_blocks {
+	void *free;			/* freed ones, chained through their first word */
+	char *fresh, *end;		/* the newest chunk's part not cut yet */
+};
+
 struct sa_global {
 	int fd;
 	char dev[108];			/* the device's path, for a forked child */
@@ -386,12 +392,12 @@ struct sa_global {
 	_Atomic uint32_t held_decay_ms;	/* sa_set_held_decay_ms() */
 	_Atomic uint32_t handoff;	/* 0: no membarrier(2) handoff (handoff.c) */
 	struct sa_uspan *free_uspans[SA_BITS_KINDS];	/* per kind */
-	void *free_tiny;		/* free tiny mask tables, chained */
-	void *free_types;		/* free type tables, chained */
+	struct sa_blocks tiny_blocks;	/* tiny mask tables */
+	struct sa_blocks type_blocks[SA_BITS_KINDS];	/* type tables, per kind */
 	_Atomic uint32_t nchunks;		/* chunks in sa_chunks */
 	/* what sa_get_meta_stats() reports */
 	_Atomic uint64_t meta_inuse;	/* bytes of records (and bitmaps) in use */
-	uint64_t tiny_tables, type_tables;	/* in use, under lock */
+	uint64_t tiny_tables, type_bytes;	/* in use, under lock */
 	uint64_t table_chunks;		/* mapped for both, under lock */
 	uint64_t meta_mapped;		/* bytes of record chunks, under lock */
 	/* per kind, under lock: the records of the newest chunk not made yet */
@@ -995,8 +1001,7 @@ static inline void *sa_fast_done(struct sa_tcache *c, void *ret)
 }
 
 /* heap.c: the pool of span records, walked by the collector. */
-void *sa_types_table_alloc(void);
-void sa_types_table_free(void *t);
+void *sa_types_table_alloc(uint8_t kind);
 static inline struct sa_uspan *sa_uspan_at(uint32_t i)
 {
 	struct sa_uspan *chunk = atomic_load_explicit(

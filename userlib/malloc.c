@@ -508,7 +508,7 @@ void sa_types_set(struct sa_uspan *s, uint32_t idx, const struct sa_type *t)
 	if (!s->types) {
 		if (!t)
 			return;
-		s->types = sa_types_table_alloc();
+		s->types = sa_types_table_alloc(s->kind);
 		if (!s->types)
 			return;
 		/* its frees must clear their types: not the fast path's work */
