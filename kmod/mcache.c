@@ -117,14 +117,14 @@ EXPORT_SYMBOL_IF_KUNIT(sa_mcache_get);
 /* Takes back a span with free objects (the caller has claimed it). */
 void sa_mcache_put(struct sa_heap *heap, struct sa_span *s)
 {
-	u32 depth = sa_mcache_depth(heap, s->spanclass);
+	u32 depth = sa_mcache_depth(heap, s->spanclass), half = max(depth / 2, 1U);
 	struct sa_mcache_stack *st;
 
 	local_lock(&heap->mcache->lock);
 	st = this_cpu_ptr(&heap->mcache->stacks[s->spanclass]);
-	/* back to half the bound: a stack over it (span_pages grew) too */
+	/* the oldest half of a full stack; of one over it (span_pages grew), more */
 	if (st->n >= depth)
-		sa_mcache_spill(heap, st, s->spanclass, st->n - depth / 2, -1, false);
+		sa_mcache_spill(heap, st, s->spanclass, st->n - (depth - half), -1, false);
 	st->spans[st->n++] = s;
 	atomic_set(&s->state, SA_SPAN_CACHED);
 	local_unlock(&heap->mcache->lock);
