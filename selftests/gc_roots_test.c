@@ -973,25 +973,29 @@ static void *idle_thread(void *arg)
 
 /*
  * A thread that keeps spans aside and then idles does not pin them: a
- * collection gives back what was kept across two of them.
+ * collection gives back what was kept across two of them, and the active
+ * span of a thread that made no refill across two.
  */
 TEST_F(gc, an_idle_threads_spans_go_back_after_two_collections)
 {
+	unsigned int sc = SPANALLOC_SPANCLASS(sa_size_class(256), 1);
+	struct spanalloc_class_stats cs[SPANALLOC_NUM_SPANCLASSES];
 	struct spanalloc_stats kst;
-	uint64_t before;
+	uint32_t before;
 	pthread_t t;
 
 	gc_start(_metadata);
 	ASSERT_EQ(0, pthread_create(&t, NULL, idle_thread, NULL));
 	wait_for(&idle_state, 1);
-	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
-	before = kst.spans;
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	before = cs[sc].owned;
 	for (int i = 0; i < 3; i++)
 		sa_gc_collect();
-	ASSERT_EQ(0, sa_kernel_stats(&kst, NULL));
-	TH_LOG("spans out of the kernel: %llu before, %llu after",
-	       (unsigned long long)before, (unsigned long long)kst.spans);
-	EXPECT_LE(kst.spans + 3, before);
+	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
+	TH_LOG("spans of 256 B noscan held by threads: %u before, %u after",
+	       before, cs[sc].owned);
+	EXPECT_EQ(4, before);
+	EXPECT_EQ(0, cs[sc].owned);
 	atomic_store(&idle_state, 2);
 	pthread_join(t, NULL);
 }

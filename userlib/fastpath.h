@@ -176,11 +176,16 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 			return slow(size, noscan, zero);
 		sc = sa_spanclass128(sz, noscan);
 	}
-	/* only this thread changes its active spans */
-	s = c->alloc[sc];
-	if (sa_unlikely(!s))
-		return slow(size, noscan, zero);
+	/*
+	 * Read inside the region: a thread taking an idle one's active spans
+	 * (handoff.c) clears them, then waits for the region's end.
+	 */
 	sa_fast_enter(c);
+	s = c->alloc[sc];
+	if (sa_unlikely(!s)) {
+		sa_fast_exit(c);
+		return slow(size, noscan, zero);
+	}
 	p = sa_span_next_fast(s);
 	if (sa_unlikely(!p)) {
 		sa_fast_exit(c);

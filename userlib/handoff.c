@@ -1,19 +1,21 @@
 // SPDX-License-Identifier: MIT
 /*
- * handoff: taking what an idle thread keeps aside (its held and adopted
- * spans, mcache.c) without stopping it, in a heap no collection stops
- * threads in.
+ * handoff: taking what an idle thread holds (its held and adopted spans,
+ * and its active spans once it made no refill for twice the decay time:
+ * mcache.c) without stopping it, in a heap no collection stops threads in.
  *
  * A thread looks at what it keeps aside only at its own refills (its
  * fast paths' span changes leave that to them: mcache.c), and a
  * collection looks at every thread's with the world stopped. In a manual
  * heap a thread that makes no refill (it sleeps, or its frees keep its
- * active spans going) would keep its spans until it exits. So, once per
+ * active spans going) would keep its spans until it exits: a pool of
+ * idle workers, a span of every class each had used. So, once per
  * decay time at most (and SA_HANDOFF_MIN_MS apart at least), a thread
  * refilling (the taker) looks at every other cache whose thread has not
- * looked at what it keeps for twice the decay time, and takes the spans
- * it kept too long, under sa_g.lock (so that no cache goes away, and no
- * fork or mode switch comes, meanwhile):
+ * looked at what it keeps, or refilled, for twice the decay time, and
+ * takes the spans it kept too long, and its active ones if it made no
+ * refill for that long, under sa_g.lock (so that no cache goes away, and
+ * no fork or mode switch comes, meanwhile):
  *
  *  1. The taker sets c->taking, then makes every running thread execute
  *     a memory barrier (membarrier(2), as liburcu's asymmetric fences);
@@ -27,15 +29,18 @@
  *     does the same with in_fast: it reads taking inside its region and
  *     leaves the change to the slow path if it is set. From here c's
  *     lists are the taker's, until it clears taking.
- *  2. The taker becomes the owner of each stale held span, then barriers
- *     again, then waits for in_fast's count to be 0. A fast free into such a span
- *     reads its owner inside its region (fastpath.h): one that read c did
- *     so before the barrier, with in_fast already stored, and has ended
- *     once the count is 0; one that reads later sees the taker and goes to
- *     the slow path, which waits. If the count stays up (c's thread is
- *     descheduled, or stuck in a signal handler that interrupted a fast
- *     path), the owners go back to c and the taker leaves c alone:
- *     nothing else changed.
+ *  2. The taker becomes the owner of each stale held span, and of each
+ *     active span it takes, which it also clears from c->alloc[] (kept on
+ *     c->yielded), then barriers again, then waits for in_fast's count to
+ *     be 0. A fast free into such a span reads its owner inside its region
+ *     (fastpath.h), and a fast allocation reads c->alloc[] there: one that
+ *     read c or the span did so before the barrier, with in_fast already
+ *     stored, and has ended once the count is 0; one that reads later sees
+ *     the taker, or no span, and goes to the slow path, which waits. If
+ *     the count stays up (c's thread is descheduled, or stuck in a signal
+ *     handler that interrupted a fast path), the owners and the active
+ *     spans go back to c and the taker leaves c alone: nothing else
+ *     changed.
  *  3. A third barrier, so that the last such free's stores are seen on
  *     weakly ordered CPUs too; the taker unlinks the spans and clears
  *     taking.
@@ -218,8 +223,10 @@ static __attribute__((noinline)) void sa_handoff_pass(struct sa_tcache *self,
 	for (struct sa_tcache *c = sa_g.caches; c && n < SA_HANDOFF_MAX && !sa_gc_on();
 	     c = c->next) {
 		uint32_t seen = atomic_load_explicit(&c->decay_ms, memory_order_relaxed);
+		uint32_t used = atomic_load_explicit(&c->active_ms, memory_order_relaxed);
 
-		if (c == self || !seen || !sa_ms_since(st.now, seen, 2 * st.decay))
+		if (c == self || ((!seen || !sa_ms_since(st.now, seen, 2 * st.decay)) &&
+				  (!used || !sa_ms_since(st.now, used, 2 * st.decay))))
 			continue;
 		atomic_store_explicit(&c->taking, 1, memory_order_relaxed);
 		cand[n++] = c;

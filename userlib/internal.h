@@ -273,6 +273,18 @@ struct sa_tcache {
 	 * taking an idle thread's spans reads it (handoff.c).
 	 */
 	_Atomic uint32_t decay_ms;
+	/*
+	 * When the thread last refilled (sa_coarse_ms() stamp, and the
+	 * collections by then), or 0 once its active spans were taken: a
+	 * thread that makes no refill for as long as a held span may be kept
+	 * has its active spans taken too (handoff.c, sa_tcache_decay_stopped),
+	 * or an idle thread would pin one span of every class it used. Not the
+	 * tiny allocator's: its current block lives in the thread's fields.
+	 */
+	_Atomic uint32_t active_ms;
+	uint32_t active_gc;
+	/* its active spans a taker owns, until it takes them or gives them back */
+	struct sa_uspan *yielded;
 	uintptr_t tiny;			/* current tiny block, 0 if none */
 	uint32_t tiny_off;		/* bytes of it handed out */
 	_Atomic(sa_tiny_mask) *tiny_mask;	/* its mask (tiny.h) */

@@ -356,11 +356,10 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 	    atomic_load_explicit(&sa_prof_rate, memory_order_relaxed))
 		return NULL;
 	sc = sa_spanclass_of(sz, noscan);
-	s = c->alloc[sc];
-	if (!s)
-		return NULL;
 	sa_fast_enter(c);
-	if (s->prof_rest || sa_sweep_needed(s))
+	/* inside the region, as in the fast path */
+	s = c->alloc[sc];
+	if (!s || s->prof_rest || sa_sweep_needed(s))
 		goto slow;
 	idx = sa_span_next_free(s);
 	if (idx < s->nelems)

@@ -298,15 +298,65 @@ static bool sa_adopted_stale(const struct sa_tcache *c, const struct sa_stale *s
 }
 
 /*
+ * Whether c made no refill for as long as a held span may be kept, its
+ * active spans still there: they may go too. Twice the decay time, as
+ * for a taker's look at c (handoff.c).
+ */
+static bool sa_active_stale(const struct sa_tcache *c, const struct sa_stale *st)
+{
+	uint32_t seen = atomic_load_explicit(&c->active_ms, memory_order_relaxed);
+
+	if (!seen)
+		return false;
+	return st->by_gcs ? sa_held_gcs() - c->active_gc >= SA_HELD_DECAY_GCS :
+			    sa_ms_since(st->now, seen, 2 * st->decay);
+}
+
+/*
+ * c's active spans, if stale, leave c->alloc[] for c->yielded, owned by
+ * to; to == c puts them back. The tiny class's stays: the thread's
+ * current block is carved from it with no span in hand (fastpath.h).
+ */
+static void sa_tcache_yield_active(struct sa_tcache *c, struct sa_tcache *to,
+				   const struct sa_stale *st)
+{
+	struct sa_uspan *s;
+
+	if (to == c) {
+		while ((s = c->yielded)) {
+			c->yielded = s->next;
+			s->next = NULL;
+			sa_span_set_owner(s, c);
+			c->alloc[s->spanclass] = s;
+		}
+		return;
+	}
+	if (!sa_active_stale(c, st))
+		return;
+	for (uint16_t sc = 2; sc < SA_NSC; sc++) {
+		s = c->alloc[sc];
+		if (!s || sc == SA_TINY_SC)
+			continue;
+		c->alloc[sc] = NULL;
+		sa_span_set_owner(s, to);
+		s->next = c->yielded;
+		c->yielded = s;
+	}
+}
+
+/*
  * Makes to the owner of every span c kept aside too long (a class's
- * oldest is its tail), leaving c's lists as they are; to == c undoes it.
- * Returns how many.
+ * oldest is its tail), leaving c's held lists as they are, and of its
+ * active spans if it made no refill for as long, which leave c->alloc[]
+ * for c->yielded (an active span is read inside a fast path's region:
+ * fastpath.h). to == c undoes it. Returns how many held spans.
  */
 uint32_t sa_tcache_own_stale(struct sa_tcache *c, struct sa_tcache *to,
 			     const struct sa_stale *st)
 {
 	uint32_t n = 0;
 
+	sa_tcache_yield_active(c, to, st);
 	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
 		for (struct sa_uspan *s = c->held_tail[sc]; s && sa_held_stale(s, st); s = s->prev) {
 			sa_span_set_owner(s, to);
@@ -318,13 +368,25 @@ uint32_t sa_tcache_own_stale(struct sa_tcache *c, struct sa_tcache *to,
 
 /*
  * Moves the spans sa_tcache_own_stale() gave self (the same st) from c's
- * held lists to self's decayed list, and c's adopted spans, if c adopted
- * none for too long, to self's adopted list: self gives them all back
- * (sa_tcache_return_decayed), with no system call made meanwhile.
+ * held lists and c->yielded to self's decayed list, and c's adopted
+ * spans, if c adopted none for too long, to self's adopted list: self
+ * gives them all back (sa_tcache_return_decayed), with no system call
+ * made meanwhile.
  */
 void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self,
 			  const struct sa_stale *st)
 {
+	struct sa_uspan *s;
+
+	if (c->yielded) {
+		while ((s = c->yielded)) {
+			c->yielded = s->next;
+			s->next = self->decayed;
+			self->decayed = s;
+		}
+		/* nothing left to take until its next refill stamps it */
+		atomic_store_explicit(&c->active_ms, 0, memory_order_relaxed);
+	}
 	if (c != self && c->nadopted && sa_adopted_stale(c, st)) {
 		while (c->adopted) {
 			struct sa_uspan *s = c->adopted;
@@ -337,8 +399,6 @@ void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self,
 		}
 	}
 	for (uint16_t sc = 0; sc < SA_NSC && c->nheld; sc++) {
-		struct sa_uspan *s;
-
 		while ((s = c->held_tail[sc]) && sa_held_stale(s, st)) {
 			sa_held_unlink(c, s);
 			s->next = self->decayed;
@@ -349,7 +409,8 @@ void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self,
 
 /*
  * The world is stopped (a collection): c's thread may be idle, and then
- * nobody else would give back what it keeps aside. Its stale held spans
+ * nobody else would give back what it keeps aside. Its stale held spans,
+ * and its active spans if it made no refill across as many collections,
  * become self's, the collecting thread's, which gives them back once the
  * world runs again (sa_tcache_return_decayed): no system call, and no
  * lock a stopped thread may hold, while the world is stopped.
@@ -789,6 +850,8 @@ static uintptr_t sa_tcache_refill_in(struct sa_tcache *c, uint16_t sc)
 	uintptr_t p;
 
 	b.n = 0;
+	atomic_store_explicit(&c->active_ms, sa_ms_stamp(now), memory_order_relaxed);
+	c->active_gc = sa_held_gcs();
 	sa_tcache_harvest_tiny(c);
 	sa_handoff_idle(c, now);
 	sa_held_decay(c, now, &b);
