@@ -753,7 +753,7 @@ TEST(kept_spans_take_over_while_another_thread_frees_into_them)
 
 /*
  * A thread that moves on to other size classes gives back the spans it
- * kept aside and has not taken again for SA_HELD_DECAY_MS (1 s), in a
+ * kept aside and has not taken again for SA_HELD_DECAY_MS (100 ms), in a
  * manual heap too (no collection, no trim), even when its frees keep its
  * new class's span going (no span change).
  */
@@ -771,7 +771,7 @@ TEST(held_spans_decay_when_a_thread_moves_on)
 	ASSERT_EQ(0, sa_kernel_stats(&kst, cs));
 	/* the active span and the used-up ones kept aside */
 	ASSERT_LE(2, cs[sc].owned);
-	usleep(1300 * 1000);	/* past SA_HELD_DECAY_MS and the check's period */
+	usleep(400 * 1000);	/* past SA_HELD_DECAY_MS and the check's period */
 	/*
 	 * Other objects, allocated and freed in turn: the thread's frees keep
 	 * its span of that class going, so it changes no span at all.
@@ -883,7 +883,7 @@ static unsigned int idle_thread_owns(struct __test_metadata *_metadata)
 	EXPECT_EQ(after.objects_allocated - before.objects_allocated,
 		  after.objects_freed - before.objects_freed);
 	EXPECT_EQ(2 * IDLE_N + 3 * NOTHER, after.objects_allocated - before.objects_allocated);
-	EXPECT_EQ(100, sa_set_held_decay_ms(1000));
+	EXPECT_EQ(100, sa_set_held_decay_ms(100));
 	return owned;
 }
 
@@ -1026,7 +1026,7 @@ TEST(spans_taken_from_idle_threads_race_their_frees_safely)
 		EXPECT_EQ(0, cs[sc].owned) TH_LOG("span class %d", sc);
 		EXPECT_EQ(0, cs[sc].full) TH_LOG("span class %d", sc);
 	}
-	ASSERT_EQ(1, sa_set_held_decay_ms(1000));
+	ASSERT_EQ(1, sa_set_held_decay_ms(100));
 }
 
 /* The decay time is a setting with bounds. */
@@ -1037,8 +1037,8 @@ TEST(held_decay_takes_a_time_within_bounds)
 	EXPECT_EQ(-1, sa_set_held_decay_ms(0));
 	EXPECT_EQ(EINVAL, errno);
 	EXPECT_EQ(-1, sa_set_held_decay_ms(86400001));
-	EXPECT_EQ(1000, sa_set_held_decay_ms(86400000));
-	EXPECT_EQ(86400000, sa_set_held_decay_ms(1000));
+	EXPECT_EQ(100, sa_set_held_decay_ms(86400000));	/* the default */
+	EXPECT_EQ(86400000, sa_set_held_decay_ms(100));
 }
 
 /*

@@ -140,15 +140,17 @@ int sa_set_held_pages(unsigned int pages);
 /*
  * How long a span kept aside (sa_set_held_pages), or a span a thread
  * adopted by freeing into it, stays with the thread without being taken
- * again: ms milliseconds (default 1000). It then goes back to the kernel
+ * again: ms milliseconds (default 100). It then goes back to the kernel
  * at the thread's next span change. In a heap without the collector, a
  * thread that makes none for twice as long (it sleeps, or its frees keep
- * its spans going) has them taken by the next thread that changes spans,
+ * its spans going) has them taken, and its active spans (all but the
+ * tiny allocator's) with them, by the next thread that changes spans,
  * without being stopped or signalled (membarrier(2); where the kernel
  * refuses it, and in ThreadSanitizer builds, such a thread keeps them
  * until it changes spans, exits, flushes or calls sa_trim()). In a
  * collected heap, a span not taken again across two collections goes
- * back, whether its thread runs or not. SPANALLOC_HELD_DECAY_MS sets it at start-up.
+ * back, whether its thread runs or not, and so do the active spans of a
+ * thread that made no span change across two. SPANALLOC_HELD_DECAY_MS sets it at start-up.
  * Returns the previous value, or -1 with errno EINVAL when ms is 0 or
  * over a day (86400000).
  */
