@@ -529,11 +529,14 @@ TEST(at_most_one_system_call_per_span)
 	void **objs = calloc(N, sizeof(void *));
 
 	NEED_DEVICE();
+	/* no held span decays meanwhile, in a call of its own, however slow the run */
+	ASSERT_EQ(100, sa_set_held_decay_ms(60000));
 	sa_alloc(32);	/* warm up: heap and thread cache exist */
 	ASSERT_EQ(0, sa_get_stats(&a));
 	for (int i = 0; i < N; i++)
 		objs[i] = sa_alloc(32);
 	ASSERT_EQ(0, sa_get_stats(&b));
+	ASSERT_EQ(60000, sa_set_held_decay_ms(100));
 	/* 256 objects per span: a syscall per span turnover at most */
 	EXPECT_LE(b.syscalls - a.syscalls, b.spans_got - a.spans_got);
 	EXPECT_GE(b.spans_got - a.spans_got, N / 256);
@@ -628,12 +631,15 @@ TEST(held_spans_serve_a_thread_that_frees_what_it_allocates)
 	NEED_DEVICE();
 	old = sa_set_held_pages(8);
 	ASSERT_LE(0, old);
+	/* none decays between its uses, however slow the run */
+	ASSERT_EQ(100, sa_set_held_decay_ms(60000));
 	/* 256 objects of 256 B fill 4 two-page spans: the held lists take them */
 	ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));
 	ASSERT_EQ(0, sa_get_stats(&a));
 	for (int r = 0; r < ROUNDS; r++)
 		ASSERT_EQ(0, alloc_dirty_free(objs, BATCH, SIZE));
 	ASSERT_EQ(0, sa_get_stats(&b));
+	ASSERT_EQ(60000, sa_set_held_decay_ms(100));
 	EXPECT_EQ(0, b.syscalls - a.syscalls);
 	EXPECT_EQ(0, b.spans_got - a.spans_got);
 	EXPECT_LE(ROUNDS * 3, b.local_sweeps - a.local_sweeps);

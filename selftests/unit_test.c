@@ -1069,13 +1069,14 @@ TEST(a_stop_noted_in_a_fast_path_is_seen_by_its_exit)
 }
 
 static _Atomic pid_t waiter_tid;
+static int waiter_nosafe;	/* 1, or 2 for a nested entry */
 
 static void *handoff_waiter(void *arg)
 {
 	struct sa_tcache *c = arg;
 
 	atomic_store(&waiter_tid, gettid());
-	c->nosafe = 1;		/* as sa_safe_enter leaves it */
+	c->nosafe = waiter_nosafe;	/* as sa_safe_enter leaves it */
 	sa_handoff_wait(c);
 	return NULL;
 }
@@ -1103,26 +1104,44 @@ static char thread_state(pid_t tid)
  * If it yielded only, a real-time one would never let a taker of lower
  * priority on its CPU finish: it must come to sleep.
  */
-TEST(a_thread_waiting_for_a_taker_sleeps_rather_than_only_yields)
+static void handoff_wait_sleeps(struct __test_metadata *_metadata, int nosafe)
 {
 	static struct sa_tcache c;
 	pthread_t th;
 	bool asleep = false;
 
+	c.nosafe = 0;
+	waiter_nosafe = nosafe;
+	atomic_store(&waiter_tid, 0);
 	atomic_store(&c.taking, 1);
 	ASSERT_EQ(0, pthread_create(&th, NULL, handoff_waiter, &c));
 	while (!atomic_load(&waiter_tid))
 		sched_yield();
-	/* a cap for a failure, not a timing: yielding, it is never asleep */
+	/* a cap for a failure, not a timing: yielding, or gone, it is never asleep */
 	for (int i = 0; i < 5000 && !asleep; i++) {
 		usleep(1000);
 		asleep = thread_state(atomic_load(&waiter_tid)) == 'S';
 	}
-	EXPECT_EQ(0, c.nosafe);	/* out of the allocator while it waits */
+	EXPECT_EQ(nosafe - 1, c.nosafe);	/* out of the allocator while it waits */
 	atomic_store(&c.taking, 0);
 	ASSERT_EQ(0, pthread_join(th, NULL));
 	EXPECT_TRUE(asleep);
-	EXPECT_EQ(1, c.nosafe);
+	EXPECT_EQ(nosafe, c.nosafe);
+}
+
+TEST(a_thread_waiting_for_a_taker_sleeps_rather_than_only_yields)
+{
+	handoff_wait_sleeps(_metadata, 1);
+}
+
+/*
+ * A signal handler's slow path, nested in one that raised nosafe but had
+ * not yet read taking (the taker may have looked before the raise), waits
+ * as well: it used to go on, at c's lists while the taker moved them.
+ */
+TEST(a_nested_slow_path_waits_for_a_taker_too)
+{
+	handoff_wait_sleeps(_metadata, 2);
 }
 
 /*

@@ -224,7 +224,16 @@ static __attribute__((noinline)) void sa_handoff_pass(struct sa_tcache *self,
 	     c = c->next) {
 		uint32_t seen = atomic_load_explicit(&c->decay_ms, memory_order_relaxed);
 		uint32_t used = atomic_load_explicit(&c->active_ms, memory_order_relaxed);
+		uint32_t words = atomic_load_explicit(&c->words, memory_order_relaxed);
 
+		/* it allocated since the last pass, if without a refill: busy now */
+		if (words != c->words_seen) {
+			c->words_seen = words;
+			if (used) {
+				used = sa_ms_stamp(st.now);
+				atomic_store_explicit(&c->active_ms, used, memory_order_relaxed);
+			}
+		}
 		if (c == self || ((!seen || !sa_ms_since(st.now, seen, 2 * st.decay)) &&
 				  (!used || !sa_ms_since(st.now, used, 2 * st.decay))))
 			continue;
@@ -273,16 +282,18 @@ bool sa_handoff_would_run(uint32_t now, uint32_t decay)
 /*
  * c's own thread, entering a slow path (sa_safe_enter), found a taker at
  * work: it waits outside the allocator until the taker is done. Nested
- * entries go on: the outer one was seen, so the taker leaves c alone.
- * The pass is short, but a real-time thread's sched_yield() never lets a
- * lower-priority taker on its CPU run: after a few yields, it sleeps.
+ * entries (a signal handler's) wait too: the one they interrupted may
+ * have raised nosafe after the taker looked at it, and not yet read
+ * taking, so the taker may be at c's lists. Waiting is safe whatever the
+ * outer entry did: a taker never waits for nosafe, and one that saw it
+ * raised leaves c alone and clears taking at once. The pass is short,
+ * but a real-time thread's sched_yield() never lets a lower-priority
+ * taker on its CPU run: after a few yields, it sleeps.
  */
 void sa_handoff_wait(struct sa_tcache *c)
 {
 	const struct timespec nap = { .tv_nsec = 100 * 1000 };
 
-	if (c->nosafe > 1)
-		return;
 	do {
 		int waits = 0;
 

@@ -139,7 +139,7 @@ struct sa_uspan {
 	 * The cache whose active or held span this is, or NULL. Only that
 	 * thread writes it, or a collection while that thread is stopped
 	 * outside its no-stop regions (sa_tcache_decay_stopped), or a thread
-	 * taking a held span from an idle one (handoff.c); others read it
+	 * taking a held or active span from an idle one (handoff.c); others read it
 	 * only to see that it is not theirs.
 	 */
 	_Atomic(struct sa_tcache *) owner;
@@ -287,6 +287,14 @@ struct sa_tcache {
 	 */
 	_Atomic uint32_t active_ms;
 	uint32_t active_gc;
+	/*
+	 * Span words the fast paths' slow entry loaded (sa_alloc_next_word),
+	 * which stamps no time: a taker that finds the count moved since its
+	 * last pass (words_seen, under sa_g.lock) stamps active_ms itself, so
+	 * that a thread allocating without refills is not taken from.
+	 */
+	_Atomic uint32_t words;
+	uint32_t words_seen;
 	/* its active spans a taker owns, until it takes them or gives them back */
 	struct sa_uspan *yielded;
 	uintptr_t tiny;			/* current tiny block, 0 if none */

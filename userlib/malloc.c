@@ -357,15 +357,23 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 		return NULL;
 	sc = sa_spanclass_of(sz, noscan);
 	sa_fast_enter(c);
-	/* inside the region, as in the fast path */
+	/*
+	 * Inside the region, as in the fast path; and not while a taker is
+	 * at c's spans (handoff.c): it may clear c->alloc[], read again below.
+	 */
 	s = c->alloc[sc];
-	if (!s || s->prof_rest || sa_sweep_needed(s))
+	if (!s || atomic_load_explicit(&c->taking, memory_order_acquire) || s->prof_rest ||
+	    sa_sweep_needed(s))
 		goto slow;
 	idx = sa_span_next_free(s);
 	if (idx < s->nelems)
 		p = sa_span_object(s, idx);
 	else if (!(p = sa_reuse_in_place(c, s)))
 		goto slow;
+	/* busy, for a taker (handoff.c): one plain add */
+	atomic_store_explicit(&c->words,
+			      atomic_load_explicit(&c->words, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 	/* the span may have changed */
 	s = c->alloc[sc];
 	dirty = sa_must_zero(sz, noscan, zero) && s->needzero;

@@ -378,15 +378,18 @@ void sa_tcache_take_stale(struct sa_tcache *c, struct sa_tcache *self,
 {
 	struct sa_uspan *s;
 
-	if (c->yielded) {
-		while ((s = c->yielded)) {
-			c->yielded = s->next;
-			s->next = self->decayed;
-			self->decayed = s;
-		}
-		/* nothing left to take until its next refill stamps it */
-		atomic_store_explicit(&c->active_ms, 0, memory_order_relaxed);
+	while ((s = c->yielded)) {
+		c->yielded = s->next;
+		s->next = self->decayed;
+		self->decayed = s;
 	}
+	/*
+	 * Nothing left to take until its next refill stamps it again, even
+	 * if there was nothing (a flushed thread, or the tiny class's span
+	 * only): no pass picks it again meanwhile.
+	 */
+	if (c != self && sa_active_stale(c, st))
+		atomic_store_explicit(&c->active_ms, 0, memory_order_relaxed);
 	if (c != self && c->nadopted && sa_adopted_stale(c, st)) {
 		while (c->adopted) {
 			struct sa_uspan *s = c->adopted;
@@ -943,6 +946,8 @@ void sa_tcache_flush(struct sa_tcache *c)
 		sa_batch_give_back_sending(c, &b, s);
 	}
 	sa_batch_flush(c, &b);
+	/* no active span left to take (handoff.c) */
+	atomic_store_explicit(&c->active_ms, 0, memory_order_relaxed);
 	sa_tcache_return_decayed(c);
 	sa_tcache_return_held(c);
 }
