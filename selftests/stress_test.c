@@ -398,8 +398,7 @@ static void ring_run(struct __test_metadata *_metadata, int n, double secs,
 	 * Nothing held: every used-up span went back FULL, and frees adopted
 	 * them: at least one per 2000 objects passed on. Under
 	 * ThreadSanitizer, whose runs are a hundred times shorter and whose
-	 * threads interleave otherwise, adoptions come 8 to 500 times rarer
-	 * (46 for 380,928 objects in one run, 851 for 140,544 in another):
+	 * threads interleave otherwise, with other objects (ring_size):
 	 * there the run only has to have adopted.
 	 */
 #ifdef __SANITIZE_THREAD__

@@ -88,7 +88,11 @@ static inline __attribute__((always_inline)) void *sa_fast_tiny(struct sa_tcache
 			return NULL;
 		}
 	} else {
-		/* a new block, once nothing of the current one is left to release */
+		/*
+		 * A new block, once nothing of the current one is left to
+		 * release. Read before the region: no taker ever takes the
+		 * tiny class's span (mcache.c: sa_tcache_yield_active).
+		 */
 		s = c->alloc[SA_TINY_SC];
 		if (sa_unlikely(fill != SA_TINY_SIZE) || sa_unlikely(!s))
 			return NULL;
@@ -178,10 +182,11 @@ static inline __attribute__((always_inline)) void *sa_fast_alloc(size_t size, bo
 	}
 	/*
 	 * Read inside the region: a thread taking an idle one's active spans
-	 * (handoff.c) clears them, then waits for the region's end.
+	 * (handoff.c) clears them, then waits for the region's end. Atomic
+	 * for that writer (a plain load all the same).
 	 */
 	sa_fast_enter(c);
-	s = c->alloc[sc];
+	s = __atomic_load_n(&c->alloc[sc], __ATOMIC_RELAXED);
 	if (sa_unlikely(!s)) {
 		sa_fast_exit(c);
 		return slow(size, noscan, zero);

@@ -24,11 +24,12 @@
  *     0), or the taker leaves c alone. A slow path stores nosafe, then
  *     reads taking (sa_safe_enter): the barrier falls before the read,
  *     which then sees taking set and waits (sa_handoff_wait), or after
- *     the store, which the taker then sees. The fast path's span change
- *     (sa_tcache_change_span), the one fast path that moves c's lists,
- *     does the same with in_fast: it reads taking inside its region and
- *     leaves the change to the slow path if it is set. From here c's
- *     lists are the taker's, until it clears taking.
+ *     the store, which the taker then sees. The fast paths' next word
+ *     and span change (sa_alloc_next_word, sa_tcache_change_span), which
+ *     read alloc[] twice and move c's lists, do the same with in_fast:
+ *     they read taking inside their region and leave the work to the
+ *     slow path if it is set. From here c's lists are the taker's, until
+ *     it clears taking.
  *  2. The taker becomes the owner of each stale held span, and of each
  *     active span it takes, which it also clears from c->alloc[] (kept on
  *     c->yielded), then barriers again, then waits for in_fast's count to
@@ -226,7 +227,11 @@ static __attribute__((noinline)) void sa_handoff_pass(struct sa_tcache *self,
 		uint32_t used = atomic_load_explicit(&c->active_ms, memory_order_relaxed);
 		uint32_t words = atomic_load_explicit(&c->words, memory_order_relaxed);
 
-		/* it allocated since the last pass, if without a refill: busy now */
+		/*
+		 * It allocated since the last pass, if without a refill: busy
+		 * now, as far as the pass can tell (so an idle thread's active
+		 * spans go after two to three times the decay, not two).
+		 */
 		if (words != c->words_seen) {
 			c->words_seen = words;
 			if (used) {

@@ -443,9 +443,10 @@ extern __thread struct sa_tcache *sa_tc __attribute__((tls_model("initial-exec")
  * The calling thread's cache as the fast paths see it: sa_tc, or while
  * there is none sa_tc_none, a cache with no span and no tiny block in
  * which every fast path fails (mimalloc's empty heap), so that they need
- * no NULL test. Only its in_fast is written: free's fast path counts its
- * region before it looks at the span's owner (one look, inside the
- * region), and every thread without a cache counts there, racily. No
+ * no NULL test. Only its in_fast is written: the fast paths count their
+ * region before they look at the span (one look, inside the region),
+ * and every thread without a cache counts there, racily (the drop-in's
+ * threads served by glibc count on caches of their own: override.c). No
  * stop, taker or fast path reads that count: stops look at sa_tc, and
  * sa_tc_none's stop_pending stays 0.
  */

@@ -361,7 +361,7 @@ static inline void *sa_alloc_next_word(struct sa_tcache *c, size_t size, bool no
 	 * Inside the region, as in the fast path; and not while a taker is
 	 * at c's spans (handoff.c): it may clear c->alloc[], read again below.
 	 */
-	s = c->alloc[sc];
+	s = __atomic_load_n(&c->alloc[sc], __ATOMIC_RELAXED);
 	if (!s || atomic_load_explicit(&c->taking, memory_order_acquire) || s->prof_rest ||
 	    sa_sweep_needed(s))
 		goto slow;

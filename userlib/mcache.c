@@ -314,8 +314,10 @@ static bool sa_active_stale(const struct sa_tcache *c, const struct sa_stale *st
 
 /*
  * c's active spans, if stale, leave c->alloc[] for c->yielded, owned by
- * to; to == c puts them back. The tiny class's stays: the thread's
- * current block is carved from it with no span in hand (fastpath.h).
+ * to; to == c puts them back. Atomic stores: c's fast paths read alloc[]
+ * meanwhile (inside their regions, which the taker then waits out). The
+ * tiny class's span stays: the tiny fast path reads it before its region
+ * (fastpath.h), and the thread's current block is carved from it.
  */
 static void sa_tcache_yield_active(struct sa_tcache *c, struct sa_tcache *to,
 				   const struct sa_stale *st)
@@ -327,7 +329,7 @@ static void sa_tcache_yield_active(struct sa_tcache *c, struct sa_tcache *to,
 			c->yielded = s->next;
 			s->next = NULL;
 			sa_span_set_owner(s, c);
-			c->alloc[s->spanclass] = s;
+			__atomic_store_n(&c->alloc[s->spanclass], s, __ATOMIC_RELAXED);
 		}
 		return;
 	}
@@ -337,7 +339,7 @@ static void sa_tcache_yield_active(struct sa_tcache *c, struct sa_tcache *to,
 		s = c->alloc[sc];
 		if (!s || sc == SA_TINY_SC)
 			continue;
-		c->alloc[sc] = NULL;
+		__atomic_store_n(&c->alloc[sc], NULL, __ATOMIC_RELAXED);
 		sa_span_set_owner(s, to);
 		s->next = c->yielded;
 		c->yielded = s;

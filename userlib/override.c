@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "fastpath.h"
 
@@ -175,6 +176,24 @@ static void sa_foreign(const void *p, const char *what)
 }
 
 /*
+ * Where the heap could not start, every malloc still begins the fast
+ * path, which raises and lowers in_fast on the thread's cache before it
+ * finds no span there (it reads the span inside that region: handoff.c).
+ * On the one shared sa_tc_none, every thread would write the same cache
+ * line twice per call: threads served by glibc take one of these
+ * instead, by thread id. Never read: no span, no tiny block, no stop.
+ */
+#define SA_GLIBC_CACHES	16
+static struct sa_tcache sa_tc_glibc[SA_GLIBC_CACHES] = {
+	[0 ... SA_GLIBC_CACHES - 1] = { .tiny_off = SA_TINY_SIZE },
+};
+
+static __attribute__((noinline, cold)) void sa_glibc_thread(void)
+{
+	sa_tc_fast = &sa_tc_glibc[(unsigned int)syscall(SYS_gettid) % SA_GLIBC_CACHES];
+}
+
+/*
  * The entry points below are the fast path, which tail-calls one of
  * these when it cannot serve: kept out of line, so that the fast path
  * saves no registers. Each takes what the fast path was given.
@@ -191,6 +210,8 @@ static __attribute__((noinline)) void *sa_malloc_other(size_t size, bool noscan,
 	case SA_MODE_SPANALLOC:
 		return sa_alloc_slow(size, noscan, zero);
 	case SA_MODE_GLIBC:
+		if (sa_tc_fast == &sa_tc_none)
+			sa_glibc_thread();
 		return zero ? sa_libc.calloc(1, size) : sa_libc.malloc(size);
 	}
 	/* static memory is zero, and the arena never hands it out twice */

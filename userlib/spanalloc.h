@@ -143,9 +143,9 @@ int sa_set_held_pages(unsigned int pages);
  * again: ms milliseconds (default 100). It then goes back to the kernel
  * at the thread's next span change. In a heap without the collector, a
  * thread that makes none for twice as long (it sleeps, or its frees keep
- * its spans going) has them taken, and, if it allocated little or nothing,
- * its active spans (all but the tiny allocator's), by the next thread
- * that changes spans,
+ * its spans going) has them taken, and its active spans (all but the
+ * tiny allocator's) if it made no refill and started no new 64-object
+ * word of a span for as long either, by the next thread that changes spans,
  * without being stopped or signalled (membarrier(2); where the kernel
  * refuses it, and in ThreadSanitizer builds, such a thread keeps them
  * until it changes spans, exits, flushes or calls sa_trim()). In a
