@@ -35,6 +35,31 @@ typedef uint16_t sa_tiny_mask;
 #define SA_TINY_START(o)	((sa_tiny_mask)(1U << ((o) / 2)))
 #define SA_TINY_END(o)	((sa_tiny_mask)(1U << (8 + (o) / 2)))
 
+/*
+ * The carve's and the free's bits as loads, not shifts (each shift by a
+ * variable count took three instructions; sa_tiny_alignment's table is
+ * beside them): start[o] is START(o) for an
+ * even offset o in the block, 0 for an odd one or 16; tail[e], for an
+ * object ending at the even offset e, is its last unit's end mark and
+ * the start of the rest after it (END(15), the rest's end, is set already
+ * and stays: 0 at 16).
+ */
+#define SA_TINY_BIT(o)	((o) < 16 && !((o) & 1) ? SA_TINY_START(o) : 0)
+#define SA_TINY_TAIL(e)	((e) < 16 ? SA_TINY_END((e) - 1) | SA_TINY_START(e) : 0)
+#define SA_TINY_R2(q)		((((q) ? (q) : 1) + 1) & ~1)
+#define SA_TINY_ALIGNMENT(q)	(SA_TINY_R2(q) & -SA_TINY_R2(q))	/* sa_tiny_alignment */
+#define SA_TINY_16(F)	F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), \
+			F(9), F(10), F(11), F(12), F(13), F(14), F(15)
+/* in one struct, so that one address reaches all three */
+static const struct {
+	sa_tiny_mask start[17], tail[17];
+	uint8_t align[16];
+} sa_tiny_bits = {
+	{ SA_TINY_16(SA_TINY_BIT), 0 },
+	{ SA_TINY_16(SA_TINY_TAIL), 0 },
+	{ SA_TINY_16(SA_TINY_ALIGNMENT) },
+};
+
 /* A tiny object's size as carved: size (1 to 15) rounded up to 2 bytes. */
 static inline uint32_t sa_tiny_round(uint32_t size)
 {
@@ -47,20 +72,12 @@ static inline uint32_t sa_tiny_round(uint32_t size)
  * largest of 8, 4 and 2 dividing req rounded up to 2 (its lowest set
  * bit; 16 for 15, which only fits an empty block). Every type that fits
  * is aligned: a type's size is a multiple of its alignment. A table of
- * the formula: one load where the arithmetic took seven instructions.
+ * the formula (sa_tiny_bits.align): one load where the arithmetic took
+ * seven instructions.
  */
-#define SA_TINY_R2(q)		((((q) ? (q) : 1) + 1) & ~1)
-#define SA_TINY_ALIGNMENT(q)	(SA_TINY_R2(q) & -SA_TINY_R2(q))
-static const uint8_t sa_tiny_alignments[16] = {
-	SA_TINY_ALIGNMENT(0), SA_TINY_ALIGNMENT(1), SA_TINY_ALIGNMENT(2), SA_TINY_ALIGNMENT(3),
-	SA_TINY_ALIGNMENT(4), SA_TINY_ALIGNMENT(5), SA_TINY_ALIGNMENT(6), SA_TINY_ALIGNMENT(7),
-	SA_TINY_ALIGNMENT(8), SA_TINY_ALIGNMENT(9), SA_TINY_ALIGNMENT(10), SA_TINY_ALIGNMENT(11),
-	SA_TINY_ALIGNMENT(12), SA_TINY_ALIGNMENT(13), SA_TINY_ALIGNMENT(14), SA_TINY_ALIGNMENT(15),
-};
-
 static inline uint32_t sa_tiny_alignment(uint32_t req)
 {
-	return sa_tiny_alignments[req & 15];
+	return sa_tiny_bits.align[req & 15];
 }
 
 /* Where an object aligned to a (a power of 2) starts in a block filled up to fill. */
@@ -75,16 +92,10 @@ static inline sa_tiny_mask sa_tiny_fresh(void)
 	return SA_TINY_START(0) | SA_TINY_END(15);
 }
 
-/* The pseudo-object that follows an object ending at byte end, if any. */
-static inline sa_tiny_mask sa_tiny_rest(uint32_t end)
-{
-	return end < 16 ? SA_TINY_START(end) : 0;
-}
-
 /* A new block with its first object, [0, size), carved. */
 static inline sa_tiny_mask sa_tiny_carved(uint32_t size)
 {
-	return SA_TINY_START(0) | SA_TINY_END(size - 1) | sa_tiny_rest(size) | SA_TINY_END(15);
+	return SA_TINY_START(0) | sa_tiny_bits.tail[size] | SA_TINY_END(15);
 }
 
 /*
@@ -105,12 +116,11 @@ static inline sa_tiny_mask sa_tiny_carved(uint32_t size)
 static inline int sa_tiny_carve(_Atomic(sa_tiny_mask) *m, uint32_t fill, uint32_t off,
 				uint32_t size)
 {
-	uint32_t e = (off + size) / 2;
-	/* the object's last unit (END(2e - 1)) and the rest's start (START(2e)) */
-	uint32_t tail = e < 8 ? 0x81U << e : 0;
-	sa_tiny_mask d = (sa_tiny_mask)(SA_TINY_START(off) - SA_TINY_START(fill) + tail);
+	sa_tiny_mask from = sa_tiny_bits.start[fill];
+	sa_tiny_mask d = (sa_tiny_mask)(sa_tiny_bits.start[off] - from +
+					sa_tiny_bits.tail[off + size]);
 
-	if (__builtin_expect(!!(atomic_fetch_add(m, d) & SA_TINY_START(fill)), 1))
+	if (__builtin_expect(!!(atomic_fetch_add(m, d) & from), 1))
 		return 0;
 	atomic_fetch_sub(m, d);
 	return -1;
@@ -125,7 +135,7 @@ static inline uint32_t sa_tiny_size(sa_tiny_mask m, uint32_t off)
 /* Whether an object starts at off in m: an even offset in the block, marked. */
 static inline bool sa_tiny_starts(sa_tiny_mask m, uint32_t off)
 {
-	return off < 16 && !(off & 1) && (m & SA_TINY_START(off));
+	return off < 16 && (m & sa_tiny_bits.start[off]);
 }
 
 /*
@@ -139,19 +149,24 @@ static inline bool sa_tiny_take(_Atomic(sa_tiny_mask) *m, uint32_t off, uint32_t
 	sa_tiny_mask old = atomic_load_explicit(m, memory_order_relaxed), new;
 	uint32_t start, end;
 
-	if (off >= 16 || (off & 1))
+	if (off >= 16)
 		return false;
-	start = SA_TINY_START(off);
+	start = sa_tiny_bits.start[off];	/* 0 for an odd off: nothing starts there */
 	do {
 		if (!(old & start))
 			return false;
-		/* objects do not overlap: the first end mark from its unit on is its own */
-		end = old & (0xff00U << (off / 2));
+		/*
+		 * Objects do not overlap: the first end mark from its unit on
+		 * is its own. Those marks are bits 8 + off / 2 to 15, all
+		 * that -(start << 8) sets of the mask's 16.
+		 */
+		end = old & -(start << 8);
 		end &= -end;
 		new = (sa_tiny_mask)(old & ~(start | end));
 	} while (!atomic_compare_exchange_weak(m, &old, new));
 	*freed = new == 0;
-	*size = 2 * ((uint32_t)__builtin_ctz(end) - 7 - off / 2);
+	/* 2 bytes a unit, from off's (off / 2) to the end's (ctz - 8): off is even */
+	*size = 2 * (uint32_t)__builtin_ctz(end) - 14 - off;
 	return true;
 }
 
