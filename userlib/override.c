@@ -113,6 +113,19 @@ static void *sa_next(const char *name)
 	return f;
 }
 
+/*
+ * Where the heap could not start, every malloc still begins the fast
+ * path, which raises and lowers in_fast on the thread's cache before it
+ * finds no span there (it reads the span inside that region: handoff.c).
+ * On the one shared sa_tc_none, every thread would write the same cache
+ * line twice per call: threads served by glibc take one of these
+ * instead, by thread id. Never read: no span, no stop, and no tiny block
+ * (sa_override_init marks that before it publishes glibc's mode, so that
+ * the array stays in .bss).
+ */
+#define SA_GLIBC_CACHES	16
+static struct sa_tcache sa_tc_glibc[SA_GLIBC_CACHES];
+
 static void sa_override_init(void)
 {
 	const char *req = getenv("SPANALLOC_REQUIRE");
@@ -137,6 +150,8 @@ static void sa_override_init(void)
 	sa_libc.memalign = sa_next("__libc_memalign");
 	sa_libc.usable = sa_next("malloc_usable_size");
 	sa_libc.trim = sa_next("malloc_trim");
+	for (int i = 0; i < SA_GLIBC_CACHES; i++)
+		sa_tc_glibc[i].tiny_off = SA_TINY_SIZE;
 	atomic_store(&sa_mode, SA_MODE_GLIBC);
 	sa_initialising = 0;
 }
@@ -174,19 +189,6 @@ static void sa_foreign(const void *p, const char *what)
 	sa_say(msg);
 	errno = saved;
 }
-
-/*
- * Where the heap could not start, every malloc still begins the fast
- * path, which raises and lowers in_fast on the thread's cache before it
- * finds no span there (it reads the span inside that region: handoff.c).
- * On the one shared sa_tc_none, every thread would write the same cache
- * line twice per call: threads served by glibc take one of these
- * instead, by thread id. Never read: no span, no tiny block, no stop.
- */
-#define SA_GLIBC_CACHES	16
-static struct sa_tcache sa_tc_glibc[SA_GLIBC_CACHES] = {
-	[0 ... SA_GLIBC_CACHES - 1] = { .tiny_off = SA_TINY_SIZE },
-};
 
 static __attribute__((noinline, cold)) void sa_glibc_thread(void)
 {
